@@ -1,0 +1,1 @@
+"""Language models (GPT, LSTM) with analytic parameter and FLOP counts. Imports torch only."""

@@ -1,0 +1,1 @@
+"""Plan, launch and train scaling-law sweeps; write one record per run (see records.py)."""

@@ -1,0 +1,217 @@
+"""The run record: the one contract between `sweeps/` (which writes it) and `analysis/` (which reads it).
+
+Standard library only, so a results folder copied to a laptop can be analysed without torch or Hydra.
+
+Layout of one run (the folder is named by a hash of the resolved, semantic config):
+
+    results/<sweep>/<run_id>/
+        record.json    written last and atomically; its presence means the run ended
+        curve.jsonl    one JSON object per evaluation (appended as training goes)
+        checkpoint.pt  the last checkpoint (weights_only-loadable); removed when the run ends ok
+
+Fields of record.json (schema version 1). Conventions: losses are in nats per token; N counts
+parameters under several conventions, and `n_params` is the *matmul* convention (every weight that
+takes part in a matrix multiply per token, output head included, embedding lookups, norms and
+biases excluded), so that 6 * n_params * n_tokens is the matmul part of training compute.
+
+    schema_version          int, == SCHEMA_VERSION
+    run_id                  str, the folder name
+    sweep                   str, sweep name (the folder above)
+    status                  "ok" | "diverged" | "failed" | "skipped"
+    reason                  str | None, why a run is not ok
+    config                  dict, the resolved config (model, data, optim, schedule, budget, ...)
+    arch                    "gpt" | "lstm"
+    shape                   dict, the model's shape (n_layer, d_model, n_head, context, vocab_size, tied)
+    n_params                int, N under the matmul convention (the N of C = 6ND)
+    n_params_total          int, sum of numel over every parameter (tied weights once)
+    n_params_embedding      int, token (+ position) embedding tables
+    n_params_non_embedding  int, total - embedding (Kaplan's N)
+    n_params_matmul         int, == n_params
+    flops_per_token_6n      float, 6 * n_params
+    flops_per_token_exact   float, forward+backward FLOPs per token: every matmul incl. head + attention
+    n_tokens                int, tokens actually trained on (D)
+    flops                   float, 6 * n_params * n_tokens (C, the convention used for fits)
+    flops_exact             float, flops_per_token_exact * n_tokens
+    flops_marginal          float, FLOPs this run actually spent (less than `flops` for a branch)
+    flops_budget            float | None, the compute budget the run was planned for (IsoFLOP group)
+    loss                    float, final validation loss (nats/token) on the fixed held-out set
+    perplexity              float, exp(loss)
+    bits_per_byte           float, loss / ln 2 * tokens / bytes of the validation text
+    train_loss              float, mean training loss over the last evaluation interval
+    unigram_entropy         float, entropy (nats/token) of the train split's unigram distribution
+    n_steps, batch_size     int, optimizer steps and sequences per step
+    lr                      float, peak learning rate
+    time_s, tokens_per_s    float, wall time of training (s) and throughput
+    seed                    int
+    dataset_id              str, fingerprint of the data + tokenizer; fits refuse to mix two
+    dataset                 dict, name, content hash, bytes, tokenizer, vocab_size, python version
+    code_version            str, git commit (or package version) of the code that trained it
+    lib_versions            dict, python, torch, numpy, hydra
+    parent_run_id           str | None, the trunk a branch forked from
+    created_at              str, ISO 8601 UTC time the record was written
+
+Each line of curve.jsonl: step, n_tokens, flops, loss (validation), train_loss, lr, time_s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "RECORD_FILE",
+    "CURVE_FILE",
+    "CHECKPOINT_FILE",
+    "STATUSES",
+    "RecordError",
+    "write_json_atomic",
+    "write_record",
+    "read_record",
+    "append_curve",
+    "read_curve",
+    "truncate_curve",
+    "run_state",
+    "iter_run_dirs",
+]
+
+SCHEMA_VERSION = 1
+RECORD_FILE = "record.json"
+CURVE_FILE = "curve.jsonl"
+CHECKPOINT_FILE = "checkpoint.pt"
+STATUSES = ("ok", "diverged", "failed", "skipped")
+
+
+class RecordError(ValueError):
+    """A record file that cannot be used: names the file and why."""
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars and paths sneak into records; turn them into plain JSON values.
+    if hasattr(obj, "item"):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _clean(obj: Any) -> Any:
+    """Replace non-finite floats by None: JSON has no NaN, and a diverged loss must stay readable."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write JSON to a temp file in the same folder, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(_clean(obj), f, indent=2, sort_keys=True, default=_json_default)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_record(run_dir: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+    """Write `record.json` atomically (the last thing a run does)."""
+    if record.get("status") not in STATUSES:
+        raise RecordError(f"status must be one of {STATUSES}, got {record.get('status')!r}")
+    record = {"schema_version": SCHEMA_VERSION, **record}
+    path = Path(run_dir) / RECORD_FILE
+    write_json_atomic(path, record)
+    return path
+
+
+def read_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a run's record; RecordError naming the file if it is missing, malformed or foreign."""
+    path = Path(run_dir) / RECORD_FILE
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f)
+    except FileNotFoundError as e:
+        raise RecordError(f"{path}: no record (the run has not finished)") from e
+    except json.JSONDecodeError as e:
+        raise RecordError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+    if not isinstance(record, dict) or "schema_version" not in record:
+        raise RecordError(f"{path}: not a run record (no schema_version)")
+    return record
+
+
+def append_curve(run_dir: str | os.PathLike[str], row: dict[str, Any]) -> None:
+    """Append one evaluation to curve.jsonl (a line is written whole, then flushed)."""
+    path = Path(run_dir) / CURVE_FILE
+    line = json.dumps(_clean(row), sort_keys=True, default=_json_default)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(line + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def read_curve(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read curve.jsonl; a torn last line (a run killed mid-write) is dropped."""
+    path = Path(run_dir) / CURVE_FILE
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def truncate_curve(run_dir: str | os.PathLike[str], max_step: int) -> None:
+    """Keep only evaluations at or before `max_step` (a resumed run rewinds to its checkpoint)."""
+    rows = [r for r in read_curve(run_dir) if r.get("step", 0) <= max_step]
+    path = Path(run_dir) / CURVE_FILE
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def run_state(run_dir: str | os.PathLike[str]) -> str:
+    """'done' (record, ok/diverged/skipped), 'failed' (record, failed), 'partial' (started), 'new'."""
+    run_dir = Path(run_dir)
+    if (run_dir / RECORD_FILE).exists():
+        try:
+            status = read_record(run_dir).get("status")
+        except RecordError:
+            return "partial"
+        return "failed" if status == "failed" else "done"
+    if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / CURVE_FILE).exists():
+        return "partial"
+    return "new"
+
+
+def iter_run_dirs(sweep_dir: str | os.PathLike[str]) -> Iterable[Path]:
+    """Run folders under a sweep folder (any folder holding a record, curve or checkpoint)."""
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        return []
+    names = (RECORD_FILE, CURVE_FILE, CHECKPOINT_FILE)
+    return sorted(
+        p for p in sweep_dir.iterdir() if p.is_dir() and any((p / n).exists() for n in names)
+    )
