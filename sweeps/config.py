@@ -1,0 +1,283 @@
+"""Typed config: the dataclass schemas that Hydra composes `conf/` YAML onto.
+
+Every field is named the same from the command line to the record (`optim.lr` everywhere). The
+training loop receives a plain `RunConfig` (via `to_run_config`), never a DictConfig. Validation
+lives in `__post_init__`, which runs when OmegaConf turns the composed config into these objects;
+a bad value raises `UserError` naming the field and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from sweeps.errors import UserError
+
+__all__ = [
+    "ModelConfig",
+    "DataConfig",
+    "OptimConfig",
+    "ScheduleConfig",
+    "BudgetConfig",
+    "RunConfig",
+    "register_configs",
+    "to_run_config",
+    "semantic_config",
+    "run_id_for",
+]
+
+ARCHS = ("gpt", "lstm")
+DATA_NAMES = ("pystdlib", "text", "tokens", "synthetic")
+TOKENIZERS = ("bytes", "bpe")
+SCHEDULES = ("cosine", "wsd", "constant")
+DECAY_SHAPES = ("1-sqrt", "linear")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _check(ok: bool, field_name: str, problem: str, fix: str) -> None:
+    if not ok:
+        raise UserError(field_name, problem, fix)
+
+
+def _choice(value: str, options: tuple[str, ...], field_name: str) -> None:
+    _check(value in options, field_name, f"unknown value {value!r}", f"use one of {list(options)}")
+
+
+@dataclass
+class ModelConfig:
+    """The model: a family and a size, either a target N or an explicit shape."""
+
+    arch: str = "gpt"  # gpt | lstm
+    n_params: Union[float, None] = 1e5  # target N (matmul convention, see sweeps/records.py)
+    n_layer: Union[int, None] = None  # explicit shape: n_layer and d_model (overrides n_params)
+    d_model: Union[int, None] = None
+    n_head: Union[int, None] = None  # GPT only; default from the head width of models/sizing.py
+    context: int = 256  # tokens per training sequence
+    tied: bool = False  # output head shares the token-embedding weight
+    min_layers: int = 2  # depth policy when solving n_params to a shape
+
+    def __post_init__(self) -> None:
+        _choice(self.arch, ARCHS, "model.arch")
+        explicit = self.n_layer is not None or self.d_model is not None
+        if explicit:
+            _check(
+                self.n_layer is not None and self.d_model is not None,
+                "model.n_layer/model.d_model",
+                "an explicit shape needs both",
+                "set both model.n_layer and model.d_model, or neither and model.n_params",
+            )
+            _check(self.n_layer >= 1, "model.n_layer", "must be >= 1", "e.g. model.n_layer=2")  # type: ignore[operator]
+            _check(self.d_model >= 1, "model.d_model", "must be >= 1", "e.g. model.d_model=64")  # type: ignore[operator]
+        else:
+            _check(
+                self.n_params is not None and math.isfinite(self.n_params) and self.n_params > 0,
+                "model.n_params",
+                f"must be a positive number, got {self.n_params}",
+                "e.g. model.n_params=1e5, or give model.n_layer and model.d_model",
+            )
+        _check(self.context >= 2, "model.context", "must be >= 2", "e.g. model.context=256")
+        _check(self.min_layers >= 1, "model.min_layers", "must be >= 1", "e.g. model.min_layers=2")
+
+
+@dataclass
+class DataConfig:
+    """The corpus, its tokenizer, and the fixed held-out evaluation set."""
+
+    name: str = "pystdlib"  # pystdlib | text | tokens | synthetic
+    path: Union[str, None] = None  # text: file, folder or glob; tokens: .bin/.npy array file
+    tokenizer: str = "bytes"  # bytes | bpe (trained on the train split)
+    vocab_size: int = 4096  # BPE vocabulary size (bytes: always 256)
+    token_dtype: str = "uint16"  # tokens: dtype of a raw .bin file (uint16 | uint32)
+    val_fraction: float = 0.05  # share of files (or tokens) held out for validation
+    n_val_tokens: int = 65536  # size of the fixed evaluation set (tokens)
+    synthetic_n_tokens: int = 200_000  # synthetic: corpus length
+    synthetic_vocab_size: int = 64  # synthetic: alphabet size
+    cache_dir: str = ""  # where encoded corpora are cached; "" = $XDG_CACHE_HOME/scaling-sweeps
+
+    def __post_init__(self) -> None:
+        _choice(self.name, DATA_NAMES, "data.name")
+        _choice(self.tokenizer, TOKENIZERS, "data.tokenizer")
+        if self.name in ("text", "tokens"):
+            _check(
+                bool(self.path),
+                "data.path",
+                f"data.name={self.name} needs a path",
+                "set data.path=/path/to/your/data",
+            )
+        _check(
+            0.0 < self.val_fraction < 1.0,
+            "data.val_fraction",
+            f"must be in (0, 1), got {self.val_fraction}",
+            "e.g. data.val_fraction=0.05",
+        )
+        _check(self.n_val_tokens > 0, "data.n_val_tokens", "must be > 0", "e.g. 65536")
+        _check(
+            self.vocab_size >= 257 or self.tokenizer != "bpe",
+            "data.vocab_size",
+            "a BPE vocabulary must exceed the 256 byte symbols",
+            "e.g. data.vocab_size=4096",
+        )
+        _choice(self.token_dtype, ("uint16", "uint32"), "data.token_dtype")
+
+
+@dataclass
+class OptimConfig:
+    """AdamW and the batch. `lr` and `batch_size` may be "auto" (fitted rules by model size)."""
+
+    lr: Union[float, str] = 3e-3  # peak learning rate, or "auto"
+    batch_size: Union[int, str] = 16  # sequences per optimizer step, or "auto"
+    weight_decay: float = 0.1  # decoupled, on matrices only
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0  # max global grad norm; 0 disables
+    rules: str = ""  # hparam_rules.json for "auto"; "" = the built-in defaults
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lr, str):
+            _check(self.lr == "auto", "optim.lr", f"unknown value {self.lr!r}", "a number or auto")
+        else:
+            _check(
+                math.isfinite(self.lr) and self.lr > 0,
+                "optim.lr",
+                f"must be > 0, got {self.lr}",
+                "e.g. optim.lr=3e-3",
+            )
+        if isinstance(self.batch_size, str):
+            _check(
+                self.batch_size == "auto",
+                "optim.batch_size",
+                f"unknown value {self.batch_size!r}",
+                "a positive integer or auto",
+            )
+        else:
+            _check(self.batch_size >= 1, "optim.batch_size", "must be >= 1", "e.g. 16")
+        _check(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0", "e.g. 0.1")
+        _check(0 <= self.beta1 < 1, "optim.beta1", "must be in [0, 1)", "e.g. 0.9")
+        _check(0 <= self.beta2 < 1, "optim.beta2", "must be in [0, 1)", "e.g. 0.95")
+        _check(self.grad_clip >= 0, "optim.grad_clip", "must be >= 0", "e.g. 1.0 (0 = off)")
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate schedule over the run's actual number of steps."""
+
+    name: str = "cosine"  # cosine | wsd | constant
+    warmup_frac: float = 0.05  # share of steps spent warming up linearly
+    min_lr_frac: float = 0.1  # cosine ends at min_lr_frac * lr
+    decay_frac: float = 0.2  # wsd: share of steps in the final cooldown
+    decay_shape: str = "1-sqrt"  # wsd cooldown: 1-sqrt | linear
+
+    def __post_init__(self) -> None:
+        _choice(self.name, SCHEDULES, "schedule.name")
+        _choice(self.decay_shape, DECAY_SHAPES, "schedule.decay_shape")
+        _check(0 <= self.warmup_frac < 1, "schedule.warmup_frac", "must be in [0, 1)", "0.05")
+        _check(0 <= self.min_lr_frac <= 1, "schedule.min_lr_frac", "must be in [0, 1]", "0.1")
+        _check(0 < self.decay_frac <= 1, "schedule.decay_frac", "must be in (0, 1]", "0.2")
+
+
+@dataclass
+class BudgetConfig:
+    """The training horizon: exactly one of tokens, flops (C = 6 N D), tokens_per_param, steps."""
+
+    tokens: Union[float, None] = None
+    flops: Union[float, None] = None
+    tokens_per_param: Union[float, None] = None
+    steps: Union[int, None] = None
+
+    def check(self) -> None:
+        """Called by RunConfig: the schema's default (no horizon) must stay constructible for Hydra."""
+        given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        _check(
+            len(given) == 1,
+            "budget",
+            "exactly one horizon is needed, got "
+            + (", ".join(f"budget.{k}={v}" for k, v in given.items()) or "none"),
+            "pick one group, e.g. budget=tokens budget.tokens=1e6 or budget=flops budget.flops=1e12",
+        )
+        (key, value), = given.items()
+        _check(
+            math.isfinite(float(value)) and value > 0,
+            f"budget.{key}",
+            f"must be > 0, got {value}",
+            f"e.g. budget.{key}=" + {"tokens": "1e6", "flops": "1e12"}.get(key, "20"),
+        )
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs. Fields above `seed` and `seed` itself are semantic."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)  # conf/budget/*.yaml sets one
+    seed: int = 0
+    precision: str = "auto"  # auto (bf16 on CUDA or a CPU with native bf16, else fp32) | fp32 | bf16
+    parent_run_id: Union[str, None] = None  # a branch's trunk (WSD cooldown branches)
+    # ---- execution: do not change the result, so not part of the run id ----
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 1  # torch.set_num_threads; fill cores with runs, not threads
+    compile: bool = False  # torch.compile the model (costs start-up; pays on GPU)
+    n_evals: int = 8  # evaluations on the held-out set over the run (the last is the final loss)
+    checkpoint_every_s: float = 60.0  # also checkpoints at every evaluation
+    results_dir: str = "results"
+    sweep_name: str = "default"
+    progress: str = "auto"  # auto (bar on a terminal, log lines otherwise) | bar | log | none
+    max_retries: int = 1  # a failed run is retried this many times by a rerun
+
+    def __post_init__(self) -> None:
+        self.budget.check()
+        _choice(self.precision, PRECISIONS, "precision")
+        _choice(self.device, DEVICES, "device")
+        _choice(self.progress, ("auto", "bar", "log", "none"), "progress")
+        _check(self.threads >= 1, "threads", "must be >= 1", "e.g. threads=1")
+        _check(self.n_evals >= 1, "n_evals", "must be >= 1", "e.g. n_evals=8")
+        _check(self.max_retries >= 0, "max_retries", "must be >= 0", "e.g. max_retries=1")
+        _check(bool(self.sweep_name), "sweep_name", "must not be empty", "sweep_name=mysweep")
+
+
+SEMANTIC_FIELDS = ("model", "data", "optim", "schedule", "budget", "seed", "precision", "parent_run_id")
+
+
+def semantic_config(cfg: RunConfig) -> dict[str, Any]:
+    """The part of the config that changes the result; it names the run (execution knobs do not)."""
+    full = dataclasses.asdict(cfg)
+    sem = {k: full[k] for k in SEMANTIC_FIELDS}
+    sem["data"] = {k: v for k, v in sem["data"].items() if k != "cache_dir"}
+    return sem
+
+
+def run_id_for(cfg: RunConfig) -> str:
+    """A short content hash of the semantic config: the run's folder name, stable across machines."""
+    blob = json.dumps(semantic_config(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (the YAML under conf/ selects and overrides)."""
+    from hydra.core.config_store import ConfigStore
+
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    cs.store(group="model", name="schema", node=ModelConfig)
+    cs.store(group="data", name="schema", node=DataConfig)
+    cs.store(group="optim", name="schema", node=OptimConfig)
+    cs.store(group="schedule", name="schema", node=ScheduleConfig)
+    cs.store(group="budget", name="schema", node=BudgetConfig)
+
+
+def to_run_config(cfg: Any) -> RunConfig:
+    """A composed DictConfig -> a validated plain RunConfig (raises UserError on a bad value)."""
+    from omegaconf import OmegaConf
+
+    obj = OmegaConf.to_object(cfg)
+    if not isinstance(obj, RunConfig):
+        raise TypeError(f"expected a RunConfig, got {type(obj).__name__}")
+    return obj

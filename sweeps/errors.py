@@ -1,0 +1,23 @@
+"""The one exception type for a user's mistake: it names the field (or file) at fault and the fix.
+
+Entry points catch it, print `error: <field>: <problem>. <fix>` on one line, exit non-zero, and
+leave nothing half-written. Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = ["UserError"]
+
+
+class UserError(Exception):
+    """A mistake in the user's config, data or results folder, with the field at fault and the fix."""
+
+    def __init__(self, field: str, problem: str, fix: str = "") -> None:
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        super().__init__(self.line())
+
+    def line(self) -> str:
+        fix = f" Fix: {self.fix}" if self.fix else ""
+        return f"{self.field}: {self.problem}.{fix}"
