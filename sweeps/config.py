@@ -189,10 +189,12 @@ class BudgetConfig:
     flops: Union[float, None] = None
     tokens_per_param: Union[float, None] = None
     steps: Union[int, None] = None
+    min_steps: int = 1  # fewer optimizer steps than this: an error for one run, `skipped` in a sweep
 
     def check(self) -> None:
         """Called by RunConfig: the schema's default (no horizon) must stay constructible for Hydra."""
-        given = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        horizons = ("tokens", "flops", "tokens_per_param", "steps")
+        given = {k: getattr(self, k) for k in horizons if getattr(self, k) is not None}
         _check(
             len(given) == 1,
             "budget",
@@ -207,6 +209,7 @@ class BudgetConfig:
             f"must be > 0, got {value}",
             f"e.g. budget.{key}=" + {"tokens": "1e6", "flops": "1e12"}.get(key, "20"),
         )
+        _check(self.min_steps >= 1, "budget.min_steps", "must be >= 1", "e.g. budget.min_steps=50")
 
 
 @dataclass

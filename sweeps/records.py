@@ -5,6 +5,7 @@ Standard library only, so a results folder copied to a laptop can be analysed wi
 Layout of one run (the folder is named by a hash of the resolved, semantic config):
 
     results/<sweep>/<run_id>/
+        config.json    the semantic config (the run id is its hash), written when it starts
         record.json    written last and atomically; its presence means the run ended
         curve.jsonl    one JSON object per evaluation (appended as training goes)
         checkpoint.pt  the last checkpoint (weights_only-loadable); removed when the run ends ok
@@ -68,6 +69,7 @@ __all__ = [
     "RECORD_FILE",
     "CURVE_FILE",
     "CHECKPOINT_FILE",
+    "CONFIG_FILE",
     "STATUSES",
     "RecordError",
     "write_json_atomic",
@@ -84,6 +86,7 @@ SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
 CURVE_FILE = "curve.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
+CONFIG_FILE = "config.json"  # the semantic config, written when a run starts (checks its id)
 STATUSES = ("ok", "diverged", "failed", "skipped")
 
 
@@ -201,7 +204,7 @@ def run_state(run_dir: str | os.PathLike[str]) -> str:
         except RecordError:
             return "partial"
         return "failed" if status == "failed" else "done"
-    if (run_dir / CHECKPOINT_FILE).exists() or (run_dir / CURVE_FILE).exists():
+    if any((run_dir / n).exists() for n in (CHECKPOINT_FILE, CURVE_FILE, CONFIG_FILE)):
         return "partial"
     return "new"
 
@@ -211,7 +214,7 @@ def iter_run_dirs(sweep_dir: str | os.PathLike[str]) -> Iterable[Path]:
     sweep_dir = Path(sweep_dir)
     if not sweep_dir.is_dir():
         return []
-    names = (RECORD_FILE, CURVE_FILE, CHECKPOINT_FILE)
+    names = (RECORD_FILE, CURVE_FILE, CHECKPOINT_FILE, CONFIG_FILE)
     return sorted(
         p for p in sweep_dir.iterdir() if p.is_dir() and any((p / n).exists() for n in names)
     )

@@ -1,0 +1,178 @@
+"""Run one config to a record exactly once: skip it when done, resume it when partial, retry it when
+failed (up to `max_retries`), and never let two processes train the same run (a lock per run)."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sweeps import records
+from sweeps.config import RunConfig, run_id_for, semantic_config
+from sweeps.errors import UserError
+
+__all__ = ["run_dir_for", "run_one", "run_lock"]
+
+CONFIG_FILE = records.CONFIG_FILE
+LOCK_FILE = ".lock"
+
+
+def run_dir_for(cfg: RunConfig) -> Path:
+    return Path(cfg.results_dir) / cfg.sweep_name / run_id_for(cfg)
+
+
+def _check_writable(results_dir: Path) -> None:
+    """Refuse before creating anything when the results folder cannot be written."""
+    probe = results_dir
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise UserError(
+            "results_dir",
+            f"cannot write under {probe}",
+            "choose a writable folder, e.g. results_dir=$HOME/results",
+        )
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[bool]:
+    """An exclusive, non-blocking lock on the run: True when we hold it, False when another
+    process (another sweep over the same folder) is training this run right now."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _check_identity(run_dir: Path, cfg: RunConfig) -> None:
+    """A folder whose recorded config disagrees with its name is refused, never overwritten."""
+    path = run_dir / CONFIG_FILE
+    if not path.exists():
+        return
+    import json
+
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(str(path), f"unreadable ({e})", f"delete {run_dir} to retrain it") from e
+    expected = json.loads(json.dumps(semantic_config(cfg), default=str))
+    if stored != expected:
+        diff = sorted(k for k in set(stored) | set(expected) if stored.get(k) != expected.get(k))
+        raise UserError(
+            str(run_dir),
+            f"the recorded config disagrees with the run id in {', '.join(diff)}",
+            f"move or delete {run_dir} (it was made by other code or edited by hand)",
+        )
+
+
+def _skipped_record(cfg: RunConfig, reason: str, prep: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    plan = prep.plan
+    return {
+        "run_id": run_id_for(cfg),
+        "sweep": cfg.sweep_name,
+        "status": "skipped",
+        "reason": reason,
+        "config": asdict(cfg),
+        "arch": cfg.model.arch,
+        "shape": asdict(plan.shape),
+        "n_params": plan.n_params,
+        **{f"n_params_{k}": v for k, v in plan.n_params_by_convention.items()},
+        "n_tokens": plan.n_tokens,
+        "flops": plan.flops,
+        "flops_budget": cfg.budget.flops,
+        "loss": None,
+        "seed": cfg.seed,
+        "dataset_id": prep.data.dataset_id,
+        "parent_run_id": cfg.parent_run_id,
+    }
+
+
+def run_one(cfg: RunConfig, *, in_sweep: bool = False) -> dict[str, Any] | None:
+    """Train `cfg` into results/<sweep>/<run_id>/ unless already done; return its record.
+
+    Returns None when another process holds the run. Raises UserError for the user's mistakes
+    (before any run folder is created). A crash inside training becomes a `failed` record with
+    the traceback in `error.log`; it is re-raised outside a sweep, swallowed inside one.
+    """
+    from sweeps.trainer import prepare, train
+
+    _check_writable(Path(cfg.results_dir))
+    prep = prepare(cfg, progress=cfg.progress != "none")
+    if prep.plan.problem and not in_sweep:
+        raise UserError(
+            "budget",
+            prep.plan.problem,
+            "raise the budget, lower optim.batch_size or model.context, or lower budget.min_steps",
+        )
+    run_dir = run_dir_for(cfg)
+    with run_lock(run_dir) as held:
+        if not held:
+            _say(f"[{run_dir.name}] is being trained by another process; skipped here")
+            return None
+        _check_identity(run_dir, cfg)
+        state = records.run_state(run_dir)
+        if state == "done":
+            record = records.read_record(run_dir)
+            _say(f"[{run_dir.name}] already done ({record['status']}, loss {record.get('loss')}); "
+                 f"delete {run_dir} to retrain")
+            return record
+        attempts = 0
+        if state == "failed":
+            old = records.read_record(run_dir)
+            attempts = int(old.get("attempts", 1))
+            if attempts > cfg.max_retries:
+                _say(f"[{run_dir.name}] failed {attempts} time(s); not retried "
+                     f"(raise max_retries, or delete {run_dir})")
+                return old
+            (run_dir / records.RECORD_FILE).unlink()
+            _say(f"[{run_dir.name}] retrying after a failure (attempt {attempts + 1})")
+        elif state == "partial" and (run_dir / records.CHECKPOINT_FILE).exists():
+            _say(f"[{run_dir.name}] resuming from its checkpoint")
+        records.write_json_atomic(run_dir / CONFIG_FILE, semantic_config(cfg))
+        if prep.plan.problem:
+            record = _skipped_record(cfg, prep.plan.problem, prep)
+            records.write_record(run_dir, record)
+            _say(f"[{run_dir.name}] skipped: {prep.plan.problem}")
+            return record
+        try:
+            record = train(cfg, run_dir, prepared=prep)
+        except Exception as e:  # a crash of one run must not stop a sweep
+            (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+            record = _skipped_record(cfg, f"{type(e).__name__}: {e}", prep)
+            record.update(status="failed", attempts=attempts + 1)
+            records.write_record(run_dir, record)
+            _say(f"[{run_dir.name}] failed: {type(e).__name__}: {e} (see {run_dir}/error.log)")
+            if not in_sweep:
+                raise
+            return record
+        _say(
+            f"[{run_dir.name}] {record['status']}: loss {record['loss']:.4f} nats/token, "
+            f"N={record['n_params']:,} D={record['n_tokens']:,} C={record['flops']:.3g} "
+            f"in {record['time_s']:.1f}s ({record['tokens_per_s']:,.0f} tok/s) -> {run_dir}"
+            if record["status"] == "ok"
+            else f"[{run_dir.name}] {record['status']}: {record['reason']} -> {run_dir}"
+        )
+        return record

@@ -1,0 +1,116 @@
+"""What a run will do, derived from its config before any training: shape, N, steps, D, C.
+
+`sweeps.plan` prints these for a whole sweep and `sweeps.train` trains exactly them, so the plan
+and the records agree by construction (D and C are rounded down to whole optimizer steps).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from models import flops_per_token, make_shape, param_counts, solve_shape
+from sweeps.config import RunConfig
+from sweeps.errors import UserError
+
+__all__ = ["RunPlan", "plan_run", "shape_for"]
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """A run's derived quantities. N is the matmul convention (see sweeps/records.py)."""
+
+    shape: Any  # models.GPTShape | models.LSTMShape
+    n_params_by_convention: dict[str, int]
+    flops_per_token: dict[str, float]  # six_n, forward, exact
+    lr: float
+    batch_size: int
+    n_steps: int
+    tokens_per_step: int
+    problem: str | None  # why the run cannot be trained sensibly (a sweep skips it), else None
+
+    @property
+    def n_params(self) -> int:
+        return self.n_params_by_convention["matmul"]
+
+    @property
+    def n_tokens(self) -> int:
+        return self.n_steps * self.tokens_per_step
+
+    @property
+    def flops(self) -> float:
+        """C = 6 N D with N the matmul convention and D the tokens actually trained on."""
+        return self.flops_per_token["six_n"] * self.n_tokens
+
+
+def shape_for(cfg: RunConfig, *, vocab_size: int) -> Any:
+    """The model shape: explicit (n_layer, d_model) or solved from the target n_params."""
+    m = cfg.model
+    try:
+        if m.n_layer is not None and m.d_model is not None:
+            return make_shape(
+                m.arch,
+                n_layer=m.n_layer,
+                d_model=m.d_model,
+                n_head=m.n_head,
+                vocab_size=vocab_size,
+                context=m.context,
+                tied=m.tied,
+            )
+        assert m.n_params is not None
+        return solve_shape(
+            m.arch,
+            n_params=m.n_params,
+            vocab_size=vocab_size,
+            context=m.context,
+            tied=m.tied,
+            min_layers=m.min_layers,
+        )
+    except ValueError as e:
+        raise UserError("model", str(e).rstrip("."), "") from e
+
+
+def plan_run(cfg: RunConfig, *, vocab_size: int) -> RunPlan:
+    """Derive shape, hyper-parameters and the horizon in whole steps from the config.
+
+    Horizons: budget.tokens is D; budget.flops is C with D = C / (6 N); budget.tokens_per_param
+    is D = k N; budget.steps fixes the steps. D is rounded down to whole steps of
+    batch_size * context tokens. `problem` is set when fewer than budget.min_steps remain.
+    """
+    from sweeps.hparams import resolve_hparams
+
+    shape = shape_for(cfg, vocab_size=vocab_size)
+    counts = param_counts(shape)
+    fpt = flops_per_token(shape)
+    n_params = counts["matmul"]
+    lr, batch_size = resolve_hparams(cfg.optim, n_params=n_params, budget=cfg.budget)
+    tokens_per_step = batch_size * cfg.model.context
+    b = cfg.budget
+    if b.steps is not None:
+        n_steps = int(b.steps)
+    else:
+        if b.tokens is not None:
+            target = float(b.tokens)
+        elif b.flops is not None:
+            target = float(b.flops) / fpt["six_n"]
+        else:
+            assert b.tokens_per_param is not None
+            target = float(b.tokens_per_param) * n_params
+        n_steps = int(target // tokens_per_step)
+    problem = None
+    min_steps = cfg.budget.min_steps
+    if n_steps < max(1, min_steps):
+        problem = (
+            f"{n_steps} optimizer steps of {tokens_per_step} tokens (batch {batch_size} x context "
+            f"{cfg.model.context}) fit in this budget, fewer than {max(1, min_steps)}"
+        )
+    return RunPlan(
+        shape=shape,
+        n_params_by_convention=counts,
+        flops_per_token=fpt,
+        lr=lr,
+        batch_size=batch_size,
+        n_steps=n_steps,
+        tokens_per_step=tokens_per_step,
+        problem=problem,
+    )

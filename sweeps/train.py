@@ -1,0 +1,69 @@
+"""Entry point: `python -m sweeps.train [overrides]` for one run, `-m` for a sweep.
+
+Hydra stays here, at the edge: it composes conf/ onto the schemas of sweeps/config.py; this
+module turns the result into a plain RunConfig and hands it to sweeps.runner.run_one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from sweeps.config import register_configs, to_run_config
+from sweeps.errors import UserError
+
+register_configs()
+
+JOB_ERRORS = ".job_errors.jsonl"  # user errors of single jobs in a sweep, for the summary
+
+
+def _user_error_from_omegaconf(e: OmegaConfBaseException) -> UserError:
+    key = getattr(e, "full_key", None) or "config"
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return UserError(str(key), msg, f"check the value of {key} on the command line or in conf/")
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float | None:
+    from sweeps.runner import run_one
+
+    in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        try:
+            run_cfg = to_run_config(cfg)
+        except OmegaConfBaseException as e:
+            raise _user_error_from_omegaconf(e) from e
+        record = run_one(run_cfg, in_sweep=in_sweep)
+    except UserError as e:
+        print(f"error: {e.line()}", file=sys.stderr, flush=True)
+        if not in_sweep:
+            sys.exit(2)
+        sweep_dir = Path(HydraConfig.get().sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        with open(sweep_dir / JOB_ERRORS, "a", encoding="utf-8") as f:
+            overrides = list(HydraConfig.get().overrides.task)
+            f.write(json.dumps({"overrides": overrides, "error": e.line(), "time": time.time()}))
+            f.write("\n")
+        return None
+    except Exception:
+        if in_sweep:
+            return None  # the failed record is written; the sweep summary reports it
+        raise
+    if record is None:
+        return None
+    if not in_sweep and record.get("status") not in ("ok",):
+        sys.exit(1)
+    loss = record.get("loss")
+    return float(loss) if loss is not None else None
+
+
+if __name__ == "__main__":
+    main()
