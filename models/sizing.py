@@ -1,13 +1,14 @@
 """From a target N (matmul convention) or an explicit (n_layer, d_model) to a model shape.
 
 Depth policy (one dial, so that every size of a sweep has the same kind of shape):
-- d_model runs over multiples of 8 (8, 16, 24, ...);
+- d_model runs over multiples of 8 (8, 16, 24, ...); for the GPT only those where
+  n_head = max(1, d_model // head_dim) divides d_model, so every head is between head_dim and
+  2 * head_dim wide (or d_model wide, below head_dim): 8, 16, 24, 32, 40, 48, 64, 72, 80, 96, ...
+  (multiples of 16 above 136);
 - n_layer = max(min_layers, round(d_model / aspect)) (halves round up): width sets depth at the
   aspect ratio d_model / n_layer ~= aspect, except that tiny models keep `min_layers` layers and
   shrink in width only (a pure width-follows-depth rule made every compute-optimal model here a
   1-layer model; see shared/DESIGN.md);
-- GPT heads: n_head = the largest divisor of d_model that is <= max(1, d_model // head_dim), so
-  heads are about `head_dim` wide and always divide the width.
 - Default aspect: 32 for GPT (2 x 64, 4 x 128, 9 x 288 at N ~ 1e7 with vocab 256), 128 for the
   LSTM (2 layers up to width ~300, 4 layers near N ~ 1e7), since LSTM LMs gain little from more
   than a few layers. Default head_dim 16, for tiny widths (1-8 heads up to width 128).
@@ -16,7 +17,7 @@ Depth policy (one dial, so that every size of a sweep has the same kind of shape
 in log space (ties go to the smaller model). matmul grows strictly with d_model along the family,
 so the achieved N is monotone in the target. Resolution (vocab 256, measured by the tests): the
 achieved N is within 1.7x of the target for 3e3..1e4 (width 8 -> 16 is a 2.9x step), 1.4x for
-1e4..1e5 and 1.32x for 1e5..1e7 (the depth steps 2 -> 3 -> 4 layers are the coarsest). The achieved
+1e4..1e5 and 1.33x for 1e5..1e7 (the depth steps 2 -> 3 -> 4 layers are the coarsest). The achieved
 N is `param_counts(shape)["matmul"]`; the caller records it.
 A target more than 2x below the smallest candidate raises ValueError naming `model.n_params`.
 """
@@ -24,6 +25,7 @@ A target more than 2x below the smallest candidate raises ValueError naming `mod
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 from models.counting import param_counts
 from models.gpt import GPTShape
@@ -52,7 +54,8 @@ def _check_arch(arch: str) -> None:
 
 
 def default_n_head(d_model: int, head_dim: int = DEFAULT_HEAD_DIM) -> int:
-    """Largest divisor of d_model that is <= max(1, d_model // head_dim)."""
+    """max(1, d_model // head_dim), lowered to the nearest count that divides d_model (only
+    explicit shapes need the lowering: the solver's widths are divisible already)."""
     n_head = max(1, d_model // head_dim)
     while d_model % n_head:
         n_head -= 1
@@ -78,6 +81,15 @@ def make_shape(
     if n_head is None:
         n_head = default_n_head(d_model) if isinstance(d_model, int) and d_model > 0 else 1
     return GPTShape(vocab_size, context, n_layer, n_head, d_model, tied)
+
+
+def _widths(arch: str, head_dim: int) -> Iterator[int]:
+    """The policy's widths in increasing order (GPT: the head count must divide the width)."""
+    d_model = 0
+    while True:
+        d_model += WIDTH_STEP
+        if arch == "lstm" or d_model % max(1, d_model // head_dim) == 0:
+            yield d_model
 
 
 def _candidate(
@@ -145,7 +157,7 @@ def solve_shape(
             head_dim=head_dim,
         )
 
-    smallest = build(WIDTH_STEP)
+    smallest = build(next(_widths(arch, head_dim)))
     n_min = param_counts(smallest)["matmul"]
     if n_params < n_min / MAX_SOLVE_RATIO:
         raise ValueError(
@@ -156,10 +168,10 @@ def solve_shape(
             "or use a smaller vocabulary"
         )
     # matmul grows strictly with d_model, so walk up until the target is bracketed.
-    below, d_model = smallest, WIDTH_STEP
+    below = smallest
+    widths = _widths(arch, head_dim)
     while param_counts(below)["matmul"] < n_params:
-        d_model += WIDTH_STEP
-        above = build(d_model)
+        above = build(next(widths))
         if param_counts(above)["matmul"] >= n_params:
             gap_below = math.log(n_params / param_counts(below)["matmul"])
             gap_above = math.log(param_counts(above)["matmul"] / n_params)

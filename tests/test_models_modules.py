@@ -1,0 +1,94 @@
+"""Behaviour of the GPT and LSTM modules: shapes, causality, init, tying, training step."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from models import GPT, LSTMLM, build_model, make_shape
+
+
+def _shapes() -> list:
+    return [
+        make_shape("gpt", n_layer=2, d_model=16, vocab_size=32, context=8),
+        make_shape("gpt", n_layer=2, d_model=16, vocab_size=32, context=8, tied=True),
+        make_shape("lstm", n_layer=2, d_model=16, vocab_size=32, context=8),
+        make_shape("lstm", n_layer=2, d_model=16, vocab_size=32, context=8, tied=True),
+    ]
+
+
+@pytest.mark.parametrize("shape", _shapes(), ids=repr)
+def test_logits_shape_and_causality(shape) -> None:
+    torch.manual_seed(0)
+    model = build_model(shape).eval()
+    idx = torch.randint(0, shape.vocab_size, (3, shape.context))  # (B, T)
+    logits = model(idx)
+    assert logits.shape == (3, shape.context, shape.vocab_size) and logits.dtype == torch.float32
+    # changing the last token must not change any earlier position's logits
+    changed = idx.clone()
+    changed[:, -1] = (changed[:, -1] + 1) % shape.vocab_size
+    torch.testing.assert_close(model(changed)[:, :-1], logits[:, :-1])
+    # shorter sequences work; longer than context are refused with the field named
+    assert model(idx[:, :3]).shape == (3, 3, shape.vocab_size)
+    with pytest.raises(ValueError, match=r"model\.context=8"):
+        model(torch.zeros(1, 9, dtype=torch.long))
+
+
+@pytest.mark.parametrize("shape", _shapes(), ids=repr)
+def test_one_training_step_lowers_the_loss(shape) -> None:
+    torch.manual_seed(0)
+    model = build_model(shape)
+    idx = torch.randint(0, shape.vocab_size, (4, shape.context + 1))
+    x, y = idx[:, :-1], idx[:, 1:]
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(5):
+        loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    # near-uniform predictions at init (small init), then learning on a fixed batch
+    assert abs(losses[0] - math.log(shape.vocab_size)) < 0.1
+    assert losses[-1] < losses[0]
+
+
+def test_gpt_init_scales_residual_projections() -> None:
+    torch.manual_seed(0)
+    shape = make_shape("gpt", n_layer=8, d_model=128, vocab_size=256, context=16)
+    model = GPT(shape)
+    block = model.blocks[0]
+    assert block.attn.qkv.weight.std().item() == pytest.approx(0.02, rel=0.05)
+    residual = 0.02 / math.sqrt(2 * 8)
+    assert block.attn.proj.weight.std().item() == pytest.approx(residual, rel=0.05)
+    assert block.mlp.proj.weight.std().item() == pytest.approx(residual, rel=0.05)
+    assert torch.all(block.mlp.fc.bias == 0) and model.head.bias is None
+
+
+def test_tied_weights_stay_shared_through_training() -> None:
+    torch.manual_seed(0)
+    for model in (
+        GPT(make_shape("gpt", n_layer=1, d_model=8, vocab_size=16, context=4, tied=True)),
+        LSTMLM(make_shape("lstm", n_layer=1, d_model=8, vocab_size=16, context=4, tied=True)),
+    ):
+        assert model.head.weight is model.wte.weight
+        model(torch.zeros(1, 4, dtype=torch.long)).sum().backward()
+        assert model.wte.weight.grad is not None
+
+
+def test_same_seed_same_model() -> None:
+    shape = make_shape("gpt", n_layer=2, d_model=16, vocab_size=32, context=8)
+    torch.manual_seed(1)
+    a = GPT(shape)
+    torch.manual_seed(1)
+    b = GPT(shape)
+    for p, q in zip(a.parameters(), b.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+def test_build_model_rejects_other_objects() -> None:
+    with pytest.raises(TypeError, match="GPTShape or LSTMShape"):
+        build_model({"arch": "gpt"})  # type: ignore[arg-type]

@@ -1,0 +1,120 @@
+"""The depth policy of models/sizing.py: accuracy, monotonicity, policy invariants, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from models import GPTShape, LSTMShape, make_shape, param_counts, solve_shape
+from models.sizing import MAX_SOLVE_RATIO
+
+TARGETS = [10 ** (3.5 + 0.02 * i) for i in range(176)]  # log-spaced 3.2e3 .. 1e7
+# Achieved N / target (or its inverse) stays below these, per range of the target (vocab 256):
+# the policy's resolution, stated in models/sizing.py.
+TOLERANCE = [(3e3, 1.7), (1e4, 1.4), (1e5, 1.33)]
+
+
+def _solve(arch: str, target: float, tied: bool = False) -> GPTShape | LSTMShape:
+    return solve_shape(arch, n_params=target, vocab_size=256, context=256, tied=tied)
+
+
+def _tolerance(target: float) -> float:
+    return [tol for start, tol in TOLERANCE if target >= start][-1]
+
+
+@pytest.mark.parametrize("arch", ["gpt", "lstm"])
+@pytest.mark.parametrize("tied", [False, True])
+def test_achieved_n_is_close_and_monotone(arch: str, tied: bool) -> None:
+    achieved = []
+    for target in TARGETS:
+        n = param_counts(_solve(arch, target, tied))["matmul"]
+        assert max(n / target, target / n) <= _tolerance(target), (arch, target, n)
+        achieved.append(n)
+    assert achieved == sorted(achieved)
+    assert len(set(achieved)) > 20  # the range is really resolved, not a few sizes
+
+
+@pytest.mark.parametrize("arch", ["gpt", "lstm"])
+def test_choice_is_the_closest_policy_shape_in_log_space(arch: str) -> None:
+    for target in [4e3, 2.5e4, 3e5, 7e6]:
+        chosen = param_counts(_solve(arch, target))["matmul"]
+        for d_model in _policy_widths(arch):
+            other = _solve_like(arch, d_model)
+            gap = abs(math.log(param_counts(other)["matmul"] / target))
+            assert abs(math.log(chosen / target)) <= gap + 1e-12
+
+
+def _policy_widths(arch: str) -> list[int]:
+    # restated from the models/sizing.py docstring: multiples of 8; GPT heads of 16 must divide
+    widths = range(8, 800, 8)
+    return [d for d in widths if arch == "lstm" or d % max(1, d // 16) == 0]
+
+
+def _solve_like(arch: str, d_model: int) -> GPTShape | LSTMShape:
+    # the policy's candidate of this width (same rule as models/sizing.py, default aspect)
+    aspect = {"gpt": 32, "lstm": 128}[arch]
+    n_layer = max(2, math.floor(d_model / aspect + 0.5))
+    return make_shape(arch, n_layer=n_layer, d_model=d_model, vocab_size=256, context=256)
+
+
+@pytest.mark.parametrize("arch", ["gpt", "lstm"])
+def test_policy_invariants(arch: str) -> None:
+    for target in TARGETS:
+        shape = _solve(arch, target)
+        assert shape.d_model % 8 == 0
+        assert shape.n_layer >= 2
+        assert shape.context == 256 and shape.vocab_size == 256
+        if isinstance(shape, GPTShape):
+            assert shape.n_head >= 1 and shape.d_model % shape.n_head == 0
+            assert shape.n_head == max(1, shape.d_model // 16)
+            assert 16 <= shape.d_model // shape.n_head < 32 or shape.d_model < 16
+
+
+def test_tiny_targets_give_narrow_two_layer_models() -> None:
+    shape = _solve("gpt", 1e4)
+    assert (shape.n_layer, shape.d_model) == (2, 16)
+    assert _solve("gpt", 1e4) == shape  # deterministic
+
+
+def test_min_layers_and_aspect_are_honoured() -> None:
+    deep = solve_shape("gpt", n_params=1e5, vocab_size=256, context=256, min_layers=4)
+    assert deep.n_layer >= 4
+    wide = solve_shape("gpt", n_params=1e7, vocab_size=256, context=256, aspect=128.0)
+    narrow = solve_shape("gpt", n_params=1e7, vocab_size=256, context=256, aspect=16.0)
+    assert wide.n_layer < narrow.n_layer and wide.d_model > narrow.d_model
+
+
+@pytest.mark.parametrize("arch", ["gpt", "lstm"])
+def test_too_small_target_names_the_field_and_the_fix(arch: str) -> None:
+    smallest = param_counts(_solve(arch, 1.0e3 * 3))["matmul"]
+    assert _solve(arch, smallest / MAX_SOLVE_RATIO)  # still reachable
+    with pytest.raises(ValueError, match=r"model\.n_params=1000 is too small") as err:
+        _solve(arch, 1e3)
+    message = str(err.value)
+    assert f"N={smallest}" in message and "set model.n_params >=" in message
+
+
+@pytest.mark.parametrize("bad", [0, -5.0, math.inf, math.nan, "1e5", True])
+def test_non_positive_or_non_numeric_targets_are_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"model\.n_params"):
+        solve_shape("gpt", n_params=bad, vocab_size=256, context=256)  # type: ignore[arg-type]
+
+
+def test_unknown_arch_and_bad_explicit_shapes() -> None:
+    with pytest.raises(ValueError, match=r"model\.arch='rnn'"):
+        solve_shape("rnn", n_params=1e5, vocab_size=256, context=256)
+    with pytest.raises(ValueError, match=r"model\.d_model=30 is not divisible by model\.n_head=4"):
+        make_shape("gpt", n_layer=2, d_model=30, n_head=4, vocab_size=256, context=256)
+    with pytest.raises(ValueError, match=r"model\.n_layer=0"):
+        make_shape("gpt", n_layer=0, d_model=32, vocab_size=256, context=256)
+    with pytest.raises(ValueError, match=r"model\.n_head applies to the GPT only"):
+        make_shape("lstm", n_layer=2, d_model=32, n_head=2, vocab_size=256, context=256)
+
+
+def test_make_shape_defaults_the_head_count() -> None:
+    shape = make_shape("gpt", n_layer=2, d_model=56, vocab_size=256, context=256)
+    assert isinstance(shape, GPTShape) and shape.n_head == 2  # 56 // 16 = 3 does not divide 56
+    assert make_shape("lstm", n_layer=1, d_model=30, vocab_size=10, context=4, tied=True) == (
+        LSTMShape(vocab_size=10, context=4, n_layer=1, d_model=30, tied=True)
+    )
