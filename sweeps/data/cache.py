@@ -36,7 +36,7 @@ META = "meta.json"
 
 
 def cache_root(cache_dir: str) -> Path:
-    """The cache folder, created if needed; an unusable one is the user's `data.cache_dir` to fix."""
+    """The cache folder, created if needed; an unusable one is a `data.cache_dir` UserError."""
     if cache_dir:
         root = Path(cache_dir).expanduser()
     elif os.environ.get("SCALING_SWEEPS_CACHE"):
@@ -98,7 +98,7 @@ def open_entry(entry: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray] | N
 
 @contextlib.contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
-    # flock is released by the kernel when the process dies, so a killed builder never wedges others.
+    # The kernel drops a flock when its process dies: a killed builder never wedges the others.
     with open(lock_path, "a") as f:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
@@ -110,8 +110,8 @@ def _locked(lock_path: Path) -> Iterator[None]:
 def build_entry(root: Path, key: str, build: Callable[[Path], None]) -> Path:
     """Make `<root>/<key>/` exist, calling `build(tmp_dir)` at most once across all processes.
 
-    `build` writes train.bin, val.bin and meta.json (last) into the folder it is given. Whoever takes
-    the lock first builds; the others wait on the lock and then find the finished entry.
+    `build` writes train.bin, val.bin and meta.json (last) into the folder it is given. Whoever
+    takes the lock first builds; the others wait on the lock and then find the finished entry.
     """
     entry = root / key
     with _locked(root / f"{key}.lock"):
