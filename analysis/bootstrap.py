@@ -1,0 +1,109 @@
+"""Bootstrap over runs: resample runs with replacement, refit, take percentile intervals.
+
+A resample of runs is a vector of counts (how often each run was drawn), so for approach 3 every
+resample is the same data with other point weights, and all refits run as one batched Newton
+problem (`objective.newton_batch`) started from the full-data optimum, then from a small set of
+perturbed starts for any resample whose refit did not converge. Intervals are percentile
+intervals; parameters, N*, D*, tokens per parameter and the loss at the target compute all get one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .chinchilla import HUBER_DELTA, _theta, chinchilla_params, compute_optimal
+from .objective import CHINCHILLA_PARAMS, chinchilla_design, newton_batch
+from .results import FitResult
+
+__all__ = ["Bootstrap", "bootstrap_chinchilla", "percentile_intervals", "resample_counts"]
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """Bootstrap replicates of each quantity (name -> array of n_resamples) and their intervals."""
+
+    samples: dict[str, np.ndarray]
+    intervals: dict[str, tuple[float, float]]
+    n_resamples: int
+    n_failed: int
+    confidence: float
+
+
+def resample_counts(n: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(n_resamples, n) counts of each of n runs in resamples of size n drawn with replacement."""
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_resamples).astype(float)
+
+
+def percentile_intervals(
+    samples: dict[str, np.ndarray], confidence: float = 0.95
+) -> dict[str, tuple[float, float]]:
+    """Percentile interval of each quantity, ignoring non-finite replicates."""
+    lo, hi = 50 * (1 - confidence), 50 * (1 + confidence)
+    out = {}
+    for k, v in samples.items():
+        v = np.asarray(v, float)
+        v = v[np.isfinite(v)]
+        out[k] = (float(np.percentile(v, lo)), float(np.percentile(v, hi))) if v.size else (
+            float("nan"), float("nan"))  # fmt: skip
+    return out
+
+
+def bootstrap_chinchilla(
+    fit: FitResult,
+    n_params,
+    n_tokens,
+    loss,
+    *,
+    target_flops: float | None = None,
+    n_resamples: int = 1000,
+    rng: np.random.Generator,
+    confidence: float = 0.95,
+    delta: float = HUBER_DELTA,
+) -> tuple[FitResult, Bootstrap]:
+    """Percentile intervals for an approach-3 fit by resampling runs (one point per run).
+
+    Returns the fit with `intervals` filled (every parameter, and N*, D*, tokens_per_param, loss at
+    `target_flops` if given) and the Bootstrap with the replicates. Resamples whose refit did not
+    converge are dropped and counted in `n_failed` (and in the fit's warnings if any).
+    """
+    n, d = np.asarray(n_params, float), np.asarray(n_tokens, float)
+    log_loss = np.log(np.asarray(loss, float))
+    design = chinchilla_design(n, d)
+    counts = resample_counts(n.size, n_resamples, rng)
+    theta_hat = _theta(fit.params)
+    sol = newton_batch(np.repeat(theta_hat[None], n_resamples, 0), design, log_loss,
+                       delta=delta, weights=counts, max_iter=300)  # fmt: skip
+    theta, ok, obj = sol.theta.copy(), sol.converged.copy(), sol.objective.copy()
+    if not ok.all():
+        # retry the stubborn resamples from a few perturbed starts; keep the best converged
+        bad = np.flatnonzero(~ok)
+        shifts = np.array([[0.5, 0.5, 0.1, 0.05, 0.05], [-0.5, -0.5, -0.1, -0.05, -0.05],
+                           [1.0, -1.0, 0.0, 0.1, -0.1], [-1.0, 1.0, 0.0, -0.1, 0.1]])  # fmt: skip
+        for s in shifts:
+            retry = newton_batch(theta_hat + s + 0 * theta[bad], design, log_loss, delta=delta,
+                                 weights=counts[bad], max_iter=500)  # fmt: skip
+            better = retry.converged & (~ok[bad] | (retry.objective < obj[bad]))
+            theta[bad[better]], obj[bad[better]] = retry.theta[better], retry.objective[better]
+            ok[bad[better]] = True
+    samples: dict[str, list[float]] = {}
+    for i in np.flatnonzero(ok):
+        p = chinchilla_params(theta[i])
+        if target_flops is not None:
+            alloc = compute_optimal(p, target_flops)
+            p |= {"n_star": alloc.n_params, "d_star": alloc.n_tokens,
+                  "tokens_per_param": alloc.tokens_per_param, "loss_at_target": alloc.loss}  # fmt: skip
+        for k, v in p.items():
+            samples.setdefault(k, []).append(v)
+    arrays = {k: np.asarray(v) for k, v in samples.items()}
+    intervals = percentile_intervals(arrays, confidence)
+    n_failed = int((~ok).sum())
+    warns = list(fit.warnings)
+    if n_failed:
+        warns.append(f"bootstrap: {n_failed} of {n_resamples} refits did not converge (dropped)")
+    boot = Bootstrap(arrays, intervals, n_resamples, n_failed, confidence)
+    return fit.replace(intervals=intervals, warnings=tuple(warns)), boot
+
+
+_ = CHINCHILLA_PARAMS
