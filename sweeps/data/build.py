@@ -80,14 +80,15 @@ def build_text(
         split = {"split": "by_file", "n_train_files": is_val.count(False),
                  "n_val_files": is_val.count(True)}
         # Listed in meta.json, not in info: info goes into every run record.
-        extra = {"val_files": [r for r, v in zip(corpus.relpaths, is_val, strict=True) if v]}
+        extra = {"val_files": [r for r, v in zip(corpus.relpaths, is_val, strict=True) if v],
+                 "skipped_files": corpus.skipped}
     else:
         text = corpus.texts[0]
         # Cut in characters, not bytes, so a multi-byte code point is never split.
         cut = math.floor(len(text) * (1.0 - val_fraction))
         train_texts, val_texts = [text[:cut]], [text[cut:]]
         split = {"split": "tail", "n_train_files": 1, "n_val_files": 1}
-        extra = {}
+        extra = {"skipped_files": corpus.skipped}
     bpe = None
     if bpe_vocab_size is not None:
         bpe = tokenizer.train_bpe(train_texts, vocab_size=bpe_vocab_size, progress=progress)
