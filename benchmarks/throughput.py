@@ -10,7 +10,8 @@ MFU = achieved FLOP/s / peak FLOP/s, where achieved = flops_per_token(shape)["ex
 is a large square matmul of the same dtype timed in this process at the same thread count. Note:
 the causal kernel skips about half the attention work the exact count credits, and the peak is a
 single best-case matmul, so MFU here is a like-for-like comparison, not a hardware bound.
-Another process busy on the same cores lowers every figure; the load average is printed.
+Another process busy on the same cores lowers every figure: each row ends with the 1-minute load
+average (this benchmark itself adds about its thread count); distrust rows where it is higher.
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def run(*, quick: bool) -> list[Result]:
 
 HEADER = (
     f"{'N target':>8} {'N matmul':>9} {'shape LxC/h':>12} {'thr':>3} {'dtype':>5} "
-    f"{'tokens/s':>9} {'GFLOP/s':>8} {'peak':>7} {'MFU':>6}"
+    f"{'tokens/s':>9} {'GFLOP/s':>8} {'peak':>7} {'MFU':>6} {'load':>5}"
 )
 
 
@@ -134,7 +135,7 @@ def _row(r: Result) -> str:
         f"{r.target:>8.0e} {param_counts(s)['matmul']:>9} "
         f"{f'{s.n_layer}x{s.d_model}/{s.n_head}':>12} {r.threads:>3} {r.dtype:>5} "
         f"{r.tokens_per_s:>9.0f} {r.flops_per_s / 1e9:>8.1f} {r.peak_flops_per_s / 1e9:>7.1f} "
-        f"{r.mfu:>6.1%}"
+        f"{r.mfu:>6.1%} {os.getloadavg()[0]:>5.2f}"
     )
 
 
