@@ -190,6 +190,10 @@ def test_tokens_errors(tmp_path):
     with pytest.raises(UserError) as e:
         load(tmp_path, name="tokens", path=str(tmp_path / "f.npy"))
     assert e.value.field == "data.path"
+    np.save(tmp_path / "neg.npy", np.arange(10) - 1)
+    with pytest.raises(UserError) as e:
+        load(tmp_path, name="tokens", path=str(tmp_path / "neg.npy"))
+    assert e.value.field == "data.path" and "negative" in e.value.problem
     np.save(tmp_path / "ok.npy", np.arange(10))
     with pytest.raises(UserError) as e:
         load(tmp_path, name="tokens", path=str(tmp_path / "ok.npy"), tokenizer="bpe")

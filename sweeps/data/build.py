@@ -106,6 +106,8 @@ def build_tokens(
     out: Path, ids: np.ndarray, *, val_fraction: float, info: dict[str, Any]
 ) -> None:
     """Hold out the last val_fraction of the tokens; vocab_size = max id + 1 (over both splits)."""
+    if ids.min() < 0:
+        raise UserError("data.path", f"{info['source']} holds negative token ids", "ids are >= 0")
     cut = math.floor(len(ids) * (1.0 - val_fraction))
     vocab_size = int(ids.max()) + 1
     if vocab_size > 1 << 32:
