@@ -1,0 +1,119 @@
+"""Loading records and the bad inputs every fit must refuse or warn about, with a clear message."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from analysis.chinchilla import fit_chinchilla
+from analysis.errors import AnalysisError, AnalysisWarning
+from analysis.runs import excluded_counts, fit_runs, load_runs
+from analysis.synthetic import grid_points, write_sweep
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    n, d, loss = grid_points(rng=np.random.default_rng(0), n_sizes=4, n_token_counts=4)
+    return write_sweep(tmp_path / "grid", n_params=n, n_tokens=d, loss=loss)
+
+
+def test_load_runs_columns_and_curves(sweep):
+    runs, curves = load_runs(sweep)
+    assert len(runs) == 16 and runs["included"].all()
+    for col in ("run_id", "sweep", "status", "arch", "n_params", "n_params_total",
+                "n_params_embedding", "n_params_non_embedding", "n_params_matmul", "n_tokens",
+                "flops", "flops_exact", "flops_budget", "loss", "perplexity", "bits_per_byte",
+                "seed", "dataset_id", "parent_run_id", "lr", "batch_size", "n_steps",
+                "config.model.n_params"):  # fmt: skip
+        assert col in runs, col
+    assert len(curves) == 16 * 8
+    assert set(curves["run_id"]) == set(runs["run_id"])
+
+
+def test_folder_of_sweeps(sweep, tmp_path):
+    runs, _ = load_runs(tmp_path)
+    assert len(runs) == 16
+
+
+def test_missing_folder_and_no_records(tmp_path):
+    with pytest.raises(AnalysisError, match="no such folder"):
+        load_runs(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AnalysisError, match="no run records found"):
+        load_runs(tmp_path / "empty")
+
+
+def test_malformed_and_foreign_records_are_skipped_with_warning(sweep):
+    bad = sweep / "broken"
+    bad.mkdir()
+    (bad / "record.json").write_text("{not json", encoding="utf-8")
+    foreign = sweep / "foreign"
+    foreign.mkdir()
+    (foreign / "record.json").write_text(json.dumps({"hello": 1}), encoding="utf-8")
+    with pytest.warns(AnalysisWarning) as rec:
+        runs, _ = load_runs(sweep)
+    messages = " ".join(str(w.message) for w in rec)
+    assert "broken" in messages and "not valid JSON" in messages
+    assert "foreign" in messages and "no schema_version" in messages
+    assert len(runs) == 16 and excluded_counts(runs)["unreadable record"] == 2
+
+
+def test_wrong_schema_version_is_an_error(sweep):
+    path = next(sweep.iterdir()) / "record.json"
+    record = json.loads(path.read_text())
+    record["schema_version"] = 99
+    path.write_text(json.dumps(record))
+    with pytest.raises(AnalysisError, match=r"record\.json: schema_version 99.*version 1"):
+        load_runs(sweep)
+
+
+def test_diverged_failed_and_nan_runs_excluded_and_counted(tmp_path):
+    n, d, loss = grid_points(rng=np.random.default_rng(0), n_sizes=4, n_token_counts=4)
+    loss[0] = np.nan  # a diverged loss stored as null
+    loss[1] = -1.0
+    status = ["diverged"] + ["ok"] * 14 + ["failed"]
+    write_sweep(tmp_path / "s", n_params=n, n_tokens=d, loss=loss, status=status)
+    with pytest.warns(AnalysisWarning, match="non-finite or non-positive"):
+        runs, _ = load_runs(tmp_path / "s")
+    counts = excluded_counts(runs)
+    assert counts == {"diverged": 1, "failed": 1, "non-finite or non-positive loss": 1}
+    assert len(fit_runs(runs)) == 13
+
+
+def test_duplicated_runs_warned_and_dropped(sweep, tmp_path):
+    import shutil
+
+    first = next(sweep.iterdir())
+    shutil.copytree(first, sweep / "copy_of_run")
+    with pytest.warns(AnalysisWarning, match="duplicated run"):
+        runs, _ = load_runs(sweep)
+    assert excluded_counts(runs) == {"duplicate": 1}
+    assert len(fit_runs(runs)) == 16
+
+
+def test_two_datasets_refused(tmp_path):
+    n, d, loss = grid_points(rng=np.random.default_rng(0), n_sizes=3, n_token_counts=3)
+    write_sweep(tmp_path / "a", n_params=n, n_tokens=d, loss=loss, dataset_id="bytes-v1")
+    write_sweep(tmp_path / "b", n_params=n, n_tokens=d, loss=loss, dataset_id="bpe-v2", seed=1)
+    runs, _ = load_runs(tmp_path)
+    with pytest.raises(AnalysisError, match="2 datasets mixed.*bpe-v2, bytes-v1.*dataset_id="):
+        fit_runs(runs)
+    runs, _ = load_runs(tmp_path, dataset_id="bpe-v2")
+    assert len(fit_runs(runs)) == 9
+
+
+def test_fit_input_errors():
+    n, d, loss = grid_points(rng=np.random.default_rng(0), n_sizes=4, n_token_counts=4)
+    with pytest.raises(AnalysisError, match="only one value of N"):
+        fit_chinchilla(np.full(16, 1e5), d, loss)
+    with pytest.raises(AnalysisError, match="5 point.*5 free parameters"):
+        fit_chinchilla(n[:5], d[:5], loss[:5])
+    for bad in (np.nan, np.inf, 0.0):
+        broken = loss.copy()
+        broken[3] = bad
+        with pytest.raises(AnalysisError, match="NaN, inf or <= 0"):
+            fit_chinchilla(n, d, broken)
+    with pytest.raises(AnalysisError, match="no points"):
+        fit_chinchilla([], [], [])
