@@ -13,7 +13,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from sweeps.errors import UserError
 
@@ -53,10 +53,10 @@ class ModelConfig:
     """The model: a family and a size, either a target N or an explicit shape."""
 
     arch: str = "gpt"  # gpt | lstm
-    n_params: Union[float, None] = 1e5  # target N (matmul convention, see sweeps/records.py)
-    n_layer: Union[int, None] = None  # explicit shape: n_layer and d_model (overrides n_params)
-    d_model: Union[int, None] = None
-    n_head: Union[int, None] = None  # GPT only; default from the head width of models/sizing.py
+    n_params: float | None = 1e5  # target N (matmul convention, see sweeps/records.py)
+    n_layer: int | None = None  # explicit shape: n_layer and d_model (overrides n_params)
+    d_model: int | None = None
+    n_head: int | None = None  # GPT only; default from the head width of models/sizing.py
     context: int = 256  # tokens per training sequence
     tied: bool = False  # output head shares the token-embedding weight
     min_layers: int = 2  # depth policy when solving n_params to a shape
@@ -89,7 +89,7 @@ class DataConfig:
     """The corpus, its tokenizer, and the fixed held-out evaluation set."""
 
     name: str = "pystdlib"  # pystdlib | text | tokens | synthetic
-    path: Union[str, None] = None  # text: file, folder or glob; tokens: .bin/.npy array file
+    path: str | None = None  # text: file, folder or glob; tokens: .bin/.npy array file
     tokenizer: str = "bytes"  # bytes | bpe (trained on the train split)
     vocab_size: int = 4096  # BPE vocabulary size (bytes: always 256)
     token_dtype: str = "uint16"  # tokens: dtype of a raw .bin file (uint16 | uint32)
@@ -129,8 +129,8 @@ class DataConfig:
 class OptimConfig:
     """AdamW and the batch. `lr` and `batch_size` may be "auto" (fitted rules by model size)."""
 
-    lr: Union[float, str] = 3e-3  # peak learning rate, or "auto"
-    batch_size: Union[int, str] = 16  # sequences per optimizer step, or "auto"
+    lr: float | str = 3e-3  # peak learning rate, or "auto"
+    batch_size: int | str = 16  # sequences per optimizer step, or "auto"
     weight_decay: float = 0.1  # decoupled, on matrices only
     beta1: float = 0.9
     beta2: float = 0.95
@@ -185,11 +185,13 @@ class ScheduleConfig:
 class BudgetConfig:
     """The training horizon: exactly one of tokens, flops (C = 6 N D), tokens_per_param, steps."""
 
-    tokens: Union[float, None] = None
-    flops: Union[float, None] = None
-    tokens_per_param: Union[float, None] = None
-    steps: Union[int, None] = None
-    min_steps: int = 1  # fewer optimizer steps than this: an error for one run, `skipped` in a sweep
+    tokens: float | None = None
+    flops: float | None = None
+    tokens_per_param: float | None = None
+    steps: int | None = None
+    min_steps: int = (
+        1  # fewer optimizer steps than this: an error for one run, `skipped` in a sweep
+    )
 
     def check(self) -> None:
         """Called by RunConfig: the schema's default (no horizon) must stay constructible for Hydra."""
@@ -202,7 +204,7 @@ class BudgetConfig:
             + (", ".join(f"budget.{k}={v}" for k, v in given.items()) or "none"),
             "pick one group, e.g. budget=tokens budget.tokens=1e6 or budget=flops budget.flops=1e12",
         )
-        (key, value), = given.items()
+        ((key, value),) = given.items()
         _check(
             math.isfinite(float(value)) and value > 0,
             f"budget.{key}",
@@ -222,8 +224,10 @@ class RunConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)  # conf/budget/*.yaml sets one
     seed: int = 0
-    precision: str = "auto"  # auto (bf16 on CUDA or a CPU with native bf16, else fp32) | fp32 | bf16
-    parent_run_id: Union[str, None] = None  # a branch's trunk (WSD cooldown branches)
+    precision: str = (
+        "auto"  # auto (bf16 on CUDA or a CPU with native bf16, else fp32) | fp32 | bf16
+    )
+    parent_run_id: str | None = None  # a branch's trunk (WSD cooldown branches)
     # ---- execution: do not change the result, so not part of the run id ----
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 1  # torch.set_num_threads; fill cores with runs, not threads
@@ -246,7 +250,16 @@ class RunConfig:
         _check(bool(self.sweep_name), "sweep_name", "must not be empty", "sweep_name=mysweep")
 
 
-SEMANTIC_FIELDS = ("model", "data", "optim", "schedule", "budget", "seed", "precision", "parent_run_id")
+SEMANTIC_FIELDS = (
+    "model",
+    "data",
+    "optim",
+    "schedule",
+    "budget",
+    "seed",
+    "precision",
+    "parent_run_id",
+)
 
 
 def semantic_config(cfg: RunConfig) -> dict[str, Any]:

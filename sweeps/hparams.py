@@ -33,7 +33,9 @@ def load_rules(path: str) -> dict[str, Any]:
         float(rules["lr"]["c"]), float(rules["lr"]["gamma"])
         float(rules["batch_size"]["k"]), float(rules["batch_size"]["p"])
     except FileNotFoundError as e:
-        raise UserError("optim.rules", f"no file {p}", "run sweep=lr_tune first or fix the path") from e
+        raise UserError(
+            "optim.rules", f"no file {p}", "run sweep=lr_tune first or fix the path"
+        ) from e
     except (ValueError, KeyError, TypeError) as e:
         raise UserError(
             "optim.rules", f"{p} is not a hparam_rules.json ({e})", "point to a file lr_tune wrote"
@@ -41,7 +43,9 @@ def load_rules(path: str) -> dict[str, Any]:
     return rules
 
 
-def resolve_hparams(optim: OptimConfig, *, n_params: int, budget: BudgetConfig) -> tuple[float, int]:
+def resolve_hparams(
+    optim: OptimConfig, *, n_params: int, budget: BudgetConfig
+) -> tuple[float, int]:
     """(lr, batch_size) for a model of N = n_params, resolving "auto" from the rules."""
     rules = load_rules(optim.rules) if optim.rules else DEFAULT_RULES
     if optim.lr == "auto":

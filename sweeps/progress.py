@@ -10,8 +10,9 @@ __all__ = ["Progress"]
 
 
 class Progress:
-    def __init__(self, mode: str, *, total: int, initial: int = 0, desc: str = "",
-                 every_s: float = 15.0) -> None:
+    def __init__(
+        self, mode: str, *, total: int, initial: int = 0, desc: str = "", every_s: float = 15.0
+    ) -> None:
         if mode == "auto":
             mode = "bar" if sys.stderr.isatty() else "log"
         self.mode, self.total, self.desc, self.every_s = mode, total, desc, every_s
@@ -21,7 +22,9 @@ class Progress:
         if mode == "bar":
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True
+            )
 
     def update(self, done: int, *, loss: float, tokens_per_s: float) -> None:
         if self.bar is not None:

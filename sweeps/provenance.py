@@ -22,7 +22,10 @@ def code_version() -> str:
         if sha.returncode == 0:
             dirty = subprocess.run(
                 ["git", "status", "--porcelain", "--untracked-files=no"],
-                cwd=root, capture_output=True, text=True, timeout=5,
+                cwd=root,
+                capture_output=True,
+                text=True,
+                timeout=5,
             )
             return sha.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):

@@ -136,16 +136,20 @@ def run_one(cfg: RunConfig, *, in_sweep: bool = False) -> dict[str, Any] | None:
         state = records.run_state(run_dir)
         if state == "done":
             record = records.read_record(run_dir)
-            _say(f"[{run_dir.name}] already done ({record['status']}, loss {record.get('loss')}); "
-                 f"delete {run_dir} to retrain")
+            _say(
+                f"[{run_dir.name}] already done ({record['status']}, loss {record.get('loss')}); "
+                f"delete {run_dir} to retrain"
+            )
             return record
         attempts = 0
         if state == "failed":
             old = records.read_record(run_dir)
             attempts = int(old.get("attempts", 1))
             if attempts > cfg.max_retries:
-                _say(f"[{run_dir.name}] failed {attempts} time(s); not retried "
-                     f"(raise max_retries, or delete {run_dir})")
+                _say(
+                    f"[{run_dir.name}] failed {attempts} time(s); not retried "
+                    f"(raise max_retries, or delete {run_dir})"
+                )
                 return old
             (run_dir / records.RECORD_FILE).unlink()
             _say(f"[{run_dir.name}] retrying after a failure (attempt {attempts + 1})")

@@ -17,12 +17,11 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from sweeps.callbacks import JOB_ERRORS
 from sweeps.config import register_configs, to_run_config
 from sweeps.errors import UserError
 
 register_configs()
-
-JOB_ERRORS = ".job_errors.jsonl"  # user errors of single jobs in a sweep, for the summary
 
 
 def _user_error_from_omegaconf(e: OmegaConfBaseException) -> UserError:

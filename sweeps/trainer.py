@@ -146,7 +146,9 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike[str], *, prepared: Prepared
     step_model = torch.compile(model) if cfg.compile else model
 
     n_steps, ctx, bs = plan.n_steps, cfg.model.context, plan.batch_size
-    eval_steps = sorted({max(1, round(n_steps * (i + 1) / cfg.n_evals)) for i in range(cfg.n_evals)})
+    eval_steps = sorted(
+        {max(1, round(n_steps * (i + 1) / cfg.n_evals)) for i in range(cfg.n_evals)}
+    )
     ckpt_path = out_dir / records.CHECKPOINT_FILE
     start_step, elapsed_s, train_sum, train_count, last_train_loss = 0, 0.0, 0.0, 0, float("nan")
     if ckpt_path.exists():
@@ -206,7 +208,9 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike[str], *, prepared: Prepared
         train_count += 1
         done = step + 1
         now = time.perf_counter()
-        progress.update(done, loss=loss_value, tokens_per_s=(done - start_step) * bs * ctx / (now - t0))
+        progress.update(
+            done, loss=loss_value, tokens_per_s=(done - start_step) * bs * ctx / (now - t0)
+        )
         if done in eval_steps:
             last_train_loss = train_sum / max(1, train_count)
             train_sum, train_count = 0.0, 0
@@ -256,18 +260,35 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike[str], *, prepared: Prepared
     return record
 
 
-def _make_record(cfg: RunConfig, *, run_id: str, plan: RunPlan, data: TokenData, status: str,
-                 reason: str | None, n_steps_done: int, n_tokens: int, loss: float,
-                 loss_se: float, train_loss: float, time_s: float, precision: str,
-                 device: str) -> dict[str, Any]:
+def _make_record(
+    cfg: RunConfig,
+    *,
+    run_id: str,
+    plan: RunPlan,
+    data: TokenData,
+    status: str,
+    reason: str | None,
+    n_steps_done: int,
+    n_tokens: int,
+    loss: float,
+    loss_se: float,
+    train_loss: float,
+    time_s: float,
+    precision: str,
+    device: str,
+) -> dict[str, Any]:
     """Every field of the record contract (sweeps/records.py)."""
     from sweeps.provenance import lib_versions
 
     counts, fpt = plan.n_params_by_convention, plan.flops_per_token
     n_params = counts["matmul"]
     config = asdict(cfg)
-    config["resolved"] = {"lr": plan.lr, "batch_size": plan.batch_size, "precision": precision,
-                          "device": device}
+    config["resolved"] = {
+        "lr": plan.lr,
+        "batch_size": plan.batch_size,
+        "precision": precision,
+        "device": device,
+    }
     return {
         "run_id": run_id,
         "sweep": cfg.sweep_name,
