@@ -228,7 +228,9 @@ class RunConfig:
         "auto"  # auto (bf16 on CUDA or a CPU with native bf16, else fp32) | fp32 | bf16
     )
     parent_run_id: str | None = None  # a branch's trunk (WSD cooldown branches)
-    # ---- execution: do not change the result, so not part of the run id ----
+    # ---- not part of the run id (execution knobs, or inputs already resolved into the above) ----
+    isoflop_tokens_per_param: float | None = None  # IsoFLOP grids: r, with model.n_params from
+    #   ${isoflop_n_params:${budget.flops},${isoflop_tokens_per_param}} = sqrt(C / (6 r))
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 1  # torch.set_num_threads; fill cores with runs, not threads
     compile: bool = False  # torch.compile the model (costs start-up; pays on GPU)
@@ -280,6 +282,14 @@ def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (the YAML under conf/ selects and overrides)."""
     from hydra.core.config_store import ConfigStore
 
+    from omegaconf import OmegaConf
+
+    # An IsoFLOP grid as budgets x tokens-per-parameter ratios r: the size is N = sqrt(C / (6 r)),
+    # so every budget's sizes sit around its own optimum (a fixed size list cannot).
+    if not OmegaConf.has_resolver("isoflop_n_params"):
+        OmegaConf.register_new_resolver(
+            "isoflop_n_params", lambda c, r: (float(c) / (6.0 * float(r))) ** 0.5
+        )
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     cs.store(group="model", name="schema", node=ModelConfig)
