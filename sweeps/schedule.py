@@ -36,8 +36,10 @@ def lr_at(step: int, *, n_steps: int, lr: float, cfg: ScheduleConfig) -> float:
     if cfg.name == "constant":
         return lr
     if cfg.name == "cosine":
-        span = max(1, n_steps - 1 - n_warm)
-        progress = min(1.0, (step - n_warm) / span)
+        span = n_steps - 1 - n_warm
+        # A run whose only step after warmup is its last still ends at the floor (unless that
+        # step is the whole run: a one-step run trains at the peak rather than not at all).
+        progress = min(1.0, (step - n_warm) / span) if span > 0 else float(step > 0)
         floor = cfg.min_lr_frac * lr
         return floor + 0.5 * (lr - floor) * (1.0 + math.cos(math.pi * progress))
     if cfg.name == "wsd":
