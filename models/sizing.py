@@ -1,10 +1,11 @@
 """From a target N (matmul convention) or an explicit (n_layer, d_model) to a model shape.
 
 Depth policy (one dial, so that every size of a sweep has the same kind of shape):
-- d_model runs over multiples of 8 (8, 16, 24, ...); for the GPT only those where
-  n_head = max(1, d_model // head_dim) divides d_model, so every head is between head_dim and
-  2 * head_dim wide (or d_model wide, below head_dim): 8, 16, 24, 32, 40, 48, 64, 72, 80, 96, ...
-  (multiples of 16 above 136);
+- d_model runs over multiples of 4 below 32 and of 8 above (8, 12, 16, ..., 28, 32, 40, 48, ...:
+  tiny models are where compute-optimal sizes sit on small corpora, and width 8 -> 16 alone is
+  a 2.9x step in N); for the GPT only widths where n_head = max(1, d_model // head_dim) divides
+  d_model, so every head is between head_dim and 2 * head_dim wide (or d_model wide, below
+  head_dim): 8, 12, ..., 28, 32, 40, 48, 64, 72, 80, 96, ... (multiples of 16 above 136);
 - n_layer = max(min_layers, round(d_model / aspect)) (halves round up): width sets depth at the
   aspect ratio d_model / n_layer ~= aspect, except that tiny models keep `min_layers` layers and
   shrink in width only (a pure width-follows-depth rule made every compute-optimal model here a
@@ -16,7 +17,7 @@ Depth policy (one dial, so that every size of a sweep has the same kind of shape
 `solve_shape` picks, among these candidates, the one whose `matmul` count is closest to the target
 in log space (ties go to the smaller model). matmul grows strictly with d_model along the family,
 so the achieved N is monotone in the target. Resolution (vocab 256, measured by the tests): the
-achieved N is within 1.7x of the target for 3e3..1e4 (width 8 -> 16 is a 2.9x step), 1.4x for
+achieved N is within 1.35x of the target for 3e3..1e4 (width steps of 4 there), 1.4x for
 1e4..1e5 and 1.33x for 1e5..1e7 (the depth steps 2 -> 3 -> 4 layers are the coarsest). The achieved
 N is `param_counts(shape)["matmul"]`; the caller records it.
 A target more than 2x below the smallest candidate raises ValueError naming `model.n_params`.
@@ -44,7 +45,8 @@ __all__ = [
 ARCHS = ("gpt", "lstm")
 DEFAULT_ASPECT = {"gpt": 32.0, "lstm": 128.0}  # d_model / n_layer
 DEFAULT_HEAD_DIM = 16  # GPT attention head width the head count aims at
-WIDTH_STEP = 8  # d_model is a multiple of this
+WIDTH_STEP = 8  # d_model is a multiple of this from FINE_WIDTH_BELOW up
+FINE_WIDTH_BELOW = 32  # below this width, steps of 4
 MAX_SOLVE_RATIO = 2.0  # solve_shape refuses targets further than this from every candidate
 
 
@@ -87,7 +89,7 @@ def _widths(arch: str, head_dim: int) -> Iterator[int]:
     """The policy's widths in increasing order (GPT: the head count must divide the width)."""
     d_model = 0
     while True:
-        d_model += WIDTH_STEP
+        d_model += 4 if 8 <= d_model < FINE_WIDTH_BELOW else WIDTH_STEP
         if arch == "lstm" or d_model % max(1, d_model // head_dim) == 0:
             yield d_model
 
