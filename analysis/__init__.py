@@ -38,16 +38,28 @@ __all__ = [
 ]
 
 _WHERE = {
-    "load_runs": "runs", "fit_runs": "runs", "excluded_counts": "runs",
-    "fit_chinchilla": "chinchilla", "fit_chinchilla_reference": "chinchilla",
-    "fit_chinchilla_likelihood": "chinchilla", "compute_optimal": "chinchilla",
-    "chinchilla_loss": "chinchilla", "bootstrap_chinchilla": "bootstrap",
-    "fit_isoflop": "isoflop", "bootstrap_isoflop": "isoflop", "fit_envelope": "envelope",
-    "lower_envelope": "envelope", "fit_power_law": "kaplan", "fit_kaplan_joint": "kaplan",
-    "backtest_chinchilla": "backtest", "backtest_isoflop": "backtest",
-    "backtest_power_law": "backtest", "convention_sensitivity": "backtest",
-    "build_report": "report", "summarize": "report",
-}  # fmt: skip
+    "load_runs": "runs",
+    "fit_runs": "runs",
+    "excluded_counts": "runs",
+    "fit_chinchilla": "chinchilla",
+    "fit_chinchilla_reference": "chinchilla",
+    "fit_chinchilla_likelihood": "chinchilla",
+    "compute_optimal": "chinchilla",
+    "chinchilla_loss": "chinchilla",
+    "bootstrap_chinchilla": "bootstrap",
+    "fit_isoflop": "isoflop",
+    "bootstrap_isoflop": "isoflop",
+    "fit_envelope": "envelope",
+    "lower_envelope": "envelope",
+    "fit_power_law": "kaplan",
+    "fit_kaplan_joint": "kaplan",
+    "backtest_chinchilla": "backtest",
+    "backtest_isoflop": "backtest",
+    "backtest_power_law": "backtest",
+    "convention_sensitivity": "backtest",
+    "build_report": "report",
+    "summarize": "report",
+}
 
 
 def __getattr__(name: str) -> Any:

@@ -24,14 +24,20 @@ __all__ = [
 
 def _summary(law, held_out, n_train, pred, obs, **kw) -> Backtest:
     rel = (np.asarray(pred) - np.asarray(obs)) / np.asarray(obs)
-    return Backtest(law=law, held_out=held_out, n_train=int(n_train), n_test=int(rel.size),
-                    rel_errors=tuple(float(v) for v in rel),
-                    mean_abs_rel_error=float(np.mean(np.abs(rel))),
-                    max_abs_rel_error=float(np.max(np.abs(rel))), **kw)  # fmt: skip
+    return Backtest(
+        law=law,
+        held_out=held_out,
+        n_train=int(n_train),
+        n_test=int(rel.size),
+        rel_errors=tuple(float(v) for v in rel),
+        mean_abs_rel_error=float(np.mean(np.abs(rel))),
+        max_abs_rel_error=float(np.max(np.abs(rel))),
+        **kw,
+    )
 
 
 def backtest_chinchilla(n_params, n_tokens, loss) -> Backtest:
-    """Refit approach 3 without the runs at the largest N; relative error of their predicted loss."""
+    """Refit approach 3 without the runs at the largest N; relative error of their loss."""
     n, d, loss = (np.asarray(x, float) for x in (n_params, n_tokens, loss))
     test = n == n.max()
     fit = fit_chinchilla(n[~test], d[~test], loss[~test])
@@ -45,8 +51,9 @@ def backtest_power_law(x, loss, *, variable: str = "N") -> Backtest:
     test = x == x.max()
     fit = fit_power_law(x[~test], loss[~test], variable=variable)
     pred = power_law_loss(fit.params, x[test])
-    return _summary(f"kaplan_{variable}", f"{variable} = {x.max():.3g}", (~test).sum(), pred,
-                    loss[test])  # fmt: skip
+    return _summary(
+        f"kaplan_{variable}", f"{variable} = {x.max():.3g}", (~test).sum(), pred, loss[test]
+    )
 
 
 def backtest_isoflop(n_params, n_tokens, loss, budget) -> Backtest:
@@ -58,11 +65,19 @@ def backtest_isoflop(n_params, n_tokens, loss, budget) -> Backtest:
     fit = fit_isoflop(n[~test], d[~test], loss[~test], budget[~test])
     held = fit_parabolas(n[test], loss[test], budget[test])[0]
     if not held.accepted:
-        raise AnalysisError(f"isoflop back-test: held-out budget has no usable optimum ({held.reason})")
+        raise AnalysisError(
+            f"isoflop back-test: held-out budget has no usable optimum ({held.reason})"
+        )
     n_pred, _, l_pred = isoflop_optimum(fit, c_max)
-    return _summary("isoflop", f"C = {c_max:.3g}", (~test).sum(), [l_pred], [held.loss_star],
-                    n_star_rel_error=float((n_pred - held.n_star) / held.n_star),
-                    message="loss error is of the optimal loss L* of the held-out budget")  # fmt: skip
+    return _summary(
+        "isoflop",
+        f"C = {c_max:.3g}",
+        (~test).sum(),
+        [l_pred],
+        [held.loss_star],
+        n_star_rel_error=float((n_pred - held.n_star) / held.n_star),
+        message="loss error is of the optimal loss L* of the held-out budget",
+    )
 
 
 def convention_sensitivity(runs: pd.DataFrame, *, target_flops: float) -> pd.DataFrame:
@@ -80,11 +95,21 @@ def convention_sensitivity(runs: pd.DataFrame, *, target_flops: float) -> pd.Dat
             rows.append({"convention": name, "note": str(e)})
             continue
         alloc = compute_optimal(fit.params, target_flops)
-        rows.append({"convention": name, "alpha": fit.params["alpha"], "beta": fit.params["beta"],
-                     "a": fit.params["a"], "b": fit.params["b"], "E": fit.params["E"],
-                     "n_star": alloc.n_params, "d_star": alloc.n_tokens,
-                     "tokens_per_param": alloc.tokens_per_param, "loss_at_target": alloc.loss,
-                     "note": "" if fit.converged else fit.message})  # fmt: skip
+        rows.append(
+            {
+                "convention": name,
+                "alpha": fit.params["alpha"],
+                "beta": fit.params["beta"],
+                "a": fit.params["a"],
+                "b": fit.params["b"],
+                "E": fit.params["E"],
+                "n_star": alloc.n_params,
+                "d_star": alloc.n_tokens,
+                "tokens_per_param": alloc.tokens_per_param,
+                "loss_at_target": alloc.loss,
+                "note": "" if fit.converged else fit.message,
+            }
+        )
     out = pd.DataFrame(rows)
     out.attrs["target_flops"] = target_flops
     return out

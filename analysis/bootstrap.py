@@ -45,8 +45,11 @@ def percentile_intervals(
     for k, v in samples.items():
         v = np.asarray(v, float)
         v = v[np.isfinite(v)]
-        out[k] = (float(np.percentile(v, lo)), float(np.percentile(v, hi))) if v.size else (
-            float("nan"), float("nan"))  # fmt: skip
+        out[k] = (
+            (float(np.percentile(v, lo)), float(np.percentile(v, hi)))
+            if v.size
+            else (float("nan"), float("nan"))
+        )
     return out
 
 
@@ -73,17 +76,35 @@ def bootstrap_chinchilla(
     design = chinchilla_design(n, d)
     counts = resample_counts(n.size, n_resamples, rng)
     theta_hat = _theta(fit.params)
-    sol = newton_batch(np.repeat(theta_hat[None], n_resamples, 0), design, log_loss,
-                       delta=delta, weights=counts, max_iter=300)  # fmt: skip
+    sol = newton_batch(
+        np.repeat(theta_hat[None], n_resamples, 0),
+        design,
+        log_loss,
+        delta=delta,
+        weights=counts,
+        max_iter=300,
+    )
     theta, ok, obj = sol.theta.copy(), sol.converged.copy(), sol.objective.copy()
     if not ok.all():
         # retry the stubborn resamples from a few perturbed starts; keep the best converged
         bad = np.flatnonzero(~ok)
-        shifts = np.array([[0.5, 0.5, 0.1, 0.05, 0.05], [-0.5, -0.5, -0.1, -0.05, -0.05],
-                           [1.0, -1.0, 0.0, 0.1, -0.1], [-1.0, 1.0, 0.0, -0.1, 0.1]])  # fmt: skip
+        shifts = np.array(
+            [
+                [0.5, 0.5, 0.1, 0.05, 0.05],
+                [-0.5, -0.5, -0.1, -0.05, -0.05],
+                [1.0, -1.0, 0.0, 0.1, -0.1],
+                [-1.0, 1.0, 0.0, -0.1, 0.1],
+            ]
+        )
         for s in shifts:
-            retry = newton_batch(theta_hat + s + 0 * theta[bad], design, log_loss, delta=delta,
-                                 weights=counts[bad], max_iter=500)  # fmt: skip
+            retry = newton_batch(
+                theta_hat + s + 0 * theta[bad],
+                design,
+                log_loss,
+                delta=delta,
+                weights=counts[bad],
+                max_iter=500,
+            )
             better = retry.converged & (~ok[bad] | (retry.objective < obj[bad]))
             theta[bad[better]], obj[bad[better]] = retry.theta[better], retry.objective[better]
             ok[bad[better]] = True
@@ -92,8 +113,12 @@ def bootstrap_chinchilla(
         p = chinchilla_params(theta[i])
         if target_flops is not None:
             alloc = compute_optimal(p, target_flops)
-            p |= {"n_star": alloc.n_params, "d_star": alloc.n_tokens,
-                  "tokens_per_param": alloc.tokens_per_param, "loss_at_target": alloc.loss}  # fmt: skip
+            p |= {
+                "n_star": alloc.n_params,
+                "d_star": alloc.n_tokens,
+                "tokens_per_param": alloc.tokens_per_param,
+                "loss_at_target": alloc.loss,
+            }
         for k, v in p.items():
             samples.setdefault(k, []).append(v)
     arrays = {k: np.asarray(v) for k, v in samples.items()}

@@ -49,7 +49,7 @@ HUBER_DELTA = 1e-3
 
 
 def chinchilla_params(theta: np.ndarray) -> dict[str, float]:
-    """(a, b, e, alpha, beta) -> named parameters incl. E, A, B and the allocation exponents a, b."""
+    """(a, b, e, alpha, beta) -> named params incl. E, A, B and the allocation exponents a, b."""
     log_a, log_b, log_e, alpha, beta = (float(v) for v in theta)
     p = {"log_A": log_a, "log_B": log_b, "log_E": log_e, "alpha": alpha, "beta": beta}
     p["E"], p["A"], p["B"] = math.exp(log_e), math.exp(log_a), math.exp(log_b)
@@ -188,8 +188,9 @@ def fit_chinchilla_likelihood(
     from scipy.special import erf
 
     n, d = np.asarray(n_params, float), np.asarray(n_tokens, float)
-    loss = check_points(loss=loss, n_free=6, law="chinchilla_likelihood", sizes=(n, d),
-                        names=("N", "D"))  # fmt: skip
+    loss = check_points(
+        loss=loss, n_free=6, law="chinchilla_likelihood", sizes=(n, d), names=("N", "D")
+    )
     if start is None:
         start = fit_chinchilla(n, d, loss, convention=convention)
     design, log_loss = chinchilla_design(n, d), np.log(loss)
@@ -208,13 +209,22 @@ def fit_chinchilla_likelihood(
         z = design @ theta
         zm = z.max(axis=1)
         r = np.abs(zm + np.log(np.exp(z - zm[:, None]).sum(axis=1)) - log_loss)
-        d_f_ds = -2 * f / s**3 + np.sum(np.where(r > delta * s, delta * (r - delta * s), 0.0)) / s**2
+        d_f_ds = (
+            -2 * f / s**3 + np.sum(np.where(r > delta * s, delta * (r - delta * s), 0.0)) / s**2
+        )
         grad = np.concatenate([g / s**2, [d_f_ds * s + m]])
         return val, grad
 
-    res = minimize(nll, np.append(theta0, math.log(sigma0)), jac=True, method="L-BFGS-B",
-                   options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 20_000})  # fmt: skip
-    z_norm = math.sqrt(2 * math.pi) * erf(delta / math.sqrt(2)) + 2 * math.exp(-(delta**2) / 2) / delta
+    res = minimize(
+        nll,
+        np.append(theta0, math.log(sigma0)),
+        jac=True,
+        method="L-BFGS-B",
+        options={"ftol": 1e-15, "gtol": 1e-10, "maxiter": 20_000},
+    )
+    z_norm = (
+        math.sqrt(2 * math.pi) * erf(delta / math.sqrt(2)) + 2 * math.exp(-(delta**2) / 2) / delta
+    )
     params = chinchilla_params(res.x[:5]) | {"sigma": math.exp(res.x[5])}
     warns = () if res.success else (f"chinchilla_likelihood: not converged ({res.message})",)
     return FitResult(

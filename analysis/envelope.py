@@ -41,15 +41,22 @@ def lower_envelope(curves: pd.DataFrame, *, n_bins: int = 30) -> pd.DataFrame:
     df = df.assign(C=c, bin=np.clip(np.searchsorted(edges, c, side="right") - 1, 0, n_bins - 1))
     best = df.loc[df.groupby("bin")["loss"].idxmin()].sort_values("C")
     sizes = np.sort(df["n_params"].unique())
-    out = pd.DataFrame({"C": best["C"].to_numpy(), "L": best["loss"].to_numpy(),
-                        "N": best["n_params"].to_numpy(), "D": best["n_tokens"].to_numpy(),
-                        "run_id": best["run_id"].to_numpy()})  # fmt: skip
+    out = pd.DataFrame(
+        {
+            "C": best["C"].to_numpy(),
+            "L": best["loss"].to_numpy(),
+            "N": best["n_params"].to_numpy(),
+            "D": best["n_tokens"].to_numpy(),
+            "run_id": best["run_id"].to_numpy(),
+        }
+    )
     out["edge"] = out["N"].isin([sizes[0], sizes[-1]])
     return out
 
 
-def fit_envelope(curves: pd.DataFrame, *, n_bins: int = 30,
-                 convention: str = MATMUL_CONVENTION) -> FitResult:  # fmt: skip
+def fit_envelope(
+    curves: pd.DataFrame, *, n_bins: int = 30, convention: str = MATMUL_CONVENTION
+) -> FitResult:
     """Approach 1: power laws N* = k_N C^a and D* = k_D C^b through the envelope's interior bins.
 
     details["envelope"]: the envelope table. Raises AnalysisError with fewer than 3 interior bins.
@@ -66,8 +73,10 @@ def fit_envelope(curves: pd.DataFrame, *, n_bins: int = 30,
     slope_d, icpt_d = np.polyfit(lc, np.log(inner["D"].to_numpy()), 1)
     warns = ()
     if env["edge"].any():
-        warns = (f"envelope: {int(env['edge'].sum())} of {len(env)} bins have the smallest or "
-                 "largest size as best model and are left out of the power laws",)  # fmt: skip
+        warns = (
+            f"envelope: {int(env['edge'].sum())} of {len(env)} bins have the smallest or "
+            "largest size as best model and are left out of the power laws",
+        )
     return FitResult(
         law="envelope",
         params={"a": slope_n, "k_N": math.exp(icpt_n), "b": slope_d, "k_D": math.exp(icpt_d)},

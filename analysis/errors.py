@@ -1,4 +1,4 @@
-"""The exception and warning classes of `analysis/`: every message names the file or field and the fix."""
+"""Exceptions and warnings of `analysis/`: every message names the file or field and the fix."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ __all__ = ["AnalysisError", "AnalysisWarning"]
 
 
 class AnalysisError(ValueError):
-    """Input the analysis cannot use (records, folders, fit data); the message says what to change."""
+    """Input the analysis cannot use (records, folders, fit data); the message says the fix."""
 
 
 class AnalysisWarning(UserWarning):
-    """Something was skipped or looks wrong (a malformed record, an edge minimum, a duplicate run)."""
+    """Something was skipped or looks wrong (malformed record, edge minimum, duplicate run)."""

@@ -64,15 +64,35 @@ def fit_parabolas(n_params, loss, budget, *, min_points: int = 3) -> list[Parabo
         x, y = x[order], y[order]
         sizes = tuple(np.exp(x))
         if np.unique(x).size < min_points:
-            out.append(Parabola(c, (math.nan,) * 3, sizes, tuple(y), math.nan, math.nan, False,
-                                f"C={c:.3g}: {np.unique(x).size} model size(s); need at least "
-                                f"{min_points} to fit a parabola: add sizes"))  # fmt: skip
+            out.append(
+                Parabola(
+                    c,
+                    (math.nan,) * 3,
+                    sizes,
+                    tuple(y),
+                    math.nan,
+                    math.nan,
+                    False,
+                    f"C={c:.3g}: {np.unique(x).size} model size(s); need at least "
+                    f"{min_points} to fit a parabola: add sizes",
+                )
+            )
             continue
         c2, c1, c0 = np.polyfit(x, y, 2)
         if c2 <= 0:
-            out.append(Parabola(c, (c2, c1, c0), sizes, tuple(y), math.nan, math.nan, False,
-                                f"C={c:.3g}: non-positive curvature ({c2:.3g}), loss has no "
-                                "minimum in N here: widen the range of sizes"))  # fmt: skip
+            out.append(
+                Parabola(
+                    c,
+                    (c2, c1, c0),
+                    sizes,
+                    tuple(y),
+                    math.nan,
+                    math.nan,
+                    False,
+                    f"C={c:.3g}: non-positive curvature ({c2:.3g}), loss has no "
+                    "minimum in N here: widen the range of sizes",
+                )
+            )
             continue
         x_star = -c1 / (2 * c2)
         l_star = c0 - c1 * c1 / (4 * c2)
@@ -80,14 +100,19 @@ def fit_parabolas(n_params, loss, budget, *, min_points: int = 3) -> list[Parabo
         reason, accepted = "", True
         if x_star <= x[0] or i_min == 0:
             accepted = False
-            reason = (f"C={c:.3g}: minimum at the smallest size N={sizes[0]:.3g}: add sizes "
-                      f"below it (e.g. N={sizes[0] / 3:.2g} and {sizes[0] / 10:.2g})")  # fmt: skip
+            reason = (
+                f"C={c:.3g}: minimum at the smallest size N={sizes[0]:.3g}: add sizes "
+                f"below it (e.g. N={sizes[0] / 3:.2g} and {sizes[0] / 10:.2g})"
+            )
         elif x_star >= x[-1] or i_min == x.size - 1:
             accepted = False
-            reason = (f"C={c:.3g}: minimum at the largest size N={sizes[-1]:.3g}: add sizes "
-                      f"above it (e.g. N={sizes[-1] * 3:.2g} and {sizes[-1] * 10:.2g})")  # fmt: skip
-        out.append(Parabola(c, (c2, c1, c0), sizes, tuple(y), math.exp(x_star), l_star, accepted,
-                            reason))  # fmt: skip
+            reason = (
+                f"C={c:.3g}: minimum at the largest size N={sizes[-1]:.3g}: add sizes "
+                f"above it (e.g. N={sizes[-1] * 3:.2g} and {sizes[-1] * 10:.2g})"
+            )
+        out.append(
+            Parabola(c, (c2, c1, c0), sizes, tuple(y), math.exp(x_star), l_star, accepted, reason)
+        )
     return out
 
 
@@ -96,8 +121,14 @@ def _power_laws(c, n_star, l_star):
     d_star = c / (6 * n_star)
     slope_d, icpt_d = np.polyfit(np.log(c), np.log(d_star), 1)
     slope_l, icpt_l = np.polyfit(np.log(c), np.log(l_star), 1)
-    return {"a": slope_n, "k_N": math.exp(icpt_n), "b": slope_d, "k_D": math.exp(icpt_d),
-            "gamma": -slope_l, "k_L": math.exp(icpt_l)}  # fmt: skip
+    return {
+        "a": slope_n,
+        "k_N": math.exp(icpt_n),
+        "b": slope_d,
+        "k_D": math.exp(icpt_d),
+        "gamma": -slope_l,
+        "k_L": math.exp(icpt_l),
+    }
 
 
 def fit_isoflop(
@@ -172,18 +203,27 @@ def bootstrap_isoflop(
         if len(good) < 2:
             n_failed += 1
             continue
-        p = _power_laws(np.array([q.budget for q in good]), np.array([q.n_star for q in good]),
-                        np.array([q.loss_star for q in good]))  # fmt: skip
+        p = _power_laws(
+            np.array([q.budget for q in good]),
+            np.array([q.n_star for q in good]),
+            np.array([q.loss_star for q in good]),
+        )
         if target_flops is not None:
             n_s = p["k_N"] * target_flops ** p["a"]
             d_s = target_flops / (6 * n_s)
-            p |= {"n_star": n_s, "d_star": d_s, "tokens_per_param": d_s / n_s,
-                  "loss_at_target": p["k_L"] * target_flops ** -p["gamma"]}  # fmt: skip
+            p |= {
+                "n_star": n_s,
+                "d_star": d_s,
+                "tokens_per_param": d_s / n_s,
+                "loss_at_target": p["k_L"] * target_flops ** -p["gamma"],
+            }
         for k, v in p.items():
             samples.setdefault(k, []).append(v)
     intervals = percentile_intervals({k: np.asarray(v) for k, v in samples.items()}, confidence)
     warns = fit.warnings
     if n_failed:
-        warns += (f"isoflop bootstrap: {n_failed} of {n_resamples} resamples had < 2 usable "
-                  "budgets (dropped)",)  # fmt: skip
+        warns += (
+            f"isoflop bootstrap: {n_failed} of {n_resamples} resamples had < 2 usable "
+            "budgets (dropped)",
+        )
     return fit.replace(intervals=intervals, warnings=warns)

@@ -191,8 +191,8 @@ def newton_batch(
     A step solves (H + lam * diag(|H|) + tiny) s = -g and is kept only if the objective falls;
     lam shrinks after a success and grows after a failure, so far from the optimum the step turns
     into scaled gradient descent and near it into Newton's (quadratic once the set of points inside
-    the Huber threshold settles). A problem stops when its max-abs gradient is below `gtol` (relative
-    to the objective's scale) or no step can lower the objective any more (lam huge).
+    the Huber threshold settles). A problem stops when its max-abs gradient is below `gtol`
+    (relative to the objective's scale) or no step can lower the objective any more (lam huge).
     """
     theta = np.array(np.atleast_2d(theta0), float)
     b, p = theta.shape
@@ -205,8 +205,8 @@ def newton_batch(
     active = np.ones(b, bool)
     stalled = np.zeros(b, bool)
     eye = np.eye(p)
-    it = 0
-    for it in range(1, max_iter + 1):
+    n_iter = 0
+    for n_iter in range(1, max_iter + 1):  # noqa: B007 (reported after the loop)
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
@@ -255,4 +255,6 @@ def newton_batch(
     scale = delta * np.maximum(np.sum(w_all, axis=1), 1.0)
     g_norm = np.max(np.abs(g), axis=1)
     converged = g_norm <= np.maximum(gtol, 1e-7) * scale
-    return BatchSolution(theta=theta, objective=f, grad_norm=g_norm, converged=converged, n_iter=it)
+    return BatchSolution(
+        theta=theta, objective=f, grad_norm=g_norm, converged=converged, n_iter=n_iter
+    )

@@ -12,7 +12,8 @@ __all__ = ["FitResult", "Allocation", "Backtest"]
 # The FLOP/N convention every fit states unless told otherwise (see sweeps/records.py).
 MATMUL_CONVENTION = (
     "C = 6 N D with N = n_params (matmul convention: every weight in a per-token matmul, output "
-    "head included; embedding lookups, norms and biases excluded); D = tokens seen; loss in nats/token"
+    "head included; embedding lookups, norms and biases excluded); D = tokens seen; "
+    "loss in nats/token"
 )
 
 

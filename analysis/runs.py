@@ -1,11 +1,11 @@
 """Loading run records into tidy DataFrames, and the checks every fit makes on its input.
 
 `load_runs(path)` reads `<sweep>/<run_id>/record.json` (+ `curve.jsonl`) written by `sweeps.records`
-and returns two frames: one row per run (the record's scalar fields; `config.*` columns flattened) and
-one row per evaluation of each training curve. Runs that a fit should not use stay in the frame with
-`included = False` and an `excluded_reason` (diverged, failed, skipped, non-finite loss, duplicate),
-so the report can count them. Conventions are the record's: loss in nats/token, `n_params` the
-matmul N of C = 6ND.
+and returns two frames: one row per run (the record's scalar fields; `config.*` columns
+flattened) and one row per evaluation of each training curve. Runs that a fit should not use
+stay in the frame with `included = False` and an `excluded_reason` (diverged, failed, skipped,
+non-finite loss, duplicate), so the report can count them. Conventions are the record's:
+loss in nats/token, `n_params` the matmul N of C = 6ND.
 """
 
 from __future__ import annotations
@@ -42,14 +42,50 @@ __all__ = [
 ]
 
 RUN_COLUMNS = (
-    "run_id", "sweep", "status", "reason", "arch", "n_params", "n_params_total",
-    "n_params_embedding", "n_params_non_embedding", "n_params_matmul", "flops_per_token_6n",
-    "flops_per_token_exact", "n_tokens", "flops", "flops_exact", "flops_marginal", "flops_budget",
-    "loss", "perplexity", "bits_per_byte", "train_loss", "unigram_entropy", "n_steps",
-    "batch_size", "lr", "time_s", "tokens_per_s", "seed", "dataset_id", "parent_run_id",
-    "code_version", "created_at",
-)  # fmt: skip
-CURVE_COLUMNS = ("run_id", "sweep", "step", "n_tokens", "flops", "loss", "train_loss", "lr", "time_s")
+    "run_id",
+    "sweep",
+    "status",
+    "reason",
+    "arch",
+    "n_params",
+    "n_params_total",
+    "n_params_embedding",
+    "n_params_non_embedding",
+    "n_params_matmul",
+    "flops_per_token_6n",
+    "flops_per_token_exact",
+    "n_tokens",
+    "flops",
+    "flops_exact",
+    "flops_marginal",
+    "flops_budget",
+    "loss",
+    "perplexity",
+    "bits_per_byte",
+    "train_loss",
+    "unigram_entropy",
+    "n_steps",
+    "batch_size",
+    "lr",
+    "time_s",
+    "tokens_per_s",
+    "seed",
+    "dataset_id",
+    "parent_run_id",
+    "code_version",
+    "created_at",
+)
+CURVE_COLUMNS = (
+    "run_id",
+    "sweep",
+    "step",
+    "n_tokens",
+    "flops",
+    "loss",
+    "train_loss",
+    "lr",
+    "time_s",
+)
 # record column for each N convention a fit can use
 N_CONVENTIONS = {
     "matmul": "n_params",
@@ -79,7 +115,8 @@ def _row(run_dir: Path, record: dict[str, Any]) -> dict[str, Any] | None:
     version = record.get("schema_version")
     if version != SCHEMA_VERSION:
         raise AnalysisError(
-            f"{path}: schema_version {version!r}, but this analysis reads version {SCHEMA_VERSION}; "
+            f"{path}: schema_version {version!r}, but this analysis reads version "
+            f"{SCHEMA_VERSION}; "
             "analyse it with the code version that wrote it (its `code_version` field) or "
             "re-run the sweep with this code"
         )
@@ -147,15 +184,28 @@ def load_runs(
     if not rows:
         raise AnalysisError(
             f"{root}: no run records found (looked for */{RECORD_FILE} and */*/{RECORD_FILE}); "
-            "run a sweep first, e.g. `python -m sweeps.train -m sweep=demo`, or point at results/<sweep>"
+            "run a sweep first (e.g. `python -m sweeps.train -m sweep=demo`) "
+            "or point at results/<sweep>"
         )
     runs = pd.DataFrame(rows)
     for col in RUN_COLUMNS:
         if col not in runs:
             runs[col] = None
-    numeric = [c for c in RUN_COLUMNS if c.startswith(("n_", "flops", "loss")) or c in (
-        "perplexity", "bits_per_byte", "train_loss", "unigram_entropy", "lr", "time_s",
-        "tokens_per_s")]  # fmt: skip
+    numeric = [
+        c
+        for c in RUN_COLUMNS
+        if c.startswith(("n_", "flops", "loss"))
+        or c
+        in (
+            "perplexity",
+            "bits_per_byte",
+            "train_loss",
+            "unigram_entropy",
+            "lr",
+            "time_s",
+            "tokens_per_s",
+        )
+    ]
     for col in numeric:
         runs[col] = pd.to_numeric(runs[col], errors="coerce").astype(float)
     if dataset_id is not None:
@@ -180,14 +230,16 @@ def _mark_exclusions(runs: pd.DataFrame) -> pd.DataFrame:
     loss = runs["loss"].to_numpy(float)
     bad_loss = ~not_ok & ~(np.isfinite(loss) & (loss > 0))
     reason[bad_loss] = "non-finite or non-positive loss"
-    bad_size = ~not_ok & ~bad_loss & ~(
-        (runs["n_params"] > 0) & (runs["n_tokens"] > 0)
-    )
+    bad_size = ~not_ok & ~bad_loss & ~((runs["n_params"] > 0) & (runs["n_tokens"] > 0))
     reason[bad_size] = "non-positive n_params or n_tokens"
-    for what, n in (("non-finite or non-positive losses", bad_loss.sum()),
-                    ("non-positive n_params/n_tokens", bad_size.sum())):  # fmt: skip
+    for what, n in (
+        ("non-finite or non-positive losses", bad_loss.sum()),
+        ("non-positive n_params/n_tokens", bad_size.sum()),
+    ):
         if n:
-            ids = ", ".join(runs.loc[bad_loss if "loss" in what else bad_size, "run_id"].astype(str))
+            ids = ", ".join(
+                runs.loc[bad_loss if "loss" in what else bad_size, "run_id"].astype(str)
+            )
             warnings.warn(
                 f"{n} run(s) with status ok have {what} ({ids}): excluded from fits; "
                 "mark them diverged in their record or re-run them",
@@ -233,7 +285,7 @@ def excluded_counts(runs: pd.DataFrame) -> dict[str, int]:
 
 
 def fit_runs(runs: pd.DataFrame, *, n_convention: str = "matmul") -> pd.DataFrame:
-    """The included runs a fit uses, with `N` (under `n_convention`), `D`, `C` = 6ND and `L` columns.
+    """The included runs a fit uses, with columns `N` (under `n_convention`), `D`, `C`, `L`.
 
     Raises AnalysisError if no run is usable, if two dataset_ids are mixed (losses on different
     data are not comparable), or if the convention's column is missing.
@@ -278,7 +330,7 @@ def check_points(
     """Validate a fit's input: finite positive losses, more points than parameters, > 1 size.
 
     `sizes` are the covariates (N, D, C ...) named by `names`; each needs at least two distinct
-    values. Returns the losses as a float array; raises AnalysisError naming the problem and the fix.
+    values. Returns the losses as floats; raises AnalysisError naming the problem and the fix.
     """
     loss = np.asarray(loss, float)
     if loss.size == 0:

@@ -1,4 +1,4 @@
-"""Synthetic run records from a known law: for tests, benchmarks and trying the report without a sweep.
+"""Synthetic run records from a known law: for tests, benchmarks, and a report without a sweep.
 
 Records are written with `sweeps.records.write_record` exactly as a real sweep writes them, so the
 loader is exercised too. Losses follow L = E + A/N^alpha + B/D^beta times log-normal noise, with an
@@ -106,8 +106,12 @@ def write_sweep(
     budgets = [None] * n_params.size if flops_budget is None else list(flops_budget)
     statuses = ["ok"] * n_params.size if status is None else list(status)
     for i, (n, d, ell) in enumerate(zip(n_params, n_tokens, loss, strict=True)):
-        config = {"model": {"n_params": float(n)}, "budget": {"tokens": float(d)}, "seed": seed,
-                  "index": i}  # fmt: skip
+        config = {
+            "model": {"n_params": float(n)},
+            "budget": {"tokens": float(d)},
+            "seed": seed,
+            "index": i,
+        }
         run_id = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
         embedding = 256.0 * max(16.0, round((n / 12) ** 0.5))
         record = {
@@ -148,8 +152,17 @@ def write_sweep(
         for k, frac in enumerate(fractions):
             t = d * frac
             ell_t = float(law_loss(params, n, t)) * (ell / float(law_loss(params, n, d)))
-            lines.append({"step": k + 1, "n_tokens": t, "flops": 6 * n * t, "loss": ell_t,
-                          "train_loss": ell_t, "lr": 1e-3, "time_s": float(k)})  # fmt: skip
+            lines.append(
+                {
+                    "step": k + 1,
+                    "n_tokens": t,
+                    "flops": 6 * n * t,
+                    "loss": ell_t,
+                    "train_loss": ell_t,
+                    "lr": 1e-3,
+                    "time_s": float(k),
+                }
+            )
         (run_dir / "curve.jsonl").write_text(
             "".join(json.dumps(r, allow_nan=True) + "\n" for r in lines), encoding="utf-8"
         )

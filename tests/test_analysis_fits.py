@@ -137,7 +137,7 @@ def test_isoflop_flags_edge_minimum_and_names_sizes():
     # shifted half way: some budgets usable, the others named in warnings
     n, d, loss, c = isoflop_points(rng=np.random.default_rng(0), center_shift=0.0,
                                    budgets=(1e13, 1e14, 1e15))  # fmt: skip
-    edge_n = n[c == 1e15] * 10 ** 0.95
+    edge_n = n[c == 1e15] * 10**0.95
     n2 = np.concatenate([n[c < 1e15], edge_n])
     d2 = np.concatenate([d[c < 1e15], 1e15 / (6 * edge_n)])
     loss2 = law_loss(TRUE_PARAMS, n2, d2)

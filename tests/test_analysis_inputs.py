@@ -117,3 +117,49 @@ def test_fit_input_errors():
             fit_chinchilla(n, d, broken)
     with pytest.raises(AnalysisError, match="no points"):
         fit_chinchilla([], [], [])
+
+
+@pytest.mark.slow
+def test_cli_writes_report(tmp_path, capsys):
+    from analysis.__main__ import main
+    from analysis.synthetic import isoflop_points
+
+    n, d, loss, c = isoflop_points(rng=np.random.default_rng(0), budgets=(1e13, 1e14, 1e15, 1e16))
+    sweep = write_sweep(tmp_path / "iso", n_params=n, n_tokens=d, loss=loss, flops_budget=c)
+    assert main([str(sweep), "--n-bootstrap", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "approach 3: a" in out and "approach 2: a" in out and "back-test" in out
+    report = sweep / "report"
+    assert {"report.md", "fits.json", "runs.csv"} <= {p.name for p in report.iterdir()}
+    fits = json.loads((report / "fits.json").read_text())
+    assert fits["target_flops"] == pytest.approx(1e17)
+    assert "matmul" in fits["convention"] and "chinchilla" in fits["backtests"]
+    assert (report / "figures" / "isoflop.svg").exists()
+
+
+def test_cli_user_error_exits_2_without_traceback(tmp_path, capsys):
+    from analysis.__main__ import main
+
+    assert main([str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no such folder" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_report_skips_isoflop_without_budgets(sweep):
+    from analysis.report import build_report
+
+    rep = build_report(sweep, n_bootstrap=20, figures=False)
+    assert "isoflop" in rep.skipped and "chinchilla" in rep.fits
+
+
+def test_import_analysis_is_cheap_and_torch_free():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, analysis; bad = [m for m in ('torch', 'hydra', 'matplotlib', 'scipy') "
+        "if m in sys.modules]; print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

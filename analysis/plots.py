@@ -1,0 +1,192 @@
+"""Figures of the fits. Compute first, draw second: each `plot_*` takes data and fit results,
+draws on `ax` (a new figure if None) and returns the Axes. No global style, no plt.show()."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+
+from .chinchilla import chinchilla_loss, compute_optimal
+from .results import FitResult
+
+__all__ = [
+    "plot_loss_vs_size",
+    "plot_curves_envelope",
+    "plot_isoflop",
+    "plot_optimal_allocation",
+    "plot_isoloss",
+    "plot_residuals",
+    "save_figure",
+]
+
+
+def _ax(ax: Axes | None) -> Axes:
+    return plt.subplots(figsize=(6, 4.5))[1] if ax is None else ax
+
+
+def plot_loss_vs_size(
+    data: pd.DataFrame, fit: FitResult | None = None, *, by: str = "N", ax: Axes | None = None
+) -> Axes:
+    """Loss against N for each D (by="N"), or against D for each N (by="D"), with fitted curves."""
+    ax = _ax(ax)
+    other = "D" if by == "N" else "N"
+    groups = sorted(data[other].unique())
+    colors = plt.cm.viridis(np.linspace(0, 1, max(len(groups), 2)))
+    for color, g in zip(colors, groups, strict=False):
+        sub = data[data[other] == g].sort_values(by)
+        ax.scatter(sub[by], sub["L"], color=color, s=12)
+        if fit is not None and len(sub) > 1:
+            x = np.geomspace(sub[by].min(), sub[by].max(), 50)
+            n, d = (x, np.full_like(x, g)) if by == "N" else (np.full_like(x, g), x)
+            ax.plot(
+                x, chinchilla_loss(fit.params, n, d), color=color, lw=1, label=f"{other}={g:.2g}"
+            )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel=f"{by} ({'parameters' if by == 'N' else 'tokens'})",
+        ylabel="loss (nats/token)",
+    )
+    if fit is not None and len(groups) <= 12:
+        ax.legend(fontsize=6)
+    return ax
+
+
+def plot_curves_envelope(
+    curves: pd.DataFrame, envelope: pd.DataFrame | None = None, *, ax: Axes | None = None
+) -> Axes:
+    """Every training curve as loss against C = 6 N t, and the lower envelope (approach 1)."""
+    ax = _ax(ax)
+    df = curves.dropna(subset=["loss", "n_tokens", "n_params"])
+    for _, g in df.groupby("run_id"):
+        ax.plot(6 * g["n_params"] * g["n_tokens"], g["loss"], color="0.7", lw=0.6)
+    if envelope is not None:
+        ax.plot(envelope["C"], envelope["L"], "o-", color="C3", ms=3, label="lower envelope")
+        ax.legend()
+    ax.set(xscale="log", yscale="log", xlabel="compute C = 6ND (FLOPs)", ylabel="loss (nats/token)")
+    return ax
+
+
+def plot_isoflop(fit: FitResult, *, ax: Axes | None = None) -> Axes:
+    """IsoFLOP profiles: points and parabola per budget, minima marked (x: rejected budget)."""
+    ax = _ax(ax)
+    parabolas = fit.details["parabolas"]
+    colors = plt.cm.plasma(np.linspace(0, 0.85, max(len(parabolas), 2)))
+    for color, p in zip(colors, parabolas, strict=False):
+        ax.scatter(p.n_params, p.loss, color=color, s=12)
+        if np.isfinite(p.coef[0]):
+            x = np.linspace(np.log(min(p.n_params)), np.log(max(p.n_params)), 60)
+            ax.plot(np.exp(x), np.polyval(p.coef, x), color=color, lw=1, label=f"C={p.budget:.2g}")
+        if p.accepted:
+            ax.plot(p.n_star, p.loss_star, "*", color=color, ms=10, mec="k")
+        else:
+            ax.plot(p.n_params[int(np.argmin(p.loss))], min(p.loss), "x", color="k", ms=8)
+    ax.set(xscale="log", xlabel="N (parameters)", ylabel="loss (nats/token)")
+    ax.legend(fontsize=6)
+    return ax
+
+
+def plot_optimal_allocation(
+    points: pd.DataFrame,
+    fits: dict[str, FitResult],
+    *,
+    target: float,
+    which: str = "N",
+    ax: Axes | None = None,
+) -> Axes:
+    """N*(C) (which="N") or D*(C) (which="D"): per-budget optima, each law's line extrapolated to
+    `target`, and the approach-3 bootstrap interval at the target as an error bar."""
+    ax = _ax(ax)
+    col = "n_star" if which == "N" else "d_star"
+    if len(points):
+        ax.scatter(points["C"], points[col], color="k", s=15, zorder=3, label="IsoFLOP optima")
+    c_lo = points["C"].min() if len(points) else target / 1e3
+    c = np.geomspace(min(c_lo, target), target, 60)
+    for i, (name, fit) in enumerate(fits.items()):
+        if name == "chinchilla":
+            alloc = compute_optimal(fit.params, c)
+            y = alloc.n_params if which == "N" else alloc.n_tokens
+        else:
+            p = fit.params
+            y = p["k_N"] * c ** p["a"] if which == "N" else p["k_D"] * c ** p["b"]
+        ax.plot(c, y, color=f"C{i}", label=name)
+        if col in fit.intervals:
+            lo, hi = fit.intervals[col]
+            mid = y[-1]
+            ax.errorbar([target], [mid], yerr=[[mid - lo], [hi - mid]], color=f"C{i}", capsize=3)
+    ax.axvline(target, color="0.5", ls=":", lw=1)
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="compute C (FLOPs)",
+        ylabel="N* (parameters)" if which == "N" else "D* (tokens)",
+    )
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_isoloss(
+    fit: FitResult,
+    *,
+    c_range: tuple[float, float],
+    n_range: tuple[float, float],
+    ax: Axes | None = None,
+) -> Axes:
+    """Approach-3 iso-loss contours in (C, N) (D = C / 6N) and the efficient frontier N*(C)."""
+    ax = _ax(ax)
+    c = np.geomspace(*c_range, 120)
+    n = np.geomspace(*n_range, 120)
+    cc, nn = np.meshgrid(c, n)
+    loss = chinchilla_loss(fit.params, nn, cc / (6 * nn))
+    cs = ax.contour(
+        cc,
+        nn,
+        loss,
+        levels=np.quantile(loss, np.linspace(0.02, 0.9, 12)),
+        cmap="viridis",
+        linewidths=0.8,
+    )
+    ax.clabel(cs, fontsize=6, fmt="%.2f")
+    ax.plot(
+        c,
+        compute_optimal(fit.params, c).n_params,
+        color="C3",
+        lw=1.5,
+        label="efficient frontier N*(C)",
+    )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="compute C (FLOPs)",
+        ylabel="N (parameters)",
+        ylim=n_range,
+    )
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_residuals(data: pd.DataFrame, fit: FitResult, *, ax: Axes | None = None) -> Axes:
+    """Relative residual (observed / predicted - 1) of approach 3 against compute."""
+    ax = _ax(ax)
+    pred = chinchilla_loss(fit.params, data["N"], data["D"])
+    ax.scatter(data["C"], data["L"] / pred - 1, s=10, c=np.log10(data["N"]), cmap="viridis")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(xscale="log", xlabel="compute C (FLOPs)", ylabel="loss / predicted - 1")
+    return ax
+
+
+def save_figure(ax: Axes, path_stem: str | Path) -> list[Path]:
+    """Save the Axes' figure as PNG and SVG (path_stem without suffix), close it, return paths."""
+    fig = ax.figure
+    fig.tight_layout()
+    out = []
+    for suffix in (".png", ".svg"):
+        p = Path(path_stem).with_suffix(suffix)
+        fig.savefig(p, dpi=130)
+        out.append(p)
+    plt.close(fig)
+    return out
