@@ -23,6 +23,7 @@ __all__ = [
     "OptimConfig",
     "ScheduleConfig",
     "BudgetConfig",
+    "BranchConfig",
     "RunConfig",
     "register_configs",
     "to_run_config",
@@ -169,6 +170,7 @@ class ScheduleConfig:
 
     name: str = "cosine"  # cosine | wsd | constant
     warmup_frac: float = 0.05  # share of steps spent warming up linearly
+    warmup_steps: int | None = None  # absolute warmup length; overrides warmup_frac (WSD branches)
     min_lr_frac: float = 0.1  # cosine ends at min_lr_frac * lr
     decay_frac: float = 0.2  # wsd: share of steps in the final cooldown
     decay_shape: str = "1-sqrt"  # wsd cooldown: 1-sqrt | linear
@@ -177,6 +179,12 @@ class ScheduleConfig:
         _choice(self.name, SCHEDULES, "schedule.name")
         _choice(self.decay_shape, DECAY_SHAPES, "schedule.decay_shape")
         _check(0 <= self.warmup_frac < 1, "schedule.warmup_frac", "must be in [0, 1)", "0.05")
+        _check(
+            self.warmup_steps is None or self.warmup_steps >= 0,
+            "schedule.warmup_steps",
+            "must be >= 0",
+            "e.g. schedule.warmup_steps=20, or leave it unset to use schedule.warmup_frac",
+        )
         _check(0 <= self.min_lr_frac <= 1, "schedule.min_lr_frac", "must be in [0, 1]", "0.1")
         _check(0 < self.decay_frac <= 1, "schedule.decay_frac", "must be in (0, 1]", "0.2")
 
@@ -214,6 +222,28 @@ class BudgetConfig:
         _check(self.min_steps >= 1, "budget.min_steps", "must be >= 1", "e.g. budget.min_steps=50")
 
 
+ROLES = ("run", "trunk", "branch")
+
+
+@dataclass
+class BranchConfig:
+    """WSD cooldown branches (sweeps/branches.py): setting `budgets` turns a sweep job into a
+    branch that forks from a constant-lr trunk shared by every job of its model size."""
+
+    budgets: list[float] | None = None  # the sweep's values of this job's budget horizon
+    role: str = "run"  # run | trunk | branch; trunk and branch are set by sweeps/branches.py
+    fork_steps: list[int] | None = None  # a trunk's kept checkpoints (set by sweeps/branches.py)
+
+    def __post_init__(self) -> None:
+        _choice(self.role, ROLES, "branch.role")
+        _check(
+            self.budgets is None or (len(self.budgets) > 0 and min(self.budgets) > 0),
+            "branch.budgets",
+            f"must be a non-empty list of positive horizons, got {self.budgets}",
+            "e.g. branch.budgets=[5e5,1e6,2e6] with budget.tokens=5e5,1e6,2e6",
+        )
+
+
 @dataclass
 class RunConfig:
     """Everything one training run needs. Fields above `seed` and `seed` itself are semantic."""
@@ -228,6 +258,7 @@ class RunConfig:
         "auto"  # auto (bf16 on CUDA or a CPU with native bf16, else fp32) | fp32 | bf16
     )
     parent_run_id: str | None = None  # a branch's trunk (WSD cooldown branches)
+    branch: BranchConfig = field(default_factory=BranchConfig)  # WSD cooldown branch mode
     # ---- not part of the run id (execution knobs, or inputs already resolved into the above) ----
     isoflop_tokens_per_param: float | None = None  # IsoFLOP grids: r, with model.n_params from
     #   ${isoflop_n_params:${budget.flops},${isoflop_tokens_per_param}} = sqrt(C / (6 r))
@@ -261,6 +292,7 @@ SEMANTIC_FIELDS = (
     "seed",
     "precision",
     "parent_run_id",
+    "branch",
 )
 
 
@@ -269,6 +301,11 @@ def semantic_config(cfg: RunConfig) -> dict[str, Any]:
     full = dataclasses.asdict(cfg)
     sem = {k: full[k] for k in SEMANTIC_FIELDS}
     sem["data"] = {k: v for k, v in sem["data"].items() if k != "cache_dir"}
+    # fields added for WSD branches leave the ids of runs that do not use them unchanged
+    if sem["schedule"].get("warmup_steps") is None:
+        del sem["schedule"]["warmup_steps"]
+    if cfg.branch == BranchConfig():
+        del sem["branch"]
     return sem
 
 

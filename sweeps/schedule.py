@@ -10,7 +10,10 @@ __all__ = ["lr_at", "warmup_steps", "decay_start"]
 
 
 def warmup_steps(cfg: ScheduleConfig, n_steps: int) -> int:
-    """Linear warmup length: warmup_frac of the run, at least one step when warmup is on."""
+    """Linear warmup length: warmup_steps when set (a length shared by runs of different
+    lengths, as WSD branches need), else warmup_frac of the run, at least one step when on."""
+    if cfg.warmup_steps is not None:
+        return min(cfg.warmup_steps, n_steps)
     if cfg.warmup_frac <= 0:
         return 0
     return max(1, round(cfg.warmup_frac * n_steps))
