@@ -110,14 +110,23 @@ def _skipped_record(cfg: RunConfig, reason: str, prep: Any) -> dict[str, Any]:
     }
 
 
-def run_one(cfg: RunConfig, *, in_sweep: bool = False) -> dict[str, Any] | None:
+def run_one(
+    cfg: RunConfig, *, in_sweep: bool = False, **train_kwargs: Any
+) -> dict[str, Any] | None:
     """Train `cfg` into results/<sweep>/<run_id>/ unless already done; return its record.
 
     Returns None when another process holds the run. Raises UserError for the user's mistakes
     (before any run folder is created). A crash inside training becomes a `failed` record with
     the traceback in `error.log`; it is re-raised outside a sweep, swallowed inside one.
+    A config with `branch.budgets` is a WSD cooldown branch: sweeps/branches.py runs it (its
+    trunk first when needed), passing `train_kwargs` (init_from, keep_at) on to `train`.
     """
     from sweeps.trainer import prepare, train
+
+    if cfg.branch.budgets is not None and cfg.branch.role == "run":
+        from sweeps.branches import run_branch
+
+        return run_branch(cfg, in_sweep=in_sweep)
 
     _check_writable(Path(cfg.results_dir))
     prep = prepare(cfg, progress=cfg.progress != "none")
@@ -162,7 +171,7 @@ def run_one(cfg: RunConfig, *, in_sweep: bool = False) -> dict[str, Any] | None:
             _say(f"[{run_dir.name}] skipped: {prep.plan.problem}")
             return record
         try:
-            record = train(cfg, run_dir, prepared=prep)
+            record = train(cfg, run_dir, prepared=prep, **train_kwargs)
         except Exception as e:  # a crash of one run must not stop a sweep
             (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
             record = _skipped_record(cfg, f"{type(e).__name__}: {e}", prep)

@@ -114,8 +114,20 @@ def _code_version() -> str:
     return code_version()
 
 
-def train(cfg: RunConfig, out_dir: str | os.PathLike[str], *, prepared: Prepared | None = None):
-    """Train one run into `out_dir` (created if needed) and return its record (also written)."""
+def train(
+    cfg: RunConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    prepared: Prepared | None = None,
+    init_from: Path | None = None,
+    keep_at: dict[int, Path] | None = None,
+):
+    """Train one run into `out_dir` (created if needed) and return its record (also written).
+
+    WSD branches (sweeps/branches.py): `init_from` is a checkpoint (another run's, at step k)
+    to start from when this run has none of its own; the record's `flops_marginal` then counts
+    only steps k.. . `keep_at` maps steps to paths where a copy of the checkpoint is kept.
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     prep = prepared or prepare(cfg, progress=cfg.progress != "none")
@@ -151,7 +163,16 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike[str], *, prepared: Prepared
     )
     ckpt_path = out_dir / records.CHECKPOINT_FILE
     start_step, elapsed_s, train_sum, train_count, last_train_loss = 0, 0.0, 0.0, 0, float("nan")
-    if ckpt_path.exists():
+    init_step = 0  # steps inherited from init_from (not spent by this run)
+    keep_at = keep_at or {}
+    if not ckpt_path.exists() and init_from is not None:
+        state = torch.load(init_from, map_location=device, weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optim"])
+        start_step = init_step = int(state["step"])
+        if (out_dir / records.CURVE_FILE).exists():
+            (out_dir / records.CURVE_FILE).unlink()
+    elif ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
@@ -159,13 +180,14 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike[str], *, prepared: Prepared
         elapsed_s = float(state["elapsed_s"])
         train_sum, train_count = float(state["train_sum"]), int(state["train_count"])
         last_train_loss = float(state["last_train_loss"])
+        init_step = int(state.get("init_step", 0))
         records.truncate_curve(out_dir, start_step)  # evaluations after the checkpoint are redone
     elif (out_dir / records.CURVE_FILE).exists():
         (out_dir / records.CURVE_FILE).unlink()  # a start from scratch must not keep old points
 
-    def checkpoint(step: int) -> None:
+    def checkpoint(step: int, path: Path = ckpt_path) -> None:
         _save_checkpoint(
-            ckpt_path,
+            path,
             {
                 "model": model.state_dict(),
                 "optim": opt.state_dict(),
@@ -175,6 +197,7 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike[str], *, prepared: Prepared
                 "train_count": train_count,
                 "last_train_loss": last_train_loss,
                 "run_id": run_id,
+                "init_step": init_step,
             },
         )
 
@@ -232,7 +255,11 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike[str], *, prepared: Prepared
                 status, reason = "diverged", f"non-finite validation loss at step {done}"
                 break
             progress.note(f"step {done}/{n_steps} val loss {val_loss:.4f}")
-        if done < n_steps and (done in eval_steps or now - last_ckpt >= cfg.checkpoint_every_s):
+        if done in keep_at:  # kept first: a kill between the two saves redoes it from before
+            checkpoint(done, keep_at[done])
+        if done < n_steps and (
+            done in eval_steps or done in keep_at or now - last_ckpt >= cfg.checkpoint_every_s
+        ):
             checkpoint(done)
             last_ckpt = time.perf_counter()
     progress.close()
@@ -248,6 +275,7 @@ def train(cfg: RunConfig, out_dir: str | os.PathLike[str], *, prepared: Prepared
         reason=reason,
         n_steps_done=n_done,
         n_tokens=n_tokens,
+        n_tokens_marginal=max(0, n_done - init_step) * bs * ctx,
         loss=val_loss if status == "ok" else float("nan"),
         loss_se=val_se,
         train_loss=last_train_loss,
@@ -270,6 +298,7 @@ def _make_record(
     reason: str | None,
     n_steps_done: int,
     n_tokens: int,
+    n_tokens_marginal: int,
     loss: float,
     loss_se: float,
     train_loss: float,
@@ -307,7 +336,7 @@ def _make_record(
         "n_tokens": n_tokens,
         "flops": fpt["six_n"] * n_tokens,
         "flops_exact": fpt["exact"] * n_tokens,
-        "flops_marginal": fpt["exact"] * n_tokens,
+        "flops_marginal": fpt["exact"] * n_tokens_marginal,
         "flops_budget": cfg.budget.flops,
         "loss": loss,
         "loss_se": loss_se,
@@ -329,6 +358,7 @@ def _make_record(
         "code_version": _code_version(),
         "lib_versions": lib_versions(),
         "parent_run_id": cfg.parent_run_id,
+        "role": cfg.branch.role,
         "host": platform.node(),
         "python": sys.version.split()[0],
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
