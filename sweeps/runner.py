@@ -20,6 +20,7 @@ __all__ = ["run_dir_for", "run_one", "run_lock"]
 
 CONFIG_FILE = records.CONFIG_FILE
 LOCK_FILE = ".lock"
+PLAN_FILE = "plan.json"  # the run's planned steps and tokens, written when it starts
 
 
 def run_dir_for(cfg: RunConfig) -> Path:
@@ -165,6 +166,17 @@ def run_one(
         elif state == "partial" and (run_dir / records.CHECKPOINT_FILE).exists():
             _say(f"[{run_dir.name}] resuming from its checkpoint")
         records.write_json_atomic(run_dir / CONFIG_FILE, semantic_config(cfg))
+        plan = prep.plan  # for `sweeps.status`: progress of a partial run against its horizon
+        records.write_json_atomic(
+            run_dir / PLAN_FILE,
+            {
+                "n_steps": plan.n_steps,
+                "tokens_per_step": plan.tokens_per_step,
+                "n_tokens": plan.n_tokens,
+                "n_params": plan.n_params,
+                "flops": plan.flops,
+            },
+        )
         if prep.plan.problem:
             record = _skipped_record(cfg, prep.plan.problem, prep)
             records.write_record(run_dir, record)
