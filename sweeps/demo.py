@@ -1,0 +1,157 @@
+"""The whole demo in one command: an IsoFLOP sweep on the embedded corpus, a seed-noise floor,
+the fitted laws and their report, and (with --verify) a check of the law's own prediction.
+
+    python -m sweeps.demo                 # GPT, 3 budgets x 5 sizes, then the report
+    python -m sweeps.demo --verify        # ... then train the predicted optimum at 10x compute
+    python -m sweeps.demo --arch both     # GPT and LSTM laws on one figure (Kaplan et al. Fig. 7)
+    python -m sweeps.demo --mini          # a 2-minute miniature (the CI test runs it)
+
+Each step is an ordinary command of the project, run as a subprocess and echoed, so a user can
+rerun any step alone; every step skips the runs already done, so an interrupted demo resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sweeps import records
+
+__all__ = ["main"]
+
+PY = sys.executable
+
+
+def _run(cmd: list[str], *, check: bool = True) -> int:
+    print("\n$ " + " ".join(shlex.quote(c) for c in cmd), file=sys.stderr, flush=True)
+    rc = subprocess.run(cmd).returncode
+    if check and rc != 0:
+        raise SystemExit(f"error: step failed (exit {rc}): {' '.join(cmd)}")
+    return rc
+
+
+def _preset_values(preset: str, key: str) -> list[float]:
+    """The values a preset sweeps over (from its hydra.sweeper.params), e.g. its budgets."""
+    from omegaconf import OmegaConf
+
+    path = Path(__file__).resolve().parent.parent / "conf" / "sweep" / f"{preset}.yaml"
+    params = OmegaConf.load(path).hydra.sweeper.params
+    return [float(v) for v in str(params[key]).split(",")]
+
+
+def seed_spread(sweep_dir: Path) -> dict[str, Any] | None:
+    """Loss spread over seeds of one config: the noise floor a law's error should be read against."""
+    groups: dict[str, list[float]] = {}
+    for run_dir in records.iter_run_dirs(sweep_dir):
+        try:
+            rec = records.read_record(run_dir)
+        except records.RecordError:
+            continue
+        if rec.get("status") != "ok" or rec.get("loss") is None:
+            continue
+        cfg = dict(rec["config"])
+        cfg.pop("seed", None)
+        key = json.dumps({k: cfg.get(k) for k in ("model", "data", "optim", "schedule", "budget")},
+                         sort_keys=True)
+        groups.setdefault(key, []).append(float(rec["loss"]))
+    repeated = [v for v in groups.values() if len(v) >= 2]
+    if not repeated:
+        return None
+    losses = max(repeated, key=len)
+    mean = sum(losses) / len(losses)
+    sd = (sum((x - mean) ** 2 for x in losses) / (len(losses) - 1)) ** 0.5
+    return {"losses": losses, "mean": mean, "sd": sd, "rel_sd": sd / mean,
+            "rel_range": (max(losses) - min(losses)) / mean}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sweeps.demo", description=__doc__.split("\n")[0])
+    p.add_argument("--arch", choices=["gpt", "lstm", "both"], default="gpt")
+    p.add_argument("--verify", action="store_true",
+                   help="train the predicted compute-optimal model at the target compute")
+    p.add_argument("--mini", action="store_true", help="the miniature (sweep=demo_mini)")
+    p.add_argument("--results-dir", default="results")
+    p.add_argument("--n-jobs", type=int, default=2, help="runs at once (one per core)")
+    p.add_argument("--n-bootstrap", type=int, default=None)
+    args = p.parse_args(argv)
+
+    t0 = time.time()
+    preset = "demo_mini" if args.mini else "demo"
+    budgets = _preset_values(preset, "budget.flops")
+    ratios = _preset_values(preset, "isoflop_tokens_per_param")
+    target = 10 * max(budgets)
+    archs = ["gpt", "lstm"] if args.arch == "both" else [args.arch]
+    n_boot = args.n_bootstrap or (200 if args.mini else 1000)
+    common = [f"results_dir={args.results_dir}", f"hydra.launcher.n_jobs={args.n_jobs}"]
+    sweep_dirs = []
+    for arch in archs:
+        name = preset if arch == "gpt" else f"{preset}_{arch}"
+        sweep_dirs.append(Path(args.results_dir) / name)
+        base = [PY, "-m", "sweeps.train", "-m", f"sweep={preset}", f"model={arch}",
+                f"sweep_name={name}", *common]
+        _run(base)
+        # Noise floor: the cheapest point again with two more seeds.
+        _run([*base, f"budget.flops={min(budgets)}",
+              f"isoflop_tokens_per_param={max(ratios)}", "seed=1,2"])
+    t_sweep = time.time() - t0
+
+    for sweep_dir in sweep_dirs:
+        _run([PY, "-m", "analysis", str(sweep_dir), "--target-flops", f"{target:g}",
+              "--n-bootstrap", str(n_boot)])
+    if len(sweep_dirs) > 1:
+        _run([PY, "-m", "analysis", *map(str, sweep_dirs), "--compare",
+              "--out", str(Path(args.results_dir) / f"{preset}_compare"),
+              "--target-flops", f"{target:g}", "--n-bootstrap", str(n_boot)], check=False)
+
+    verify: dict[str, Any] | None = None
+    if args.verify:
+        verify = _verify(sweep_dirs[0], target=target, args=args, preset=preset)
+
+    for sweep_dir in sweep_dirs:
+        spread = seed_spread(sweep_dir)
+        if spread:
+            print(f"\n[{sweep_dir.name}] seed noise floor: losses "
+                  + ", ".join(f"{x:.4f}" for x in spread["losses"])
+                  + f" -> sd {100 * spread['rel_sd']:.2f}%, range {100 * spread['rel_range']:.2f}%"
+                  " of the loss (read back-test errors against this)")
+    if verify:
+        print(f"\npredicted at C={target:.3g}: loss {verify['predicted']:.4f}; achieved "
+              f"{verify['achieved']:.4f} with N={verify['n_params']:,} D={verify['n_tokens']:,} "
+              f"-> error {100 * verify['rel_error']:+.2f}%")
+    print(f"\ndemo done in {time.time() - t0:.0f}s (sweeps {t_sweep:.0f}s); reports: "
+          + ", ".join(str(d / "report" / "report.md") for d in sweep_dirs))
+    return 0
+
+
+def _verify(sweep_dir: Path, *, target: float, args: argparse.Namespace,
+            preset: str) -> dict[str, Any]:
+    """Train the law's compute-optimal (N*, D*) at the target compute; compare the losses."""
+    fits = json.loads((sweep_dir / "report" / "fits.json").read_text(encoding="utf-8"))
+    opt = fits["prediction"]
+    n_star, d_star, predicted = float(opt["n_params"]), float(opt["n_tokens"]), float(opt["loss"])
+    name = f"{sweep_dir.name}_verify"
+    _run([PY, "-m", "sweeps.train", f"model.n_params={n_star:.6g}", f"budget.tokens={d_star:.6g}",
+          f"sweep_name={name}", f"results_dir={args.results_dir}", f"threads={args.n_jobs}",
+          "n_evals=6"])
+    run_dirs = [d for d in records.iter_run_dirs(Path(args.results_dir) / name)
+                if records.run_state(d) == "done"]
+    rec = records.read_record(max(run_dirs, key=lambda d: d.stat().st_mtime))
+    achieved = float(rec["loss"])
+    out = {"target_flops": target, "predicted": predicted, "achieved": achieved,
+           "rel_error": (predicted - achieved) / achieved, "n_params": rec["n_params"],
+           "n_tokens": rec["n_tokens"], "flops": rec["flops"], "run_id": rec["run_id"],
+           "source": opt.get("source", "")}
+    records.write_json_atomic(sweep_dir / "report" / "verify.json", out)
+    _run([PY, "-m", "analysis", str(sweep_dir), "--target-flops", f"{target:g}",
+          "--n-bootstrap", str(args.n_bootstrap or (200 if args.mini else 1000))])
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
