@@ -1,5 +1,10 @@
-"""Hydra callback for sweeps: notes the sweep's size at the start, prints a summary at the end,
-and makes the command exit non-zero when any run failed or any job had a config error."""
+"""Hydra callback for sweeps: notes the sweep's jobs at the start, prints `[sweep] k/total runs
+done, ETA ...` after every job, a summary at the end, and makes the command exit non-zero when any
+run failed or any job had a config error.
+
+The job list goes to `<sweep dir>/.sweep.json` so that job processes (joblib, submitit, ray) can
+count progress without sharing memory with the launching process.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +20,63 @@ from omegaconf import DictConfig
 
 from sweeps import records
 
-__all__ = ["SweepSummary"]
+__all__ = ["SweepSummary", "SWEEP_FILE", "JOB_ERRORS", "progress_line"]
 
 SWEEP_FILE = ".sweep.json"
 JOB_ERRORS = ".job_errors.jsonl"
+
+
+def _run_ids(config: DictConfig) -> list[str | None]:
+    """Each job's run id (None where its config is invalid), composed as the launcher will."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from sweeps.config import run_id_for, to_run_config
+    from sweeps.expand import _task_config, job_overrides
+
+    loader = GlobalHydra.instance().hydra.config_loader
+    ids: list[str | None] = []
+    for overrides in job_overrides(config, config_loader=loader):
+        try:
+            cfg = _task_config(loader.load_sweep_config(config, list(overrides)))
+            ids.append(run_id_for(to_run_config(cfg)))
+        except Exception:  # reported by the job itself, with the field at fault
+            ids.append(None)
+    return ids
+
+
+def _finished(sweep_dir: Path, ids: list[str]) -> int:
+    return sum(records.run_state(sweep_dir / i) in ("done", "failed") for i in set(ids))
+
+
+def _fmt_s(s: float) -> str:
+    s = max(0.0, s)
+    if s < 90:
+        return f"{s:.0f}s"
+    if s < 5400:
+        return f"{s / 60:.1f}m"
+    return f"{s / 3600:.1f}h"
+
+
+def progress_line(sweep_dir: Path, *, now: float | None = None) -> str | None:
+    """`[sweep] k/total runs done, ETA ...` from the sweep file and the run folders, or None."""
+    try:
+        info = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ids = [i for i in info.get("run_ids") or [] if i]
+    if not ids:
+        return None
+    total = len(set(ids))
+    k = _finished(sweep_dir, ids)
+    k_new = k - int(info.get("n_finished_at_start", 0))
+    elapsed = (now or time.time()) - float(info.get("started_at", time.time()))
+    if k >= total:
+        eta = "all done"
+    elif k_new > 0:
+        eta = f"ETA {_fmt_s(elapsed / k_new * (total - k))}"
+    else:
+        eta = "ETA after the first run"
+    return f"[sweep] {k}/{total} runs done ({k_new} this launch, {_fmt_s(elapsed)}), {eta}"
 
 
 class SweepSummary(Callback):
@@ -27,16 +85,50 @@ class SweepSummary(Callback):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / JOB_ERRORS).unlink(missing_ok=True)
         self.t0 = time.time()
-        self.before = {
-            p.name for p in records.iter_run_dirs(sweep_dir) if records.run_state(p) == "done"
-        }
-        records.write_json_atomic(sweep_dir / SWEEP_FILE, {"started_at": self.t0})
+        try:
+            ids = _run_ids(config)
+        except Exception as e:  # progress is a courtesy: never stop a sweep for it
+            print(f"[sweep] cannot count the jobs ({e}); no progress lines", file=sys.stderr)
+            ids = []
+        valid = [i for i in ids if i]
+        n_before = _finished(sweep_dir, valid)
+        records.write_json_atomic(
+            sweep_dir / SWEEP_FILE,
+            {
+                "started_at": self.t0,
+                "n_jobs": len(ids),
+                "run_ids": ids,
+                "n_finished_at_start": n_before,
+            },
+        )
+        if ids:
+            print(
+                f"[sweep] {len(ids)} jobs, {len(set(valid))} runs, {n_before} already finished "
+                f"-> {sweep_dir}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        try:
+            line = progress_line(Path(config.hydra.sweep.dir))
+        except Exception:  # never let progress reporting fail a job
+            line = None
+        if line:
+            print(line, file=sys.stderr, flush=True)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            info = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
+            ids = {i for i in info.get("run_ids") or [] if i}
+        except (OSError, ValueError):
+            ids = set()
         states: Counter[str] = Counter()
         failed = []
         for run_dir in records.iter_run_dirs(sweep_dir):
+            if ids and run_dir.name not in ids:
+                continue  # another grid's runs in the same folder are not this sweep's business
             state = records.run_state(run_dir)
             if state == "done":
                 status = records.read_record(run_dir).get("status", "?")

@@ -1,0 +1,121 @@
+"""Expand a sweep command into its jobs exactly as Hydra's BasicSweeper and launchers would.
+
+`python -m sweeps.train -m <overrides>` composes a master config, then BasicSweeper joins
+`hydra.sweeper.params` (first) and the command-line overrides (after; the same key replaces a
+param in place), takes the Cartesian product in that order, and each launcher recomposes one job
+from the master's hydra overrides plus that job's overrides. This module calls the same Hydra
+code (OverridesParser, BasicSweeper.split_arguments, ConfigLoader.load_sweep_config), so
+`sweeps.plan`, the progress callback and the tests see the very jobs a launch would run.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+
+__all__ = ["Job", "Expansion", "sweep_overrides", "expand_sweep", "job_overrides", "hydra_context"]
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # what sweeps/train.py's main reads
+CONFIG_NAME = "config"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of a sweep: its overrides (as the launcher passes them) and its task config."""
+
+    index: int
+    overrides: list[str]
+    cfg: DictConfig  # the job's config without the `hydra` node, as the task function sees it
+
+
+@dataclass(frozen=True)
+class Expansion:
+    master: DictConfig  # the multirun master config, with its `hydra` node
+    jobs: list[Job]
+
+
+def sweep_overrides(
+    params: Mapping[str, Any] | None, arguments: Sequence[str], *, config_loader: Any = None
+) -> list[list[str]]:
+    """BasicSweeper's job list: `params` then `arguments`, Cartesian product, Hydra's own parser
+    (with the config loader, `glob(...)` over config groups works as in a launch)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    lines = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
+    parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(lines)
+    (batch,) = BasicSweeper.split_arguments(parsed, None)
+    return batch
+
+
+def job_overrides(master: DictConfig, *, config_loader: Any = None) -> list[list[str]]:
+    """The job overrides of a composed multirun master config (what its sweeper would launch)."""
+    sweeper = master.hydra.sweeper
+    target = sweeper.get("_target_", "")
+    if not str(target).endswith("BasicSweeper"):
+        raise ValueError(f"only Hydra's basic sweeper can be expanded, this config uses {target}")
+    params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {}
+    task = OmegaConf.to_container(master.hydra.overrides.task)
+    assert isinstance(params, dict) and isinstance(task, list)
+    return sweep_overrides(params, [str(t) for t in task], config_loader=config_loader)
+
+
+@contextmanager
+def hydra_context(config_dir: str | Path | None = None) -> Iterator[Any]:
+    """Hydra's `Hydra` object over conf/ (initialised here unless one already is; then reused)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from sweeps.config import register_configs
+
+    register_configs()
+    gh = GlobalHydra.instance()
+    if gh.is_initialized() and config_dir is None:
+        yield gh.hydra
+        return
+    if gh.is_initialized():
+        gh.clear()
+    with initialize_config_dir(config_dir=str(config_dir or CONF_DIR), version_base="1.3"):
+        yield GlobalHydra.instance().hydra
+
+
+def _task_config(cfg: DictConfig) -> DictConfig:
+    # hydra.core.utils.run_job hands the task function a copy without the hydra node.
+    task = copy.deepcopy(cfg)
+    with read_write(task), open_dict(task):
+        del task["hydra"]
+    return task
+
+
+def expand_sweep(
+    overrides: Sequence[str], *, config_dir: str | Path | None = None, compose_jobs: bool = True
+) -> Expansion:
+    """Compose the multirun master config and every job config, training nothing.
+
+    Raises Hydra's own errors (ConfigCompositionException, OverrideParseException) for a bad
+    override, exactly where `python -m sweeps.train -m` would fail.
+    """
+    from hydra.types import RunMode
+
+    with hydra_context(config_dir) as hy:
+        master = hy.compose_config(
+            config_name=CONFIG_NAME,
+            overrides=list(overrides),
+            run_mode=RunMode.MULTIRUN,
+            from_shell=True,
+        )
+        jobs = []
+        for i, ovr in enumerate(job_overrides(master, config_loader=hy.config_loader)):
+            cfg = (
+                _task_config(hy.config_loader.load_sweep_config(master, list(ovr)))
+                if compose_jobs
+                else OmegaConf.create({})
+            )
+            jobs.append(Job(index=i, overrides=list(ovr), cfg=cfg))
+    return Expansion(master=master, jobs=jobs)

@@ -1,0 +1,322 @@
+"""`python -m sweeps.plan <the sweep's overrides>`: what a sweep will train, before it spends.
+
+Expands the sweep exactly as `python -m sweeps.train -m <overrides>` would (sweeps/expand.py),
+derives each run's shape, N, D, C and steps with the same `plan_run` the trainer uses, looks up the
+state of runs already in results/, and estimates wall time from measured throughput:
+
+    time_s(run) = a + D_eff * (b + c * flops_per_token_exact),  D_eff = D + n_evals * n_val / 3
+
+(evaluation is a forward pass, a third of a training step's FLOPs), fitted to the records of this
+host under results_dir when there are enough, else the built-in constants measured on a 2-vCPU
+Zen 4 (fp32, one thread per run). Add `setup_s` per run (data, model, compose) and `startup_s` per
+worker process (Python + torch import). `--json` prints one JSON object instead of the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeps import records
+from sweeps.errors import UserError
+
+__all__ = ["TimeModel", "PlannedRun", "plan_sweep", "fit_time_model", "schedule_wall_s", "main"]
+
+EVAL_WEIGHT = 1.0 / 3.0  # an evaluated token costs about a third of a trained one
+
+
+@dataclass(frozen=True)
+class TimeModel:
+    """Seconds of one run: a + D_eff * (b + c * flops_per_token_exact), plus fixed overheads."""
+
+    a: float
+    b: float
+    c: float
+    source: str
+    setup_s: float = 1.5  # per run: compose, load the cached data, build the model
+    startup_s: float = 4.0  # per worker process: Python + torch import
+
+    def run_s(self, *, n_tokens: float, flops_per_token: float, n_eval_tokens: float) -> float:
+        d_eff = n_tokens + EVAL_WEIGHT * n_eval_tokens
+        return self.a + d_eff * (self.b + self.c * flops_per_token)
+
+
+# Measured here (2 vCPU AMD Zen 4 without native bf16, so fp32; one thread per run; GPT, context
+# 256, batch 16; time includes 8 evaluations of 64k tokens): a fit to N = 3.6e3, 3.3e4, 1.1e5
+# gave b = 6.1e-6 s/token and c = 5.1e-11 s/FLOP (20 GFLOP/s) while other tenants kept the load
+# at 3-6; c = 3.5e-11 matches the ~30k tokens/s at N = 1e5 that DESIGN.md measured on an idle
+# machine. Records of this host in results_dir replace these constants.
+BUILTIN = TimeModel(a=0.3, b=6e-6, c=3.5e-11, source="built-in constants (measured here)")
+
+
+def _features(rec: dict[str, Any]) -> tuple[float, float] | None:
+    cfg = rec.get("config") or {}
+    try:
+        n_eval = float(cfg.get("n_evals", 8)) * float(cfg.get("data", {}).get("n_val_tokens", 0))
+        d_eff = float(rec["n_tokens"]) + EVAL_WEIGHT * n_eval
+        return d_eff, float(rec["flops_per_token_exact"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def fit_time_model(results_dir: str | Path, *, host: str | None = None) -> TimeModel:
+    """Fit a, b, c (non-negative, relative errors) to this host's ok records under results_dir;
+    the built-in constants when fewer than 3 records of 2 or more sizes exist."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    host = host or platform.node()
+    rows, times = [], []
+    root = Path(results_dir)
+    for record_path in sorted(root.glob(f"*/*/{records.RECORD_FILE}")):
+        try:
+            rec = records.read_record(record_path.parent)
+        except records.RecordError:
+            continue
+        if rec.get("status") != "ok" or rec.get("host") != host or not rec.get("time_s"):
+            continue
+        feats = _features(rec)
+        if feats is None:
+            continue
+        rows.append((1.0, feats[0], feats[0] * feats[1]))
+        times.append(float(rec["time_s"]))
+    if len(rows) < 3 or len({r[2] / r[1] for r in rows}) < 2:
+        return BUILTIN
+    a_mat = np.array(rows) / np.array(times)[:, None]
+    scale = a_mat.max(axis=0)  # columns of very different size: solve in scaled units
+    coef, _ = nnls(a_mat / scale, np.ones(len(rows)))
+    a, b, c = (coef / scale).tolist()
+    if b == 0 and c == 0:
+        return BUILTIN
+    return TimeModel(a=a, b=b, c=c, source=f"fitted to {len(rows)} records of {host} in {root}")
+
+
+def schedule_wall_s(durations: list[float], n_workers: int, startup_s: float) -> float:
+    """Wall time when jobs go, in order, to the first free of n_workers processes."""
+    free = [0.0] * max(1, min(n_workers, len(durations)))
+    for d in durations:
+        i = free.index(min(free))
+        free[i] += d
+    return (startup_s if durations else 0.0) + max(free, default=0.0)
+
+
+@dataclass
+class PlannedRun:
+    run_id: str
+    overrides: list[str]
+    arch: str
+    shape: str  # "L x d"
+    n_params: int  # matmul convention (the N of C = 6ND)
+    n_params_total: int
+    n_params_non_embedding: int
+    n_tokens: int
+    flops: float
+    tokens_per_param: float
+    n_steps: int
+    state: str  # done, diverged, skipped, failed, partial, new
+    problem: str | None  # set: the run will be recorded as skipped with this reason
+    est_s: float  # estimated seconds to train it from scratch (setup included)
+    remaining_s: float  # what is left of it (0 when done)
+
+
+def _existing_state(run_dir: Path, n_steps: int) -> tuple[str, float]:
+    """(state, fraction done) of a run folder."""
+    state = records.run_state(run_dir)
+    if state == "done":
+        status = records.read_record(run_dir).get("status")
+        return ("done" if status == "ok" else str(status)), 1.0
+    if state == "partial":
+        curve = records.read_curve(run_dir)
+        step = max((int(r.get("step", 0)) for r in curve), default=0)
+        return "partial", min(1.0, step / n_steps) if n_steps else 0.0
+    return state, 0.0
+
+
+def plan_sweep(
+    overrides: list[str], *, time_model: TimeModel | None = None, config_dir: str | None = None
+) -> tuple[list[PlannedRun], dict[str, Any]]:
+    """Plan every job of the sweep; (runs, info) where info holds the launcher's n_jobs etc."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sweeps.config import run_id_for, to_run_config
+    from sweeps.data import load_dataset
+    from sweeps.expand import expand_sweep
+    from sweeps.runner import run_dir_for
+    from sweeps.runplan import plan_run
+
+    expansion = expand_sweep(overrides, config_dir=config_dir)
+    master = expansion.master
+    results_dir = str(master.get("results_dir", "results"))
+    model = time_model or fit_time_model(results_dir)
+    datasets: dict[str, Any] = {}
+    runs = []
+    for job in expansion.jobs:
+        try:
+            cfg = to_run_config(job.cfg)
+        except OmegaConfBaseException as e:
+            key = getattr(e, "full_key", None) or "config"
+            raise UserError(
+                str(key), str(e).splitlines()[0], f"job {' '.join(job.overrides)}"
+            ) from e
+        key = json.dumps(asdict(cfg.data), sort_keys=True)
+        if key not in datasets:
+            datasets[key] = load_dataset(cfg.data, progress=False)
+        plan = plan_run(cfg, vocab_size=datasets[key].vocab_size)
+        counts = plan.n_params_by_convention
+        shape = plan.shape
+        state, frac = _existing_state(run_dir_for(cfg), plan.n_steps)
+        est = model.setup_s + (
+            0.0
+            if plan.problem
+            else model.run_s(
+                n_tokens=plan.n_tokens,
+                flops_per_token=plan.flops_per_token["exact"],
+                n_eval_tokens=cfg.n_evals * cfg.data.n_val_tokens,
+            )
+        )
+        runs.append(
+            PlannedRun(
+                run_id=run_id_for(cfg),
+                overrides=job.overrides,
+                arch=cfg.model.arch,
+                shape=f"{shape.n_layer} x {shape.d_model}",
+                n_params=plan.n_params,
+                n_params_total=counts["total"],
+                n_params_non_embedding=counts["non_embedding"],
+                n_tokens=plan.n_tokens,
+                flops=plan.flops,
+                tokens_per_param=plan.n_tokens / plan.n_params,
+                n_steps=plan.n_steps,
+                state=state,
+                problem=plan.problem,
+                est_s=est,
+                remaining_s=0.0 if state in ("done", "diverged", "skipped") else est * (1 - frac),
+            )
+        )
+    launcher = master.hydra.launcher
+    if "n_jobs" in launcher:  # joblib; -1 means every core
+        n_jobs = int(launcher.n_jobs) if int(launcher.n_jobs) > 0 else (os.cpu_count() or 1)
+    elif "basic_launcher" in str(launcher.get("_target_", "")):
+        n_jobs = 1
+    else:  # submitit_local, ray: every run at once, cores permitting
+        n_jobs = os.cpu_count() or 1
+    info = {
+        "sweep_name": str(master.sweep_name),
+        "results_dir": results_dir,
+        "n_jobs": n_jobs,
+        "time_model": asdict(model),
+    }
+    return runs, info
+
+
+def _fmt_s(s: float) -> str:
+    if s < 90:
+        return f"{s:.0f}s"
+    if s < 5400:
+        return f"{s / 60:.1f}m"
+    return f"{s / 3600:.1f}h"
+
+
+def _table(runs: list[PlannedRun]) -> str:
+    head = ("run_id", "arch", "L x d", "N", "N_total", "N_nonemb", "D", "C", "D/N", "steps")
+    head += ("state", "est")
+    rows = [head]
+    for r in runs:
+        rows.append(
+            (
+                r.run_id,
+                r.arch,
+                r.shape,
+                f"{r.n_params:,}",
+                f"{r.n_params_total:,}",
+                f"{r.n_params_non_embedding:,}",
+                f"{r.n_tokens:.3g}",
+                f"{r.flops:.3g}",
+                f"{r.tokens_per_param:.0f}",
+                str(r.n_steps),
+                r.state if not (r.problem and r.state == "new") else "new->skip",
+                _fmt_s(r.est_s),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    left = {0, 1, 10}
+    return "\n".join(
+        "  ".join(
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    )
+
+
+def summary(runs: list[PlannedRun], info: dict[str, Any]) -> dict[str, Any]:
+    model = info["time_model"]
+    todo = [r.remaining_s for r in runs if r.remaining_s > 0]
+    states: dict[str, int] = {}
+    for r in runs:
+        states[r.state] = states.get(r.state, 0) + 1
+    return {
+        "n_runs": len(runs),
+        "states": states,
+        "n_will_skip": sum(1 for r in runs if r.problem and r.state == "new"),
+        "flops": sum(r.flops for r in runs if not r.problem),
+        "n_jobs": info["n_jobs"],
+        "wall_s_all": schedule_wall_s([r.est_s for r in runs], info["n_jobs"], model["startup_s"]),
+        "wall_s_remaining": schedule_wall_s(todo, info["n_jobs"], model["startup_s"]),
+        "serial_s_all": sum(r.est_s for r in runs),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m sweeps.plan",
+        description="Expand a sweep as `python -m sweeps.train -m` would; plan it, train nothing.",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--jobs", type=int, default=None, help="parallel runs (default: launcher)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. sweep=isoflop")
+    args, extra = parser.parse_known_args(argv)
+    overrides = [o for o in [*args.overrides, *extra] if o not in ("-m", "--multirun")]
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        runs, info = plan_sweep(overrides)
+    except UserError as e:
+        print(f"error: {e.line()}", file=sys.stderr)
+        return 2
+    except (HydraException, OmegaConfBaseException, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"error: {first}", file=sys.stderr)
+        return 2
+    if args.jobs:
+        info["n_jobs"] = args.jobs
+    total = summary(runs, info)
+    if args.json:
+        print(json.dumps({"runs": [asdict(r) for r in runs], "totals": total, **info}, indent=1))
+        return 0
+    print(_table(runs))
+    for r in runs:
+        if r.problem and r.state == "new":
+            print(f"  {r.run_id} will be recorded as skipped: {r.problem}")
+    states = ", ".join(f"{n} {s}" for s, n in sorted(total["states"].items()))
+    print(
+        f"\n{total['n_runs']} runs ({states}; {total['n_will_skip']} to skip), "
+        f"C = {total['flops']:.3g} FLOPs (6ND) -> {info['results_dir']}/{info['sweep_name']}/"
+    )
+    print(
+        f"estimated wall time on {total['n_jobs']} process(es): "
+        f"{_fmt_s(total['wall_s_remaining'])} left, {_fmt_s(total['wall_s_all'])} from scratch "
+        f"({_fmt_s(total['serial_s_all'])} of run time); {info['time_model']['source']}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
