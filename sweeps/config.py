@@ -130,7 +130,8 @@ class DataConfig:
 class OptimConfig:
     """AdamW and the batch. `lr` and `batch_size` may be "auto" (fitted rules by model size)."""
 
-    lr: float | str = 3e-3  # peak learning rate, or "auto"
+    # int too, or `optim.lr=1` (and the typo `optim.lr=0`) would fail with a type error
+    lr: float | int | str = 3e-3  # peak learning rate, or "auto"
     batch_size: int | str = 16  # sequences per optimizer step, or "auto"
     weight_decay: float = 0.1  # decoupled, on matrices only
     beta1: float = 0.9
@@ -143,6 +144,7 @@ class OptimConfig:
         if isinstance(self.lr, str):
             _check(self.lr == "auto", "optim.lr", f"unknown value {self.lr!r}", "a number or auto")
         else:
+            self.lr = float(self.lr)  # optim.lr=1 and optim.lr=1.0 are the same run
             _check(
                 math.isfinite(self.lr) and self.lr > 0,
                 "optim.lr",
@@ -202,7 +204,7 @@ class BudgetConfig:
     )
 
     def check(self) -> None:
-        """Called by RunConfig: the schema's default (no horizon) must stay constructible for Hydra."""
+        """Called by RunConfig: the schema's default (no horizon) must stay constructible."""
         horizons = ("tokens", "flops", "tokens_per_param", "steps")
         given = {k: getattr(self, k) for k in horizons if getattr(self, k) is not None}
         _check(
@@ -210,7 +212,8 @@ class BudgetConfig:
             "budget",
             "exactly one horizon is needed, got "
             + (", ".join(f"budget.{k}={v}" for k, v in given.items()) or "none"),
-            "pick one group, e.g. budget=tokens budget.tokens=1e6 or budget=flops budget.flops=1e12",
+            "pick one group, e.g. budget=tokens budget.tokens=1e6 "
+            "or budget=flops budget.flops=1e12",
         )
         ((key, value),) = given.items()
         _check(
@@ -310,15 +313,14 @@ def semantic_config(cfg: RunConfig) -> dict[str, Any]:
 
 
 def run_id_for(cfg: RunConfig) -> str:
-    """A short content hash of the semantic config: the run's folder name, stable across machines."""
+    """A short hash of the semantic config: the run's folder name, stable across machines."""
     blob = json.dumps(semantic_config(cfg), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
 def register_configs() -> None:
-    """Register the schemas with Hydra's ConfigStore (the YAML under conf/ selects and overrides)."""
+    """Register the schemas with Hydra's ConfigStore (YAML under conf/ selects and overrides)."""
     from hydra.core.config_store import ConfigStore
-
     from omegaconf import OmegaConf
 
     # An IsoFLOP grid as budgets x tokens-per-parameter ratios r: the size is N = sqrt(C / (6 r)),

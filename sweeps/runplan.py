@@ -67,7 +67,12 @@ def shape_for(cfg: RunConfig, *, vocab_size: int) -> Any:
             min_layers=m.min_layers,
         )
     except ValueError as e:
-        raise UserError("model", str(e).rstrip("."), "") from e
+        # models/ says "<problem>; <fix>": split it so the line reads like every other error.
+        problem, sep, fix = str(e).rstrip(".").rpartition("; ")
+        if not sep:
+            problem, fix = fix, "choose another model.n_params or shape"
+        field = "model.n_layer/model.d_model" if m.n_layer is not None else "model.n_params"
+        raise UserError(field, problem, fix) from e
 
 
 def plan_run(cfg: RunConfig, *, vocab_size: int) -> RunPlan:

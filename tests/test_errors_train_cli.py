@@ -1,0 +1,95 @@
+"""Bad inputs to `python -m sweeps.train`, as the user sees them: exactly one `error:` line on
+stderr naming the field and the fix, a non-zero exit, no traceback, and no run folder left behind.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow  # ~20 fresh interpreters, 2-3 s each
+
+
+def _text_corpus(kind: str, tmp: Path) -> str:
+    if kind == "empty_dir":
+        (tmp / "empty").mkdir()
+        return str(tmp / "empty")
+    if kind == "empty_file":
+        (tmp / "empty.txt").write_bytes(b"")
+        return str(tmp / "empty.txt")
+    if kind == "latin1":
+        (tmp / "latin1.txt").write_bytes(
+            "caf\u00e9 cr\u00e8me br\u00fbl\u00e9e\n".encode("latin-1") * 50
+        )
+        return str(tmp / "latin1.txt")
+    return "/nonexistent/corpus"
+
+
+# (id, overrides, text corpus to create or None, field named in the message, word in the fix)
+CASES = [
+    ("unknown_key", ["model.nparams=3e3"], None, "model.nparams", "model.n_params"),
+    ("unknown_top_key", ["nosuchkey=1"], None, "nosuchkey", "valid keys"),
+    ("wrong_type", ["model.context=abc"], None, "model.context", "type"),
+    ("wrong_type_lr", ["optim.lr=fast"], None, "optim.lr", "auto"),
+    ("negative_tokens", ["budget.tokens=-5"], None, "budget.tokens", "budget.tokens="),
+    ("zero_tokens", ["budget.tokens=0"], None, "budget.tokens", "budget.tokens="),
+    ("two_horizons", ["budget.flops=1e9"], None, "budget", "budget=flops"),
+    ("budget_below_one_batch", ["budget.tokens=100"], None, "budget", "raise the budget"),
+    ("n_params_too_small", ["model.n_params=10"], None, "model.n_params", "model.n_params >="),
+    (
+        "missing_data_path",
+        ["data=text", "data.path=/nonexistent/corpus"],
+        None,
+        "data.path",
+        "point",
+    ),
+    ("no_data_path", ["data=text"], None, "data.path", "data.path="),
+    ("empty_corpus_dir", ["data=text"], "empty_dir", "data.path", "non-empty"),
+    ("empty_corpus_file", ["data=text"], "empty_file", "data.path", "non-empty"),
+    ("non_utf8_text", ["data=text"], "latin1", "data.path", "UTF-8"),
+    (
+        "context_beyond_val_split",
+        ["data.synthetic_n_tokens=20000", "model.context=2048", "budget.tokens=1e5"],
+        None,
+        "model.context",
+        "model.context <=",
+    ),
+    ("zero_lr", ["optim.lr=0"], None, "optim.lr", "optim.lr="),
+    ("negative_lr", ["optim.lr=-1e-3"], None, "optim.lr", "optim.lr="),
+    ("unwritable_results_dir", ["results_dir={file}/results"], None, "results_dir", "writable"),
+    ("bad_schedule_name", ["schedule.name=cosin"], None, "schedule.name", "cosine"),
+    ("bad_schedule_group", ["schedule=cosin"], None, "schedule", "cosine"),
+    ("bad_precision", ["precision=fp16"], None, "precision", "bf16"),
+    ("bad_arch", ["model.arch=rnn"], None, "model.arch", "lstm"),
+    ("bad_device", ["device=tpu"], None, "device", "cuda"),
+    ("bad_tokenizer", ["data.tokenizer=words"], None, "data.tokenizer", "bpe"),
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "corpus", "field", "fix_word"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_bad_input_gives_one_line(
+    cli, tiny_overrides, tmp_path, overrides, corpus, field, fix_word
+):
+    results = tmp_path / "results"
+    a_file = tmp_path / "a_file"  # a folder under a file cannot be made, even by root
+    a_file.write_text("not a folder\n")
+    extra = [o.format(file=a_file) for o in overrides]
+    if corpus is not None:
+        extra.append(f"data.path={_text_corpus(corpus, tmp_path)}")
+    proc = cli([*tiny_overrides, *extra], timeout=60)
+
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode != 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, proc.stderr
+    line = lines[0]
+    assert line.startswith(f"error: {field}"), line
+    assert "Fix:" in line and fix_word in line.split("Fix:", 1)[1], line
+    left = sorted(p for p in results.rglob("*")) if results.exists() else []
+    assert left == [], f"left behind: {left}"
+    assert a_file.is_file()
