@@ -1,20 +1,34 @@
 """Learning rate and batch size: the configured numbers, or "auto" from fitted rules by scale.
 
 A rule is lr*(N) = c * N^-gamma (N: matmul convention) and batch*(C) = k * C^p (C = 6 N D, in
-sequences per step), as DeepSeek LLM fitted them. `sweep=lr_tune` fits them and writes
+sequences per step), as DeepSeek LLM fitted them. `python -m sweeps.tune -m sweep=lr_tune` searches
+each size and `python -m sweeps.tune fit` fits the rules (`fit_rules`, numpy only) into
 `hparam_rules.json`; `optim.rules=<that file>` uses them; otherwise the built-in defaults below.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from sweeps.config import BudgetConfig, OptimConfig
 from sweeps.errors import UserError
 
-__all__ = ["DEFAULT_RULES", "load_rules", "resolve_hparams"]
+__all__ = [
+    "DEFAULT_RULES",
+    "load_rules",
+    "resolve_hparams",
+    "optimum_of",
+    "fit_power_law",
+    "fit_rules",
+    "format_rules",
+]
+
+EDGE_FRAC = 0.1  # an lr optimum within this share of the log range from an end is "at the edge"
 
 # Built-in defaults. Provisional until calibrated by `sweep=lr_tune` on the default corpus
 # (README, "Hyper-parameters by scale"): lr 3e-3 at N = 1e5, falling as N^-0.3; batch 16.
@@ -30,13 +44,19 @@ def load_rules(path: str) -> dict[str, Any]:
     p = Path(path).expanduser()
     try:
         rules = json.loads(p.read_text(encoding="utf-8"))
-        float(rules["lr"]["c"]), float(rules["lr"]["gamma"])
-        float(rules["batch_size"]["k"]), float(rules["batch_size"]["p"])
+        values = [
+            float(rules["lr"]["c"]),
+            float(rules["lr"]["gamma"]),
+            float(rules["batch_size"]["k"]),
+            float(rules["batch_size"]["p"]),
+        ]
+        if not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[2] <= 0:
+            raise ValueError("c and k must be positive and every constant finite")
     except FileNotFoundError as e:
         raise UserError(
             "optim.rules", f"no file {p}", "run sweep=lr_tune first or fix the path"
         ) from e
-    except (ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise UserError(
             "optim.rules", f"{p} is not a hparam_rules.json ({e})", "point to a file lr_tune wrote"
         ) from e
@@ -71,3 +91,175 @@ def _budget_flops(budget: BudgetConfig, n_params: int) -> float | None:
     if budget.tokens_per_param is not None:
         return 6.0 * n_params * float(budget.tokens_per_param) * n_params
     return None  # budget.steps: C depends on the batch itself; use the rule's k alone
+
+
+def optimum_of(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """One study's best complete trial, edges flagged against its search space (None: no ok trial).
+
+    `edges` names each parameter whose optimum sits at (or within EDGE_FRAC of the log range from)
+    an end of the searched range: the true optimum may lie outside, so widen that end.
+    """
+    ok = [t for t in summary["trials"] if t.get("loss") is not None and math.isfinite(t["loss"])]
+    if not ok:
+        return None
+    best = min(ok, key=lambda t: t["loss"])
+    space = summary["space"]
+    edges = []
+    lo, hi = math.log(space["lr_min"]), math.log(space["lr_max"])
+    pos = (math.log(best["lr"]) - lo) / (hi - lo)
+    if pos <= EDGE_FRAC:
+        edges.append(f"lr {best['lr']:.3g} at the low end: lower tune.lr_min (e.g. /3)")
+    elif pos >= 1 - EDGE_FRAC:
+        edges.append(f"lr {best['lr']:.3g} at the high end: raise tune.lr_max (e.g. x3)")
+    pows = [2**k for k in range(31) if space["batch_min"] <= 2**k <= space["batch_max"]]
+    if len(pows) > 1 and best["batch_size"] == pows[0]:
+        edges.append(f"batch {best['batch_size']} at the low end: lower tune.batch_min")
+    elif len(pows) > 1 and best["batch_size"] == pows[-1]:
+        edges.append(f"batch {best['batch_size']} at the high end: raise tune.batch_max")
+    return {
+        "study": summary.get("study"),
+        "n_params_target": summary.get("n_params_target"),
+        "n_params": best["n_params"],
+        "flops": best["flops"],
+        "lr": best["lr"],
+        "batch_size": best["batch_size"],
+        "loss": best["loss"],
+        "run_id": best.get("run_id"),
+        "n_trials": len(summary["trials"]),
+        "n_failed": len(summary["trials"]) - len(ok),
+        "batch_min": space["batch_min"],
+        "batch_max": space["batch_max"],
+        "edges": edges,
+    }
+
+
+def fit_power_law(
+    x: np.ndarray, y: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, Any]:
+    """y = coef * x^exponent by least squares on (log x, log y); both intervals two ways.
+
+    `*_se`: the regression's standard errors (from the residual variance; None with 2 points).
+    `*_interval`: percentile bootstrap over the points (here: over model sizes), `level` coverage;
+    None with fewer than 3 points. With 3-5 sizes both are rough: few sizes, few resamples.
+    """
+    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+    if lx.size < 2 or np.ptp(lx) == 0:
+        raise UserError(
+            "tune sizes",
+            f"a power law needs at least 2 distinct sizes with a complete trial, got {lx.size}",
+            "add sizes to hydra.sweeper.params model.n_params or more trials per size",
+        )
+    design = np.stack([np.ones_like(lx), lx], axis=1)
+    beta, *_ = np.linalg.lstsq(design, ly, rcond=None)
+    out: dict[str, Any] = {"coef": float(np.exp(beta[0])), "exponent": float(beta[1]), "n": lx.size}
+    out["log_coef_se"] = out["exponent_se"] = None
+    if lx.size > 2:
+        resid = ly - design @ beta
+        sigma2 = float(resid @ resid) / (lx.size - 2)
+        cov = sigma2 * np.linalg.inv(design.T @ design)
+        out["log_coef_se"], out["exponent_se"] = (
+            float(np.sqrt(cov[0, 0])),
+            float(np.sqrt(cov[1, 1])),
+        )
+    out["coef_interval"] = out["exponent_interval"] = None
+    if lx.size > 2:
+        rng = np.random.default_rng(seed)
+        draws = []
+        for _ in range(n_boot):
+            idx = rng.integers(0, lx.size, lx.size)
+            if np.ptp(lx[idx]) == 0:
+                continue  # one distinct size cannot fix a slope
+            b, *_ = np.linalg.lstsq(design[idx], ly[idx], rcond=None)
+            draws.append(b)
+        d = np.asarray(draws)
+        q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+        out["coef_interval"] = [float(v) for v in np.exp(np.percentile(d[:, 0], q))]
+        out["exponent_interval"] = [float(v) for v in np.percentile(d[:, 1], q)]
+    return out
+
+
+def fit_rules(optima: list[dict[str, Any]], *, source: str, seed: int = 0) -> dict[str, Any]:
+    """The rules file from each size's optimum: lr*(N) = c N^-gamma and batch*(C) = k C^p.
+
+    Intervals are percentile bootstraps over sizes (95%), with the regression's standard errors
+    beside them. Edge optima are fitted as found but listed in `warnings` with the fix.
+    """
+    if not optima:
+        raise UserError(
+            "tune", "no size has a complete trial", "check the runs' records (all failed?)"
+        )
+    optima = sorted(optima, key=lambda o: o["n_params"])
+    n = np.array([o["n_params"] for o in optima], float)
+    lr = np.array([o["lr"] for o in optima], float)
+    flops = np.array([o["flops"] for o in optima], float)
+    batch = np.array([o["batch_size"] for o in optima], float)
+    f_lr = fit_power_law(n, lr, seed=seed)
+    n_ref = float(np.exp(np.mean(np.log(n))))
+    lr_rule = {
+        "c": f_lr["coef"],
+        "gamma": -f_lr["exponent"],
+        "n_ref": n_ref,
+        "lr_at_n_ref": f_lr["coef"] * n_ref ** f_lr["exponent"],
+        "c_interval": f_lr["coef_interval"],
+        "gamma_interval": None
+        if f_lr["exponent_interval"] is None
+        else sorted(-v for v in f_lr["exponent_interval"]),
+        "log_c_se": f_lr["log_coef_se"],
+        "gamma_se": f_lr["exponent_se"],
+    }
+    if np.ptp(np.log(flops)) > 0:
+        f_b = fit_power_law(flops, batch, seed=seed)
+        k, p = f_b["coef"], f_b["exponent"]
+    else:
+        f_b = {"coef_interval": None, "exponent_interval": None, "log_coef_se": None}
+        f_b["exponent_se"] = None
+        k, p = float(np.exp(np.mean(np.log(batch)))), 0.0
+    batch_rule = {
+        "k": k,
+        "p": p,
+        "min": int(min(o["batch_min"] for o in optima)),
+        "max": 1024,  # extrapolation upwards is allowed: larger budgets want larger batches
+        "k_interval": f_b["coef_interval"],
+        "p_interval": f_b["exponent_interval"],
+        "log_k_se": f_b["log_coef_se"],
+        "p_se": f_b["exponent_se"],
+    }
+    warnings = [f"N={o['n_params']:,}: {e}" for o in optima for e in o["edges"]]
+    if len(optima) < 3:
+        warnings.append(f"only {len(optima)} sizes: no intervals; add sizes")
+    return {
+        "lr": lr_rule,
+        "batch_size": batch_rule,
+        "optima": optima,
+        "warnings": warnings,
+        "interval_method": "95% percentile bootstrap over sizes (2000 resamples); *_se: OLS "
+        "standard errors of the log-log regression",
+        "conventions": "N = matmul parameters (record n_params); C = 6 N D of the best run; "
+        "batch in sequences per step",
+        "source": source,
+    }
+
+
+def format_rules(rules: dict[str, Any]) -> str:
+    """A short human-readable table of the optima, the rules and the warnings."""
+
+    def iv(v: Any) -> str:
+        return "n/a" if v is None else f"[{v[0]:.3g}, {v[1]:.3g}]"
+
+    lines = [f"{'N':>10} {'best lr':>9} {'batch':>6} {'loss':>8} {'trials':>6}  edge"]
+    for o in rules.get("optima", []):
+        lines.append(
+            f"{o['n_params']:>10,} {o['lr']:>9.3g} {o['batch_size']:>6} {o['loss']:>8.4f} "
+            f"{o['n_trials']:>6}  {'; '.join(o['edges']) or '-'}"
+        )
+    lr, b = rules["lr"], rules["batch_size"]
+    lines.append(
+        f"lr*(N) = {lr['c']:.4g} * N^-{lr['gamma']:.3f}   gamma 95% {iv(lr.get('gamma_interval'))}"
+        f", c 95% {iv(lr.get('c_interval'))}; lr at N={lr['n_ref']:.3g}: {lr['lr_at_n_ref']:.3g}"
+    )
+    lines.append(
+        f"batch*(C) = {b['k']:.4g} * C^{b['p']:.3f}   p 95% {iv(b.get('p_interval'))}"
+        f", clamped to [{b['min']}, {b['max']}]"
+    )
+    lines += [f"warning: {w}" for w in rules.get("warnings", [])]
+    return "\n".join(lines)

@@ -1,0 +1,198 @@
+"""Learning rate and batch size by scale: the trials of `sweep=lr_tune`, their optima and the rules.
+
+Compute first (`tune_points`, `tune_optima`, `rule_lr`, `rule_batch`), draw second (`plot_*`, each
+`ax=None` -> a new Axes, returns the Axes). Reads run records (sweeps.records) and the
+`hparam_rules.json` that `python -m sweeps.tune fit` wrote; no torch, no Hydra.
+
+    python -m analysis.hparams results/lr_tune   # -> results/lr_tune/hparams.png
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+
+from sweeps.records import RECORD_FILE, iter_run_dirs
+
+__all__ = [
+    "tune_points",
+    "tune_optima",
+    "read_rules",
+    "rule_lr",
+    "rule_batch",
+    "plot_loss_vs_lr",
+    "plot_loss_vs_batch",
+    "plot_lr_rule",
+    "plot_hparams",
+]
+
+COLUMNS = ["run_id", "size", "n_params", "lr", "batch_size", "flops", "loss", "status"]
+
+
+def tune_points(sweep_dir: str | Path) -> pd.DataFrame:
+    """One row per trial run: size (the model.n_params target), N (matmul), lr, batch, C, loss.
+
+    A diverged or failed trial keeps its row with loss NaN (plotted as a cross on the axis floor).
+    """
+    rows = []
+    for run_dir in iter_run_dirs(sweep_dir):
+        path = Path(run_dir) / RECORD_FILE
+        if not path.exists():
+            continue
+        rec = json.loads(path.read_text(encoding="utf-8"))
+        cfg = rec.get("config", {})
+        resolved = cfg.get("resolved", {})
+        loss = rec.get("loss")
+        rows.append(
+            {
+                "run_id": rec.get("run_id"),
+                "size": cfg.get("model", {}).get("n_params"),
+                "n_params": rec.get("n_params"),
+                "lr": rec.get("lr", resolved.get("lr", cfg.get("optim", {}).get("lr"))),
+                "batch_size": rec.get("batch_size", cfg.get("optim", {}).get("batch_size")),
+                "flops": rec.get("flops"),
+                "loss": float(loss) if loss is not None else np.nan,
+                "status": rec.get("status"),
+            }
+        )
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    return df.sort_values(["size", "lr"]).reset_index(drop=True)
+
+
+def tune_optima(points: pd.DataFrame) -> pd.DataFrame:
+    """Each size's best ok trial (lowest validation loss)."""
+    ok = points[(points["status"] == "ok") & np.isfinite(points["loss"])]
+    return ok.loc[ok.groupby("size")["loss"].idxmin()].reset_index(drop=True)
+
+
+def read_rules(path: str | Path) -> dict[str, Any]:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def rule_lr(rules: dict[str, Any], n_params: Any) -> np.ndarray:
+    """lr*(N) = c N^-gamma."""
+    return float(rules["lr"]["c"]) * np.asarray(n_params, float) ** -float(rules["lr"]["gamma"])
+
+
+def rule_batch(rules: dict[str, Any], flops: Any) -> np.ndarray:
+    """batch*(C) = k C^p, clamped and rounded as the runs would use it."""
+    b = rules["batch_size"]
+    raw = float(b["k"]) * np.asarray(flops, float) ** float(b["p"])
+    return np.clip(np.round(raw), b.get("min", 1), b.get("max", 1024))
+
+
+def _ax(ax: Axes | None) -> Axes:
+    return ax if ax is not None else plt.subplots(figsize=(5.5, 4))[1]
+
+
+def _colors(sizes: Any) -> dict[Any, Any]:
+    cmap = plt.get_cmap("viridis")
+    sizes = sorted(sizes)
+    return {s: cmap(i / max(1, len(sizes) - 1)) for i, s in enumerate(sizes)}
+
+
+def _plot_vs(points: pd.DataFrame, x: str, ax: Axes, marks: dict[Any, float]) -> None:
+    colors = _colors(points["size"].unique())
+    best = tune_optima(points)
+    floor = np.nanmax(points["loss"]) if np.isfinite(points["loss"]).any() else 1.0
+    for size, g in points.groupby("size"):
+        ok = g[np.isfinite(g["loss"])].sort_values(x)
+        n = int(g["n_params"].iloc[0]) if g["n_params"].notna().any() else size
+        ax.plot(ok[x], ok["loss"], "o", color=colors[size], alpha=0.6, label=f"N={n:,}")
+        bad = g[~np.isfinite(g["loss"])]
+        ax.plot(bad[x], np.full(len(bad), floor), "x", color=colors[size])
+        b = best[best["size"] == size]
+        ax.plot(b[x], b["loss"], "*", ms=14, color=colors[size], mec="k")
+        if size in marks:
+            ax.axvline(marks[size], color=colors[size], ls="--", lw=1)
+    ax.set_xscale("log", base=2 if x == "batch_size" else 10)
+    ax.set_ylabel("validation loss (nats/token)")
+    ax.legend(fontsize=7)
+
+
+def plot_loss_vs_lr(
+    points: pd.DataFrame, *, rules: dict[str, Any] | None = None, ax: Axes | None = None
+) -> Axes:
+    """Loss against peak lr per size; stars: optima; dashed: the rule's lr*(N) (if rules)."""
+    ax = _ax(ax)
+    marks = {}
+    if rules is not None:
+        for size, g in points.groupby("size"):
+            marks[size] = float(rule_lr(rules, g["n_params"].iloc[0]))
+    _plot_vs(points, "lr", ax, marks)
+    ax.set_xlabel("peak learning rate")
+    ax.set_title("loss vs lr (x: diverged/failed; dashed: rule)", fontsize=9)
+    return ax
+
+
+def plot_loss_vs_batch(
+    points: pd.DataFrame, *, rules: dict[str, Any] | None = None, ax: Axes | None = None
+) -> Axes:
+    """Loss against batch size (sequences) per size; dashed: the rule's batch*(C) at the best C."""
+    ax = _ax(ax)
+    marks = {}
+    if rules is not None:
+        best = tune_optima(points)
+        marks = {r["size"]: float(rule_batch(rules, r["flops"])) for _, r in best.iterrows()}
+    _plot_vs(points, "batch_size", ax, marks)
+    ax.set_xlabel("batch size (sequences per step)")
+    ax.set_title("loss vs batch size", fontsize=9)
+    return ax
+
+
+def plot_lr_rule(
+    points: pd.DataFrame, *, rules: dict[str, Any] | None = None, ax: Axes | None = None
+) -> Axes:
+    """Each size's best lr against N (log-log) and the fitted lr*(N) = c N^-gamma."""
+    ax = _ax(ax)
+    best = tune_optima(points)
+    ax.loglog(best["n_params"], best["lr"], "o", color="k", label="tuned optimum")
+    if rules is not None and len(best):
+        n = np.geomspace(best["n_params"].min() / 2, best["n_params"].max() * 2, 50)
+        lr = rules["lr"]
+        gi = lr.get("gamma_interval")
+        label = f"{lr['c']:.3g} N^-{lr['gamma']:.2f}" + (
+            f" (gamma 95% {gi[0]:.2f}..{gi[1]:.2f})" if gi else ""
+        )
+        ax.loglog(n, rule_lr(rules, n), "-", color="C3", label=label)
+    ax.set_xlabel("N (matmul parameters)")
+    ax.set_ylabel("best peak learning rate")
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_hparams(sweep_dir: str | Path, *, rules_path: str | Path | None = None) -> Any:
+    """The three panels for a lr_tune results folder; returns the Figure."""
+    points = tune_points(sweep_dir)
+    path = Path(rules_path) if rules_path else Path(sweep_dir) / "hparam_rules.json"
+    rules = read_rules(path) if path.exists() else None
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    plot_loss_vs_lr(points, rules=rules, ax=axes[0])
+    plot_loss_vs_batch(points, rules=rules, ax=axes[1])
+    plot_lr_rule(points, rules=rules, ax=axes[2])
+    fig.tight_layout()
+    return fig
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args:
+        print("usage: python -m analysis.hparams results/lr_tune [out.png]", file=sys.stderr)
+        return 2
+    fig = plot_hparams(args[0])
+    out = Path(args[1]) if len(args) > 1 else Path(args[0]) / "hparams.png"
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

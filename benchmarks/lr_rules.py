@@ -1,0 +1,100 @@
+"""Do the fitted rules transfer? For a size left out of the fit, optim.lr=auto optim.batch_size=auto
+against that size's own tuned best loss (issue 5: within 1% is the target).
+
+    python -m sweeps.tune -m sweep=lr_tune 'model.n_params=1e5,3e4,2e4,1e4,3e3'   # the studies
+    python benchmarks/lr_rules.py results/lr_tune --held-out 2e4
+
+Fits the rules without the held-out size (written to <sweep_dir>/hparam_rules_without_<size>.json),
+rebuilds the held-out size's best trial config with lr and batch size set to "auto" from that file,
+trains it (a normal content-addressed run under <results>/lr_rules_check/, skipped when done) and
+prints both losses, their ratio, and the hyper-parameters each used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from sweeps import records  # noqa: E402
+from sweeps.config import (  # noqa: E402
+    BudgetConfig,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    RunConfig,
+    ScheduleConfig,
+)
+from sweeps.runner import run_one  # noqa: E402
+from sweeps.tune import fit_sweep, read_summaries  # noqa: E402
+
+
+def _held_out_best(sweep_dir: Path, size: float) -> dict:
+    for s in read_summaries(sweep_dir):
+        if math.isclose(s["n_params_target"], size, rel_tol=1e-6):
+            ok = [t for t in s["trials"] if t["loss"] is not None]
+            if not ok:
+                sys.exit(f"no complete trial for size {size:g}")
+            return min(ok, key=lambda t: t["loss"])
+    sys.exit(f"no study for size {size:g} under {sweep_dir}")
+
+
+def _config_from(run_dir: Path, rules: str) -> RunConfig:
+    sem = json.loads((run_dir / records.CONFIG_FILE).read_text(encoding="utf-8"))
+    optim = {**sem["optim"], "lr": "auto", "batch_size": "auto", "rules": rules}
+    return RunConfig(
+        model=ModelConfig(**sem["model"]),
+        data=DataConfig(**sem["data"]),
+        optim=OptimConfig(**optim),
+        schedule=ScheduleConfig(**sem["schedule"]),
+        budget=BudgetConfig(**sem["budget"]),
+        seed=sem["seed"],
+        precision=sem["precision"],
+        results_dir=str(run_dir.parent.parent),
+        sweep_name="lr_rules_check",
+        n_evals=2,
+        progress="log",
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sweep_dir", type=Path)
+    ap.add_argument("--held-out", type=float, required=True, help="model.n_params target")
+    ap.add_argument("--rules", default=None, help="use this rules file instead of refitting")
+    args = ap.parse_args()
+    if args.rules is None:
+        out = args.sweep_dir / f"hparam_rules_without_{args.held_out:g}.json"
+        rules = fit_sweep(args.sweep_dir, out=out, exclude=(args.held_out,))
+        rules_path = str(out.resolve())
+        print(
+            f"rules fitted without N~{args.held_out:g}: lr*(N) = {rules['lr']['c']:.4g} "
+            f"N^-{rules['lr']['gamma']:.3f}, batch*(C) = {rules['batch_size']['k']:.4g} "
+            f"C^{rules['batch_size']['p']:.3f}"
+        )
+    else:
+        rules_path = str(Path(args.rules).resolve())
+    best = _held_out_best(args.sweep_dir, args.held_out)
+    cfg = _config_from(args.sweep_dir / best["run_id"], rules_path)
+    record = run_one(cfg, in_sweep=False)
+    assert record is not None
+    ratio = record["loss"] / best["loss"]
+    print(f"held-out size {args.held_out:g} (N={record['n_params']:,})")
+    print(
+        f"  tuned best : loss {best['loss']:.4f}  lr {best['lr']:.3g}  batch {best['batch_size']}"
+    )
+    print(
+        f"  rules auto : loss {record['loss']:.4f}  lr {record['lr']:.3g}  "
+        f"batch {record['batch_size']}"
+    )
+    print(f"  ratio auto/tuned = {ratio:.4f} ({(ratio - 1) * 100:+.2f}%; target within +1%)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

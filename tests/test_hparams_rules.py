@@ -1,0 +1,120 @@
+"""The rules: fitting lr*(N) and batch*(C), edge flags, "auto" resolution and the rules file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sweeps.config import BudgetConfig, OptimConfig
+from sweeps.errors import UserError
+from sweeps.hparams import fit_power_law, fit_rules, load_rules, optimum_of, resolve_hparams
+
+SPACE = {"lr_min": 3e-4, "lr_max": 3e-2, "batch_min": 4, "batch_max": 64}
+
+
+def _optimum(n: float, lr: float, batch: int, *, flops: float | None = None) -> dict:
+    trials = [
+        {"lr": lr, "batch_size": batch, "loss": 2.0, "n_params": int(n), "flops": flops or 6e6 * n},
+        {"lr": lr * 3, "batch_size": 8, "loss": 2.5, "n_params": int(n), "flops": 6e6 * n},
+        {"lr": 1e-3, "batch_size": 8, "loss": None, "n_params": int(n), "flops": None},
+    ]
+    out = optimum_of({"study": f"s{n:g}", "n_params_target": n, "space": SPACE, "trials": trials})
+    assert out is not None
+    return out
+
+
+def test_fit_recovers_c_and_gamma_from_exact_optima() -> None:
+    n = np.array([3e3, 1e4, 3e4, 1e5, 3e5])
+    c, gamma = 0.8, 0.37
+    fit = fit_power_law(n, c * n**-gamma)
+    assert fit["coef"] == pytest.approx(c, rel=1e-10)
+    assert fit["exponent"] == pytest.approx(-gamma, rel=1e-10)
+    assert fit["exponent_se"] == pytest.approx(0.0, abs=1e-10)
+
+
+def test_fit_intervals_cover_the_truth_on_noisy_optima() -> None:
+    rng = np.random.default_rng(0)
+    n = np.geomspace(3e3, 3e5, 6)
+    lr = 0.1 * n**-0.3 * np.exp(rng.normal(0, 0.1, n.size))
+    opt = [_optimum(x, y, 16, flops=6 * x * 1e6) for x, y in zip(n, lr, strict=True)]
+    rules = fit_rules(opt, source="synthetic")
+    lo, hi = rules["lr"]["gamma_interval"]
+    assert lo < 0.3 < hi and hi - lo < 0.3
+    assert rules["lr"]["gamma"] == pytest.approx(0.3, abs=0.08)
+    assert rules["batch_size"]["p"] == pytest.approx(0.0, abs=1e-9)  # batch 16 everywhere
+    assert rules["warnings"] == []
+
+
+def test_batch_rule_recovers_k_and_p() -> None:
+    flops = np.geomspace(1e11, 1e14, 5)
+    fit = fit_power_law(flops, 0.05 * flops**0.3)
+    assert fit["coef"] == pytest.approx(0.05, rel=1e-9)
+    assert fit["exponent"] == pytest.approx(0.3, rel=1e-9)
+
+
+def test_an_optimum_at_the_edge_of_the_range_is_flagged_with_advice() -> None:
+    hi = _optimum(1e4, 2.9e-2, 16)
+    assert any("high end" in e and "tune.lr_max" in e for e in hi["edges"])
+    lo = _optimum(1e4, 3e-3, 4)
+    assert any("batch 4 at the low end" in e for e in lo["edges"])
+    mid = _optimum(1e4, 3e-3, 16)
+    assert mid["edges"] == [] and mid["n_failed"] == 1
+    rules = fit_rules([hi, _optimum(3e4, 2e-3, 16), _optimum(1e5, 1e-3, 16)], source="t")
+    assert any("tune.lr_max" in w for w in rules["warnings"])
+
+
+def test_fit_needs_two_sizes() -> None:
+    with pytest.raises(UserError, match="2 distinct sizes"):
+        fit_rules([_optimum(1e4, 3e-3, 16)], source="t")
+
+
+def test_auto_reads_the_rules_file(tmp_path: Path) -> None:
+    path = tmp_path / "hparam_rules.json"
+    rules = fit_rules([_optimum(n, 0.4 * n**-0.25, 16) for n in (3e3, 1e4, 3e4)], source="t")
+    path.write_text(json.dumps(rules))
+    optim = OptimConfig(lr="auto", batch_size="auto", rules=str(path))
+    lr, bs = resolve_hparams(optim, n_params=20_000, budget=BudgetConfig(tokens=1e6))
+    assert lr == pytest.approx(0.4 * 20_000**-0.25, rel=1e-9)
+    assert bs == 16
+    fixed = resolve_hparams(
+        OptimConfig(lr=1e-3, batch_size=8, rules=str(path)),
+        n_params=20_000,
+        budget=BudgetConfig(tokens=1e6),
+    )
+    assert fixed == (1e-3, 8)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        json.dumps({"lr": {"c": 1.0}}),
+        json.dumps({"lr": {"c": -1, "gamma": 0.3}, "batch_size": {"k": 16, "p": 0}}),
+        json.dumps({"lr": {"c": "x", "gamma": 0.3}, "batch_size": {"k": 16, "p": 0}}),
+        json.dumps([1, 2]),
+    ],
+)
+def test_a_malformed_rules_file_names_optim_rules(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "rules.json"
+    path.write_text(content)
+    with pytest.raises(UserError, match=r"^optim\.rules: .*Fix: "):
+        load_rules(str(path))
+    with pytest.raises(UserError, match="optim.rules"):
+        resolve_hparams(
+            OptimConfig(lr="auto", rules=str(path)), n_params=1000, budget=BudgetConfig(tokens=1e6)
+        )
+
+
+def test_a_missing_rules_file_names_optim_rules(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="optim.rules: no file"):
+        load_rules(str(tmp_path / "nope.json"))
+
+
+def test_default_rules_resolve() -> None:
+    lr, bs = resolve_hparams(
+        OptimConfig(lr="auto", batch_size="auto"), n_params=10_000, budget=BudgetConfig(tokens=1e6)
+    )
+    assert 0 < lr < 1 and bs >= 1

@@ -1,0 +1,171 @@
+"""sweeps.tune: one Optuna study per size whose trials are real, content-addressed runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sweeps import records
+from sweeps.config import BudgetConfig, DataConfig, ModelConfig, OptimConfig
+from sweeps.tune import TuneConfig, TuneRunConfig, open_study, trial_config, tune_size
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "data=synthetic",
+    "model.context=32",
+    "budget.tokens=2e4",
+    "data.n_val_tokens=2048",
+    "n_evals=2",
+    "progress=none",
+]
+
+
+def _cfg(tmp_path: Path, **tune: object) -> TuneRunConfig:
+    return TuneRunConfig(
+        model=ModelConfig(n_params=3e3, context=32),
+        data=DataConfig(name="synthetic", n_val_tokens=2048, cache_dir=str(tmp_path / "cache")),
+        optim=OptimConfig(batch_size=8),
+        budget=BudgetConfig(tokens=2e4),
+        n_evals=2,
+        progress="none",
+        results_dir=str(tmp_path / "results"),
+        sweep_name="lr_tune",
+        tune=TuneConfig(**{"batch_min": 4, "batch_max": 16, "n_startup_trials": 2, **tune}),
+    )
+
+
+def _record_dirs(cfg: TuneRunConfig) -> dict[str, float]:
+    sweep = Path(cfg.results_dir) / cfg.sweep_name
+    return {
+        p.name: (p / records.RECORD_FILE).stat().st_mtime_ns for p in records.iter_run_dirs(sweep)
+    }
+
+
+def test_resume_neither_loses_nor_repeats_trials(tmp_path: Path) -> None:
+    first = tune_size(_cfg(tmp_path, n_trials=2))
+    assert first["n_trials"] == 2
+    before = _record_dirs(_cfg(tmp_path))
+    assert len(before) == len({t["run_id"] for t in first["trials"]})
+    second = tune_size(_cfg(tmp_path, n_trials=4))
+    assert second["n_trials"] == 4
+    assert [t["number"] for t in second["trials"][:2]] == [t["number"] for t in first["trials"]]
+    after = _record_dirs(_cfg(tmp_path))
+    assert all(after[k] == v for k, v in before.items())  # finished runs were not retrained
+    assert set(after) == {t["run_id"] for t in second["trials"]}
+    third = tune_size(_cfg(tmp_path, n_trials=4))  # a plain rerun changes nothing
+    assert third["trials"] == second["trials"] and _record_dirs(_cfg(tmp_path)) == after
+
+
+def test_killed_trial_is_reasked_with_its_parameters(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, n_trials=1, storage=f"journal:{tmp_path / 'journal.log'}")
+    study = open_study(cfg)
+    from sweeps.tune import _distributions
+
+    stale = study.ask(_distributions(cfg.tune))  # as if the process died while training it
+    params = dict(stale.params)
+    run_cfg = trial_config(cfg, lr=params["lr"], batch_size=2 ** params["log2_batch_size"])
+    from sweeps.runner import run_dir_for
+
+    stale.set_user_attr("run_dir", str(run_dir_for(run_cfg)))
+    summary = tune_size(cfg)
+    assert summary["n_trials"] == 1
+    assert summary["trials"][0]["lr"] == pytest.approx(params["lr"])
+    assert (tmp_path / "journal.log").exists() and not (
+        tmp_path / "results/lr_tune/optuna.db"
+    ).exists()
+
+
+def test_diverged_or_failed_trial_is_a_failed_trial_and_the_study_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sweeps.runner
+
+    real = sweeps.runner.run_one
+    calls = []
+
+    def flaky(cfg, *, in_sweep=False):
+        calls.append(cfg)
+        if len(calls) == 1:
+            return {"status": "diverged", "reason": "non-finite loss", "loss": float("nan")}
+        if len(calls) == 2:
+            return {"status": "failed", "reason": "RuntimeError: boom", "loss": None}
+        return real(cfg, in_sweep=in_sweep)
+
+    monkeypatch.setattr(sweeps.runner, "run_one", flaky)
+    summary = tune_size(_cfg(tmp_path, n_trials=3))
+    states = [t["state"] for t in summary["trials"]]
+    assert states == ["FAIL", "FAIL", "COMPLETE"]
+    assert [t["status"] for t in summary["trials"]] == ["diverged", "failed", "ok"]
+
+
+def test_huge_learning_rate_really_diverges_into_a_failed_trial(tmp_path: Path) -> None:
+    summary = tune_size(_cfg(tmp_path, n_trials=2, lr_min=1e4, lr_max=1e5, batch_min=8))
+    assert summary["n_trials"] == 2
+    assert all(t["state"] in ("FAIL", "COMPLETE") for t in summary["trials"])
+    assert any(t["status"] == "diverged" for t in summary["trials"]) or all(
+        t["loss"] > 3.0 for t in summary["trials"]
+    )
+
+
+def test_bad_tune_values_name_the_field() -> None:
+    from sweeps.errors import UserError
+
+    with pytest.raises(UserError, match="tune.lr_min"):
+        TuneConfig(lr_min=1e-2, lr_max=1e-3)
+    with pytest.raises(UserError, match="tune.batch_min"):
+        TuneConfig(batch_min=5, batch_max=7)
+    with pytest.raises(UserError, match="tune.storage"):
+        from sweeps.tune import _storage
+
+        _storage("not-a-url", Path("."))
+
+
+def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(cwd / "cache")}
+    return subprocess.run(
+        [sys.executable, "-m", "sweeps.tune", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+@pytest.mark.slow
+def test_tiny_lr_tune_sweep_end_to_end_then_fit(tmp_path: Path) -> None:
+    sizes = "model.n_params=3e3,8e3"
+    out = _cli(
+        ["-m", "sweep=lr_tune", sizes, *TINY, "tune.n_trials=3", "tune.batch_max=16"], tmp_path
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    sweep = tmp_path / "results" / "lr_tune"
+    assert (sweep / "optuna.db").exists()
+    summaries = sorted((sweep / "tune").glob("*.json"))
+    assert len(summaries) == 2
+    assert all(json.loads(p.read_text())["n_trials"] == 3 for p in summaries)
+    fit = _cli(["fit", str(sweep)], tmp_path)
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    rules = json.loads((sweep / "hparam_rules.json").read_text())
+    assert rules["lr"]["c"] > 0 and len(rules["optima"]) == 2
+    # the rules drive a later run through optim.lr=auto / optim.batch_size=auto
+    from sweeps.hparams import resolve_hparams
+
+    lr, bs = resolve_hparams(
+        OptimConfig(lr="auto", batch_size="auto", rules=str(sweep / "hparam_rules.json")),
+        n_params=5000,
+        budget=BudgetConfig(tokens=2e4),
+    )
+    assert lr > 0 and bs >= 1
+
+
+@pytest.mark.slow
+def test_a_misspelt_tune_key_fails_at_compose_time(tmp_path: Path) -> None:
+    out = _cli(["sweep=lr_tune", *TINY, "tune.n_trial=3"], tmp_path)
+    assert out.returncode != 0
+    assert "n_trial" in out.stderr
