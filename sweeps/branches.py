@@ -1,0 +1,235 @@
+"""WSD cooldown branches: one constant-learning-rate trunk per model size, and every token count
+of the sweep a short cooldown branch from it (Hagele et al. 2024), so an N x D grid pays for each
+size's longest run about once instead of once per D.
+
+Turn it on with `branch.budgets` = the sweep's values of the budget horizon (the presets
+conf/sweep/grid_wsd.yaml and tokens_per_param_wsd.yaml do, with `schedule=wsd`). Each Hydra job
+stays an ordinary job: it runs in parallel through any launcher and resumes like any run.
+`sweeps.runner.run_one` hands such a job to `run_branch`, which does this:
+
+1. Plan without training. For every value b_i of `branch.budgets` (in the unit of the job's own
+   horizon: budget.tokens, tokens_per_param, flops or steps) the run has n_i steps and forks at
+   k_i = decay_start(schedule, n_i) = n_i - round(decay_frac * n_i), rounded to whole steps.
+2. One warmup for all: an absolute `schedule.warmup_steps` W (given, else warmup_frac of the
+   shortest run) is shared by the trunk and every branch of the size, so the learning rate over
+   steps < k_i is the same in the trunk and in a from-scratch WSD run of length n_i.
+3. The trunk: the job's model, data, optimizer (lr and batch size resolved) and seed, with
+   schedule=constant (warmup W), budget.steps = max k_i, branch.role=trunk and branch.fork_steps
+   = every k_i. It keeps a checkpoint `fork_<k>.pt` in its folder at each k_i (kept after it ends).
+   Its record is ordinary (status ok) with `role: trunk`: its lr never decayed, so leave it out of
+   fits.
+4. The branch: the job's config with warmup_steps=W, branch.role=branch and parent_run_id = the
+   trunk's run id, trained from the trunk's fork_<k_i>.pt over steps k_i..n_i. Its record has
+   n_tokens = D_i, flops = 6 N D_i (the full-run equivalent, for fits) and flops_marginal = the
+   exact FLOPs of its own steps only (the trainer's convention).
+
+Concurrency: a branch whose fork checkpoint is missing trains the trunk itself under the trunk's
+run lock (resuming it from its last checkpoint, like any run); when another process holds that
+lock it waits for its fork file to appear. So the branches of one size started at once train the
+trunk once, and a short branch starts its cooldown as soon as the trunk passes its fork point.
+Because the batch at step s depends only on (seed, s), a branch is step for step the same
+computation as a from-scratch WSD run with the same warmup_steps (tests/test_branches.py).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sweeps import records
+from sweeps.config import BranchConfig, BudgetConfig, RunConfig, run_id_for, semantic_config
+from sweeps.errors import UserError
+from sweeps.runplan import RunPlan, plan_run
+from sweeps.schedule import decay_start, warmup_steps
+
+__all__ = ["BranchPlan", "BranchCosts", "branch_plan", "branch_costs", "fork_path", "run_branch"]
+
+HORIZONS = ("tokens", "flops", "tokens_per_param", "steps")
+POLL_S = 1.0  # how often a branch waiting for another process's trunk looks for its fork
+
+
+@dataclass(frozen=True)
+class BranchPlan:
+    """How one branch-mode job runs: its own config, its trunk's, and where it forks."""
+
+    branch_cfg: RunConfig  # warmup_steps fixed, role branch, parent_run_id = trunk's id
+    trunk_cfg: RunConfig | None  # None when the branch needs no trunk (fork at step 0, skipped)
+    plan: RunPlan  # the branch's own plan (n_steps, N, D, C)
+    fork_step: int  # k: the branch starts from the trunk's state after k steps
+    warmup_steps: int  # W, shared by the trunk and all its branches
+
+    @property
+    def marginal_steps(self) -> int:
+        return self.plan.n_steps - self.fork_step
+
+
+def _horizon(budget: BudgetConfig) -> str:
+    (key,) = [k for k in HORIZONS if getattr(budget, k) is not None]
+    return key
+
+
+def _with_budget(cfg: RunConfig, key: str, value: float) -> RunConfig:
+    budget = BudgetConfig(min_steps=cfg.budget.min_steps, **{key: value})
+    if key == "steps":
+        budget = replace(budget, steps=int(value))
+    return replace(cfg, budget=budget)
+
+
+def branch_plan(cfg: RunConfig, *, vocab_size: int) -> BranchPlan:
+    """Derive the branch and trunk configs of a job with `branch.budgets` (no training)."""
+    budgets = cfg.branch.budgets
+    if budgets is None:
+        raise ValueError("branch_plan needs a config with branch.budgets")
+    if cfg.schedule.name != "wsd":
+        raise UserError(
+            "schedule.name",
+            f"branch mode (branch.budgets) needs a WSD schedule, got {cfg.schedule.name!r}",
+            "add schedule=wsd, or use sweep=grid_wsd",
+        )
+    key = _horizon(cfg.budget)
+    own = float(getattr(cfg.budget, key))
+    if not any(abs(own - float(b)) <= 1e-9 * max(abs(own), 1.0) for b in budgets):
+        raise UserError(
+            f"budget.{key}",
+            f"{own:g} is not among branch.budgets {list(budgets)}",
+            f"sweep budget.{key} over the same values as branch.budgets",
+        )
+    plan = plan_run(cfg, vocab_size=vocab_size)
+    plans = [plan_run(_with_budget(cfg, key, float(b)), vocab_size=vocab_size) for b in budgets]
+    if any((p.lr, p.batch_size) != (plan.lr, plan.batch_size) for p in plans):
+        raise UserError(
+            "optim",
+            "branch mode needs one learning rate and batch size per model size, but 'auto' "
+            "gives each budget its own",
+            "set optim.lr and optim.batch_size to numbers",
+        )
+    usable = [p.n_steps for p in plans if p.problem is None and p.n_steps > 0]
+    n_warm = cfg.schedule.warmup_steps
+    if n_warm is None:
+        n_warm = warmup_steps(cfg.schedule, min(usable, default=plan.n_steps))
+    schedule = replace(cfg.schedule, warmup_steps=n_warm)
+    forks = sorted({decay_start(schedule, n) for n in usable} - {0})
+    fork_step = decay_start(schedule, plan.n_steps)
+    trunk = None
+    if plan.problem is None and fork_step > 0:
+        trunk = replace(
+            cfg,
+            optim=replace(cfg.optim, lr=plan.lr, batch_size=plan.batch_size),
+            schedule=replace(schedule, name="constant"),
+            budget=BudgetConfig(steps=max(forks), min_steps=1),
+            branch=BranchConfig(role="trunk", fork_steps=forks),
+            parent_run_id=None,
+        )
+    branch = replace(
+        cfg,
+        schedule=schedule,
+        branch=replace(cfg.branch, role="branch"),
+        parent_run_id=run_id_for(trunk) if trunk is not None else None,
+    )
+    return BranchPlan(branch, trunk, plan, fork_step if trunk else 0, n_warm)
+
+
+def fork_path(trunk_dir: Path, step: int) -> Path:
+    """The trunk's kept checkpoint after `step` steps (weights_only-loadable, like any)."""
+    return Path(trunk_dir) / f"fork_{step}.pt"
+
+
+def _lock_free(run_dir: Path) -> bool:
+    from sweeps.runner import run_lock
+
+    with run_lock(run_dir) as held:
+        return held
+
+
+def _ensure_fork(trunk_cfg: RunConfig, fork: Path) -> dict[str, Any] | None:
+    """Train (or resume) the trunk until `fork` exists, or wait for the process training it.
+    Returns the trunk's record when it ended without producing the fork, else None."""
+    from sweeps.runner import run_dir_for, run_one
+
+    trunk_dir = run_dir_for(trunk_cfg)
+    keep_at = {k: fork_path(trunk_dir, k) for k in trunk_cfg.branch.fork_steps or ()}
+    said = False
+    while not fork.exists():
+        if records.run_state(trunk_dir) != "done" and not _lock_free(trunk_dir):
+            if not said:
+                print(f"[{trunk_dir.name}] waiting for the trunk ({fork.name})", file=sys.stderr)
+                said = True
+            time.sleep(POLL_S)
+            continue
+        record = run_one(trunk_cfg, in_sweep=True, keep_at=keep_at)
+        if record is not None and not fork.exists():
+            return record
+    return None
+
+
+def run_branch(cfg: RunConfig, *, in_sweep: bool = False) -> dict[str, Any] | None:
+    """Run one branch-mode job: its trunk first when its fork is missing, then its cooldown."""
+    from sweeps.runner import _skipped_record, run_dir_for, run_one
+    from sweeps.trainer import prepare
+
+    prep = prepare(cfg, progress=cfg.progress != "none")
+    bp = branch_plan(cfg, vocab_size=prep.data.vocab_size)
+    if bp.trunk_cfg is None:
+        return run_one(bp.branch_cfg, in_sweep=in_sweep)
+    branch_dir = run_dir_for(bp.branch_cfg)
+    fork = fork_path(run_dir_for(bp.trunk_cfg), bp.fork_step)
+    started = (branch_dir / records.CHECKPOINT_FILE).exists()
+    if records.run_state(branch_dir) != "done" and not started:
+        trunk_record = _ensure_fork(bp.trunk_cfg, fork)
+        if trunk_record is not None:
+            status = trunk_record.get("status")
+            if status == "ok":
+                raise UserError(
+                    str(fork),
+                    "the trunk has ended but its fork checkpoint is missing",
+                    f"delete {fork.parent} to retrain the trunk",
+                )
+            reason = f"trunk {fork.parent.name} ended {status}: {trunk_record.get('reason')}"
+            record = _skipped_record(bp.branch_cfg, reason, prep)
+            record.update(status="diverged" if status == "diverged" else "failed")
+            records.write_json_atomic(
+                branch_dir / records.CONFIG_FILE, semantic_config(bp.branch_cfg)
+            )
+            records.write_record(branch_dir, record)
+            print(f"[{branch_dir.name}] {record['status']}: {reason}", file=sys.stderr)
+            return record
+    return run_one(bp.branch_cfg, in_sweep=in_sweep, init_from=fork)
+
+
+@dataclass(frozen=True)
+class BranchCosts:
+    """A sweep's training compute (C = 6 N D convention) from scratch and with trunk reuse."""
+
+    naive_flops: float  # every run trained from scratch: sum of 6 N D_i
+    reuse_flops: float  # each trunk once + each branch's cooldown (+ runs not in branch mode)
+    n_trunks: int
+
+    @property
+    def ratio(self) -> float:
+        return self.reuse_flops / self.naive_flops if self.naive_flops > 0 else float("nan")
+
+
+def branch_costs(cfgs: Sequence[RunConfig], *, vocab_size: int) -> BranchCosts:
+    """Naive and trunk-reuse compute of a sweep's jobs (for `sweeps.plan`); skipped runs count 0."""
+    naive = reuse = 0.0
+    trunks: dict[str, float] = {}
+    for cfg in cfgs:
+        if cfg.branch.budgets is None or cfg.branch.role != "run":
+            plan = plan_run(cfg, vocab_size=vocab_size)
+            cost = 0.0 if plan.problem else plan.flops
+            naive, reuse = naive + cost, reuse + cost
+            continue
+        bp = branch_plan(cfg, vocab_size=vocab_size)
+        if bp.plan.problem:
+            continue
+        per_step = bp.plan.flops_per_token["six_n"] * bp.plan.tokens_per_step
+        naive += bp.plan.flops
+        reuse += per_step * bp.marginal_steps
+        if bp.trunk_cfg is not None:
+            assert bp.trunk_cfg.budget.steps is not None
+            trunks[run_id_for(bp.trunk_cfg)] = per_step * bp.trunk_cfg.budget.steps
+    return BranchCosts(naive, reuse + sum(trunks.values()), len(trunks))

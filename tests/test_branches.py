@@ -1,0 +1,247 @@
+"""WSD cooldown branches (sweeps/branches.py): records, trunk reuse, exactness against a
+from-scratch WSD run, the plan's cost ratio, and resuming a sweep killed during its trunk."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import sweeps.trainer as trainer
+from sweeps import records
+from sweeps.branches import branch_costs, branch_plan, fork_path
+from sweeps.config import BranchConfig, BudgetConfig, ModelConfig, RunConfig, ScheduleConfig
+from sweeps.runner import run_dir_for, run_one
+
+BUDGETS = [1e4, 2e4, 4e4]  # tokens; 256 tokens per step -> 39, 78, 156 steps, forks 31, 62, 125
+
+
+@pytest.fixture
+def branch_cfgs(tiny_cfg):
+    def make(**over):
+        return [
+            tiny_cfg(
+                schedule=ScheduleConfig(name="wsd"),
+                budget=BudgetConfig(tokens=b),
+                branch=BranchConfig(budgets=BUDGETS),
+                sweep_name="wsd",
+                **over,
+            )
+            for b in BUDGETS
+        ]
+
+    return make
+
+
+@pytest.fixture
+def count_trains(monkeypatch):
+    """Count trainer.train calls by role (runner imports it at call time)."""
+    calls: list[str] = []
+    real = trainer.train
+
+    def counting(cfg, out_dir, **kw):
+        calls.append(cfg.branch.role)
+        return real(cfg, out_dir, **kw)
+
+    monkeypatch.setattr(trainer, "train", counting)
+    return calls
+
+
+def _trunk_dir(cfg: RunConfig) -> Path:
+    bp = branch_plan(cfg, vocab_size=64)
+    assert bp.trunk_cfg is not None
+    return run_dir_for(bp.trunk_cfg)
+
+
+def test_branches_equal_from_scratch_wsd_and_train_the_trunk_once(branch_cfgs, count_trains):
+    cfgs = branch_cfgs()
+    recs = [run_one(c) for c in cfgs]
+    assert count_trains == ["trunk", "branch", "branch", "branch"]
+    assert all(r is not None and r["status"] == "ok" and r["role"] == "branch" for r in recs)
+    (trunk_id,) = {r["parent_run_id"] for r in recs}
+    trunk_dir = _trunk_dir(cfgs[0])
+    assert trunk_dir.name == trunk_id
+    trunk = records.read_record(trunk_dir)
+    assert (trunk["status"], trunk["role"], trunk["parent_run_id"]) == ("ok", "trunk", None)
+    bps = [branch_plan(c, vocab_size=64) for c in cfgs]
+    assert trunk["n_steps"] == max(bp.fork_step for bp in bps) == 156 - round(0.2 * 156)
+    assert len({bp.warmup_steps for bp in bps}) == 1
+    for cfg, bp, rec in zip(cfgs, bps, recs, strict=True):
+        assert fork_path(trunk_dir, bp.fork_step).exists()
+        tps = bp.plan.tokens_per_step
+        assert rec["n_tokens"] == bp.plan.n_steps * tps == int(cfg.budget.tokens // tps) * tps
+        assert rec["flops"] == pytest.approx(6 * rec["n_params"] * rec["n_tokens"])
+        assert rec["flops_marginal"] == pytest.approx(
+            rec["flops_per_token_exact"] * bp.marginal_steps * tps
+        )
+        assert rec["flops_marginal"] < 0.25 * rec["flops_exact"]
+        # the same run from scratch: WSD with the branch's absolute warmup, no trunk
+        scratch = replace(
+            cfg,
+            schedule=ScheduleConfig(name="wsd", warmup_steps=bp.warmup_steps),
+            branch=BranchConfig(),
+            sweep_name="scratch",
+        )
+        ref = run_one(scratch)
+        assert ref is not None and ref["parent_run_id"] is None
+        assert rec["loss"] == pytest.approx(ref["loss"], rel=1e-6, abs=0)
+    # a rerun trains nothing and loses nothing
+    n_calls = len(count_trains)
+    again = [run_one(c) for c in cfgs]
+    assert len(count_trains) == n_calls
+    assert [r["run_id"] for r in again] == [r["run_id"] for r in recs]
+
+
+def test_killed_during_the_trunk_resumes_it_and_loses_no_branch(
+    branch_cfgs, count_trains, monkeypatch
+):
+    cfgs = branch_cfgs()
+    trunk_dir = _trunk_dir(cfgs[0])
+    real_save = trainer._save_checkpoint
+
+    def killing_save(path, state):
+        real_save(path, state)
+        if (
+            path.parent == trunk_dir
+            and path.name == records.CHECKPOINT_FILE
+            and state["step"] == 62
+        ):
+            raise KeyboardInterrupt  # a kill after the trunk passed two of its three forks
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", killing_save)
+    with pytest.raises(KeyboardInterrupt):
+        run_one(cfgs[2])  # the longest branch starts first and trains the trunk
+    assert records.run_state(trunk_dir) == "partial"
+    assert (trunk_dir / records.CHECKPOINT_FILE).exists()
+    monkeypatch.setattr(trainer, "_save_checkpoint", real_save)
+
+    resumed_from = []
+    real_load = trainer.torch.load
+
+    def spying_load(path, **kw):
+        resumed_from.append(Path(path))
+        return real_load(path, **kw)
+
+    monkeypatch.setattr(trainer.torch, "load", spying_load)
+    recs = [run_one(c) for c in cfgs]  # the rerun
+    # the two short branches fork from checkpoints kept before the kill; the long one resumes it
+    assert count_trains == ["trunk", "branch", "branch", "trunk", "branch"]
+    assert trunk_dir / records.CHECKPOINT_FILE in resumed_from
+    assert all(r["status"] == "ok" for r in recs)
+    steps = [row["step"] for row in records.read_curve(trunk_dir)]
+    assert steps == sorted(set(steps))
+    # identical to an uninterrupted branch sweep
+    monkeypatch.setattr(trainer.torch, "load", real_load)
+    fresh = run_one(replace(cfgs[2], results_dir=cfgs[2].results_dir + "_fresh"))
+    assert recs[2]["loss"] == pytest.approx(fresh["loss"], rel=1e-6, abs=0)
+
+
+def test_plan_cost_ratio_for_a_4x4_grid_with_doubling_tokens():
+    tokens = [1e6, 2e6, 4e6, 8e6]
+    cfgs = [
+        RunConfig(
+            model=ModelConfig(n_params=n),
+            schedule=ScheduleConfig(name="wsd"),
+            budget=BudgetConfig(tokens=d),
+            branch=BranchConfig(budgets=tokens),
+        )
+        for n in (3e3, 1e4, 3e4, 1e5)
+        for d in tokens
+    ]
+    costs = branch_costs(cfgs, vocab_size=256)
+    assert costs.n_trunks == 4
+    assert costs.ratio <= 0.65
+    assert costs.ratio == pytest.approx(0.8 * 8 / 15 + 0.2, rel=0.02)  # (0.8 D_max + 0.2 sum) / sum
+    plain = [replace(c, branch=BranchConfig()) for c in cfgs]
+    assert branch_costs(plain, vocab_size=256).naive_flops == pytest.approx(costs.naive_flops)
+    assert branch_costs(plain, vocab_size=256).ratio == 1.0
+
+
+def test_branch_mode_refuses_a_budget_outside_the_list_and_a_non_wsd_schedule(branch_cfgs):
+    from sweeps.errors import UserError
+
+    cfg = branch_cfgs()[0]
+    with pytest.raises(UserError, match="budget.tokens"):
+        branch_plan(replace(cfg, budget=BudgetConfig(tokens=3e4)), vocab_size=64)
+    with pytest.raises(UserError, match="schedule.name"):
+        branch_plan(replace(cfg, schedule=ScheduleConfig(name="cosine")), vocab_size=64)
+
+
+def test_run_ids_of_ordinary_runs_do_not_see_the_branch_fields(tiny_cfg):
+    from sweeps.config import semantic_config
+
+    sem = semantic_config(tiny_cfg())
+    assert "branch" not in sem and "warmup_steps" not in sem["schedule"]
+
+
+def test_presets_list_the_swept_budgets_in_branch_budgets():
+    from omegaconf import OmegaConf
+
+    conf = Path(__file__).resolve().parent.parent / "conf" / "sweep"
+    for name, key in (
+        ("grid_wsd", "budget.tokens"),
+        ("tokens_per_param_wsd", "budget.tokens_per_param"),
+    ):
+        preset = OmegaConf.load(conf / f"{name}.yaml")
+        swept = [float(v) for v in str(preset.hydra.sweeper.params[key]).split(",")]
+        assert sorted(swept) == sorted(float(v) for v in preset.branch.budgets)
+
+
+@pytest.mark.slow
+def test_sigkill_during_the_trunk_of_a_multirun_then_rerun(tmp_path, tiny_overrides):
+    """A real sweep (joblib, 2 processes) killed with SIGKILL while the trunk trains."""
+    args = [
+        sys.executable,
+        "-m",
+        "sweeps.train",
+        "-m",
+        "launcher=joblib",
+        "schedule=wsd",
+        *[o for o in tiny_overrides if not o.startswith("budget.tokens")],
+        "sweep_name=kill",
+        "checkpoint_every_s=0",
+        "budget.tokens=1e4,2e4,4e4",
+        "branch.budgets=[1e4,2e4,4e4]",
+    ]
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    sweep_dir = tmp_path / "results" / "kill"
+    proc = subprocess.Popen(
+        args,
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    trunk = None
+    while time.time() < deadline and proc.poll() is None:
+        for d in records.iter_run_dirs(sweep_dir):
+            cfg_file = d / records.CONFIG_FILE
+            if (d / "fork_31.pt").exists() and cfg_file.exists():
+                if json.loads(cfg_file.read_text()).get("branch", {}).get("role") == "trunk":
+                    trunk = d
+        if trunk is not None:
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert trunk is not None, "the trunk never reached its first fork"
+    assert records.run_state(trunk) == "partial"
+    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    recs = [records.read_record(d) for d in records.iter_run_dirs(sweep_dir)]
+    branches = [r for r in recs if r["role"] == "branch"]
+    assert sorted(r["n_tokens"] for r in branches) == [39 * 256, 78 * 256, 156 * 256]
+    assert all(r["status"] == "ok" and r["parent_run_id"] == trunk.name for r in branches)
+    assert [r["status"] for r in recs if r["role"] == "trunk"] == ["ok"]
+    assert all(math.isfinite(r["loss"]) for r in recs)
