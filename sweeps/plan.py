@@ -156,6 +156,7 @@ def plan_sweep(
     model = time_model or fit_time_model(results_dir)
     datasets: dict[str, Any] = {}
     runs = []
+    cfgs, vocab_size = [], 0
     for job in expansion.jobs:
         try:
             cfg = to_run_config(job.cfg)
@@ -167,6 +168,12 @@ def plan_sweep(
         key = json.dumps(asdict(cfg.data), sort_keys=True)
         if key not in datasets:
             datasets[key] = load_dataset(cfg.data, progress=False)
+        vocab_size = datasets[key].vocab_size
+        cfgs.append(cfg)
+        if cfg.branch.budgets is not None:  # a WSD branch: its folder is named by its branch config
+            from sweeps.branches import branch_plan
+
+            cfg = branch_plan(cfg, vocab_size=vocab_size).branch_cfg
         plan = plan_run(cfg, vocab_size=datasets[key].vocab_size)
         counts = plan.n_params_by_convention
         shape = plan.shape
@@ -212,6 +219,11 @@ def plan_sweep(
         "n_jobs": n_jobs,
         "time_model": asdict(model),
     }
+    if any(c.branch.budgets is not None for c in cfgs):
+        from sweeps.branches import branch_costs
+
+        costs = branch_costs(cfgs, vocab_size=vocab_size)
+        info["branch_costs"] = {**asdict(costs), "ratio": costs.ratio}
     return runs, info
 
 
@@ -310,6 +322,12 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{total['n_runs']} runs ({states}; {total['n_will_skip']} to skip), "
         f"C = {total['flops']:.3g} FLOPs (6ND) -> {info['results_dir']}/{info['sweep_name']}/"
     )
+    if "branch_costs" in info:
+        bc = info["branch_costs"]
+        print(
+            f"WSD branches: {bc['n_trunks']} trunk(s); C = {bc['naive_flops']:.3g} from scratch, "
+            f"{bc['reuse_flops']:.3g} with trunk reuse (ratio {bc['ratio']:.3f})"
+        )
     print(
         f"estimated wall time on {total['n_jobs']} process(es): "
         f"{_fmt_s(total['wall_s_remaining'])} left, {_fmt_s(total['wall_s_all'])} from scratch "
