@@ -111,6 +111,29 @@ def _skipped_record(cfg: RunConfig, reason: str, prep: Any) -> dict[str, Any]:
     }
 
 
+def _say_done(run_dir: Path, record: dict[str, Any]) -> None:
+    _say(
+        f"[{run_dir.name}] already done ({record['status']}, loss {record.get('loss')}); "
+        f"delete {run_dir} to retrain"
+    )
+
+
+def _finished(run_dir: Path, cfg: RunConfig) -> dict[str, Any] | None:
+    """The record of a run that ended ok or diverged (written last and atomically, so it is read
+    safely without the lock), else None. Skipped and failed runs take the full path."""
+    if not (run_dir / records.RECORD_FILE).exists():
+        return None
+    try:
+        record = records.read_record(run_dir)
+    except records.RecordError:
+        return None
+    if record.get("status") not in ("ok", "diverged"):
+        return None
+    _check_identity(run_dir, cfg)
+    _say_done(run_dir, record)
+    return record
+
+
 def run_one(
     cfg: RunConfig, *, in_sweep: bool = False, **train_kwargs: Any
 ) -> dict[str, Any] | None:
@@ -122,12 +145,16 @@ def run_one(
     A config with `branch.budgets` is a WSD cooldown branch: sweeps/branches.py runs it (its
     trunk first when needed), passing `train_kwargs` (init_from, keep_at) on to `train`.
     """
-    from sweeps.trainer import prepare, train
-
     if cfg.branch.budgets is not None and cfg.branch.role == "run":
         from sweeps.branches import run_branch
 
         return run_branch(cfg, in_sweep=in_sweep)
+
+    done = _finished(run_dir_for(cfg), cfg)
+    if done is not None:  # at once: no data loading, not even torch
+        return done
+
+    from sweeps.trainer import prepare, train
 
     _check_writable(Path(cfg.results_dir))
     prep = prepare(cfg, progress=cfg.progress != "none")
@@ -146,10 +173,7 @@ def run_one(
         state = records.run_state(run_dir)
         if state == "done":
             record = records.read_record(run_dir)
-            _say(
-                f"[{run_dir.name}] already done ({record['status']}, loss {record.get('loss')}); "
-                f"delete {run_dir} to retrain"
-            )
+            _say_done(run_dir, record)
             return record
         attempts = 0
         if state == "failed":

@@ -69,7 +69,8 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 
 def _batch(train: np.ndarray, step: int, *, seed: int, batch_size: int, context: int):
-    """Random windows for step `step`: a function of (seed, step) alone, so resume replays exactly."""
+    """Random windows for step `step`: a function of (seed, step) alone, so resume replays
+    exactly."""
     rng = np.random.default_rng([seed, step])
     starts = rng.integers(0, len(train) - context - 1, size=batch_size)
     rows = np.stack([train[s : s + context + 1] for s in starts]).astype(np.int64)
@@ -130,6 +131,9 @@ def train(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    # Temp files of atomic writes cut short by a kill (this run's lock is held: none is live).
+    for stale in out_dir.glob(".*.tmp"):
+        stale.unlink(missing_ok=True)
     prep = prepared or prepare(cfg, progress=cfg.progress != "none")
     data, plan, val_np = prep.data, prep.plan, prep.val
     run_id = run_id_for(cfg)

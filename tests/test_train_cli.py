@@ -1,0 +1,92 @@
+"""`python -m sweeps.train` as the user runs it: SIGKILL then resume, a diverged run's exit code,
+and the instant rerun of a finished run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from sweeps import records
+from sweeps.config import register_configs, to_run_config
+from sweeps.runner import run_dir_for
+from sweeps.trainer import train
+
+
+def composed(overrides: list[str]):
+    """The RunConfig the CLI builds from these overrides (Compose API, same conf/)."""
+    register_configs()
+    with initialize_config_module("conf", version_base="1.3"):
+        return to_run_config(compose("config", overrides=overrides))
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_resumes_to_the_uninterrupted_loss(cli, tiny_overrides, tmp_path):
+    # ~400 steps (a few seconds), a checkpoint every 0.1 s: the kill lands mid-training.
+    overrides = [*tiny_overrides, "budget.tokens=1e5", "n_evals=4", "checkpoint_every_s=0.1"]
+    cfg = composed(overrides)
+    run_dir = run_dir_for(cfg)
+    ckpt = run_dir / records.CHECKPOINT_FILE
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeps.train", *overrides],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, killed whole
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before a checkpoint was seen"
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert ckpt.exists() and not (run_dir / records.RECORD_FILE).exists()
+    assert records.run_state(run_dir) == "partial"
+
+    rerun = cli(overrides, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming from its checkpoint" in rerun.stderr
+    resumed = records.read_record(run_dir)
+
+    whole = train(cfg, tmp_path / "uninterrupted")
+    assert resumed["status"] == whole["status"] == "ok"
+    assert resumed["loss"] == whole["loss"]  # exactly: fp32 on the CPU is deterministic
+    assert resumed["train_loss"] == whole["train_loss"]
+    assert resumed["n_tokens"] == whole["n_tokens"]
+    steps = [r["step"] for r in records.read_curve(run_dir)]
+    assert steps == sorted(set(steps)) and len(steps) == 4  # no duplicated evaluations
+    assert not ckpt.exists()
+    assert list(run_dir.glob(".*.tmp")) == []  # nothing half-written left behind
+
+
+def test_diverged_run_exits_non_zero_with_its_record(cli, tiny_overrides, tmp_path):
+    proc = cli([*tiny_overrides, "optim.lr=1e4", "optim.grad_clip=0"])
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "diverged" in proc.stderr
+    (run_dir,) = (tmp_path / "results" / "default").iterdir()
+    assert records.read_record(run_dir)["status"] == "diverged"
+
+
+def test_rerun_of_a_finished_run_reports_already_done(cli, tiny_overrides):
+    first = cli(tiny_overrides)
+    assert first.returncode == 0, first.stderr
+    start = time.monotonic()
+    again = cli(tiny_overrides)
+    took = time.monotonic() - start
+    assert again.returncode == 0, again.stderr
+    assert "already done" in again.stderr
+    assert took < 10  # start-up only; ~3 s on an idle machine

@@ -1,0 +1,182 @@
+"""One training run in-process on a tiny synthetic config: the record contract, determinism,
+resume after an interruption, divergence, skipping a finished run, device and precision."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import pytest
+import torch
+
+import sweeps.trainer as trainer
+from sweeps import records
+from sweeps.config import OptimConfig
+from sweeps.runner import run_dir_for, run_one
+
+
+def record_fields() -> list[str]:
+    """The fields the docstring of sweeps/records.py promises (the contract, read from it)."""
+    doc = records.__doc__ or ""
+    section = doc.split("Fields of record.json", 1)[1].split("Each line of curve.jsonl", 1)[0]
+    names: list[str] = []
+    for line in section.splitlines():
+        m = re.match(r"^    ([a-z_0-9]+(?:, [a-z_0-9]+)*)\s{2,}\S", line)
+        if m:
+            names += m.group(1).split(", ")
+    assert len(names) > 30, names  # the parse found the table
+    return names
+
+
+def curve_fields() -> list[str]:
+    doc = records.__doc__ or ""
+    line = doc.split("Each line of curve.jsonl:", 1)[1].split(".")[0]
+    return [w.split()[0] for w in line.split(",")]
+
+
+def test_ok_record_is_complete_and_sane(tiny_cfg):
+    cfg = tiny_cfg(n_evals=3)
+    run_one(cfg)
+    run_dir = run_dir_for(cfg)
+    on_disk = records.read_record(run_dir)
+    missing = [k for k in record_fields() if k not in on_disk]
+    assert missing == []
+    r = on_disk
+    assert r["schema_version"] == records.SCHEMA_VERSION
+    assert r["status"] == "ok" and r["reason"] is None
+    assert r["run_id"] == run_dir.name and r["sweep"] == cfg.sweep_name == run_dir.parent.name
+    assert r["arch"] == "gpt" and r["seed"] == 0
+    assert r["n_params"] == r["n_params_matmul"] > 0
+    assert r["n_params_total"] == r["n_params_embedding"] + r["n_params_non_embedding"]
+    assert r["flops_per_token_6n"] == 6 * r["n_params"]
+    assert r["flops_per_token_exact"] > r["flops_per_token_6n"]  # attention on top of matmuls
+    assert r["n_tokens"] == r["n_steps"] * r["batch_size"] * cfg.model.context
+    assert r["n_tokens"] <= cfg.budget.tokens < r["n_tokens"] + r["batch_size"] * cfg.model.context
+    assert r["flops"] == pytest.approx(6 * r["n_params"] * r["n_tokens"], rel=1e-12)
+    assert r["flops_exact"] == pytest.approx(r["flops_per_token_exact"] * r["n_tokens"])
+    assert r["flops_marginal"] == pytest.approx(r["flops_exact"])  # not a branch
+    assert math.isfinite(r["loss"]) and r["perplexity"] == pytest.approx(math.exp(r["loss"]))
+    assert r["loss"] < r["unigram_entropy"]  # it learned more than the token frequencies
+    assert math.isfinite(r["train_loss"])
+    assert r["lr"] == cfg.optim.lr and r["batch_size"] == cfg.optim.batch_size
+    assert r["time_s"] > 0 and r["tokens_per_s"] == pytest.approx(r["n_tokens"] / r["time_s"])
+    assert isinstance(r["dataset_id"], str) and r["dataset"]
+    assert r["code_version"] and {"python", "torch"} <= set(r["lib_versions"])
+    assert r["parent_run_id"] is None and r["created_at"].endswith("+00:00")
+    assert r["config"]["model"]["context"] == cfg.model.context
+    # The run ended well: no checkpoint left; the config that names the folder is there.
+    assert not (run_dir / records.CHECKPOINT_FILE).exists()
+    assert (run_dir / records.CONFIG_FILE).exists()
+
+    curve = records.read_curve(run_dir)
+    assert len(curve) == cfg.n_evals
+    for row in curve:
+        assert set(curve_fields()) <= set(row)
+    assert [row["step"] for row in curve] == sorted({row["step"] for row in curve})
+    assert curve[-1]["step"] == r["n_steps"] and curve[-1]["n_tokens"] == r["n_tokens"]
+    assert curve[-1]["loss"] == r["loss"] and curve[-1]["train_loss"] == r["train_loss"]
+    assert curve[-1]["flops"] == pytest.approx(r["flops"])
+
+
+def _losses(run_dir) -> list[tuple[int, float, float]]:
+    return [(row["step"], row["loss"], row["train_loss"]) for row in records.read_curve(run_dir)]
+
+
+def test_same_seed_same_losses_other_seed_differs(tiny_cfg, tmp_path):
+    a = trainer.train(tiny_cfg(), tmp_path / "a")
+    b = trainer.train(tiny_cfg(), tmp_path / "b")
+    c = trainer.train(tiny_cfg(seed=1), tmp_path / "c")
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
+    assert a["loss"] == b["loss"] and a["train_loss"] == b["train_loss"]
+    assert c["loss"] != a["loss"]
+
+
+class Killed(BaseException):
+    """Stands in for SIGKILL: nothing in the trainer catches a BaseException."""
+
+
+def test_resume_after_interruption_matches_uninterrupted(tiny_cfg, tmp_path, monkeypatch):
+    # A checkpoint after every step; the "kill" comes right after the one at step 7, which is
+    # not an evaluation step, so the running training-loss sums are resumed too.
+    cfg = tiny_cfg(n_evals=4, checkpoint_every_s=0.0)
+    full = trainer.train(cfg, tmp_path / "full")
+
+    save = trainer._save_checkpoint
+
+    def save_then_die(path, state):
+        save(path, state)
+        if state["step"] == 7:
+            raise Killed
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_die)
+    run_dir = tmp_path / "killed"
+    with pytest.raises(Killed):
+        trainer.train(cfg, run_dir)
+    assert (run_dir / records.CHECKPOINT_FILE).exists()
+    assert not (run_dir / records.RECORD_FILE).exists()
+    assert torch.load(run_dir / records.CHECKPOINT_FILE, weights_only=True)["step"] == 7
+    monkeypatch.setattr(trainer, "_save_checkpoint", save)
+
+    resumed = trainer.train(cfg, run_dir)
+    assert resumed["status"] == "ok"
+    assert resumed["loss"] == full["loss"] and resumed["train_loss"] == full["train_loss"]
+    assert resumed["n_tokens"] == full["n_tokens"]
+    assert _losses(run_dir) == _losses(tmp_path / "full")
+
+
+def test_temp_files_of_a_killed_run_are_cleared_on_rerun(tiny_cfg, tmp_path):
+    """A SIGKILL during an atomic write leaves its temp file; the rerun must not keep it."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    stale = [run_dir / ".ckpt.k1l2d.tmp", run_dir / ".record.json.x7f.tmp"]
+    for path in stale:
+        path.write_bytes(b"half written")
+    assert trainer.train(tiny_cfg(), run_dir)["status"] == "ok"
+    assert list(run_dir.glob(".*.tmp")) == []
+
+
+def test_diverged_run_gets_a_record(tiny_cfg, capsys):
+    cfg = tiny_cfg(optim=OptimConfig(batch_size=8, lr=1e4, grad_clip=0.0))
+    record = run_one(cfg)  # no exception
+    assert record is not None and record["status"] == "diverged"
+    assert "non-finite" in record["reason"]
+    run_dir = run_dir_for(cfg)
+    on_disk = json.loads((run_dir / records.RECORD_FILE).read_text())  # strict JSON: no NaN
+    assert on_disk["status"] == "diverged" and on_disk["loss"] is None
+    assert on_disk["n_tokens"] == on_disk["n_steps"] * 8 * cfg.model.context
+    assert not (run_dir / records.CHECKPOINT_FILE).exists()
+    assert records.run_state(run_dir) == "done"
+    assert "diverged" in capsys.readouterr().err
+
+
+def test_rerun_of_a_finished_run_is_skipped(tiny_cfg, capsys, monkeypatch):
+    cfg = tiny_cfg()
+    first = run_one(cfg)
+    capsys.readouterr()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(trainer, "train", no_training)
+    monkeypatch.setattr(trainer, "prepare", no_training)  # not even the data is loaded
+    again = run_one(cfg)
+    assert again == records.read_record(run_dir_for(cfg))
+    assert again["loss"] == first["loss"]
+    assert "already done" in capsys.readouterr().err
+
+
+def test_device_auto_without_cuda_uses_the_cpu(tiny_cfg, tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    record = trainer.train(tiny_cfg(device="auto"), tmp_path / "run")
+    assert record["status"] == "ok"
+    assert record["config"]["resolved"]["device"] == "cpu"
+
+
+def test_bf16_trains_on_the_cpu(tiny_cfg, tmp_path):
+    fp32 = trainer.train(tiny_cfg(), tmp_path / "fp32")
+    bf16 = trainer.train(tiny_cfg(precision="bf16"), tmp_path / "bf16")
+    assert bf16["status"] == "ok" and bf16["precision"] == "bf16"
+    assert bf16["loss"] < bf16["unigram_entropy"]
+    assert bf16["loss"] == pytest.approx(fp32["loss"], rel=0.05)
