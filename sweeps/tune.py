@@ -11,6 +11,10 @@ content-addressed record: a rerun resumes each study up to `tune.n_trials` finis
 trial killed mid-run is re-asked with the same parameters (its run resumes from its checkpoint),
 and a configuration TPE proposes twice is read back from its record instead of retrained. A run
 that diverges, fails or is skipped is told to Optuna as a FAIL trial; the study goes on.
+More workers per size: start the same command again (another shell or cluster job) on a shared
+storage (`tune.storage=postgresql://...` or `journal:<file>`); TPE's constant liar spreads their
+trials and the per-run lock keeps two workers from training the same configuration.
+Not built: pruning on intermediate validation loss (it needs a hook in sweeps/trainer.py).
 
 The `tune` node is typed (`TuneConfig`): this entry point composes the usual conf/config.yaml onto
 `TuneRunConfig` (RunConfig plus `tune`), so a misspelt `tune.*` key fails at compose time, and the
@@ -398,4 +402,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # Run the imported module, not this `__main__` copy: the schemas must be `sweeps.tune.*` so
+    # that configs pickled to launcher processes name importable classes.
+    from sweeps.tune import main as _main
+
+    _main()

@@ -106,10 +106,7 @@ def test_diverged_or_failed_trial_is_a_failed_trial_and_the_study_goes_on(
 def test_huge_learning_rate_really_diverges_into_a_failed_trial(tmp_path: Path) -> None:
     summary = tune_size(_cfg(tmp_path, n_trials=2, lr_min=1e4, lr_max=1e5, batch_min=8))
     assert summary["n_trials"] == 2
-    assert all(t["state"] in ("FAIL", "COMPLETE") for t in summary["trials"])
-    assert any(t["status"] == "diverged" for t in summary["trials"]) or all(
-        t["loss"] > 3.0 for t in summary["trials"]
-    )
+    assert [(t["state"], t["status"]) for t in summary["trials"]] == [("FAIL", "diverged")] * 2
 
 
 def test_bad_tune_values_name_the_field() -> None:
