@@ -338,10 +338,32 @@ def register_configs() -> None:
     cs.store(group="budget", name="schema", node=BudgetConfig)
 
 
+def _refuse_unknown_keys(node: Any, prefix: str) -> None:
+    """Keys added with `+` (`+model.nparams=3`) pass Hydra's schema check and would be ignored
+    silently: refuse them."""
+    from omegaconf import DictConfig, OmegaConf
+
+    schema = OmegaConf.get_type(node)
+    if not dataclasses.is_dataclass(schema):
+        return
+    names = [f.name for f in dataclasses.fields(schema)]
+    for key in node.keys():
+        if key not in names:
+            raise UserError(
+                f"{prefix}{key}",
+                "unknown key",
+                f"remove it (keys here: {', '.join(names)})",
+            )
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            _refuse_unknown_keys(child, f"{prefix}{key}.")
+
+
 def to_run_config(cfg: Any) -> RunConfig:
     """A composed DictConfig -> a validated plain RunConfig (raises UserError on a bad value)."""
     from omegaconf import OmegaConf
 
+    _refuse_unknown_keys(cfg, "")
     obj = OmegaConf.to_object(cfg)
     if not isinstance(obj, RunConfig):
         raise TypeError(f"expected a RunConfig, got {type(obj).__name__}")

@@ -29,6 +29,7 @@ def _text_corpus(kind: str, tmp: Path) -> str:
 # (id, overrides, text corpus to create or None, field named in the message, word in the fix)
 CASES = [
     ("unknown_key", ["model.nparams=3e3"], None, "model.nparams", "model.n_params"),
+    ("appended_unknown_key", ["+model.nparams=3e3"], None, "model.nparams", "remove it"),
     ("unknown_top_key", ["nosuchkey=1"], None, "nosuchkey", "valid keys"),
     ("wrong_type", ["model.context=abc"], None, "model.context", "type"),
     ("wrong_type_lr", ["optim.lr=fast"], None, "optim.lr", "auto"),
