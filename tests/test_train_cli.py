@@ -81,6 +81,7 @@ def test_diverged_run_exits_non_zero_with_its_record(cli, tiny_overrides, tmp_pa
     assert records.read_record(run_dir)["status"] == "diverged"
 
 
+@pytest.mark.slow
 def test_rerun_of_a_finished_run_reports_already_done(cli, tiny_overrides):
     first = cli(tiny_overrides)
     assert first.returncode == 0, first.stderr
@@ -90,3 +91,13 @@ def test_rerun_of_a_finished_run_reports_already_done(cli, tiny_overrides):
     assert again.returncode == 0, again.stderr
     assert "already done" in again.stderr
     assert took < 10  # start-up only; ~3 s on an idle machine
+
+
+def test_integer_lr_is_the_same_run_as_its_float(tiny_overrides):
+    one, one_f = (
+        composed([*tiny_overrides, "optim.lr=1"]),
+        composed([*tiny_overrides, "optim.lr=1.0"]),
+    )
+    assert one.optim.lr == 1.0 and isinstance(one.optim.lr, float)
+    assert run_dir_for(one) == run_dir_for(one_f)
+    assert composed([*tiny_overrides, "optim.lr=auto"]).optim.lr == "auto"
