@@ -1,0 +1,242 @@
+"""Sweep presets expand in-process exactly as Hydra launches them; plan and status train nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from sweeps import records
+from sweeps.callbacks import SWEEP_FILE, progress_line
+from sweeps.config import register_configs, run_id_for, to_run_config
+from sweeps.expand import expand_sweep, sweep_overrides
+from sweeps.plan import TimeModel, fit_time_model, schedule_wall_s
+from sweeps.plan import main as plan_main
+from sweeps.status import main as status_main
+from sweeps.status import sweep_status
+
+REPO = Path(__file__).resolve().parent.parent
+
+PRESETS = {
+    # name: (n_runs, first job's overrides, last job's overrides, horizon)
+    "smoke": (
+        4,
+        ["model.n_params=2000.0", "budget.tokens=20000.0"],
+        ["model.n_params=5000.0", "budget.tokens=40000.0"],
+        "tokens",
+    ),
+    "grid": (
+        12,
+        ["model.n_params=3000.0", "budget.tokens=1000000.0"],
+        ["model.n_params=100000.0", "budget.tokens=10000000.0"],
+        "tokens",
+    ),
+    "isoflop": (
+        18,
+        ["budget.flops=100000000000.0", "model.n_params=3000.0"],
+        ["budget.flops=1000000000000.0", "model.n_params=100000.0"],
+        "flops",
+    ),
+    "tokens_per_param": (
+        12,
+        ["model.n_params=5000.0", "budget.tokens_per_param=20"],
+        ["model.n_params=50000.0", "budget.tokens_per_param=500"],
+        "tokens_per_param",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_preset_expands_without_training(name: str, tmp_path: Path) -> None:
+    n_runs, first, last, _ = PRESETS[name]
+    exp = expand_sweep([f"sweep={name}", f"results_dir={tmp_path}"], compose_jobs=False)
+    assert len(exp.jobs) == n_runs
+    assert exp.jobs[0].overrides == [*first, f"sweep={name}", f"results_dir={tmp_path}"]
+    assert exp.jobs[-1].overrides == [*last, f"sweep={name}", f"results_dir={tmp_path}"]
+    assert "joblib" in exp.master.hydra.launcher._target_
+    assert exp.master.sweep_name == name
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_job_of_a_preset_composes_to_a_distinct_valid_run(name: str, tmp_path: Path) -> None:
+    n_runs, _, _, horizon = PRESETS[name]
+    exp = expand_sweep([f"sweep={name}", f"results_dir={tmp_path}"])
+    ids = set()
+    for job in exp.jobs:
+        cfg = to_run_config(job.cfg)  # validated by the schemas' __post_init__
+        assert cfg.sweep_name == name
+        assert getattr(cfg.budget, horizon) is not None
+        ids.add(run_id_for(cfg))
+    assert len(ids) == n_runs  # distinct runs, distinct folders
+
+
+def test_command_line_sweep_replaces_a_preset_param_in_place() -> None:
+    jobs = sweep_overrides({"a": "1,2", "b": "x,y"}, ["c=3", "a=5,6,7"])
+    assert jobs[0] == ["a=5", "b=x", "c=3"]
+    assert len(jobs) == 6
+
+
+@pytest.mark.slow
+def test_expansion_matches_a_real_hydra_multirun(hydra_sweep_runner, tmp_path: Path) -> None:
+    """The in-process multirun (Hydra's BasicSweeper + launcher) sees the same jobs in order."""
+    from hydra.core.hydra_config import HydraConfig
+
+    register_configs()
+    seen: list[tuple[list[str], str]] = []
+
+    def task(cfg):
+        seen.append((list(HydraConfig.get().overrides.task), run_id_for(to_run_config(cfg))))
+
+    overrides = ["sweep=isoflop", "launcher=local", "model.n_params=4e3,2e4", "seed=0,1"]
+    with hydra_sweep_runner(
+        calling_file=str(REPO / "sweeps" / "train.py"),
+        calling_module=None,
+        task_function=task,
+        config_path="../conf",
+        config_name="config",
+        overrides=[*overrides, f"results_dir={tmp_path}"],
+        temp_dir=tmp_path / "sweep",
+    ):
+        pass
+    exp = expand_sweep([*overrides, f"results_dir={tmp_path}"])
+    mine = [(j.overrides, run_id_for(to_run_config(j.cfg))) for j in exp.jobs]
+    assert len(seen) == 3 * 2 * 2
+    assert mine == seen
+
+
+@pytest.mark.slow
+def test_plan_json_for_smoke(tmp_path: Path, capsys) -> None:
+    rc = plan_main(
+        ["--json", "sweep=smoke", f"results_dir={tmp_path}/r", f"data.cache_dir={tmp_path}/c"]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert out["totals"]["n_runs"] == 4 and out["n_jobs"] == 2
+    assert {r["state"] for r in out["runs"]} == {"new"}
+    for r in out["runs"]:
+        assert r["n_tokens"] == r["n_steps"] * 8 * 32  # whole steps of batch x context
+        assert r["est_s"] > 0
+    assert not (tmp_path / "r").exists()
+
+
+def test_plan_marks_step_starved_isoflop_points(tmp_path: Path, capsys) -> None:
+    rc = plan_main(
+        [
+            "sweep=isoflop",
+            "data=synthetic",
+            f"data.cache_dir={tmp_path}/c",
+            "model.context=32",
+            "optim.batch_size=8",
+            "budget.flops=2e8",
+            "model.n_params=2e3,3e4",
+            "budget.min_steps=20",
+            f"results_dir={tmp_path}/r",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "new->skip" in out and "will be recorded as skipped" in out
+    assert "2 runs" in out
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["sweep=nope"], "sweep/nope"),
+        (["sweep=smoke", "model.n_params=-1"], "model.n_params"),
+        (["sweep=smoke", "optim.lr=abc"], "optim.lr"),
+    ],
+)
+def test_plan_user_error_is_one_line_exit_2(args, says, tmp_path: Path, capsys) -> None:
+    rc = plan_main([*args, f"results_dir={tmp_path}"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert says in err and len(err.splitlines()) == 1
+
+
+def _fake_record(run_dir: Path, **over) -> None:
+    rec = {
+        "run_id": run_dir.name,
+        "status": "ok",
+        "n_params": 1000,
+        "n_tokens": 10000,
+        "flops": 6e7,
+        "loss": 3.0,
+        "time_s": 2.0,
+        "tokens_per_s": 5000.0,
+        **over,
+    }
+    records.write_record(run_dir, rec)
+
+
+def test_status_counts_states_and_partial_progress(tmp_path: Path, capsys) -> None:
+    sweep = tmp_path / "s"
+    _fake_record(sweep / "aaa")
+    _fake_record(sweep / "bbb", status="skipped", reason="too few steps", loss=None)
+    _fake_record(sweep / "ccc", status="failed", reason="RuntimeError: boom", loss=None)
+    part = sweep / "ddd"
+    records.write_json_atomic(part / "plan.json", {"n_steps": 100, "tokens_per_step": 256})
+    records.append_curve(part, {"step": 25, "n_tokens": 6400, "loss": 3.5, "time_s": 2.0})
+    st = sweep_status(sweep)
+    assert st["counts"] == {
+        "ok": 1, "diverged": 0, "skipped": 1, "failed": 1, "partial": 1, "pending": 0
+    }  # fmt: skip
+    (p,) = [r for r in st["runs"] if r["state"] == "partial"]
+    assert p["progress"] == 0.25 and p["tokens_per_s"] == 3200
+    assert p["eta_s"] == pytest.approx(75 * 256 / 3200)
+    assert status_main([str(sweep)]) == 0
+    out = capsys.readouterr().out
+    assert "25/100" in out and "too few steps" in out
+    assert status_main([str(sweep), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_runs"] == 4
+
+
+def test_status_missing_folder_is_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    assert status_main([str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(tmp_path / "nope") in err and len(err.splitlines()) == 1
+
+
+def test_progress_line_counts_this_launch(tmp_path: Path) -> None:
+    now = time.time()
+    records.write_json_atomic(
+        tmp_path / SWEEP_FILE,
+        {"started_at": now - 100, "run_ids": ["a", "b", "c", "d", None], "n_finished_at_start": 1},
+    )
+    for name in ("a", "b"):
+        _fake_record(tmp_path / name)
+    line = progress_line(tmp_path, now=now)
+    assert line is not None
+    assert line.startswith("[sweep] 2/4 runs done (1 this launch")
+    assert "ETA 3.3m" in line  # 100 s for 1 run, 2 left
+
+
+def test_time_model_fit_recovers_constants(tmp_path: Path) -> None:
+    truth = TimeModel(a=0.5, b=2e-6, c=4e-11, source="truth")
+    import platform
+
+    for i, (n_tokens, fpt) in enumerate([(1e5, 1e4), (3e5, 1e5), (1e6, 1e6), (2e5, 3e6)]):
+        cfg = {"n_evals": 2, "data": {"n_val_tokens": 3000}}
+        t = truth.run_s(n_tokens=n_tokens, flops_per_token=fpt, n_eval_tokens=6000)
+        _fake_record(
+            tmp_path / "sw" / f"r{i}",
+            n_tokens=n_tokens,
+            flops_per_token_exact=fpt,
+            time_s=t,
+            config=cfg,
+            host=platform.node(),
+        )
+    fit = fit_time_model(tmp_path)
+    assert fit.source.startswith("fitted to 4 records")
+    assert (fit.a, fit.b, fit.c) == pytest.approx((0.5, 2e-6, 4e-11), rel=1e-6)
+    assert fit_time_model(tmp_path / "empty").source.startswith("built-in")
+
+
+def test_schedule_wall_time_fills_free_workers_in_order() -> None:
+    assert schedule_wall_s([4, 1, 1, 1, 1], 2, startup_s=0) == 4
+    assert schedule_wall_s([1, 1, 1], 1, startup_s=2) == 5
+    assert schedule_wall_s([], 2, startup_s=2) == 0
