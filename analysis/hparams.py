@@ -162,6 +162,17 @@ def plot_lr_rule(
             f" (gamma 95% {gi[0]:.2f}..{gi[1]:.2f})" if gi else ""
         )
         ax.loglog(n, rule_lr(rules, n), "-", color="C3", label=label)
+        edge = [o for o in rules.get("optima", []) if o.get("edges")]
+        if edge:
+            ax.loglog(
+                [o["n_params"] for o in edge],
+                [o["lr"] for o in edge],
+                "o",
+                ms=12,
+                mfc="none",
+                mec="C1",
+                label="optimum at a range edge",
+            )
     ax.set_xlabel("N (matmul parameters)")
     ax.set_ylabel("best peak learning rate")
     ax.legend(fontsize=7)
