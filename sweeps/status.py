@@ -112,6 +112,10 @@ def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str
     }
 
 
+def _rank(state: str) -> int:
+    return ORDER.index(state) if state in ORDER else len(ORDER)
+
+
 def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
@@ -125,7 +129,7 @@ def _fmt_s(s: float | None) -> str:
 def _table(status: dict[str, Any]) -> str:
     head = ("run_id", "state", "N", "D", "C", "loss", "progress", "tok/s", "time/ETA")
     rows = [head]
-    runs = sorted(status["runs"], key=lambda r: (ORDER.index(r["state"]), r.get("flops") or 0))
+    runs = sorted(status["runs"], key=lambda r: (_rank(r["state"]), r.get("flops") or 0))
     for r in runs:
         partial = r["state"] == "partial"
         progress = (
