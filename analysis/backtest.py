@@ -36,13 +36,30 @@ def _summary(law, held_out, n_train, pred, obs, **kw) -> Backtest:
     )
 
 
-def backtest_chinchilla(n_params, n_tokens, loss) -> Backtest:
-    """Refit approach 3 without the runs at the largest N; relative error of their loss."""
+def backtest_chinchilla(n_params, n_tokens, loss, budget=None) -> Backtest:
+    """Refit approach 3 without the runs at the largest N (or, given each run's compute `budget`,
+    without the largest budget); relative error of the held-out runs' loss. With budgets, also the
+    error of the predicted optimum (N*, L*) against the held-out budget's own parabola."""
     n, d, loss = (np.asarray(x, float) for x in (n_params, n_tokens, loss))
-    test = n == n.max()
+    if budget is None:
+        test = n == n.max()
+        held_out = f"N = {n.max():.3g}"
+    else:
+        budget = np.asarray(budget, float)
+        test = budget == budget.max()
+        held_out = f"C = {budget.max():.3g}"
     fit = fit_chinchilla(n[~test], d[~test], loss[~test])
     pred = chinchilla_loss(fit.params, n[test], d[test])
-    return _summary("chinchilla", f"N = {n.max():.3g}", (~test).sum(), pred, loss[test])
+    extra: dict = {}
+    if budget is not None:
+        held = fit_parabolas(n[test], loss[test], budget[test])[0]
+        if held.accepted:
+            alloc = compute_optimal(fit.params, budget.max())
+            extra = {
+                "n_star_rel_error": float((alloc.n_params - held.n_star) / held.n_star),
+                "loss_star_rel_error": float((alloc.loss - held.loss_star) / held.loss_star),
+            }
+    return _summary("chinchilla", held_out, (~test).sum(), pred, loss[test], **extra)
 
 
 def backtest_power_law(x, loss, *, variable: str = "N") -> Backtest:
@@ -58,11 +75,20 @@ def backtest_power_law(x, loss, *, variable: str = "N") -> Backtest:
 
 def backtest_isoflop(n_params, n_tokens, loss, budget) -> Backtest:
     """Refit approach 2 without the largest budget; compare its predicted optimum there with the
-    held-out budget's own parabola: relative error of the optimal loss L* and of N*."""
+    held-out budget's own parabola: relative error of the optimal loss L* and of N*.
+
+    With too few training budgets to fit L*(C)'s irreducible term, E comes from approach 3 fitted
+    on the training runs only (never on the held-out budget)."""
     n, d, loss, budget = (np.asarray(x, float) for x in (n_params, n_tokens, loss, budget))
     c_max = budget.max()
     test = budget == c_max
     fit = fit_isoflop(n[~test], d[~test], loss[~test], budget[~test])
+    if not fit.details["loss_law"].startswith("E fitted"):
+        try:
+            e = fit_chinchilla(n[~test], d[~test], loss[~test]).params["E"]
+            fit = fit_isoflop(n[~test], d[~test], loss[~test], budget[~test], irreducible=e)
+        except AnalysisError:
+            pass  # keep the plain power law; its warning says so
     held = fit_parabolas(n[test], loss[test], budget[test])[0]
     if not held.accepted:
         raise AnalysisError(
@@ -76,7 +102,9 @@ def backtest_isoflop(n_params, n_tokens, loss, budget) -> Backtest:
         [l_pred],
         [held.loss_star],
         n_star_rel_error=float((n_pred - held.n_star) / held.n_star),
-        message="loss error is of the optimal loss L* of the held-out budget",
+        loss_star_rel_error=float((l_pred - held.loss_star) / held.loss_star),
+        message="loss error is of the optimal loss L* of the held-out budget; "
+        + fit.details["loss_law"],
     )
 
 

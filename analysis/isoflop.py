@@ -5,7 +5,11 @@ rounded to 0.1), loss is fitted as a parabola in ln N (np.polyfit). Its vertex g
 L*(C); D*(C) = C / (6 N*). A budget is rejected, with a warning naming it and the sizes to add,
 when the curvature is <= 0 or the minimum sits at the grid's edge (vertex outside the sizes run, or
 the smallest observed loss at the smallest or largest size). The accepted budgets give power laws
-N* = k_N C^a, D* = k_D C^b and L* = k_L C^(-gamma) by least squares in log-log space.
+N* = k_N C^a and D* = k_D C^b by least squares in log-log space, and the optimal loss as
+L*(C) = E + k_L C^(-gamma) with an irreducible term (least squares in log L*): a plain power law in
+C cannot flatten and extrapolates too low. E is fitted when at least 4 budgets are usable;
+with fewer it is taken from `irreducible` (the report passes approach 3's E), else 0 (a plain power
+law, with a warning); `details["loss_law"]` says which.
 C = 6 N D with N the records' n_params (matmul convention) unless told otherwise.
 """
 
@@ -27,6 +31,7 @@ __all__ = [
     "fit_parabolas",
     "fit_isoflop",
     "isoflop_optimum",
+    "fit_loss_law",
     "bootstrap_isoflop",
 ]
 
@@ -116,28 +121,87 @@ def fit_parabolas(n_params, loss, budget, *, min_points: int = 3) -> list[Parabo
     return out
 
 
-def _power_laws(c, n_star, l_star):
+MIN_BUDGETS_FREE_E = 4  # E, k_L, gamma from fewer points would interpolate, not fit
+
+
+def _loglinear(log_c, y):
+    """Least-squares line y = icpt + slope log C -> (slope, icpt, sse)."""
+    slope, icpt = np.polyfit(log_c, y, 1)
+    return slope, icpt, float(np.sum((icpt + slope * log_c - y) ** 2))
+
+
+def fit_loss_law(c, l_star, *, irreducible: float | None = None) -> tuple[dict[str, float], str]:
+    """L*(C) = E + k_L C^-gamma through the per-budget optimal losses -> (params, how E was set).
+
+    Least squares in log L*. With >= MIN_BUDGETS_FREE_E budgets E is free in [0, min L*):
+    profiled on a grid (for a given E the law is a line in log(L* - E)), then polished by
+    scipy least_squares. With fewer, E = `irreducible` if given (and below min L*), else 0.
+    """
+    from scipy.optimize import least_squares
+
+    c, l_star = np.asarray(c, float), np.asarray(l_star, float)
+    log_c, log_l, l_min = np.log(c), np.log(l_star), float(l_star.min())
+    if c.size >= MIN_BUDGETS_FREE_E:
+        best = (math.inf, 0.0, 0.0, 0.0)
+        for e in l_min * np.concatenate([[0.0], 1 - np.geomspace(1, 1e-3, 60)[1:]]):
+            slope, icpt, _ = _loglinear(log_c, np.log(l_star - e))
+            sse = float(np.sum((np.log(e + np.exp(icpt + slope * log_c)) - log_l) ** 2))
+            if sse < best[0]:
+                best = (sse, e, slope, icpt)
+        _, e0, slope, icpt = best
+
+        def resid(x):
+            return np.log(x[0] + np.exp(x[1] - x[2] * log_c)) - log_l
+
+        res = least_squares(
+            resid,
+            [e0, icpt, -slope],
+            bounds=([0.0, -np.inf, -np.inf], [l_min * (1 - 1e-9), np.inf, np.inf]),
+            xtol=1e-12,
+            ftol=1e-12,
+        )
+        e, icpt, gamma = (float(v) for v in res.x)
+        how = f"E fitted on {c.size} budgets"
+    else:
+        e = float(irreducible) if irreducible is not None and irreducible < l_min else 0.0
+        slope, icpt, _ = _loglinear(log_c, np.log(l_star - e))
+        gamma = -slope
+        how = (
+            f"E = {e:.4g} from approach 3 (only {c.size} budgets: too few to fit E)"
+            if e > 0
+            else f"E = 0: plain power law (only {c.size} budgets and no approach-3 E)"
+        )
+    return {"gamma": gamma, "k_L": math.exp(icpt), "E": e}, how
+
+
+def _power_laws(c, n_star, l_star, irreducible=None):
     slope_n, icpt_n = np.polyfit(np.log(c), np.log(n_star), 1)
     d_star = c / (6 * n_star)
     slope_d, icpt_d = np.polyfit(np.log(c), np.log(d_star), 1)
-    slope_l, icpt_l = np.polyfit(np.log(c), np.log(l_star), 1)
+    loss_law, how = fit_loss_law(c, l_star, irreducible=irreducible)
     return {
         "a": slope_n,
         "k_N": math.exp(icpt_n),
         "b": slope_d,
         "k_D": math.exp(icpt_d),
-        "gamma": -slope_l,
-        "k_L": math.exp(icpt_l),
-    }
+    } | loss_law, how
 
 
 def fit_isoflop(
-    n_params, n_tokens, loss, budget, *, convention: str = MATMUL_CONVENTION
+    n_params,
+    n_tokens,
+    loss,
+    budget,
+    *,
+    irreducible: float | None = None,
+    convention: str = MATMUL_CONVENTION,
 ) -> FitResult:
     """Approach 2. budget: the compute budget (FLOPs) of each run (see `budget_groups`).
 
-    params: a, k_N (N* = k_N C^a), b, k_D (D* = k_D C^b), gamma, k_L (L* = k_L C^-gamma).
-    details["parabolas"]: the per-budget Parabola objects. Raises AnalysisError when fewer than two
+    params: a, k_N (N* = k_N C^a), b, k_D (D* = k_D C^b), E, gamma, k_L
+    (L* = E + k_L C^-gamma; `irreducible`: E to use when too few budgets to fit it).
+    details["parabolas"]: the per-budget Parabola objects; details["loss_law"]: how E was set.
+    Raises AnalysisError when fewer than two
     budgets have an interior minimum (the warnings say which sizes to add).
     """
     n = np.asarray(n_params, float)
@@ -156,7 +220,9 @@ def fit_isoflop(
     c = np.array([p.budget for p in good])
     n_star = np.array([p.n_star for p in good])
     l_star = np.array([p.loss_star for p in good])
-    params = _power_laws(c, n_star, l_star)
+    params, how = _power_laws(c, n_star, l_star, irreducible)
+    if params["E"] == 0.0 and len(good) < MIN_BUDGETS_FREE_E:
+        warns += (f"isoflop: L*(C) is a plain power law ({how}); it cannot flatten",)
     resid = np.log(n_star) - np.log(params["k_N"] * c ** params["a"])
     return FitResult(
         law="isoflop",
@@ -167,7 +233,7 @@ def fit_isoflop(
         n_points=int(loss.size),
         warnings=warns,
         convention=convention,
-        details={"parabolas": parabolas},
+        details={"parabolas": parabolas, "loss_law": how, "irreducible": irreducible},
     )
 
 
@@ -176,7 +242,7 @@ def isoflop_optimum(fit: FitResult, flops) -> tuple[np.ndarray, np.ndarray, np.n
     c = np.asarray(flops, float)
     p = fit.params
     n_star = p["k_N"] * c ** p["a"]
-    return n_star, c / (6 * n_star), p["k_L"] * c ** -p["gamma"]
+    return n_star, c / (6 * n_star), p.get("E", 0.0) + p["k_L"] * c ** -p["gamma"]
 
 
 def bootstrap_isoflop(
@@ -203,10 +269,11 @@ def bootstrap_isoflop(
         if len(good) < 2:
             n_failed += 1
             continue
-        p = _power_laws(
+        p, _ = _power_laws(
             np.array([q.budget for q in good]),
             np.array([q.n_star for q in good]),
             np.array([q.loss_star for q in good]),
+            fit.details.get("irreducible"),
         )
         if target_flops is not None:
             n_s = p["k_N"] * target_flops ** p["a"]
@@ -215,7 +282,7 @@ def bootstrap_isoflop(
                 "n_star": n_s,
                 "d_star": d_s,
                 "tokens_per_param": d_s / n_s,
-                "loss_at_target": p["k_L"] * target_flops ** -p["gamma"],
+                "loss_at_target": p["E"] + p["k_L"] * target_flops ** -p["gamma"],
             }
         for k, v in p.items():
             samples.setdefault(k, []).append(v)

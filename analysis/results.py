@@ -68,7 +68,9 @@ class Backtest:
     """A fit refitted without its largest scale, predicting the held-out runs.
 
     rel_errors: (predicted - observed) / observed loss of each held-out run; n_star_rel_error:
-    relative error of the predicted compute-optimal N at the held-out budget (IsoFLOP only).
+    relative error of the predicted compute-optimal N at the held-out budget; loss_star_rel_error:
+    of the predicted optimal loss there (against the held-out budget's own parabola). The last
+    two exist only when the runs have compute budgets; they compare approaches 2 and 3 fairly.
     """
 
     law: str
@@ -79,4 +81,5 @@ class Backtest:
     mean_abs_rel_error: float
     max_abs_rel_error: float
     n_star_rel_error: float = math.nan
+    loss_star_rel_error: float = math.nan
     message: str = ""

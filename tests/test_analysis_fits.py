@@ -180,5 +180,23 @@ def test_backtests_report_small_errors_on_exact_law():
     n, d, loss, c = isoflop_points(rng=np.random.default_rng(0))
     bt = backtest_isoflop(n, d, loss, c)
     assert bt.held_out == "C = 1e+17" and abs(bt.n_star_rel_error) < 0.2
-    # L* = k C^-gamma has no irreducible term, so its extrapolation is only rough
-    assert bt.max_abs_rel_error < 0.1
+    # L* = E + k C^-gamma flattens like the data; a plain power law missed by ~7% here
+    assert bt.max_abs_rel_error < 0.02 and "E fitted" in bt.message
+    # with 2 training budgets E comes from approach 3 on the training runs only
+    n, d, loss, c = isoflop_points(rng=np.random.default_rng(0), budgets=(1e13, 1e14, 1e15))
+    bt = backtest_isoflop(n, d, loss, c)
+    assert bt.max_abs_rel_error < 0.02 and "from approach 3" in bt.message
+
+
+def test_isoflop_loss_law_has_irreducible_term():
+    from analysis.isoflop import fit_loss_law
+
+    c = np.geomspace(1e13, 1e17, 5)
+    l_star = 1.8 + 40.0 * c**-0.12
+    p, how = fit_loss_law(c, l_star)
+    assert "E fitted" in how
+    assert p["E"] == pytest.approx(1.8, rel=1e-3) and p["gamma"] == pytest.approx(0.12, rel=1e-3)
+    p, how = fit_loss_law(c[:3], l_star[:3], irreducible=1.8)
+    assert p["gamma"] == pytest.approx(0.12, rel=1e-6) and "from approach 3" in how
+    p, how = fit_loss_law(c[:3], l_star[:3])
+    assert p["E"] == 0.0 and "plain power law" in how
