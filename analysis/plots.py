@@ -16,6 +16,9 @@ from .results import FitResult
 __all__ = [
     "plot_loss_vs_size",
     "plot_curves_envelope",
+    "add_loss_frontier",
+    "plot_compare_compute",
+    "plot_compare_size",
     "plot_isoflop",
     "plot_optimal_allocation",
     "plot_isoloss",
@@ -68,6 +71,87 @@ def plot_curves_envelope(
         ax.plot(envelope["C"], envelope["L"], "o-", color="C3", ms=3, label="lower envelope")
         ax.legend()
     ax.set(xscale="log", yscale="log", xlabel="compute C = 6ND (FLOPs)", ylabel="loss (nats/token)")
+    return ax
+
+
+def _frontier_loss(name: str, fit: FitResult, c: np.ndarray) -> np.ndarray:
+    """Predicted compute-optimal loss L(C) of an approach-3 or approach-2 fit."""
+    if name == "chinchilla":
+        return np.asarray(compute_optimal(fit.params, c).loss)
+    p = fit.params
+    return p.get("E", 0.0) + p["k_L"] * c ** -p["gamma"]
+
+
+def add_loss_frontier(
+    ax: Axes,
+    fits: dict[str, FitResult],
+    *,
+    target: float,
+    verify: dict | None = None,
+) -> Axes:
+    """On a loss-vs-compute Axes: each law's compute-optimal loss L(C) out to `target`, its
+    bootstrap interval at the target, and the verify run (achieved loss) if given."""
+    lo_c = ax.get_xlim()[0]
+    c = np.geomspace(lo_c, target, 80)
+    labels = {"chinchilla": "approach 3 frontier L(C)", "isoflop": "approach 2 L*(C)"}
+    for i, (name, fit) in enumerate(fits.items()):
+        y = _frontier_loss(name, fit, c)
+        ax.plot(c, y, color=f"C{i}", lw=1.3, ls="--", label=labels.get(name, name))
+        if "loss_at_target" in fit.intervals:
+            lo, hi = fit.intervals["loss_at_target"]
+            ax.errorbar([target], [y[-1]], yerr=[[y[-1] - lo], [hi - y[-1]]], color=f"C{i}",
+                        capsize=3, fmt="o", ms=3)  # fmt: skip
+    if verify is not None:
+        ax.plot([verify.get("flops", verify["target_flops"])], [verify["achieved"]], "D",
+                color="k", mfc="none", ms=7, label="verify run (achieved)")  # fmt: skip
+    ax.axvline(target, color="0.5", ls=":", lw=1)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_compare_compute(series: list[dict], *, target: float, ax: Axes | None = None) -> Axes:
+    """Several sweeps on one loss-vs-compute figure: each one's final losses (points), approach-1
+    envelope (thin line) and approach-3 compute-optimal frontier L(C) out to `target` (dashed).
+    series: dicts with label, data (N, D, C, L columns), fit (approach 3 or None), envelope."""
+    ax = _ax(ax)
+    for i, s in enumerate(series):
+        color = f"C{i}"
+        data = s["data"]
+        ax.scatter(data["C"], data["L"], s=10, color=color, alpha=0.6)
+        env = s.get("envelope")
+        if env is not None:
+            ax.plot(env["C"], env["L"], "-", color=color, lw=0.8, alpha=0.8)
+        if s.get("fit") is not None:
+            c = np.geomspace(float(data["C"].min()), target, 80)
+            ax.plot(c, compute_optimal(s["fit"].params, c).loss, "--", color=color, lw=1.5,
+                    label=f"{s['label']}: approach-3 frontier")  # fmt: skip
+        else:
+            ax.plot([], [], color=color, label=s["label"])
+    ax.axvline(target, color="0.5", ls=":", lw=1)
+    ax.set(xscale="log", yscale="log", xlabel="compute C = 6ND (FLOPs)",
+           ylabel="loss (nats/token)", title="points: runs; thin: envelope")  # fmt: skip
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_compare_size(series: list[dict], *, ax: Axes | None = None) -> Axes:
+    """Loss against N for several sweeps (Kaplan et al. 2020, Fig. 7): every run (points) and
+    each approach-3 law's infinite-data limit E + A/N^alpha (line)."""
+    ax = _ax(ax)
+    for i, s in enumerate(series):
+        color = f"C{i}"
+        data = s["data"]
+        ax.scatter(data["N"], data["L"], s=10, color=color, alpha=0.6)
+        if s.get("fit") is not None:
+            p = s["fit"].params
+            n = np.geomspace(float(data["N"].min()) / 2, float(data["N"].max()) * 4, 60)
+            ax.plot(n, p["E"] + p["A"] * n ** -p["alpha"], color=color, lw=1.5,
+                    label=f"{s['label']}: E + A/N^alpha (D -> inf)")  # fmt: skip
+        else:
+            ax.plot([], [], color=color, label=s["label"])
+    ax.set(xscale="log", yscale="log", xlabel="N (matmul parameters incl. head)",
+           ylabel="loss (nats/token)", title="loss vs model size")  # fmt: skip
+    ax.legend(fontsize=7)
     return ax
 
 

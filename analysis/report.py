@@ -35,10 +35,18 @@ class Report:
     backtests: dict[str, Any] = field(default_factory=dict)
     allocation: dict[str, dict[str, float]] = field(default_factory=dict)
     excluded: dict[str, int] = field(default_factory=dict)
+    excluded_reasons: dict[str, dict[str, int]] = field(default_factory=dict)
     n_runs: int = 0
+    n_fitted: int = 0
+    name: str = ""
+    arch: str = ""
     convention: str = ""
     sensitivity: Any = None
     figures: list[str] = field(default_factory=list)
+    seed_noise: list[dict[str, Any]] = field(default_factory=list)
+    predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    prediction: dict[str, Any] | None = None
+    verify: dict[str, Any] | None = None
 
 
 def _jsonable(obj: Any) -> Any:
@@ -63,6 +71,65 @@ def _try(report: Report, name: str, fn, *args, **kw):
         return None
 
 
+PREDICTION_CONVENTION = "C = 6 N D, N = matmul parameters incl. head"
+_SOURCES = {"chinchilla": "approach3", "isoflop": "approach2"}
+
+
+def _prediction(rep: Report, law: str) -> dict[str, Any] | None:
+    """N*, D*, tokens/param and loss at the target compute from one law, with its intervals."""
+    if law not in rep.allocation:
+        return None
+    a, iv = rep.allocation[law], rep.fits[law].intervals
+    keys = {"n_params": "n_star", "n_tokens": "d_star", "tokens_per_param": "tokens_per_param",
+            "loss": "loss_at_target"}  # fmt: skip
+    return {
+        "source": _SOURCES[law],
+        "flops": rep.target_flops,
+        **{k: a[k] for k in keys},
+        "intervals": {k: list(iv[v]) for k, v in keys.items() if v in iv},
+        "confidence": 0.95,
+        "convention": PREDICTION_CONVENTION,
+    }
+
+
+def _choose_prediction(rep: Report) -> dict[str, Any] | None:
+    """The better-supported of approaches 3 and 2: the one whose back-test predicted the held-out
+    budget's optimal loss better (both refitted without the largest budget); approach 3 when only
+    it exists or there is no budget back-test to compare."""
+    p3, p2 = rep.predictions.get("approach3"), rep.predictions.get("approach2")
+    if p3 is None and p2 is None:
+        return None
+    if p3 is None or p2 is None:
+        only = p3 or p2
+        assert only is not None
+        return only | {"reason": f"{only['source']} is the only approach the data support"}
+    b3, b2 = rep.backtests.get("chinchilla"), rep.backtests.get("isoflop")
+    e3 = abs(b3.loss_star_rel_error) if b3 is not None else math.nan
+    e2 = abs(b2.loss_star_rel_error) if b2 is not None else math.nan
+    if not (math.isfinite(e3) and math.isfinite(e2)):
+        return p3 | {"reason": "approach 3 uses every run; no budget back-test to compare"}
+    best, why = (p2, "smaller") if e2 < e3 else (p3, "smaller or equal")
+    return best | {
+        "reason": f"{why} back-test error of the optimal loss at the held-out budget "
+        f"({b3.held_out}): approach 3 {e3:.2%}, approach 2 {e2:.2%}"
+    }
+
+
+def _read_verify(rep: Report, path: Path) -> dict[str, Any] | None:
+    for where in (rep.out_dir / "verify.json", path / "report" / "verify.json"):
+        if where.is_file():
+            try:
+                v = json.loads(where.read_text(encoding="utf-8"))
+            except ValueError as e:
+                rep.skipped["verify"] = f"{where}: not valid JSON ({e}); rerun the verify step"
+                return None
+            need = ("target_flops", "predicted", "achieved", "rel_error")
+            if isinstance(v, dict) and all(isinstance(v.get(k), int | float) for k in need):
+                return v | {"path": str(where)}
+            rep.skipped["verify"] = f"{where}: lacks {', '.join(need)}; rerun the verify step"
+    return None
+
+
 def build_report(
     path: str | os.PathLike[str],
     *,
@@ -71,21 +138,35 @@ def build_report(
     out: str | os.PathLike[str] | None = None,
     seed: int = 0,
     figures: bool = True,
+    arch: str | None = None,
 ) -> Report:
     """Fit, back-test, draw and write the report of the sweep at `path` (see module docstring).
 
     target_flops: compute (FLOPs, C = 6ND) for N*, D* and the predicted loss; default 10x the
-    largest budget (or largest run compute) in the data. Raises AnalysisError if no run is usable.
+    largest budget (or largest run compute) in the data. arch: keep only runs of this `arch`
+    (a folder mixing architectures must name one; `python -m analysis` does it per arch).
+    Raises AnalysisError if no run is usable.
     """
     from . import backtest as bt
     from .bootstrap import bootstrap_chinchilla
     from .chinchilla import compute_optimal, fit_chinchilla
     from .envelope import fit_envelope
-    from .isoflop import bootstrap_isoflop, budget_groups, fit_isoflop
+    from .isoflop import bootstrap_isoflop, budget_groups, fit_isoflop, isoflop_optimum
     from .kaplan import fit_kaplan_joint, fit_power_law
-    from .runs import excluded_counts, fit_runs, load_runs
+    from .runs import excluded_counts, excluded_reasons, fit_runs, load_runs, seed_groups
 
     runs, curves = load_runs(path)
+    archs = sorted(runs["arch"].dropna().astype(str).unique())
+    if arch is not None:
+        runs = runs[runs["arch"] == arch].reset_index(drop=True)
+        curves = curves[curves["run_id"].isin(runs["run_id"])]
+        if runs.empty:
+            raise AnalysisError(f"{path}: no run has arch {arch!r} (found {archs})")
+    elif len(archs) > 1:
+        raise AnalysisError(
+            f"{path}: runs of {len(archs)} architectures ({', '.join(archs)}); laws differ by "
+            "architecture: pass arch=... (the CLI fits each and compares them)"
+        )
     data = fit_runs(runs)
     budgets = budget_groups(data["flops_budget"], data["C"])
     has_budgets = bool(np.isfinite(data["flops_budget"].to_numpy(float)).any())
@@ -94,7 +175,15 @@ def build_report(
     out_dir = Path(out) if out is not None else Path(path) / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     rep = Report(
-        out_dir=out_dir, target_flops=target_flops, excluded=excluded_counts(runs), n_runs=len(runs)
+        out_dir=out_dir,
+        target_flops=target_flops,
+        excluded=excluded_counts(runs),
+        excluded_reasons=excluded_reasons(runs),
+        n_runs=len(runs),
+        n_fitted=len(data),
+        name=Path(path).resolve().name,
+        arch=arch or (archs[0] if archs else ""),
+        seed_noise=seed_groups(runs),
     )
     rng = np.random.default_rng(seed)
     n, d, loss = data["N"].to_numpy(), data["D"].to_numpy(), data["L"].to_numpy()
@@ -108,24 +197,30 @@ def build_report(
         rep.convention = fit.convention
         rep.allocation["chinchilla"] = asdict(compute_optimal(fit.params, target_flops))
         rep.backtests["chinchilla"] = _try(
-            rep, "chinchilla back-test", bt.backtest_chinchilla, n, d, loss
+            rep,
+            "chinchilla back-test",
+            bt.backtest_chinchilla,
+            n,
+            d,
+            loss,
+            budgets if has_budgets else None,
         )
         rep.sensitivity = bt.convention_sensitivity(runs, target_flops=target_flops)
     if has_budgets:
-        iso = _try(rep, "isoflop", fit_isoflop, n, d, loss, budgets)
+        e3 = fit.params["E"] if fit is not None else None
+        iso = _try(rep, "isoflop", fit_isoflop, n, d, loss, budgets, irreducible=e3)
         if iso is not None:
             iso = bootstrap_isoflop(
                 iso, n, loss, budgets, target_flops=target_flops, n_resamples=n_bootstrap, rng=rng
             )
             rep.fits["isoflop"] = iso
-            p = iso.params
-            n_s = p["k_N"] * target_flops ** p["a"]
+            n_s, d_s, l_s = (float(v) for v in isoflop_optimum(iso, target_flops))
             rep.allocation["isoflop"] = {
                 "flops": target_flops,
                 "n_params": n_s,
-                "n_tokens": target_flops / (6 * n_s),
-                "tokens_per_param": target_flops / (6 * n_s * n_s),
-                "loss": p["k_L"] * target_flops ** -p["gamma"],
+                "n_tokens": d_s,
+                "tokens_per_param": d_s / n_s,
+                "loss": l_s,
             }
             rep.backtests["isoflop"] = _try(
                 rep, "isoflop back-test", bt.backtest_isoflop, n, d, loss, budgets
@@ -146,6 +241,12 @@ def build_report(
     joint = _try(rep, "kaplan_joint", fit_kaplan_joint, n, d, loss)
     if joint is not None:
         rep.fits["kaplan_joint"] = joint
+    for law, src in _SOURCES.items():
+        pred = _prediction(rep, law)
+        if pred is not None:
+            rep.predictions[src] = pred
+    rep.prediction = _choose_prediction(rep)
+    rep.verify = _read_verify(rep, Path(path))
     if figures:
         rep.figures = _draw(rep, data, used, budgets)
     _write(rep, runs)
@@ -156,6 +257,8 @@ def _draw(rep: Report, data, curves, budgets) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window; set before pyplot is imported
+    import pandas as pd
+
     from . import plots
 
     names: list[str] = []
@@ -171,12 +274,10 @@ def _draw(rep: Report, data, curves, budgets) -> list[str]:
     save(plots.plot_loss_vs_size(data, ch, by="D"), "loss_vs_d")
     if len(curves):
         env = rep.fits.get("envelope")
-        save(
-            plots.plot_curves_envelope(curves, env.details["envelope"] if env else None),
-            "curves_envelope",
-        )
-    import pandas as pd
-
+        ax = plots.plot_curves_envelope(curves, env.details["envelope"] if env else None)
+        frontiers = {k: rep.fits[k] for k in ("chinchilla", "isoflop") if k in rep.fits}
+        plots.add_loss_frontier(ax, frontiers, target=rep.target_flops, verify=rep.verify)
+        save(ax, "curves_envelope")
     points = pd.DataFrame(columns=["C", "n_star", "d_star"])
     if "isoflop" in rep.fits:
         save(plots.plot_isoflop(rep.fits["isoflop"]), "isoflop")
@@ -191,10 +292,15 @@ def _draw(rep: Report, data, curves, budgets) -> list[str]:
     laws = {k: rep.fits[k] for k in ("chinchilla", "isoflop", "envelope") if k in rep.fits}
     if laws:
         for which in ("N", "D"):
-            save(
-                plots.plot_optimal_allocation(points, laws, target=rep.target_flops, which=which),
-                f"optimal_{which.lower()}",
-            )
+            ax = plots.plot_optimal_allocation(points, laws, target=rep.target_flops, which=which)
+            if rep.verify is not None:
+                v = rep.verify
+                y = v.get("n_params" if which == "N" else "n_tokens")
+                if isinstance(y, int | float):
+                    ax.plot([v.get("flops", v["target_flops"])], [y], "D", color="k", ms=6,
+                            mfc="none", label="verify run")  # fmt: skip
+                    ax.legend(fontsize=7)
+            save(ax, f"optimal_{which.lower()}")
     if ch is not None:
         c_range = (float(data["C"].min()), rep.target_flops)
         n_range = (float(data["N"].min()) / 3, float(data["N"].max()) * 30)
@@ -204,36 +310,102 @@ def _draw(rep: Report, data, curves, budgets) -> list[str]:
 
 
 def _fmt(x: float) -> str:
-    return "nan" if not math.isfinite(x) else f"{x:.4g}"
+    return "nan" if x is None or not math.isfinite(x) else f"{x:.4g}"
 
 
-def _write(rep: Report, runs) -> None:
-    runs.drop(columns=["config_key"], errors="ignore").to_csv(rep.out_dir / "runs.csv", index=False)
-    fits_json = {
+def _pct(x: float) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.2%}"
+
+
+def _noise_floor(rep: Report) -> float:
+    """The pooled relative seed-to-seed sd (rms over repeated configs), NaN without repeats."""
+    if not rep.seed_noise:
+        return math.nan
+    return float(np.sqrt(np.mean([g["rel_sd"] ** 2 for g in rep.seed_noise])))
+
+
+def fits_json(rep: Report) -> dict[str, Any]:
+    """What `fits.json` holds (see the README of analysis in the module docstring)."""
+    out = {
+        "name": rep.name,
+        "arch": rep.arch,
         "target_flops": rep.target_flops,
         "convention": rep.convention,
+        "prediction": rep.prediction,
         "fits": {
             k: {kk: vv for kk, vv in f.to_dict().items() if kk != "details"}
             for k, f in rep.fits.items()
         },
         "allocation": rep.allocation,
         "backtests": {k: asdict(v) for k, v in rep.backtests.items() if v is not None},
+        "seed_noise": {"rel_sd": _noise_floor(rep), "groups": rep.seed_noise},
         "skipped": rep.skipped,
         "excluded_runs": rep.excluded,
+        "excluded_reasons": rep.excluded_reasons,
         "n_runs": rep.n_runs,
+        "n_fitted": rep.n_fitted,
     }
+    for src, pred in rep.predictions.items():
+        out[f"prediction_{src}"] = pred
+    if rep.verify is not None:
+        out["verify"] = rep.verify
     if rep.sensitivity is not None:
-        fits_json["convention_sensitivity"] = rep.sensitivity.to_dict(orient="records")
-    (rep.out_dir / "fits.json").write_text(json.dumps(_jsonable(fits_json), indent=2) + "\n")
+        out["convention_sensitivity"] = rep.sensitivity.to_dict(orient="records")
+    return _jsonable(out)
+
+
+def _write(rep: Report, runs) -> None:
+    runs.drop(columns=["config_key"], errors="ignore").to_csv(rep.out_dir / "runs.csv", index=False)
+    (rep.out_dir / "fits.json").write_text(json.dumps(fits_json(rep), indent=2) + "\n")
+    excluded = "none"
+    if rep.excluded_reasons:
+        excluded = "; ".join(
+            f"{kind}: " + ", ".join(f"{n} ({why})" for why, n in whys.items())
+            for kind, whys in rep.excluded_reasons.items()
+        )
     lines = [
-        f"# Scaling-law report: {rep.out_dir.parent.name}",
+        f"# Scaling-law report: {rep.name}" + (f" ({rep.arch})" if rep.arch else ""),
         "",
-        f"{rep.n_runs} runs read; excluded from fits: {rep.excluded or 'none'}.",
+        f"{rep.n_runs} runs read, {rep.n_fitted} fitted; excluded from fits: {excluded}.",
         "",
         f"Convention: {rep.convention}.",
         "",
         f"Target compute: {rep.target_flops:.3g} FLOPs.",
         "",
+    ]
+    if rep.prediction is not None:
+        p = rep.prediction
+        iv = p["intervals"]
+
+        def cell(k):
+            lo, hi = iv.get(k, (math.nan, math.nan))
+            return f"{_fmt(p[k])} [{_fmt(lo)}, {_fmt(hi)}]"
+
+        lines += [
+            "## Prediction at the target compute",
+            "",
+            f"Source: {p['source']} ({p['reason']}). 95% bootstrap intervals; {p['convention']}.",
+            "",
+            "| N* | D* | tokens/param | loss (nats/token) |",
+            "| --- | --- | --- | --- |",
+            f"| {cell('n_params')} | {cell('n_tokens')} | {cell('tokens_per_param')} | "
+            f"{cell('loss')} |",
+            "",
+        ]
+    if rep.verify is not None:
+        v = rep.verify
+        lines += [
+            "## Predict, then verify",
+            "",
+            f"At C = {v['target_flops']:.3g} FLOPs the law ({v.get('source') or 'prediction'}) "
+            f"predicted loss {v['predicted']:.4f}; the run trained at N = "
+            f"{_fmt(v.get('n_params', math.nan))}, D = {_fmt(v.get('n_tokens', math.nan))} "
+            f"(run {v.get('run_id', '?')}) achieved {v['achieved']:.4f}: error "
+            f"{v['rel_error']:+.2%} (predicted - achieved) / achieved, against a seed noise "
+            f"floor of {_pct(_noise_floor(rep))}.",
+            "",
+        ]
+    lines += [
         "## Fits",
         "",
         "| law | parameter | value | 95% interval |",
@@ -244,8 +416,11 @@ def _write(rep: Report, runs) -> None:
             if k.startswith("log_"):
                 continue
             lo, hi = f.intervals.get(k, (math.nan, math.nan))
-            iv = f"[{_fmt(lo)}, {_fmt(hi)}]" if math.isfinite(lo) else ""
-            lines.append(f"| {name} | {k} | {_fmt(v)} | {iv} |")
+            iv_s = f"[{_fmt(lo)}, {_fmt(hi)}]" if math.isfinite(lo) else ""
+            lines.append(f"| {name} | {k} | {_fmt(v)} | {iv_s} |")
+    if "isoflop" in rep.fits:
+        how = rep.fits["isoflop"].details.get("loss_law", "")
+        lines += ["", f"Approach 2's optimal loss L*(C) = E + k_L C^-gamma: {how}."]
     lines += [
         "",
         "## Compute-optimal allocation at the target",
@@ -260,17 +435,39 @@ def _write(rep: Report, runs) -> None:
         )
     lines += [
         "",
-        "## Back-tests (refit without the largest scale)",
+        "## Back-tests (refit without the largest scale) and the seed noise floor",
         "",
-        "| law | held out | n test | mean abs rel err | max abs rel err | N* rel err |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| law | held out | n test | mean abs rel err | max abs rel err | L* rel err | "
+        "N* rel err |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, b in rep.backtests.items():
         if b is not None:
             lines.append(
-                f"| {name} | {b.held_out} | {b.n_test} | {b.mean_abs_rel_error:.2%} | "
-                f"{b.max_abs_rel_error:.2%} | {_fmt(b.n_star_rel_error)} |"
+                f"| {name} | {b.held_out} | {b.n_test} | {_pct(b.mean_abs_rel_error)} | "
+                f"{_pct(b.max_abs_rel_error)} | {_pct(b.loss_star_rel_error)} | "
+                f"{_pct(b.n_star_rel_error)} |"
             )
+    lines += [""]
+    if rep.seed_noise:
+        lines += [
+            f"Seed noise floor (runs identical but for the seed): pooled relative sd "
+            f"{_pct(_noise_floor(rep))}. A back-test error near it is noise, not a miss.",
+            "",
+            "| N | D | seeds | losses | sd | rel sd | rel range |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for g in rep.seed_noise:
+            lines.append(
+                f"| {_fmt(g['n_params'])} | {_fmt(g['n_tokens'])} | {len(g['losses'])} | "
+                + ", ".join(f"{x:.4f}" for x in g["losses"])
+                + f" | {g['sd']:.4f} | {_pct(g['rel_sd'])} | {_pct(g['rel_range'])} |"
+            )
+    else:
+        lines.append(
+            "Seed noise floor: no runs repeat a config with another seed; rerun one point "
+            "with `seed=1,2` to measure it."
+        )
     if rep.sensitivity is not None:
         lines += [
             "",
@@ -300,10 +497,11 @@ def _has_tabulate() -> bool:
 
 
 def summarize(rep: Report) -> str:
-    """A few lines: the laws with intervals, N*, D*, loss at the target, back-test errors."""
-    out = [
-        f"{rep.n_runs} runs, excluded {rep.excluded or 'none'}; target C = {rep.target_flops:.3g}"
-    ]
+    """The short text the CLI prints (< 30 lines): the primary law with intervals, the prediction
+    at the target, back-tests beside the seed noise floor, the verify result, where to look."""
+    head = f"{rep.name}" + (f" [{rep.arch}]" if rep.arch else "")
+    excl = ", ".join(f"{k} {v}" for k, v in rep.excluded.items()) or "none"
+    out = [f"{head}: {rep.n_runs} runs, {rep.n_fitted} fitted (excluded: {excl})"]
 
     def iv(f, k):
         lo, hi = f.intervals.get(k, (math.nan, math.nan))
@@ -311,33 +509,59 @@ def summarize(rep: Report) -> str:
 
     if "chinchilla" in rep.fits:
         f = rep.fits["chinchilla"]
-        out.append(
-            "approach 3: " + ", ".join(f"{k} {iv(f, k)}" for k in ("a", "b", "alpha", "beta", "E"))
-        )
-        if "n_star" in f.intervals:
-            out.append(
-                f"  at target: N* {iv_named(f, 'n_star', rep, 'n_params')}, "
-                f"D* {iv_named(f, 'd_star', rep, 'n_tokens')}, "
-                f"loss {iv_named(f, 'loss_at_target', rep, 'loss')}"
-            )
+        out.append("approach 3, L = E + A/N^alpha + B/D^beta (95% bootstrap intervals):")
+        out.append("  " + ", ".join(f"{k} {iv(f, k)}" for k in ("a", "b")))
+        out.append("  " + ", ".join(f"{k} {iv(f, k)}" for k in ("alpha", "beta", "E")))
     if "isoflop" in rep.fits:
         f = rep.fits["isoflop"]
-        a = rep.allocation["isoflop"]
         out.append(
-            f"approach 2: a {iv(f, 'a')}, b {iv(f, 'b')}; at target N* "
-            f"{_fmt(a['n_params'])}, D* {_fmt(a['n_tokens'])}"
+            f"approach 2 (IsoFLOP): a {iv(f, 'a')}, b {iv(f, 'b')}; "
+            f"L*(C) = {_fmt(f.params['E'])} + {_fmt(f.params['k_L'])} C^-{_fmt(f.params['gamma'])}"
         )
+    p = rep.prediction
+    if p is not None:
+        def piv(q, k):
+            lo, hi = q["intervals"].get(k, (math.nan, math.nan))
+            return f"{_fmt(q[k])} [{_fmt(lo)}, {_fmt(hi)}]"
+
+        out.append(f"prediction at C = {rep.target_flops:.3g} FLOPs ({p['convention']}):")
+        out.append(f"  from {p['source']} ({p['reason']})")
+        out.append(f"  N* {piv(p, 'n_params')}, D* {piv(p, 'n_tokens')}")
+        out.append(f"  tokens/param {piv(p, 'tokens_per_param')}, loss {piv(p, 'loss')}")
+        for src, q in rep.predictions.items():
+            if src != p["source"]:
+                out.append(
+                    f"  ({src}: N* {_fmt(q['n_params'])}, D* {_fmt(q['n_tokens'])}, "
+                    f"loss {_fmt(q['loss'])})"
+                )
+    out.append("back-tests (refit without the largest scale; |relative error| of loss):")
     for name, b in rep.backtests.items():
-        if b is not None:
-            out.append(
-                f"back-test {name} ({b.held_out}): mean |rel err| "
-                f"{b.mean_abs_rel_error:.2%}, max {b.max_abs_rel_error:.2%}"
-            )
-    out += [f"skipped {k}: {v}" for k, v in rep.skipped.items()]
+        if b is None:
+            continue
+        extra = ""
+        if math.isfinite(b.loss_star_rel_error):
+            extra = f"; optimal loss {b.loss_star_rel_error:+.2%}, N* {b.n_star_rel_error:+.1%}"
+        label = {"chinchilla": "approach 3", "isoflop": "approach 2"}.get(name, name)
+        out.append(
+            f"  {label}, held out {b.held_out}: mean {_pct(b.mean_abs_rel_error)}, "
+            f"max {_pct(b.max_abs_rel_error)}{extra}"
+        )
+    if rep.seed_noise:
+        g = rep.seed_noise[0]
+        out.append(
+            f"seed noise floor: rel sd {_pct(_noise_floor(rep))} (N={_fmt(g['n_params'])}, "
+            f"{len(g['losses'])} seeds: " + ", ".join(f"{x:.4f}" for x in g["losses"])
+            + f"; range {_pct(g['rel_range'])})"
+        )
+    else:
+        out.append("seed noise floor: not measured (no config repeated with another seed)")
+    if rep.verify is not None:
+        v = rep.verify
+        out.append(
+            f"predict, then verify at C = {v['target_flops']:.3g}: predicted {v['predicted']:.4f}, "
+            f"achieved {v['achieved']:.4f} -> error {v['rel_error']:+.2%}"
+        )
+    for k, v in list(rep.skipped.items())[:4]:
+        out.append(f"skipped {k}: {v[:150]}")
     out.append(f"report: {rep.out_dir / 'report.md'}")
     return "\n".join(out)
-
-
-def iv_named(f: FitResult, key: str, rep: Report, alloc_key: str) -> str:
-    lo, hi = f.intervals[key]
-    return f"{_fmt(rep.allocation['chinchilla'][alloc_key])} [{_fmt(lo)}, {_fmt(hi)}]"

@@ -4,7 +4,7 @@
 and returns two frames: one row per run (the record's scalar fields; `config.*` columns
 flattened) and one row per evaluation of each training curve. Runs that a fit should not use
 stay in the frame with `included = False` and an `excluded_reason` (diverged, failed, skipped,
-non-finite loss, duplicate), so the report can count them. Conventions are the record's:
+non-finite loss, duplicate, WSD trunk), so the report can count them. Conventions are the record's:
 loss in nats/token, `n_params` the matmul N of C = 6ND.
 """
 
@@ -38,8 +38,14 @@ __all__ = [
     "load_runs",
     "fit_runs",
     "excluded_counts",
+    "excluded_reasons",
+    "seed_groups",
     "check_points",
 ]
+
+# a WSD trunk (sweeps/branches.py) trains at constant lr and never cools down: its final loss is
+# not a finished run's loss, so fits leave it out unless told otherwise
+TRUNK_REASON = "WSD trunk (constant lr, never cooled down; its branches are the runs)"
 
 RUN_COLUMNS = (
     "run_id",
@@ -72,6 +78,7 @@ RUN_COLUMNS = (
     "seed",
     "dataset_id",
     "parent_run_id",
+    "role",
     "code_version",
     "created_at",
 )
@@ -139,7 +146,10 @@ def _row(run_dir: Path, record: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def load_runs(
-    path: str | os.PathLike[str], *, dataset_id: str | None = None
+    path: str | os.PathLike[str],
+    *,
+    dataset_id: str | None = None,
+    include_trunks: bool = False,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read every run under a sweep folder (or a folder of sweep folders).
 
@@ -148,6 +158,7 @@ def load_runs(
     (run_id, sweep, step, n_tokens, flops, loss, ...). A malformed or foreign record is skipped with
     an `AnalysisWarning` naming the file; the skipped paths are in `runs.attrs["skipped"]`.
     `dataset_id` keeps only runs of that dataset (otherwise fits refuse a mix of datasets).
+    Records with `role == "trunk"` are excluded (see TRUNK_REASON) unless `include_trunks`.
 
     Raises AnalysisError for a missing folder, a folder without records, or a record of another
     schema version.
@@ -212,7 +223,7 @@ def load_runs(
         runs = runs[runs["dataset_id"] == dataset_id].reset_index(drop=True)
         if runs.empty:
             raise AnalysisError(f"{root}: no run has dataset_id {dataset_id!r}")
-    runs = _mark_exclusions(runs)
+    runs = _mark_exclusions(runs, include_trunks=include_trunks)
     runs.attrs["skipped"] = skipped
     runs.attrs["path"] = str(root)
     curves = pd.DataFrame(curve_rows, columns=list(CURVE_COLUMNS))
@@ -222,11 +233,15 @@ def load_runs(
     return runs, curves
 
 
-def _mark_exclusions(runs: pd.DataFrame) -> pd.DataFrame:
+def _mark_exclusions(runs: pd.DataFrame, *, include_trunks: bool = False) -> pd.DataFrame:
     runs = runs.copy()
     reason = pd.Series("", index=runs.index, dtype=object)
     not_ok = runs["status"] != "ok"
     reason[not_ok] = runs.loc[not_ok, "status"].astype(str)
+    if not include_trunks:
+        trunk = ~not_ok & (runs["role"] == "trunk")
+        reason[trunk] = TRUNK_REASON
+        not_ok = not_ok | trunk
     loss = runs["loss"].to_numpy(float)
     bad_loss = ~not_ok & ~(np.isfinite(loss) & (loss > 0))
     reason[bad_loss] = "non-finite or non-positive loss"
@@ -282,6 +297,56 @@ def excluded_counts(runs: pd.DataFrame) -> dict[str, int]:
     if runs.attrs.get("skipped"):
         out["unreadable record"] = len(runs.attrs["skipped"])
     return out
+
+
+def excluded_reasons(runs: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """For each exclusion kind (skipped, failed, diverged ...), the records' own `reason` texts
+    and how many runs gave each: what the report lists under the excluded counts."""
+    out: dict[str, dict[str, int]] = {}
+    ex = runs[~runs["included"]]
+    for (kind, why), g in ex.groupby(
+        [ex["excluded_reason"], ex["reason"].fillna("").astype(str)], sort=True
+    ):
+        out.setdefault(str(kind), {})[why or "(no reason recorded)"] = len(g)
+    return out
+
+
+def seed_groups(runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """The seed noise floor: groups of >= 2 included runs whose configs are identical but for
+    `seed`. Each group: n_params, n_tokens, seeds, losses, mean, sd (ddof 1), rel_sd = sd/mean,
+    range and rel_range = (max - min)/mean, largest group first."""
+    use = runs[runs["included"]]
+    groups: dict[str, list[int]] = {}
+    for i, key in use["config_key"].items():
+        try:
+            cfg = json.loads(key)
+        except (TypeError, ValueError):
+            continue
+        if not isinstance(cfg, dict) or not cfg:
+            continue
+        cfg.pop("seed", None)
+        groups.setdefault(json.dumps(cfg, sort_keys=True, default=str), []).append(i)
+    out = []
+    for idx in groups.values():
+        if len(idx) < 2:
+            continue
+        g = use.loc[idx]
+        loss = g["loss"].to_numpy(float)
+        mean, sd = float(loss.mean()), float(loss.std(ddof=1))
+        out.append(
+            {
+                "n_params": float(g["n_params"].iloc[0]),
+                "n_tokens": float(g["n_tokens"].median()),
+                "seeds": [None if pd.isna(s) else int(s) for s in g["seed"]],
+                "losses": [float(v) for v in loss],
+                "mean": mean,
+                "sd": sd,
+                "rel_sd": sd / mean,
+                "range": float(loss.max() - loss.min()),
+                "rel_range": float(loss.max() - loss.min()) / mean,
+            }
+        )
+    return sorted(out, key=lambda g: (-len(g["losses"]), g["n_params"]))
 
 
 def fit_runs(runs: pd.DataFrame, *, n_convention: str = "matmul") -> pd.DataFrame:

@@ -128,12 +128,13 @@ def test_cli_writes_report(tmp_path, capsys):
     sweep = write_sweep(tmp_path / "iso", n_params=n, n_tokens=d, loss=loss, flops_budget=c)
     assert main([str(sweep), "--n-bootstrap", "50"]) == 0
     out = capsys.readouterr().out
-    assert "approach 3: a" in out and "approach 2: a" in out and "back-test" in out
+    assert "approach 3, L = " in out and "approach 2 (IsoFLOP): a" in out and "back-test" in out
     report = sweep / "report"
     assert {"report.md", "fits.json", "runs.csv"} <= {p.name for p in report.iterdir()}
     fits = json.loads((report / "fits.json").read_text())
     assert fits["target_flops"] == pytest.approx(1e17)
     assert "matmul" in fits["convention"] and "chinchilla" in fits["backtests"]
+    assert fits["prediction"]["flops"] == pytest.approx(1e17)
     assert (report / "figures" / "isoflop.svg").exists()
 
 

@@ -1,0 +1,112 @@
+"""The report's demo contract: prediction keys, seed noise floor, predict-then-verify, WSD trunks
+and skipped runs, several architectures and `--compare`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from analysis.runs import TRUNK_REASON, excluded_reasons, load_runs, seed_groups
+from analysis.synthetic import isoflop_points, write_sweep
+
+
+def _edit_records(sweep, fn):
+    """Apply fn(record) -> record to every record.json under sweep (tests only)."""
+    for path in sorted(sweep.glob("*/record.json")):
+        path.write_text(json.dumps(fn(json.loads(path.read_text()))))
+
+
+@pytest.fixture
+def iso(tmp_path):
+    n, d, loss, c = isoflop_points(rng=np.random.default_rng(0), budgets=(1e13, 1e14, 1e15),
+                                   n_per_budget=6)  # fmt: skip
+    sweep = write_sweep(tmp_path / "iso", n_params=n, n_tokens=d, loss=loss, flops_budget=c)
+    # the first point again with two more seeds (same config but seed): the noise floor
+    for seed, f in ((1, 1.004), (2, 0.997)):
+        write_sweep(sweep, n_params=n[:1], n_tokens=d[:1], loss=loss[:1] * f,
+                    flops_budget=c[:1], seed=seed)  # fmt: skip
+    return sweep
+
+
+def test_seed_groups_compare_configs_without_seed(iso):
+    runs, _ = load_runs(iso)
+    groups = seed_groups(runs)
+    assert len(groups) == 1 and len(groups[0]["losses"]) == 3
+    g = groups[0]
+    assert g["rel_sd"] == pytest.approx(np.std(g["losses"], ddof=1) / np.mean(g["losses"]))
+    assert sorted(g["seeds"]) == [0, 1, 2] and g["rel_range"] > g["rel_sd"] > 0
+
+
+def test_trunks_and_skipped_runs_are_excluded_with_reasons(iso):
+    def mark(rec):
+        if rec["config"]["index"] == 1:
+            rec["role"] = "trunk"
+        if rec["config"]["index"] == 2:
+            rec.update(status="skipped", reason="fewer than 1 optimizer step", loss=None)
+        return rec
+
+    _edit_records(iso, mark)
+    runs, _ = load_runs(iso)
+    reasons = excluded_reasons(runs)
+    assert reasons[TRUNK_REASON] == {"(no reason recorded)": 1}
+    assert reasons["skipped"] == {"fewer than 1 optimizer step": 1}
+    runs, _ = load_runs(iso, include_trunks=True)
+    assert TRUNK_REASON not in excluded_reasons(runs)
+
+
+def test_report_prediction_noise_and_verify(iso, tmp_path):
+    from analysis.report import build_report, summarize
+
+    (iso / "report").mkdir()
+    verify = {"target_flops": 1e16, "predicted": 2.40, "achieved": 2.45,
+              "rel_error": (2.40 - 2.45) / 2.45, "n_params": 6_000_000, "n_tokens": 2.7e8,
+              "flops": 9.9e15, "run_id": "abc", "source": "approach2"}  # fmt: skip
+    (iso / "report" / "verify.json").write_text(json.dumps(verify))
+    rep = build_report(iso, n_bootstrap=30, figures=True)
+    fits = json.loads((iso / "report" / "fits.json").read_text())
+    pred = fits["prediction"]
+    assert pred["source"] in ("approach3", "approach2") and pred["reason"]
+    assert pred["flops"] == pytest.approx(1e16)
+    assert pred["n_params"] * pred["n_tokens"] * 6 == pytest.approx(1e16, rel=1e-9)
+    assert pred["tokens_per_param"] == pytest.approx(pred["n_tokens"] / pred["n_params"])
+    assert set(pred["intervals"]) == {"n_params", "n_tokens", "tokens_per_param", "loss"}
+    assert pred["convention"] == "C = 6 N D, N = matmul parameters incl. head"
+    assert fits["prediction_approach2"]["source"] == "approach2"
+    assert fits["seed_noise"]["groups"][0]["losses"] and fits["seed_noise"]["rel_sd"] > 0
+    md = (iso / "report" / "report.md").read_text()
+    assert "Predict, then verify" in md and "Seed noise floor" in md
+    text = summarize(rep)
+    assert len(text.splitlines()) < 30
+    for want in ("alpha", "beta", "E ", "N* ", "D* ", "tokens/param", "back-test",
+                 "seed noise floor: rel sd", "predict, then verify", "report: "):  # fmt: skip
+        assert want in text, want
+
+
+def test_cli_compare_and_mixed_architectures(tmp_path, capsys):
+    from analysis.__main__ import main
+
+    n, d, loss, c = isoflop_points(rng=np.random.default_rng(1), budgets=(1e13, 1e14, 1e15),
+                                   n_per_budget=5)  # fmt: skip
+    gpt = write_sweep(tmp_path / "gpt", n_params=n, n_tokens=d, loss=loss, flops_budget=c)
+    lstm = write_sweep(tmp_path / "lstm", n_params=n, n_tokens=d, loss=loss * 1.1,
+                       flops_budget=c, seed=3)  # fmt: skip
+    _edit_records(lstm, lambda r: r | {"arch": "lstm"})
+    out = tmp_path / "cmp"
+    assert main([str(gpt), str(lstm), "--compare", "--out", str(out), "--n-bootstrap", "20"]) == 0
+    text = capsys.readouterr().out
+    assert "gpt" in text and "lstm" in text and "comparison:" in text
+    assert (out / "figures" / "compare_compute.png").exists()
+    assert (out / "figures" / "compare_size.svg").exists()
+    assert "| series |" in (out / "report.md").read_text()
+    # one folder holding both architectures: a report per arch, then the comparison
+    import shutil
+
+    for p in lstm.iterdir():
+        shutil.copytree(p, gpt / p.name)
+    assert main([str(gpt), "--n-bootstrap", "20"]) == 0
+    text = capsys.readouterr().out
+    assert (gpt / "report" / "gpt" / "fits.json").exists()
+    assert (gpt / "report" / "lstm" / "fits.json").exists()
+    assert "[lstm]" in text and "comparison:" in text
