@@ -45,31 +45,6 @@ def _preset_values(preset: str, key: str) -> list[float]:
     return [float(v) for v in str(params[key]).split(",")]
 
 
-def seed_spread(sweep_dir: Path) -> dict[str, Any] | None:
-    """Loss spread over seeds of one config: the noise floor a law's error should be read against."""
-    groups: dict[str, list[float]] = {}
-    for run_dir in records.iter_run_dirs(sweep_dir):
-        try:
-            rec = records.read_record(run_dir)
-        except records.RecordError:
-            continue
-        if rec.get("status") != "ok" or rec.get("loss") is None:
-            continue
-        cfg = dict(rec["config"])
-        cfg.pop("seed", None)
-        key = json.dumps({k: cfg.get(k) for k in ("model", "data", "optim", "schedule", "budget")},
-                         sort_keys=True)
-        groups.setdefault(key, []).append(float(rec["loss"]))
-    repeated = [v for v in groups.values() if len(v) >= 2]
-    if not repeated:
-        return None
-    losses = max(repeated, key=len)
-    mean = sum(losses) / len(losses)
-    sd = (sum((x - mean) ** 2 for x in losses) / (len(losses) - 1)) ** 0.5
-    return {"losses": losses, "mean": mean, "sd": sd, "rel_sd": sd / mean,
-            "rel_range": (max(losses) - min(losses)) / mean}
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sweeps.demo", description=__doc__.split("\n")[0])
     p.add_argument("--arch", choices=["gpt", "lstm", "both"], default="gpt")
@@ -113,13 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.verify:
         verify = _verify(sweep_dirs[0], target=target, args=args, preset=preset)
 
-    for sweep_dir in sweep_dirs:
-        spread = seed_spread(sweep_dir)
-        if spread:
-            print(f"\n[{sweep_dir.name}] seed noise floor: losses "
-                  + ", ".join(f"{x:.4f}" for x in spread["losses"])
-                  + f" -> sd {100 * spread['rel_sd']:.2f}%, range {100 * spread['rel_range']:.2f}%"
-                  " of the loss (read back-test errors against this)")
     if verify:
         print(f"\npredicted at C={target:.3g}: loss {verify['predicted']:.4f}; achieved "
               f"{verify['achieved']:.4f} with N={verify['n_params']:,} D={verify['n_tokens']:,} "
@@ -131,12 +99,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _verify(sweep_dir: Path, *, target: float, args: argparse.Namespace,
             preset: str) -> dict[str, Any]:
-    """Train the law's compute-optimal (N*, D*) at the target compute; compare the losses."""
+    """Train the law's compute-optimal N* at the target compute C (D = C / 6N for the N the sizing
+    policy achieves, so the run spends exactly C); compare its loss with the predicted optimum."""
     fits = json.loads((sweep_dir / "report" / "fits.json").read_text(encoding="utf-8"))
     opt = fits["prediction"]
-    n_star, d_star, predicted = float(opt["n_params"]), float(opt["n_tokens"]), float(opt["loss"])
+    n_star, predicted = float(opt["n_params"]), float(opt["loss"])
     name = f"{sweep_dir.name}_verify"
-    _run([PY, "-m", "sweeps.train", f"model.n_params={n_star:.6g}", f"budget.tokens={d_star:.6g}",
+    _run([PY, "-m", "sweeps.train", f"model.n_params={n_star:.6g}", "budget=flops",
+          f"budget.flops={target:g}",
           f"sweep_name={name}", f"results_dir={args.results_dir}", f"threads={args.n_jobs}",
           "n_evals=6"])
     run_dirs = [d for d in records.iter_run_dirs(Path(args.results_dir) / name)
