@@ -97,6 +97,19 @@ def test_bootstrap_intervals_contain_estimate_and_are_seeded():
 
 @pytest.mark.slow
 def test_bootstrap_coverage_over_50_seeds():
+    """The issue's bar: 95% intervals cover the truth >= 90% of the time on 50 repetitions.
+
+    Why it passes (and why it once failed): with multinomial resamples these seeds gave beta 44/50.
+    Studied on 100 seeds (the intervals' spread matched the estimates' spread within ~5-10%, refits
+    reach the same minimum as a full-grid refit, BCa and basic intervals were no better, symmetric
+    outliers did not help alpha), the multinomial intervals covered 92-97% -- about nominal, so a
+    45/50 bar fails by chance. Hoffmann's delta = 1e-3 is below the 0.5% noise, so the fit is
+    nearly a least-absolute-deviations fit, whose multinomial bootstrap is lumpy (ties of
+    duplicated runs); Bayesian-bootstrap weights (continuous, same mean and variance) smooth it and
+    covered 94-97% on the same 100 seeds, at least as often as multinomial on both halves. Here:
+    alpha 46, beta 46, E 47, a 47 of 50; on the fresh seeds 50-99: 50, 48, 50, 49. Outliers stay
+    one-sided (a bad run is worse, never better), the realistic case. Expect ~4 minutes.
+    """
     hits = {k: 0 for k in ("alpha", "beta", "E", "a")}
     truth = dict(TRUE_PARAMS) | {"a": TRUE_A}
     for seed in range(50):
@@ -200,3 +213,27 @@ def test_isoflop_loss_law_has_irreducible_term():
     assert p["gamma"] == pytest.approx(0.12, rel=1e-6) and "from approach 3" in how
     p, how = fit_loss_law(c[:3], l_star[:3])
     assert p["E"] == 0.0 and "plain power law" in how
+
+
+def test_kaplan_fast_fits_match_brute_force_reference():
+    """The vectorised-start + least_squares(Huber) fits reach the objective of L-BFGS-B run from
+    every start (a stride of the joint grid, and each single-variable start) on noisy data."""
+    from analysis.kaplan import _joint_grid, fit_kaplan_joint_reference, kaplan_joint_loss
+    from analysis.objective import minimize_lbfgs, power_design
+
+    rng = np.random.default_rng(3)
+    n, d = (v.ravel() for v in np.meshgrid(np.geomspace(1e4, 1e6, 5), np.geomspace(1e6, 1e9, 4)))
+    truth = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
+    loss = kaplan_joint_loss(truth, n, d) * np.exp(rng.normal(0, 0.005, n.size))
+    fast = fit_kaplan_joint(n, d, loss)
+    ref = fit_kaplan_joint_reference(n, d, loss, starts=_joint_grid()[::40])
+    assert fast.converged, fast.message
+    assert fast.objective <= ref.objective * (1 + 1e-9)
+    x = np.geomspace(1e4, 1e7, 12)
+    y = (2.0 + 30.0 * x**-0.3) * np.exp(rng.normal(0, 0.005, x.size))
+    fit = fit_power_law(x, y)
+    design, log_y = power_design(x), np.log(y)
+    from analysis.kaplan import _power_grid
+
+    best = min(minimize_lbfgs(s, design, log_y, delta=1e-3).fun for s in _power_grid()[::9])
+    assert fit.converged and fit.objective <= best * (1 + 1e-9)
