@@ -27,35 +27,66 @@ __all__ = [
 ]
 
 
+LAW_LABELS = {
+    "chinchilla": "approach 3 (parametric fit)",
+    "isoflop": "approach 2 (IsoFLOP)",
+    "envelope": "approach 1 (envelope)",
+}
+
+
 def _ax(ax: Axes | None) -> Axes:
     return plt.subplots(figsize=(6, 4.5))[1] if ax is None else ax
 
 
+def _plain_log_y(ax: Axes) -> None:
+    """Losses span well under a decade: label the log axis 2.1, 2.2 ... instead of 2.1 x 10^0."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.3g"))
+    ax.tick_params(axis="y", which="minor", labelsize=7)
+
+
 def plot_loss_vs_size(
-    data: pd.DataFrame, fit: FitResult | None = None, *, by: str = "N", ax: Axes | None = None
+    data: pd.DataFrame,
+    fit: FitResult | None = None,
+    *,
+    by: str = "N",
+    budget=None,
+    ax: Axes | None = None,
 ) -> Axes:
-    """Loss against N for each D (by="N"), or against D for each N (by="D"), with fitted curves."""
+    """Loss against N for each D (by="N"), or against D for each N (by="D"), with the approach-3
+    curves. When those groups are mostly single runs (an IsoFLOP design) and `budget` (the compute
+    budget of each row) is given, the groups are the budgets and the curves follow D = C / 6N."""
     ax = _ax(ax)
     other = "D" if by == "N" else "N"
-    groups = sorted(data[other].unique())
-    colors = plt.cm.viridis(np.linspace(0, 1, max(len(groups), 2)))
+    key = data[other].to_numpy()
+    iso = budget is not None and len(np.unique(key)) > len(key) / 2
+    if iso:
+        key = np.asarray(budget, float)
+    groups = sorted(np.unique(key))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(groups), 2)))
     for color, g in zip(colors, groups, strict=False):
-        sub = data[data[other] == g].sort_values(by)
-        ax.scatter(sub[by], sub["L"], color=color, s=12)
+        sub = data[key == g].sort_values(by)
+        label = f"C={g:.2g}" if iso else f"{other}={g:.2g}"
+        ax.scatter(sub[by], sub["L"], color=color, s=14, label=label if fit is None else None)
         if fit is not None and len(sub) > 1:
             x = np.geomspace(sub[by].min(), sub[by].max(), 50)
-            n, d = (x, np.full_like(x, g)) if by == "N" else (np.full_like(x, g), x)
-            ax.plot(
-                x, chinchilla_loss(fit.params, n, d), color=color, lw=1, label=f"{other}={g:.2g}"
-            )
+            if iso:
+                n, d = (x, g / (6 * x)) if by == "N" else (g / (6 * x), x)
+            else:
+                n, d = (x, np.full_like(x, g)) if by == "N" else (np.full_like(x, g), x)
+            ax.plot(x, chinchilla_loss(fit.params, n, d), color=color, lw=1, label=label)
     ax.set(
         xscale="log",
         yscale="log",
         xlabel=f"{by} ({'parameters' if by == 'N' else 'tokens'})",
         ylabel="loss (nats/token)",
     )
-    if fit is not None and len(groups) <= 12:
-        ax.legend(fontsize=6)
+    _plain_log_y(ax)
+    if len(groups) <= 12:
+        title = "approach-3 fit along each IsoFLOP budget" if iso else "approach-3 fit"
+        ax.legend(fontsize=6, title=title if fit is not None else None, title_fontsize=7)
     return ax
 
 
@@ -71,6 +102,7 @@ def plot_curves_envelope(
         ax.plot(envelope["C"], envelope["L"], "o-", color="C3", ms=3, label="lower envelope")
         ax.legend()
     ax.set(xscale="log", yscale="log", xlabel="compute C = 6ND (FLOPs)", ylabel="loss (nats/token)")
+    _plain_log_y(ax)
     return ax
 
 
@@ -130,6 +162,7 @@ def plot_compare_compute(series: list[dict], *, target: float, ax: Axes | None =
     ax.axvline(target, color="0.5", ls=":", lw=1)
     ax.set(xscale="log", yscale="log", xlabel="compute C = 6ND (FLOPs)",
            ylabel="loss (nats/token)", title="points: runs; thin: envelope")  # fmt: skip
+    _plain_log_y(ax)
     ax.legend(fontsize=7)
     return ax
 
@@ -151,6 +184,7 @@ def plot_compare_size(series: list[dict], *, ax: Axes | None = None) -> Axes:
             ax.plot([], [], color=color, label=s["label"])
     ax.set(xscale="log", yscale="log", xlabel="N (matmul parameters incl. head)",
            ylabel="loss (nats/token)", title="loss vs model size")  # fmt: skip
+    _plain_log_y(ax)
     ax.legend(fontsize=7)
     return ax
 
@@ -197,7 +231,7 @@ def plot_optimal_allocation(
         else:
             p = fit.params
             y = p["k_N"] * c ** p["a"] if which == "N" else p["k_D"] * c ** p["b"]
-        ax.plot(c, y, color=f"C{i}", label=name)
+        ax.plot(c, y, color=f"C{i}", label=LAW_LABELS.get(name, name))
         if col in fit.intervals:
             lo, hi = fit.intervals[col]
             mid = y[-1]

@@ -270,8 +270,10 @@ def _draw(rep: Report, data, curves, budgets) -> list[str]:
         names.append(name)
 
     ch = rep.fits.get("chinchilla")
-    save(plots.plot_loss_vs_size(data, ch, by="N"), "loss_vs_n")
-    save(plots.plot_loss_vs_size(data, ch, by="D"), "loss_vs_d")
+    has_budgets = bool(np.isfinite(data["flops_budget"].to_numpy(float)).any())
+    bud = budgets if has_budgets else None
+    save(plots.plot_loss_vs_size(data, ch, by="N", budget=bud), "loss_vs_n")
+    save(plots.plot_loss_vs_size(data, ch, by="D", budget=bud), "loss_vs_d")
     if len(curves):
         env = rep.fits.get("envelope")
         ax = plots.plot_curves_envelope(curves, env.details["envelope"] if env else None)
