@@ -55,7 +55,7 @@ def _power_grid() -> np.ndarray:
     return np.stack([m.ravel() for m in mesh], axis=1)
 
 
-_LSQ = {"xtol": 1e-15, "ftol": 1e-15, "gtol": 1e-15, "method": "trf", "max_nfev": 5000}
+_LSQ = {"xtol": 1e-15, "ftol": 1e-15, "gtol": 1e-15, "method": "trf", "max_nfev": 400}
 
 
 def _distinct(starts: np.ndarray, f: np.ndarray, k: int) -> np.ndarray:

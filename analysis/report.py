@@ -235,6 +235,12 @@ def build_report(
         rep.skipped["envelope"] = "no curve.jsonl evaluations in the included runs"
     for var, x in (("N", n), ("D", d), ("C", data["C"].to_numpy())):
         f = _try(rep, f"kaplan_{var}", fit_power_law, x, loss, variable=var)
+        if f is not None and has_budgets and var != "C":
+            note = (
+                f"kaplan_{var}: an IsoFLOP design mixes budgets at each {var}; this is not "
+                f"Kaplan's L({var}) of runs limited by {var} alone: read it with care"
+            )
+            f = f.replace(warnings=(*f.warnings, note))
         if f is not None:
             rep.fits[f"kaplan_{var}"] = f
     rep.backtests["kaplan_N"] = _try(rep, "kaplan_N back-test", bt.backtest_power_law, n, loss)
