@@ -107,7 +107,7 @@ def _verify(sweep_dir: Path, *, target: float, args: argparse.Namespace,
     name = f"{sweep_dir.name}_verify"
     _run([PY, "-m", "sweeps.train", f"model.n_params={n_star:.6g}", "budget=flops",
           f"budget.flops={target:g}",
-          f"sweep_name={name}", f"results_dir={args.results_dir}", f"threads={args.n_jobs}",
+          f"sweep_name={name}", f"results_dir={args.results_dir}", "threads=1",  # tiny models: 1 thread is fastest
           "n_evals=6"])
     run_dirs = [d for d in records.iter_run_dirs(Path(args.results_dir) / name)
                 if records.run_state(d) == "done"]
