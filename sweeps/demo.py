@@ -105,10 +105,10 @@ def _verify(sweep_dir: Path, *, target: float, args: argparse.Namespace,
     opt = fits["prediction"]
     n_star, predicted = float(opt["n_params"]), float(opt["loss"])
     name = f"{sweep_dir.name}_verify"
+    # One thread: models this small are overhead-bound, and a second thread slows them down.
     _run([PY, "-m", "sweeps.train", f"model.n_params={n_star:.6g}", "budget=flops",
-          f"budget.flops={target:g}",
-          f"sweep_name={name}", f"results_dir={args.results_dir}", "threads=1",  # tiny models: 1 thread is fastest
-          "n_evals=6"])
+          f"budget.flops={target:g}", f"sweep_name={name}", f"results_dir={args.results_dir}",
+          "threads=1", "n_evals=6"])
     run_dirs = [d for d in records.iter_run_dirs(Path(args.results_dir) / name)
                 if records.run_state(d) == "done"]
     rec = records.read_record(max(run_dirs, key=lambda d: d.stat().st_mtime))

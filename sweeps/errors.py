@@ -10,7 +10,7 @@ __all__ = ["UserError"]
 
 
 class UserError(Exception):
-    """A mistake in the user's config, data or results folder, with the field at fault and the fix."""
+    """A mistake in the user's config, data or results folder: the field at fault and the fix."""
 
     def __init__(self, field: str, problem: str, fix: str = "") -> None:
         self.field = field

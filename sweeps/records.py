@@ -1,6 +1,6 @@
-"""The run record: the one contract between `sweeps/` (which writes it) and `analysis/` (which reads it).
+"""The run record: the one contract between `sweeps/` (writes it) and `analysis/` (reads it).
 
-Standard library only, so a results folder copied to a laptop can be analysed without torch or Hydra.
+Standard library only: a results folder copied to a laptop is analysable without torch or Hydra.
 
 Layout of one run (the folder is named by a hash of the resolved, semantic config):
 
@@ -22,14 +22,14 @@ biases excluded), so that 6 * n_params * n_tokens is the matmul part of training
     reason                  str | None, why a run is not ok
     config                  dict, the resolved config (model, data, optim, schedule, budget, ...)
     arch                    "gpt" | "lstm"
-    shape                   dict, the model's shape (n_layer, d_model, n_head, context, vocab_size, tied)
+    shape                   dict, model shape (n_layer, d_model, n_head, context, vocab_size, tied)
     n_params                int, N under the matmul convention (the N of C = 6ND)
     n_params_total          int, sum of numel over every parameter (tied weights once)
     n_params_embedding      int, token (+ position) embedding tables
     n_params_non_embedding  int, total - embedding (Kaplan's N)
     n_params_matmul         int, == n_params
     flops_per_token_6n      float, 6 * n_params
-    flops_per_token_exact   float, forward+backward FLOPs per token: every matmul incl. head + attention
+    flops_per_token_exact   float, forward+backward FLOPs per token: all matmuls, head, attention
     n_tokens                int, tokens actually trained on (D)
     flops                   float, 6 * n_params * n_tokens (C, the convention used for fits)
     flops_exact             float, flops_per_token_exact * n_tokens
@@ -106,7 +106,7 @@ def _json_default(obj: Any) -> Any:
 
 
 def _clean(obj: Any) -> Any:
-    """Replace non-finite floats by None: JSON has no NaN, and a diverged loss must stay readable."""
+    """Non-finite floats -> None: JSON has no NaN, and a diverged loss must stay readable."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, dict):
@@ -117,7 +117,7 @@ def _clean(obj: Any) -> Any:
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write JSON to a temp file in the same folder, fsync, then rename: readers never see half a file."""
+    """Write JSON to a temp file beside it, fsync, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -198,7 +198,7 @@ def truncate_curve(run_dir: str | os.PathLike[str], max_step: int) -> None:
 
 
 def run_state(run_dir: str | os.PathLike[str]) -> str:
-    """'done' (record, ok/diverged/skipped), 'failed' (record, failed), 'partial' (started), 'new'."""
+    """'done' (record: ok/diverged/skipped), 'failed' (record: failed), 'partial', or 'new'."""
     run_dir = Path(run_dir)
     if (run_dir / RECORD_FILE).exists():
         try:
