@@ -1,0 +1,62 @@
+"""The README's main job in miniature: `python -m sweeps.demo --mini`, end to end, as a user runs it
+(a real IsoFLOP sweep on the embedded pystdlib corpus, seed repeats, analysis and report)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+FIGURES = ["loss_vs_n", "loss_vs_d", "curves_envelope", "isoflop", "optimal_n", "optimal_d",
+           "isoloss", "residuals"]
+
+
+@pytest.mark.slow
+def test_demo_mini_end_to_end(tmp_path: Path, data_cache: Path) -> None:
+    env = {**os.environ, "SCALING_SWEEPS_CACHE": str(data_cache), "PYTHONUNBUFFERED": "1"}
+    results = tmp_path / "results"
+    cmd = [sys.executable, "-m", "sweeps.demo", "--mini", "--results-dir", str(results)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    wall = time.perf_counter() - t0
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    print(f"demo --mini took {wall:.0f}s")  # the target is under 3 minutes on 2 idle cores
+
+    sweep = results / "demo_mini"
+    records = [json.loads(p.read_text()) for p in sweep.glob("*/record.json")]
+    # 3 budgets x 3 ratios, plus 2 seed repeats of the cheapest point.
+    assert len(records) == 11, [r["status"] for r in records]
+    assert all(r["status"] in ("ok", "skipped") for r in records)
+    ok = [r for r in records if r["status"] == "ok"]
+    assert len(ok) >= 9
+    assert all(r["loss"] < r["unigram_entropy"] for r in ok)
+
+    report = sweep / "report"
+    fits = json.loads((report / "fits.json").read_text())
+    pred = fits["prediction"]
+    assert pred["flops"] == pytest.approx(1e12)  # 10x the largest budget
+    assert pred["n_params"] > 0 and pred["n_tokens"] > 0 and 0 < pred["loss"] < 5
+    assert fits["seed_noise"], "the seed repeats give a noise floor"
+    text = (report / "report.md").read_text()
+    for name in FIGURES:
+        assert (report / "figures" / f"{name}.png").exists(), name
+        assert f"figures/{name}.png" in text, name
+    assert (report / "runs.csv").exists()
+    # The printed summary: the laws with intervals, the prediction, back-test and noise floor.
+    for needle in ("approach 3", "alpha", "beta", "prediction at C", "back-test",
+                   "seed noise floor", "report.md"):
+        assert needle in out, needle
+
+    # A rerun trains nothing: every run is already done.
+    rerun = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "already done" in rerun.stderr
+    assert " ok: loss" not in rerun.stderr
