@@ -47,6 +47,14 @@ def _plain_log_y(ax: Axes) -> None:
     ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
+
+def _interval_bar(ax: Axes, x: float, mid: float, lo: float, hi: float, *, color: str) -> None:
+    """A bootstrap interval [lo, hi] at x with the point estimate. Unlike `errorbar`, it does not
+    assume the estimate lies inside the percentile interval (a skewed bootstrap can put it out)."""
+    ax.vlines(x, lo, hi, color=color, lw=1.2)
+    ax.plot([x, x], [lo, hi], ls="none", marker="_", ms=8, color=color)
+    ax.plot([x], [mid], ls="none", marker="o", ms=3, color=color)
+
 def plot_loss_vs_size(
     data: pd.DataFrame,
     fit: FitResult | None = None,
@@ -131,8 +139,7 @@ def add_loss_frontier(
         ax.plot(c, y, color=f"C{i}", lw=1.3, ls="--", label=labels.get(name, name))
         if "loss_at_target" in fit.intervals:
             lo, hi = fit.intervals["loss_at_target"]
-            ax.errorbar([target], [y[-1]], yerr=[[y[-1] - lo], [hi - y[-1]]], color=f"C{i}",
-                        capsize=3, fmt="o", ms=3)  # fmt: skip
+            _interval_bar(ax, target, y[-1], lo, hi, color=f"C{i}")
     if verify is not None:
         ax.plot([verify.get("flops", verify["target_flops"])], [verify["achieved"]], "D",
                 color="k", mfc="none", ms=7, label="verify run (achieved)")  # fmt: skip
@@ -234,8 +241,7 @@ def plot_optimal_allocation(
         ax.plot(c, y, color=f"C{i}", label=LAW_LABELS.get(name, name))
         if col in fit.intervals:
             lo, hi = fit.intervals[col]
-            mid = y[-1]
-            ax.errorbar([target], [mid], yerr=[[mid - lo], [hi - mid]], color=f"C{i}", capsize=3)
+            _interval_bar(ax, target, y[-1], lo, hi, color=f"C{i}")
     ax.axvline(target, color="0.5", ls=":", lw=1)
     ax.set(
         xscale="log",

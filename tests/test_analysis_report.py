@@ -110,3 +110,26 @@ def test_cli_compare_and_mixed_architectures(tmp_path, capsys):
     assert (gpt / "report" / "gpt" / "fits.json").exists()
     assert (gpt / "report" / "lstm" / "fits.json").exists()
     assert "[lstm]" in text and "comparison:" in text
+
+
+def test_interval_not_containing_the_estimate_still_plots() -> None:
+    """Regression: a skewed bootstrap put N* outside its percentile interval, and errorbar()
+    raised 'yerr must not contain negative values', killing the whole report."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from analysis.plots import plot_optimal_allocation
+    from analysis.results import FitResult
+
+    fit = FitResult(
+        law="isoflop",
+        params={"a": 0.5, "k_N": 0.1, "b": 0.5, "k_D": 1.6},
+        intervals={"n_star": (5e5, 9e5)},  # the estimate at the target (~3e5) lies below it
+    )
+    points = pd.DataFrame({"C": [1e11, 1e12], "n_star": [3e4, 1e5], "d_star": [5e5, 1.6e6]})
+    ax = plot_optimal_allocation(points, {"isoflop": fit}, target=1e13, which="N")
+    assert ax.get_xscale() == "log"
+    plt.close(ax.figure)
