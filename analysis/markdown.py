@@ -1,0 +1,172 @@
+"""The report's files: runs.csv, fits.json and the Markdown of report.md, plus number formats."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .report import Report
+
+__all__ = ["write_report_files"]
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x is None or not math.isfinite(x) else f"{x:.4g}"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.2%}"
+
+
+def _noise_floor(rep: Report) -> float:
+    """The pooled relative seed-to-seed sd (rms over repeated configs), NaN without repeats."""
+    if not rep.seed_noise:
+        return math.nan
+    return float(np.sqrt(np.mean([g["rel_sd"] ** 2 for g in rep.seed_noise])))
+
+
+def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
+    """Write runs.csv, fits.json and report.md into `rep.out_dir`."""
+    runs.drop(columns=["config_key"], errors="ignore").to_csv(rep.out_dir / "runs.csv", index=False)
+    (rep.out_dir / "fits.json").write_text(json.dumps(fits, indent=2) + "\n")
+    excluded = "none"
+    if rep.excluded_reasons:
+        excluded = "; ".join(
+            f"{kind}: " + ", ".join(f"{n} ({why})" for why, n in whys.items())
+            for kind, whys in rep.excluded_reasons.items()
+        )
+    lines = [
+        f"# Scaling-law report: {rep.name}" + (f" ({rep.arch})" if rep.arch else ""),
+        "",
+        f"{rep.n_runs} runs read, {rep.n_fitted} fitted; excluded from fits: {excluded}.",
+        "",
+        f"Convention: {rep.convention}.",
+        "",
+        f"Target compute: {rep.target_flops:.3g} FLOPs.",
+        "",
+    ]
+    if rep.prediction is not None:
+        p = rep.prediction
+        iv = p["intervals"]
+
+        def cell(k):
+            lo, hi = iv.get(k, (math.nan, math.nan))
+            return f"{_fmt(p[k])} [{_fmt(lo)}, {_fmt(hi)}]"
+
+        lines += [
+            "## Prediction at the target compute",
+            "",
+            f"Source: {p['source']} ({p['reason']}). 95% bootstrap intervals; {p['convention']}.",
+            "",
+            "| N* | D* | tokens/param | loss (nats/token) |",
+            "| --- | --- | --- | --- |",
+            f"| {cell('n_params')} | {cell('n_tokens')} | {cell('tokens_per_param')} | "
+            f"{cell('loss')} |",
+            "",
+        ]
+    if rep.verify is not None:
+        v = rep.verify
+        lines += [
+            "## Predict, then verify",
+            "",
+            f"At C = {v['target_flops']:.3g} FLOPs the law ({v.get('source') or 'prediction'}) "
+            f"predicted loss {v['predicted']:.4f}; the run trained at N = "
+            f"{_fmt(v.get('n_params', math.nan))}, D = {_fmt(v.get('n_tokens', math.nan))} "
+            f"(run {v.get('run_id', '?')}) achieved {v['achieved']:.4f}: error "
+            f"{v['rel_error']:+.2%} (predicted - achieved) / achieved, against a seed noise "
+            f"floor of {_pct(_noise_floor(rep))}.",
+            "",
+        ]
+    lines += [
+        "## Fits",
+        "",
+        "| law | parameter | value | 95% interval |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, f in rep.fits.items():
+        for k, v in f.params.items():
+            if k.startswith("log_"):
+                continue
+            lo, hi = f.intervals.get(k, (math.nan, math.nan))
+            iv_s = f"[{_fmt(lo)}, {_fmt(hi)}]" if math.isfinite(lo) else ""
+            lines.append(f"| {name} | {k} | {_fmt(v)} | {iv_s} |")
+    if "isoflop" in rep.fits:
+        how = rep.fits["isoflop"].details.get("loss_law", "")
+        lines += ["", f"Approach 2's optimal loss L*(C) = E + k_L C^-gamma: {how}."]
+    lines += [
+        "",
+        "## Compute-optimal allocation at the target",
+        "",
+        "| law | N* | D* | tokens/param | loss |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, a in rep.allocation.items():
+        lines.append(
+            f"| {name} | {_fmt(a['n_params'])} | {_fmt(a['n_tokens'])} | "
+            f"{_fmt(a['tokens_per_param'])} | {_fmt(a['loss'])} |"
+        )
+    lines += [
+        "",
+        "## Back-tests (refit without the largest scale) and the seed noise floor",
+        "",
+        "| law | held out | n test | mean abs rel err | max abs rel err | L* rel err | "
+        "N* rel err |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, b in rep.backtests.items():
+        if b is not None:
+            lines.append(
+                f"| {name} | {b.held_out} | {b.n_test} | {_pct(b.mean_abs_rel_error)} | "
+                f"{_pct(b.max_abs_rel_error)} | {_pct(b.loss_star_rel_error)} | "
+                f"{_pct(b.n_star_rel_error)} |"
+            )
+    lines += [""]
+    if rep.seed_noise:
+        lines += [
+            f"Seed noise floor (runs identical but for the seed): pooled relative sd "
+            f"{_pct(_noise_floor(rep))}. A back-test error near it is noise, not a miss.",
+            "",
+            "| N | D | seeds | losses | sd | rel sd | rel range |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for g in rep.seed_noise:
+            lines.append(
+                f"| {_fmt(g['n_params'])} | {_fmt(g['n_tokens'])} | {len(g['losses'])} | "
+                + ", ".join(f"{x:.4f}" for x in g["losses"])
+                + f" | {g['sd']:.4f} | {_pct(g['rel_sd'])} | {_pct(g['rel_range'])} |"
+            )
+    else:
+        lines.append(
+            "Seed noise floor: no runs repeat a config with another seed; rerun one point "
+            "with `seed=1,2` to measure it."
+        )
+    if rep.sensitivity is not None:
+        lines += [
+            "",
+            "## Convention sensitivity (approach 3, C = 6ND with each N)",
+            "",
+            rep.sensitivity.to_markdown(index=False)
+            if _has_tabulate()
+            else "```\n" + rep.sensitivity.to_string(index=False) + "\n```",
+        ]
+    warns = [w for f in rep.fits.values() for w in f.warnings]
+    if rep.skipped or warns:
+        lines += ["", "## Skipped fits and warnings", ""]
+        lines += [f"- {k}: skipped: {v}" for k, v in rep.skipped.items()]
+        lines += [f"- {w}" for w in warns]
+    if rep.figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"![{f}](figures/{f}.png)" for f in rep.figures]
+    (rep.out_dir / "report.md").write_text("\n".join(lines) + "\n")
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
