@@ -48,8 +48,11 @@ def _preset_values(preset: str, key: str) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sweeps.demo", description=__doc__.split("\n")[0])
     p.add_argument("--arch", choices=["gpt", "lstm", "both"], default="gpt")
-    p.add_argument("--verify", action="store_true",
-                   help="train the predicted compute-optimal model at the target compute")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="train the predicted compute-optimal model at the target compute",
+    )
     p.add_argument("--mini", action="store_true", help="the miniature (sweep=demo_mini)")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--n-jobs", type=int, default=2, help="runs at once (one per core)")
@@ -68,37 +71,79 @@ def main(argv: list[str] | None = None) -> int:
     for arch in archs:
         name = preset if arch == "gpt" else f"{preset}_{arch}"
         sweep_dirs.append(Path(args.results_dir) / name)
-        base = [PY, "-m", "sweeps.train", "-m", f"sweep={preset}", f"model={arch}",
-                f"sweep_name={name}", *common]
+        base = [
+            PY,
+            "-m",
+            "sweeps.train",
+            "-m",
+            f"sweep={preset}",
+            f"model={arch}",
+            f"sweep_name={name}",
+            *common,
+        ]
         _run(base)
         # Noise floor: the cheapest point again with two more seeds.
-        _run([*base, f"budget.flops={min(budgets)}",
-              f"isoflop_tokens_per_param={max(ratios)}", "seed=1,2"])
+        _run(
+            [
+                *base,
+                f"budget.flops={min(budgets)}",
+                f"isoflop_tokens_per_param={max(ratios)}",
+                "seed=1,2",
+            ]
+        )
     t_sweep = time.time() - t0
 
     for sweep_dir in sweep_dirs:
-        _run([PY, "-m", "analysis", str(sweep_dir), "--target-flops", f"{target:g}",
-              "--n-bootstrap", str(n_boot)])
+        _run(
+            [
+                PY,
+                "-m",
+                "analysis",
+                str(sweep_dir),
+                "--target-flops",
+                f"{target:g}",
+                "--n-bootstrap",
+                str(n_boot),
+            ]
+        )
     if len(sweep_dirs) > 1:
-        _run([PY, "-m", "analysis", *map(str, sweep_dirs), "--compare",
-              "--out", str(Path(args.results_dir) / f"{preset}_compare"),
-              "--target-flops", f"{target:g}", "--n-bootstrap", str(n_boot)], check=False)
+        _run(
+            [
+                PY,
+                "-m",
+                "analysis",
+                *map(str, sweep_dirs),
+                "--compare",
+                "--out",
+                str(Path(args.results_dir) / f"{preset}_compare"),
+                "--target-flops",
+                f"{target:g}",
+                "--n-bootstrap",
+                str(n_boot),
+            ],
+            check=False,
+        )
 
     verify: dict[str, Any] | None = None
     if args.verify:
         verify = _verify(sweep_dirs[0], target=target, args=args, preset=preset)
 
     if verify:
-        print(f"\npredicted at C={target:.3g}: loss {verify['predicted']:.4f}; achieved "
-              f"{verify['achieved']:.4f} with N={verify['n_params']:,} D={verify['n_tokens']:,} "
-              f"-> error {100 * verify['rel_error']:+.2f}%")
-    print(f"\ndemo done in {time.time() - t0:.0f}s (sweeps {t_sweep:.0f}s); reports: "
-          + ", ".join(str(d / "report" / "report.md") for d in sweep_dirs))
+        print(
+            f"\npredicted at C={target:.3g}: loss {verify['predicted']:.4f}; achieved "
+            f"{verify['achieved']:.4f} with N={verify['n_params']:,} D={verify['n_tokens']:,} "
+            f"-> error {100 * verify['rel_error']:+.2f}%"
+        )
+    print(
+        f"\ndemo done in {time.time() - t0:.0f}s (sweeps {t_sweep:.0f}s); reports: "
+        + ", ".join(str(d / "report" / "report.md") for d in sweep_dirs)
+    )
     return 0
 
 
-def _verify(sweep_dir: Path, *, target: float, args: argparse.Namespace,
-            preset: str) -> dict[str, Any]:
+def _verify(
+    sweep_dir: Path, *, target: float, args: argparse.Namespace, preset: str
+) -> dict[str, Any]:
     """Train the law's compute-optimal N* at the target compute C (D = C / 6N for the N the sizing
     policy achieves, so the run spends exactly C); compare its loss with the predicted optimum."""
     fits = json.loads((sweep_dir / "report" / "fits.json").read_text(encoding="utf-8"))
@@ -106,20 +151,51 @@ def _verify(sweep_dir: Path, *, target: float, args: argparse.Namespace,
     n_star, predicted = float(opt["n_params"]), float(opt["loss"])
     name = f"{sweep_dir.name}_verify"
     # One thread: models this small are overhead-bound, and a second thread slows them down.
-    _run([PY, "-m", "sweeps.train", f"model.n_params={n_star:.6g}", "budget=flops",
-          f"budget.flops={target:g}", f"sweep_name={name}", f"results_dir={args.results_dir}",
-          "threads=1", "n_evals=6"])
-    run_dirs = [d for d in records.iter_run_dirs(Path(args.results_dir) / name)
-                if records.run_state(d) == "done"]
+    _run(
+        [
+            PY,
+            "-m",
+            "sweeps.train",
+            f"model.n_params={n_star:.6g}",
+            "budget=flops",
+            f"budget.flops={target:g}",
+            f"sweep_name={name}",
+            f"results_dir={args.results_dir}",
+            "threads=1",
+            "n_evals=6",
+        ]
+    )
+    run_dirs = [
+        d
+        for d in records.iter_run_dirs(Path(args.results_dir) / name)
+        if records.run_state(d) == "done"
+    ]
     rec = records.read_record(max(run_dirs, key=lambda d: d.stat().st_mtime))
     achieved = float(rec["loss"])
-    out = {"target_flops": target, "predicted": predicted, "achieved": achieved,
-           "rel_error": (predicted - achieved) / achieved, "n_params": rec["n_params"],
-           "n_tokens": rec["n_tokens"], "flops": rec["flops"], "run_id": rec["run_id"],
-           "source": opt.get("source", "")}
+    out = {
+        "target_flops": target,
+        "predicted": predicted,
+        "achieved": achieved,
+        "rel_error": (predicted - achieved) / achieved,
+        "n_params": rec["n_params"],
+        "n_tokens": rec["n_tokens"],
+        "flops": rec["flops"],
+        "run_id": rec["run_id"],
+        "source": opt.get("source", ""),
+    }
     records.write_json_atomic(sweep_dir / "report" / "verify.json", out)
-    _run([PY, "-m", "analysis", str(sweep_dir), "--target-flops", f"{target:g}",
-          "--n-bootstrap", str(args.n_bootstrap or (200 if args.mini else 1000))])
+    _run(
+        [
+            PY,
+            "-m",
+            "analysis",
+            str(sweep_dir),
+            "--target-flops",
+            f"{target:g}",
+            "--n-bootstrap",
+            str(args.n_bootstrap or (200 if args.mini else 1000)),
+        ]
+    )
     return out
 
 

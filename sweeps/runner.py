@@ -143,7 +143,7 @@ def run_one(
     (before any run folder is created). A crash inside training becomes a `failed` record with
     the traceback in `error.log`; it is re-raised outside a sweep, swallowed inside one.
     A config with `branch.budgets` is a WSD cooldown branch: sweeps/branches.py runs it (its
-    trunk first when needed), passing `train_kwargs` (init_from, keep_at) on to `train`.
+    trunk first when needed), passing `train_kwargs` (init_from, keep_at, on_eval) to `train`.
     """
     if cfg.branch.budgets is not None and cfg.branch.role == "run":
         from sweeps.branches import run_branch
@@ -216,6 +216,12 @@ def run_one(
             _say(f"[{run_dir.name}] failed: {type(e).__name__}: {e} (see {run_dir}/error.log)")
             if not in_sweep:
                 raise
+            return record
+        if record["status"] == "pruned":  # stopped by `on_eval`: partial, resumable, no record
+            _say(
+                f"[{run_dir.name}] pruned at step {record['step']} (val loss "
+                f"{record['loss']:.4f}); its checkpoint stays, a rerun resumes it"
+            )
             return record
         _say(
             f"[{run_dir.name}] {record['status']}: loss {record['loss']:.4f} nats/token, "

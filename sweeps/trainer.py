@@ -15,6 +15,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -122,8 +123,13 @@ def train(
     prepared: Prepared | None = None,
     init_from: Path | None = None,
     keep_at: dict[int, Path] | None = None,
+    on_eval: Callable[[int, float], bool] | None = None,
 ):
     """Train one run into `out_dir` (created if needed) and return its record (also written).
+
+    `on_eval(percent_done, val_loss)` is called after each evaluation before the last (with the
+    checkpoint saved); returning True stops the run there (pruning, sweeps/tune.py): no record is
+    written, the run stays partial and resumable, and `{"status": "pruned", ...}` is returned.
 
     WSD branches (sweeps/branches.py): `init_from` is a checkpoint (another run's, at step k)
     to start from when this run has none of its own; the record's `flops_marginal` then counts
@@ -266,6 +272,11 @@ def train(
         ):
             checkpoint(done)
             last_ckpt = time.perf_counter()
+        if on_eval is not None and done in eval_steps and done < n_steps:
+            # the evaluation's nominal share of the run (25, 50, ...): comparable across batches
+            if on_eval(round(100 * (eval_steps.index(done) + 1) / len(eval_steps)), val_loss):
+                progress.close()
+                return {"status": "pruned", "run_id": run_id, "step": done, "loss": val_loss}
     progress.close()
     time_s = elapsed_s + (time.perf_counter() - t0)
     n_done = (step + 1 if status == "ok" else step) if n_steps > 0 else 0

@@ -14,7 +14,13 @@ that diverges, fails or is skipped is told to Optuna as a FAIL trial; the study 
 More workers per size: start the same command again (another shell or cluster job) on a shared
 storage (`tune.storage=postgresql://...` or `journal:<file>`); TPE's constant liar spreads their
 trials and the per-run lock keeps two workers from training the same configuration.
-Not built: pruning on intermediate validation loss (it needs a hook in sweeps/trainer.py).
+Pruning (`tune.pruner=median`, off by default): after each intermediate evaluation the trial
+reports its validation loss at that share of its run (percent of steps, so batch sizes compare)
+and Optuna's MedianPruner stops it when it is worse than the median of earlier trials there. A
+pruned run keeps its checkpoint and writes no record (a later full run of that config resumes it);
+the study counts it as finished. Caveat: under a decaying schedule a high learning rate looks worse
+mid-run than it ends, so pruning can drop the eventual optimum; raise n_evals and keep
+tune.n_startup_trials >= 5 when you use it.
 
 The `tune` node is typed (`TuneConfig`): this entry point composes the usual conf/config.yaml onto
 `TuneRunConfig` (RunConfig plus `tune`), so a misspelt `tune.*` key fails at compose time, and the
@@ -50,6 +56,7 @@ __all__ = [
 
 SUMMARY_DIR = "tune"  # results/<sweep>/tune/<study>.json: the search space and every trial
 RULES_FILE = "hparam_rules.json"
+PRUNERS = ("none", "median")
 
 
 @dataclass
@@ -68,6 +75,7 @@ class TuneConfig:
     storage: str = ""  # "" = sqlite results/<sweep>/optuna.db; a URL (postgresql://...);
     #                     or journal:<file> for Optuna's JournalStorage on a shared filesystem
     study_prefix: str = "lr_tune"  # study name = <prefix>-N<model.n_params>
+    pruner: str = "none"  # none | median (optuna MedianPruner on intermediate validation loss)
 
     def __post_init__(self) -> None:
         _check(self.n_trials >= 1, "tune.n_trials", "must be >= 1", "e.g. tune.n_trials=12")
@@ -97,6 +105,12 @@ class TuneConfig:
             "e.g. tune.warmup_min=0 tune.warmup_max=0.2",
         )
         _check(self.n_startup_trials >= 1, "tune.n_startup_trials", "must be >= 1", "e.g. 5")
+        _check(
+            self.pruner in PRUNERS,
+            "tune.pruner",
+            f"unknown pruner {self.pruner!r}",
+            f"one of {', '.join(PRUNERS)}",
+        )
 
 
 @dataclass
@@ -171,10 +185,16 @@ def open_study(cfg: TuneRunConfig) -> Any:
         multivariate=True,
     )
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pruner = (
+        optuna.pruners.MedianPruner(n_startup_trials=cfg.tune.n_startup_trials)
+        if cfg.tune.pruner == "median"
+        else optuna.pruners.NopPruner()
+    )
     return optuna.create_study(
         study_name=study_name_for(cfg),
         storage=_storage(cfg.tune.storage, sweep_dir),
         sampler=sampler,
+        pruner=pruner,
         direction="minimize",
         load_if_exists=True,
     )
@@ -251,8 +271,13 @@ def tune_size(cfg: TuneRunConfig) -> dict[str, Any]:
             f"batch {run_cfg.optim.batch_size}"
             + (f", warmup {p['warmup_frac']:.3f}" if "warmup_frac" in p else "")
         )
+
+        def on_eval(percent: int, loss: float, trial: Any = trial) -> bool:
+            trial.report(loss, percent)
+            return bool(trial.should_prune())
+
         try:
-            record = run_one(run_cfg, in_sweep=True)
+            record = run_one(run_cfg, in_sweep=True, on_eval=on_eval)
         except UserError as e:  # e.g. a shape the sizing policy cannot build: fail, keep going
             record = {"status": "failed", "reason": e.line(), "loss": None}
         status = "busy" if record is None else str(record.get("status"))
@@ -264,6 +289,9 @@ def tune_size(cfg: TuneRunConfig) -> dict[str, Any]:
                 trial.set_user_attr(key, record.get(key))
         if status == "ok" and loss is not None and math.isfinite(float(loss)):
             study.tell(trial, float(loss), skip_if_finished=True)
+        elif status == "pruned":
+            study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
+            _say(f"[{name}] trial pruned at {record['step']} steps (val loss {loss:.4f})")
         else:
             reason = "" if record is None else record.get("reason")
             trial.set_user_attr("reason", reason)

@@ -93,6 +93,7 @@ def test_cache_root_resolution(tmp_path, monkeypatch):
 
 # ---- two processes racing to build the same new entry ----
 
+
 def _slow_counting_encoder(log_path):
     real = tokenizer.encode_texts
 

@@ -34,6 +34,7 @@ def write_corpus(folder, n=6):
 
 # ---- text ----
 
+
 def test_text_single_file_splits_by_tail(tmp_path):
     p = tmp_path / "a.txt"
     p.write_text(TEXT, "utf-8")
@@ -117,13 +118,16 @@ def test_dataset_id_changes_with_content_tokenizer_and_split(tmp_path):
     folder = write_corpus(tmp_path / "corpus")
     base = load(tmp_path, name="text", path=str(folder)).dataset_id
     assert load(tmp_path, name="text", path=str(folder), val_fraction=0.2).dataset_id != base
-    assert load(tmp_path, name="text", path=str(folder), tokenizer="bpe",
-                vocab_size=300).dataset_id != base
+    assert (
+        load(tmp_path, name="text", path=str(folder), tokenizer="bpe", vocab_size=300).dataset_id
+        != base
+    )
     (folder / "doc0.txt").write_text("changed\n" + TEXT)
     assert load(tmp_path, name="text", path=str(folder)).dataset_id != base
 
 
 # ---- BPE ----
+
 
 def test_bpe_round_trip_and_train_only(tmp_path):
     folder = write_corpus(tmp_path / "corpus")
@@ -150,6 +154,7 @@ def test_bpe_training_is_deterministic():
 
 
 # ---- tokens ----
+
 
 @pytest.mark.parametrize("fmt", ["bin16", "bin32", "npy"])
 def test_tokens_bin_and_npy(tmp_path, fmt):
@@ -202,11 +207,18 @@ def test_tokens_errors(tmp_path):
 
 # ---- synthetic ----
 
+
 def test_synthetic_is_seeded_and_structured(tmp_path):
     a = load(tmp_path, name="synthetic", synthetic_n_tokens=20_000, synthetic_vocab_size=32)
-    b = load_dataset(DataConfig(name="synthetic", synthetic_n_tokens=20_000,
-                                synthetic_vocab_size=32, cache_dir=str(tmp_path / "b")),
-                     progress=False)
+    b = load_dataset(
+        DataConfig(
+            name="synthetic",
+            synthetic_n_tokens=20_000,
+            synthetic_vocab_size=32,
+            cache_dir=str(tmp_path / "b"),
+        ),
+        progress=False,
+    )
     assert a.dataset_id == b.dataset_id and np.array_equal(a.train, b.train)
     assert len(a.train) + len(a.val) == 20_000 and a.vocab_size == 32
     assert int(a.train.max()) < 32 and len(np.unique(a.train)) == 32
@@ -217,6 +229,7 @@ def test_synthetic_is_seeded_and_structured(tmp_path):
 
 
 # ---- pystdlib (the real default corpus; ~1 s cold on 2 cores) ----
+
 
 @pytest.fixture(scope="module")
 def stdlib(tmp_path_factory):

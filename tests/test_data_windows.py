@@ -12,8 +12,15 @@ from sweeps.errors import UserError
 
 def data_with_val(n_val: int) -> TokenData:
     val = (np.arange(n_val) % 251).astype(np.uint16)
-    return TokenData(train=val, val=val, vocab_size=256, dataset_id="test", info={},
-                     unigram_entropy=1.0, val_bytes_per_token=1.0)
+    return TokenData(
+        train=val,
+        val=val,
+        vocab_size=256,
+        dataset_id="test",
+        info={},
+        unigram_entropy=1.0,
+        val_bytes_per_token=1.0,
+    )
 
 
 def test_shape_and_content():
@@ -23,7 +30,7 @@ def test_shape_and_content():
     assert w[0, 0] == d.val[0] and w[-1, -1] == d.val[-1]  # spans the whole split
     for row in w:  # every row is a contiguous slice of the validation split
         start = int(np.flatnonzero(np.asarray(d.val) == row[0])[0])
-        assert np.array_equal(row, d.val[start:start + 65])
+        assert np.array_equal(row, d.val[start : start + 65])
 
 
 def test_deterministic_across_loads(tmp_path):

@@ -16,8 +16,16 @@ from sweeps.demo import _preset_values
 
 REPO = Path(__file__).resolve().parent.parent
 
-FIGURES = ["loss_vs_n", "loss_vs_d", "curves_envelope", "isoflop", "optimal_n", "optimal_d",
-           "isoloss", "residuals"]
+FIGURES = [
+    "loss_vs_n",
+    "loss_vs_d",
+    "curves_envelope",
+    "isoflop",
+    "optimal_n",
+    "optimal_d",
+    "isoloss",
+    "residuals",
+]
 
 
 @pytest.mark.slow
@@ -54,8 +62,15 @@ def test_demo_mini_end_to_end(tmp_path: Path, data_cache: Path) -> None:
         assert f"figures/{name}.png" in text, name
     assert (report / "runs.csv").exists()
     # The printed summary: the laws with intervals, the prediction, back-test and noise floor.
-    for needle in ("approach 3", "alpha", "beta", "prediction at C", "back-test",
-                   "seed noise floor", "report.md"):
+    for needle in (
+        "approach 3",
+        "alpha",
+        "beta",
+        "prediction at C",
+        "back-test",
+        "seed noise floor",
+        "report.md",
+    ):
         assert needle in out, needle
 
     # A rerun trains nothing: every run is already done.

@@ -180,3 +180,25 @@ def test_bf16_trains_on_the_cpu(tiny_cfg, tmp_path):
     assert bf16["status"] == "ok" and bf16["precision"] == "bf16"
     assert bf16["loss"] < bf16["unigram_entropy"]
     assert bf16["loss"] == pytest.approx(fp32["loss"], rel=0.05)
+
+
+def test_pruned_run_keeps_its_checkpoint_writes_no_record_and_resumes_exactly(tiny_cfg, tmp_path):
+    cfg = tiny_cfg(n_evals=4)
+    seen: list[tuple[int, float]] = []
+
+    def prune_at_half(percent: int, loss: float) -> bool:
+        seen.append((percent, loss))
+        return percent >= 50
+
+    out = run_one(cfg, on_eval=prune_at_half)
+    run_dir = run_dir_for(cfg)
+    assert out["status"] == "pruned" and out["step"] > 0
+    assert [p for p, _ in seen] == [25, 50]  # percent of the run's steps, not raw steps
+    assert out["loss"] == seen[-1][1]
+    assert not (run_dir / records.RECORD_FILE).exists()
+    assert (run_dir / records.CHECKPOINT_FILE).exists()
+    assert records.run_state(run_dir) == "partial"
+    resumed = run_one(cfg)  # a full run of the same config picks the pruned run up
+    assert resumed["status"] == "ok"
+    fresh = run_one(tiny_cfg(n_evals=4, results_dir=str(tmp_path / "fresh")))
+    assert resumed["loss"] == pytest.approx(fresh["loss"], rel=1e-6)

@@ -166,3 +166,24 @@ def test_a_misspelt_tune_key_fails_at_compose_time(tmp_path: Path) -> None:
     out = _cli(["sweep=lr_tune", *TINY, "tune.n_trial=3"], tmp_path)
     assert out.returncode != 0
     assert "n_trial" in out.stderr
+
+
+def test_median_pruner_prunes_bad_trials_and_a_rerun_does_not_repeat_them(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, n_trials=8, pruner="median", n_startup_trials=2)
+    cfg.n_evals = 4
+    first = tune_size(cfg)
+    states = [t["state"] for t in first["trials"]]
+    assert len(states) == 8 and "PRUNED" in states and "COMPLETE" in states
+    pruned = [t for t in first["trials"] if t["state"] == "PRUNED"]
+    sweep = Path(cfg.results_dir) / cfg.sweep_name
+    for t in pruned:  # partial, resumable runs: checkpoint kept, no record
+        assert t["loss"] is None
+        assert not (sweep / t["run_id"] / records.RECORD_FILE).exists()
+        assert (sweep / t["run_id"] / records.CHECKPOINT_FILE).exists()
+    again = tune_size(cfg)
+    assert again["trials"] == first["trials"]
+
+
+def test_unknown_pruner_names_the_field() -> None:
+    with pytest.raises(Exception, match="tune.pruner"):
+        TuneConfig(pruner="hyperband")

@@ -107,14 +107,29 @@ def load_dataset(cfg: DataConfig, *, progress: bool = True) -> TokenData:
         spec = [GENERATOR_VERSION, cfg.synthetic_n_tokens, cfg.synthetic_vocab_size, seed]
         content_hash = hashlib.sha256(json.dumps(spec).encode()).hexdigest()
         key = _dataset_id(cfg, content_hash)
-        info = {**base, "content_hash": content_hash, "tokenizer": "synthetic", "seed": seed,
-                "source": None, "dataset_id": key}
+        info = {
+            **base,
+            "content_hash": content_hash,
+            "tokenizer": "synthetic",
+            "seed": seed,
+            "source": None,
+            "dataset_id": key,
+        }
         warm = _token_data(root / key)
         if warm is not None:
             return warm
-        entry = cache.build_entry(root, key, lambda out: build.build_synthetic(
-            out, n_tokens=cfg.synthetic_n_tokens, vocab_size=cfg.synthetic_vocab_size,
-            seed=seed, val_fraction=cfg.val_fraction, info=info))
+        entry = cache.build_entry(
+            root,
+            key,
+            lambda out: build.build_synthetic(
+                out,
+                n_tokens=cfg.synthetic_n_tokens,
+                vocab_size=cfg.synthetic_vocab_size,
+                seed=seed,
+                val_fraction=cfg.val_fraction,
+                info=info,
+            ),
+        )
         return _token_data(entry) or _missing(entry)
 
     # File-backed sources: a cheap listing first, which usually maps straight to a cached entry.
@@ -160,13 +175,20 @@ def load_dataset(cfg: DataConfig, *, progress: bool = True) -> TokenData:
 
     def _build(out: Path) -> None:
         if cfg.name == "tokens":
-            build.build_tokens(out, ids, val_fraction=cfg.val_fraction,
-                               info={**info, "tokenizer": "pretokenized"})
+            build.build_tokens(
+                out, ids, val_fraction=cfg.val_fraction, info={**info, "tokenizer": "pretokenized"}
+            )
         else:
             bpe_vocab = cfg.vocab_size if cfg.tokenizer == "bpe" else None
             tok_info = {"tokenizer": cfg.tokenizer if bpe_vocab is None else f"bpe-{bpe_vocab}"}
-            build.build_text(out, corpus, bpe_vocab_size=bpe_vocab, val_fraction=cfg.val_fraction,
-                             progress=progress, info={**info, **tok_info})
+            build.build_text(
+                out,
+                corpus,
+                bpe_vocab_size=bpe_vocab,
+                val_fraction=cfg.val_fraction,
+                progress=progress,
+                info={**info, **tok_info},
+            )
 
     entry = cache.build_entry(root, key, _build)
     return _token_data(entry) or _missing(entry)

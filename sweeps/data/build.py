@@ -69,19 +69,29 @@ def _write(
 
 
 def build_text(
-    out: Path, corpus: Corpus, *, bpe_vocab_size: int | None, val_fraction: float,
-    progress: bool, info: dict[str, Any],
+    out: Path,
+    corpus: Corpus,
+    *,
+    bpe_vocab_size: int | None,
+    val_fraction: float,
+    progress: bool,
+    info: dict[str, Any],
 ) -> None:
     """Split by file (several files) or by the last val_fraction of the text (one file); encode."""
     if len(corpus.texts) >= 2:
         is_val = split_by_file(corpus.relpaths, val_fraction)
         train_texts = [t for t, v in zip(corpus.texts, is_val, strict=True) if not v]
         val_texts = [t for t, v in zip(corpus.texts, is_val, strict=True) if v]
-        split = {"split": "by_file", "n_train_files": is_val.count(False),
-                 "n_val_files": is_val.count(True)}
+        split = {
+            "split": "by_file",
+            "n_train_files": is_val.count(False),
+            "n_val_files": is_val.count(True),
+        }
         # Listed in meta.json, not in info: info goes into every run record.
-        extra = {"val_files": [r for r, v in zip(corpus.relpaths, is_val, strict=True) if v],
-                 "skipped_files": corpus.skipped}
+        extra = {
+            "val_files": [r for r, v in zip(corpus.relpaths, is_val, strict=True) if v],
+            "skipped_files": corpus.skipped,
+        }
     else:
         text = corpus.texts[0]
         # Cut in characters, not bytes, so a multi-byte code point is never split.
@@ -97,14 +107,18 @@ def build_text(
     val = tokenizer.encode_texts(val_texts, bpe=bpe, progress=progress, desc="encode val")
     vocab_size = 256 if bpe is None else bpe.get_vocab_size()
     val_bytes = sum(len(t.encode("utf-8")) for t in val_texts)
-    _write(out, train, val, vocab_size=vocab_size,
-           val_bytes_per_token=val_bytes / max(len(val), 1), info={**info, **split},
-           extra_meta=extra)
+    _write(
+        out,
+        train,
+        val,
+        vocab_size=vocab_size,
+        val_bytes_per_token=val_bytes / max(len(val), 1),
+        info={**info, **split},
+        extra_meta=extra,
+    )
 
 
-def build_tokens(
-    out: Path, ids: np.ndarray, *, val_fraction: float, info: dict[str, Any]
-) -> None:
+def build_tokens(out: Path, ids: np.ndarray, *, val_fraction: float, info: dict[str, Any]) -> None:
     """Hold out the last val_fraction of the tokens; vocab_size = max id + 1 (over both splits)."""
     if ids.min() < 0:
         raise UserError("data.path", f"{info['source']} holds negative token ids", "ids are >= 0")
@@ -112,16 +126,33 @@ def build_tokens(
     vocab_size = int(ids.max()) + 1
     if vocab_size > 1 << 32:
         raise UserError("data.path", f"token id {vocab_size - 1} exceeds uint32", "re-tokenize")
-    _write(out, ids[:cut], ids[cut:], vocab_size=vocab_size, val_bytes_per_token=math.nan,
-           info={**info, "split": "tail"})
+    _write(
+        out,
+        ids[:cut],
+        ids[cut:],
+        vocab_size=vocab_size,
+        val_bytes_per_token=math.nan,
+        info={**info, "split": "tail"},
+    )
 
 
 def build_synthetic(
-    out: Path, *, n_tokens: int, vocab_size: int, seed: int, val_fraction: float,
+    out: Path,
+    *,
+    n_tokens: int,
+    vocab_size: int,
+    seed: int,
+    val_fraction: float,
     info: dict[str, Any],
 ) -> None:
     """A Markov-chain corpus (see synthetic.py); the last val_fraction is held out."""
     ids, entropy_rate = markov_tokens(n_tokens, vocab_size, seed)
     cut = math.floor(n_tokens * (1.0 - val_fraction))
-    _write(out, ids[:cut], ids[cut:], vocab_size=vocab_size, val_bytes_per_token=math.nan,
-           info={**info, "split": "tail", "entropy_rate": entropy_rate})
+    _write(
+        out,
+        ids[:cut],
+        ids[cut:],
+        vocab_size=vocab_size,
+        val_bytes_per_token=math.nan,
+        info={**info, "split": "tail", "entropy_rate": entropy_rate},
+    )

@@ -77,7 +77,8 @@ def list_pystdlib() -> tuple[Path, list[SourceFile]]:
     files = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [
-            d for d in dirnames
+            d
+            for d in dirnames
             if d not in _PYSTDLIB_SKIP_DIRS and not d.startswith(_PYSTDLIB_SKIP_PREFIXES)
         ]
         for name in filenames:
