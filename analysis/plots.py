@@ -47,13 +47,13 @@ def _plain_log_y(ax: Axes) -> None:
     ax.tick_params(axis="y", which="minor", labelsize=7)
 
 
-
 def _interval_bar(ax: Axes, x: float, mid: float, lo: float, hi: float, *, color: str) -> None:
     """A bootstrap interval [lo, hi] at x with the point estimate. Unlike `errorbar`, it does not
     assume the estimate lies inside the percentile interval (a skewed bootstrap can put it out)."""
     ax.vlines(x, lo, hi, color=color, lw=1.2)
     ax.plot([x, x], [lo, hi], ls="none", marker="_", ms=8, color=color)
     ax.plot([x], [mid], ls="none", marker="o", ms=3, color=color)
+
 
 def plot_loss_vs_size(
     data: pd.DataFrame,

@@ -315,6 +315,7 @@ def summarize(rep: Report) -> str:
         )
     p = rep.prediction
     if p is not None:
+
         def piv(q, k):
             lo, hi = q["intervals"].get(k, (math.nan, math.nan))
             return f"{_fmt(q[k])} [{_fmt(lo)}, {_fmt(hi)}]"
@@ -345,7 +346,8 @@ def summarize(rep: Report) -> str:
         g = rep.seed_noise[0]
         out.append(
             f"seed noise floor: rel sd {_pct(_noise_floor(rep))} (N={_fmt(g['n_params'])}, "
-            f"{len(g['losses'])} seeds: " + ", ".join(f"{x:.4f}" for x in g["losses"])
+            f"{len(g['losses'])} seeds: "
+            + ", ".join(f"{x:.4f}" for x in g["losses"])
             + f"; range {_pct(g['rel_range'])})"
         )
     else:

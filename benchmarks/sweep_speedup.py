@@ -20,8 +20,18 @@ from pathlib import Path
 
 
 def _sweep(preset: str, launcher: str, results: Path, n_jobs: int, extra: list[str]) -> float:
-    cmd = [sys.executable, "-m", "sweeps.train", "-m", f"sweep={preset}", f"launcher={launcher}",
-           f"results_dir={results}", "progress=none", "threads=1", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sweeps.train",
+        "-m",
+        f"sweep={preset}",
+        f"launcher={launcher}",
+        f"results_dir={results}",
+        "progress=none",
+        "threads=1",
+        *extra,
+    ]
     if launcher == "joblib":
         cmd.append(f"hydra.launcher.n_jobs={n_jobs}")
     t0 = time.perf_counter()
@@ -42,9 +52,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         # Warm the pystdlib cache (and the import caches) outside the timed region.
-        subprocess.run([sys.executable, "-m", "sweeps.train", "budget=steps", "budget.steps=1",
-                        f"results_dir={tmp_path / 'warm'}", "progress=none"], check=True,
-                       capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "sweeps.train",
+                "budget=steps",
+                "budget.steps=1",
+                f"results_dir={tmp_path / 'warm'}",
+                "progress=none",
+            ],
+            check=True,
+            capture_output=True,
+        )
         local = _sweep(args.preset, "local", tmp_path / "local", 1, args.extra)
         joblib = _sweep(args.preset, "joblib", tmp_path / "joblib", args.n_jobs, args.extra)
     print(f"preset {args.preset}, load average at start {load:.2f} on {os.cpu_count()} cores")
