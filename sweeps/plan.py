@@ -157,6 +157,7 @@ def plan_sweep(
     datasets: dict[str, Any] = {}
     runs = []
     cfgs, vocab_size = [], 0
+    trunks_priced: set[str] = set()
     for job in expansion.jobs:
         try:
             cfg = to_run_config(job.cfg)
@@ -170,23 +171,38 @@ def plan_sweep(
             datasets[key] = load_dataset(cfg.data, progress=False)
         vocab_size = datasets[key].vocab_size
         cfgs.append(cfg)
+        bp = None
         if cfg.branch.budgets is not None:  # a WSD branch: its folder is named by its branch config
             from sweeps.branches import branch_plan
 
-            cfg = branch_plan(cfg, vocab_size=vocab_size).branch_cfg
+            bp = branch_plan(cfg, vocab_size=vocab_size)
+            cfg = bp.branch_cfg
         plan = plan_run(cfg, vocab_size=datasets[key].vocab_size)
         counts = plan.n_params_by_convention
         shape = plan.shape
         state, frac = _existing_state(run_dir_for(cfg), plan.n_steps)
-        est = model.setup_s + (
-            0.0
-            if plan.problem
-            else model.run_s(
-                n_tokens=plan.n_tokens,
-                flops_per_token=plan.flops_per_token["exact"],
-                n_eval_tokens=cfg.n_evals * cfg.data.n_val_tokens,
+        fpt, n_eval = plan.flops_per_token["exact"], cfg.n_evals * cfg.data.n_val_tokens
+        if plan.problem:
+            est = model.setup_s
+        elif bp is None:
+            est = model.setup_s + model.run_s(
+                n_tokens=plan.n_tokens, flops_per_token=fpt, n_eval_tokens=n_eval
             )
-        )
+        else:  # its cooldown only, plus its trunk for the first job of that size to need it
+            est = model.setup_s + model.run_s(
+                n_tokens=bp.marginal_steps * plan.tokens_per_step,
+                flops_per_token=fpt,
+                n_eval_tokens=n_eval,
+            )
+            trunk = bp.trunk_cfg
+            if trunk is not None and run_id_for(trunk) not in trunks_priced:
+                trunks_priced.add(run_id_for(trunk))
+                assert trunk.budget.steps is not None
+                est += model.run_s(
+                    n_tokens=trunk.budget.steps * plan.tokens_per_step,
+                    flops_per_token=fpt,
+                    n_eval_tokens=trunk.n_evals * trunk.data.n_val_tokens,
+                )
         runs.append(
             PlannedRun(
                 run_id=run_id_for(cfg),

@@ -240,3 +240,25 @@ def test_schedule_wall_time_fills_free_workers_in_order() -> None:
     assert schedule_wall_s([4, 1, 1, 1, 1], 2, startup_s=0) == 4
     assert schedule_wall_s([1, 1, 1], 1, startup_s=2) == 5
     assert schedule_wall_s([], 2, startup_s=2) == 0
+
+
+def test_plan_prices_wsd_branches_as_cooldowns_plus_one_trunk_per_size(tmp_path: Path, capsys):
+    common = [
+        "data=synthetic",
+        f"data.cache_dir={tmp_path}/c",
+        "model.context=32",
+        "optim.batch_size=8",
+        f"results_dir={tmp_path}/r",
+        "--json",
+    ]
+    assert plan_main(["sweep=grid_wsd", *common]) == 0
+    branch = json.loads(capsys.readouterr().out)
+    naive_grid = ["sweep=grid_wsd", "schedule=cosine", "branch.budgets=null", *common]
+    assert plan_main(naive_grid) == 0
+    naive = json.loads(capsys.readouterr().out)
+    assert branch["totals"]["n_runs"] == naive["totals"]["n_runs"] == 16
+    ratio = branch["totals"]["serial_s_all"] / naive["totals"]["serial_s_all"]
+    flops_ratio = branch["branch_costs"]["ratio"]
+    assert flops_ratio <= 0.65
+    # run time follows compute, less per-run setup and evaluations, which branches do not save
+    assert flops_ratio <= ratio <= flops_ratio + 0.15, (ratio, flops_ratio)
