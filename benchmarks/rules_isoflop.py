@@ -66,7 +66,7 @@ def main() -> int:
     ap.add_argument("--preset", default="demo", help="an IsoFLOP sweep preset (demo, demo_mini)")
     ap.add_argument("--rules", default="", help="rules file for auto (default: built-in)")
     ap.add_argument("--starved-steps", type=int, default=500)
-    ap.add_argument("--analyse-only", action="store_true", help="no training: compare what is there")
+    ap.add_argument("--analyse-only", action="store_true", help="compare what is there")
     args = ap.parse_args()
     out = Path(args.out)
     fixed, auto = f"{args.preset}_fixed", f"{args.preset}_auto"

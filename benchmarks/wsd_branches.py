@@ -2,6 +2,8 @@
 
     python benchmarks/wsd_branches.py              # 2 sizes x 3 token counts, ~5-10 min on 2 cores
     python benchmarks/wsd_branches.py --out DIR    # keep the two sweeps' results in DIR
+    python benchmarks/wsd_branches.py optim.lr=auto --cosine schedule.min_lr_frac=0
+        # overrides for both sweeps; --cosine: more overrides for the from-scratch cosine runs only
 
 Runs the same grid twice as real sweeps (`python -m sweeps.train -m`, joblib, 2 processes):
 from scratch with schedule=cosine, and in branch mode (schedule=wsd, branch.budgets, one trunk
@@ -56,11 +58,19 @@ def _records(sweep_dir: Path) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="", help="results folder (default: a temporary one)")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides for both sweeps")
+    ap.add_argument("--cosine", nargs="*", default=[], help="overrides for the cosine runs only")
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="wsd_branches_"))
     budgets = "[" + ",".join(f"{t:g}" for t in TOKENS) + "]"
-    t_scratch = _sweep(out, "scratch", ["schedule=cosine"])
-    t_branch = _sweep(out, "branch", ["schedule=wsd", f"branch.budgets={budgets}"])
+    t_scratch = _sweep(out, "scratch", ["schedule=cosine", *args.overrides, *args.cosine])
+    t_branch = _sweep(out, "branch", ["schedule=wsd", f"branch.budgets={budgets}", *args.overrides])
+    print(
+        "overrides: both "
+        + (" ".join(args.overrides) or "-")
+        + "; cosine "
+        + (" ".join(args.cosine) or "-")
+    )
     scratch = {(r["n_params"], r["n_tokens"]): r for r in _records(out / "scratch")}
     branch = _records(out / "branch")
     trunks = [r for r in branch if r.get("role") == "trunk"]
