@@ -79,12 +79,30 @@ def progress_line(sweep_dir: Path, *, now: float | None = None) -> str | None:
     return f"[sweep] {k}/{total} runs done ({k_new} this launch, {_fmt_s(elapsed)}), {eta}"
 
 
+def _tune_line(sweep_dir: Path) -> str | None:
+    """`[tune] k studies: t trials (c complete, p pruned, f failed)` from the study summaries."""
+    from sweeps.tune import SUMMARY_DIR
+
+    paths = sorted((sweep_dir / SUMMARY_DIR).glob("*.json"))
+    if not paths:
+        return None
+    states: Counter[str] = Counter()
+    for path in paths:
+        for t in json.loads(path.read_text(encoding="utf-8")).get("trials", []):
+            states[str(t.get("state", "?")).lower()] += 1
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
+    return f"[tune] {len(paths)} studies: {sum(states.values())} trials ({parts})"
+
+
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         (sweep_dir / JOB_ERRORS).unlink(missing_ok=True)
         self.t0 = time.time()
+        self.tune = "tune" in config  # sweeps.tune: each job is a study, its trials the runs
+        if self.tune:
+            return
         try:
             ids = _run_ids(config)
         except Exception as e:  # progress is a courtesy: never stop a sweep for it
@@ -111,7 +129,8 @@ class SweepSummary(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         try:
-            line = progress_line(Path(config.hydra.sweep.dir))
+            sweep_dir = Path(config.hydra.sweep.dir)
+            line = _tune_line(sweep_dir) if "tune" in config else progress_line(sweep_dir)
         except Exception:  # never let progress reporting fail a job
             line = None
         if line:
@@ -119,6 +138,12 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        if getattr(self, "tune", False):
+            elapsed = time.time() - self.t0
+            line = _tune_line(sweep_dir) or "[tune] no study summary written"
+            print(f"\n{line} in {elapsed:.0f}s", file=sys.stderr)
+            print(f"fit the rules: python -m sweeps.tune fit {sweep_dir}", file=sys.stderr)
+            return
         try:
             info = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
             ids = {i for i in info.get("run_ids") or [] if i}

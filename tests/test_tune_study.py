@@ -141,6 +141,8 @@ def test_tiny_lr_tune_sweep_end_to_end_then_fit(tmp_path: Path) -> None:
         ["-m", "sweep=lr_tune", sizes, *TINY, "tune.n_trials=3", "tune.batch_max=16"], tmp_path
     )
     assert out.returncode == 0, out.stderr[-3000:]
+    assert "[tune] 2 studies: 6 trials (6 complete) in" in out.stderr  # trials, not base runs
+    assert "no runs" not in out.stderr and "runs done" not in out.stderr
     sweep = tmp_path / "results" / "lr_tune"
     assert (sweep / "optuna.db").exists()
     summaries = sorted((sweep / "tune").glob("*.json"))
