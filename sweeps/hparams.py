@@ -178,7 +178,13 @@ def optimum_of(summary: dict[str, Any]) -> dict[str, Any] | None:
     elif pos >= 1 - EDGE_FRAC:
         edges.append(f"lr {best['lr']:.3g} at the high end: raise tune.lr_max (e.g. x3)")
     pows = [2**k for k in range(31) if space["batch_min"] <= 2**k <= space["batch_max"]]
-    if len(pows) > 1 and best["batch_size"] == pows[0]:
+    if len(pows) > 1 and best["batch_size"] == pows[0] == 1:
+        edges.append(
+            "batch 1 (the smallest possible) is best: at this budget more optimizer steps beat "
+            "larger batches; batch*(C) is then 1 here, a bound, not a trend (tune at larger "
+            "budget.tokens to see the batch grow)"
+        )
+    elif len(pows) > 1 and best["batch_size"] == pows[0]:
         edges.append(f"batch {best['batch_size']} at the low end: lower tune.batch_min")
     elif len(pows) > 1 and best["batch_size"] == pows[-1]:
         edges.append(f"batch {best['batch_size']} at the high end: raise tune.batch_max")

@@ -161,3 +161,15 @@ def test_no_bowl_falls_back_to_the_best_trial() -> None:
     assert o is not None and o["method"] == "best trial"
     assert o["lr"] == o["best_lr"] == pytest.approx(1e-1)
     assert any("high end" in e for e in o["edges"])
+
+
+def test_batch_one_at_the_edge_advises_a_larger_budget_not_a_smaller_batch() -> None:
+    space = {"lr_min": 1e-3, "lr_max": 1e-1, "batch_min": 1, "batch_max": 32}
+    trials = [
+        {"lr": 1e-2, "batch_size": 1, "loss": 2.0, "n_params": 1, "flops": 1.0},
+        {"lr": 1e-2, "batch_size": 4, "loss": 2.1, "n_params": 1, "flops": 1.0},
+    ]
+    o = optimum_of({"space": space, "trials": trials})
+    assert o is not None
+    (edge,) = o["edges"]
+    assert "smallest possible" in edge and "budget.tokens" in edge and "batch_min" not in edge
