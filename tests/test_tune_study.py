@@ -88,7 +88,7 @@ def test_diverged_or_failed_trial_is_a_failed_trial_and_the_study_goes_on(
     real = sweeps.runner.run_one
     calls = []
 
-    def flaky(cfg, *, in_sweep=False):
+    def flaky(cfg, *, in_sweep=False, **train_kwargs):
         calls.append(cfg)
         if len(calls) == 1:
             return {"status": "diverged", "reason": "non-finite loss", "loss": float("nan")}
