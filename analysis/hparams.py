@@ -113,6 +113,10 @@ def _plot_vs(points: pd.DataFrame, x: str, ax: Axes, marks: dict[Any, float]) ->
         if size in marks:
             ax.axvline(marks[size], color=colors[size], ls="--", lw=1)
     ax.set_xscale("log", base=2 if x == "batch_size" else 10)
+    finite = points["loss"][np.isfinite(points["loss"])]
+    if len(finite):  # zoom on the optima: bad trials would squash them into one line
+        lo = float(finite.min())
+        ax.set_ylim(lo - 0.02 * lo, min(float(finite.max()), 1.25 * lo) + 0.02 * lo)
     ax.set_ylabel("validation loss (nats/token)")
     ax.legend(fontsize=7)
 
@@ -150,10 +154,25 @@ def plot_loss_vs_batch(
 def plot_lr_rule(
     points: pd.DataFrame, *, rules: dict[str, Any] | None = None, ax: Axes | None = None
 ) -> Axes:
-    """Each size's best lr against N (log-log) and the fitted lr*(N) = c N^-gamma."""
+    """Each size's optimum lr against N (log-log) and the fitted lr*(N) = c N^-gamma.
+
+    With rules: the optima the rule was fitted to (quadratic vertex or best trial, per
+    `method`) as dots, each size's single best trial as a grey cross; without: the best trials.
+    """
     ax = _ax(ax)
     best = tune_optima(points)
-    ax.loglog(best["n_params"], best["lr"], "o", color="k", label="tuned optimum")
+    fitted = (rules or {}).get("optima") or []
+    if fitted:
+        ax.loglog(best["n_params"], best["lr"], "x", color="0.5", label="best trial")
+        ax.loglog(
+            [o["n_params"] for o in fitted],
+            [o["lr"] for o in fitted],
+            "o",
+            color="k",
+            label="optimum (quadratic fit to near-best trials)",
+        )
+    else:
+        ax.loglog(best["n_params"], best["lr"], "o", color="k", label="best trial")
     if rules is not None and len(best):
         n = np.geomspace(best["n_params"].min() / 2, best["n_params"].max() * 2, 50)
         lr = rules["lr"]

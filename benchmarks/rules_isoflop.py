@@ -49,6 +49,7 @@ def _sweep(out: Path, preset: str, name: str, extra: list[str]) -> None:
 
 def _points(sweep_dir: Path):
     runs, _ = load_runs(sweep_dir)
+    runs = runs[runs["seed"] == 0]  # the grid itself: sweeps.demo adds seed repeats to one point
     ok = runs[runs["status"] == "ok"]
     key = (
         ok["flops_budget"].map("{:g}".format)
