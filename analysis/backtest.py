@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -114,7 +115,7 @@ def convention_sensitivity(runs: pd.DataFrame, *, target_flops: float) -> pd.Dat
     One row per convention: alpha, beta, a, b, E, N*, D*, tokens_per_param and loss at the target
     compute. A convention whose column is missing gets a row of NaN with the reason.
     """
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in N_CONVENTIONS:
         try:
             data = fit_runs(runs, n_convention=name)

@@ -113,6 +113,7 @@ def build_comparison(
             table.append(f"| {s['label']} | {s['n_runs']} | skipped: {s.get('skipped')} |||||||")
             continue
         p, a = f.params, s.get("allocation")
+        assert a is not None  # set with every fit
         lo, hi = f.intervals.get("loss_at_target", (math.nan, math.nan))
         table.append(
             f"| {s['label']} | {len(s['data'])} | {p['alpha']:.3f} | {p['beta']:.3f} | "

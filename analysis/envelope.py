@@ -71,7 +71,7 @@ def fit_envelope(
     lc = np.log(inner["C"].to_numpy())
     slope_n, icpt_n = np.polyfit(lc, np.log(inner["N"].to_numpy()), 1)
     slope_d, icpt_d = np.polyfit(lc, np.log(inner["D"].to_numpy()), 1)
-    warns = ()
+    warns: tuple[str, ...] = ()
     if env["edge"].any():
         warns = (
             f"envelope: {int(env['edge'].sum())} of {len(env)} bins have the smallest or "

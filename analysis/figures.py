@@ -8,6 +8,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from .report import Report
+    from .results import FitResult
 
 __all__ = ["draw_report_figures"]
 
@@ -37,7 +38,9 @@ def draw_report_figures(rep: Report, data, curves, budgets) -> list[str]:
     if len(curves):
         env = rep.fits.get("envelope")
         ax = plots.plot_curves_envelope(curves, env.details["envelope"] if env else None)
-        frontiers = {k: rep.fits[k] for k in ("chinchilla", "isoflop") if k in rep.fits}
+        frontiers: dict[str, FitResult] = {
+            k: rep.fits[k] for k in ("chinchilla", "isoflop") if k in rep.fits
+        }
         plots.add_loss_frontier(ax, frontiers, target=rep.target_flops, verify=rep.verify)
         save(ax, "curves_envelope")
     points = pd.DataFrame(columns=["C", "n_star", "d_star"])
@@ -51,7 +54,9 @@ def draw_report_figures(rep: Report, data, curves, budgets) -> list[str]:
                 "d_star": [p.budget / (6 * p.n_star) for p in good],
             }
         )
-    laws = {k: rep.fits[k] for k in ("chinchilla", "isoflop", "envelope") if k in rep.fits}
+    laws: dict[str, FitResult] = {
+        k: rep.fits[k] for k in ("chinchilla", "isoflop", "envelope") if k in rep.fits
+    }
     if laws:
         for which in ("N", "D"):
             ax = plots.plot_optimal_allocation(points, laws, target=rep.target_flops, which=which)

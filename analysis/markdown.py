@@ -88,12 +88,12 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
         "| --- | --- | --- | --- |",
     ]
     for name, f in rep.fits.items():
-        for k, v in f.params.items():
+        for k, value in f.params.items():
             if k.startswith("log_"):
                 continue
             lo, hi = f.intervals.get(k, (math.nan, math.nan))
             iv_s = f"[{_fmt(lo)}, {_fmt(hi)}]" if math.isfinite(lo) else ""
-            lines.append(f"| {name} | {k} | {_fmt(v)} | {iv_s} |")
+            lines.append(f"| {name} | {k} | {_fmt(value)} | {iv_s} |")
     if "isoflop" in rep.fits:
         how = rep.fits["isoflop"].details.get("loss_law", "")
         lines += ["", f"Approach 2's optimal loss L*(C) = E + k_L C^-gamma: {how}."]

@@ -3,12 +3,14 @@ draws on `ax` (a new figure if None) and returns the Axes. No global style, no p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from .chinchilla import chinchilla_loss, compute_optimal
 from .results import FitResult
@@ -124,7 +126,7 @@ def _frontier_loss(name: str, fit: FitResult, c: np.ndarray) -> np.ndarray:
 
 def add_loss_frontier(
     ax: Axes,
-    fits: dict[str, FitResult],
+    fits: Mapping[str, FitResult],
     *,
     target: float,
     verify: dict | None = None,
@@ -217,7 +219,7 @@ def plot_isoflop(fit: FitResult, *, ax: Axes | None = None) -> Axes:
 
 def plot_optimal_allocation(
     points: pd.DataFrame,
-    fits: dict[str, FitResult],
+    fits: Mapping[str, FitResult],
     *,
     target: float,
     which: str = "N",
@@ -306,6 +308,7 @@ def plot_residuals(data: pd.DataFrame, fit: FitResult, *, ax: Axes | None = None
 def save_figure(ax: Axes, path_stem: str | Path) -> list[Path]:
     """Save the Axes' figure as PNG and SVG (path_stem without suffix), close it, return paths."""
     fig = ax.figure
+    assert isinstance(fig, Figure)
     fig.tight_layout()
     out = []
     for suffix in (".png", ".svg"):

@@ -110,6 +110,7 @@ def _choose_prediction(rep: Report) -> dict[str, Any] | None:
     e2 = abs(b2.loss_star_rel_error) if b2 is not None else math.nan
     if not (math.isfinite(e3) and math.isfinite(e2)):
         return p3 | {"reason": "approach 3 uses every run; no budget back-test to compare"}
+    assert b3 is not None  # e3 is finite
     best, why = (p2, "smaller") if e2 < e3 else (p3, "smaller or equal")
     return best | {
         "reason": f"{why} back-test error of the optimal loss at the held-out budget "
@@ -358,7 +359,7 @@ def summarize(rep: Report) -> str:
             f"predict, then verify at C = {v['target_flops']:.3g}: predicted {v['predicted']:.4f}, "
             f"achieved {v['achieved']:.4f} -> error {v['rel_error']:+.2%}"
         )
-    for k, v in list(rep.skipped.items())[:4]:
-        out.append(f"skipped {k}: {v[:150]}")
+    for k, why in list(rep.skipped.items())[:4]:
+        out.append(f"skipped {k}: {why[:150]}")
     out.append(f"report: {rep.out_dir / 'report.md'}")
     return "\n".join(out)

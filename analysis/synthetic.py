@@ -132,7 +132,7 @@ def write_sweep(
             "flops": 6.0 * n * d,
             "flops_exact": 6.6 * n * d,
             "flops_marginal": 6.0 * n * d,
-            "flops_budget": None if budgets[i] is None else float(budgets[i]),
+            "flops_budget": None if (b := budgets[i]) is None else float(b),
             "loss": float(ell),
             "perplexity": float(np.exp(ell)) if np.isfinite(ell) else None,
             "bits_per_byte": float(ell / np.log(2)) if np.isfinite(ell) else None,

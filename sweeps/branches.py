@@ -73,7 +73,8 @@ def _horizon(budget: BudgetConfig) -> str:
 
 
 def _with_budget(cfg: RunConfig, key: str, value: float) -> RunConfig:
-    budget = BudgetConfig(min_steps=cfg.budget.min_steps, **{key: value})
+    horizon: dict[str, Any] = {key: value}
+    budget = BudgetConfig(min_steps=cfg.budget.min_steps, **horizon)
     if key == "steps":
         budget = replace(budget, steps=int(value))
     return replace(cfg, budget=budget)

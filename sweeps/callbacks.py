@@ -33,7 +33,9 @@ def _run_ids(config: DictConfig) -> list[str | None]:
     from sweeps.config import run_id_for, to_run_config
     from sweeps.expand import _task_config, job_overrides
 
-    loader = GlobalHydra.instance().hydra.config_loader
+    hydra = GlobalHydra.instance().hydra
+    assert hydra is not None, "called inside a Hydra multirun"
+    loader = hydra.config_loader
     ids: list[str | None] = []
     for overrides in job_overrides(config, config_loader=loader):
         try:

@@ -63,7 +63,9 @@ def job_overrides(master: DictConfig, *, config_loader: Any = None) -> list[list
     params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {}
     task = OmegaConf.to_container(master.hydra.overrides.task)
     assert isinstance(params, dict) and isinstance(task, list)
-    return sweep_overrides(params, [str(t) for t in task], config_loader=config_loader)
+    return sweep_overrides(
+        {str(k): v for k, v in params.items()}, [str(t) for t in task], config_loader=config_loader
+    )
 
 
 @contextmanager

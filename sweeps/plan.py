@@ -252,7 +252,18 @@ def _fmt_s(s: float) -> str:
 
 
 def _table(runs: list[PlannedRun]) -> str:
-    head = ("run_id", "arch", "L x d", "N", "N_total", "N_nonemb", "D", "C", "D/N", "steps")
+    head: tuple[str, ...] = (
+        "run_id",
+        "arch",
+        "L x d",
+        "N",
+        "N_total",
+        "N_nonemb",
+        "D",
+        "C",
+        "D/N",
+        "steps",
+    )
     head += ("state", "est")
     rows = [head]
     for r in runs:

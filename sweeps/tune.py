@@ -289,7 +289,7 @@ def tune_size(cfg: TuneRunConfig) -> dict[str, Any]:
                 trial.set_user_attr(key, record.get(key))
         if status == "ok" and loss is not None and math.isfinite(float(loss)):
             study.tell(trial, float(loss), skip_if_finished=True)
-        elif status == "pruned":
+        elif status == "pruned" and record is not None:
             study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
             _say(f"[{name}] trial pruned at {record['step']} steps (val loss {loss:.4f})")
         else:
