@@ -34,6 +34,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -351,21 +352,28 @@ def read_summaries(sweep_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def fit_sweep(
-    sweep_dir: str | Path, *, out: str | Path | None = None, exclude: tuple[float, ...] = ()
+    sweep_dir: str | Path | Sequence[str | Path],
+    *,
+    out: str | Path | None = None,
+    exclude: tuple[float, ...] = (),
 ) -> dict[str, Any]:
-    """Fit the rules from a sweep's studies; write them (default <sweep_dir>/hparam_rules.json).
+    """Fit the rules from the studies of one sweep folder or several (e.g. the same sizes tuned at
+    two token budgets, so that the batch rule sees a range of compute); write them (default
+    <first sweep_dir>/hparam_rules.json).
 
     `exclude` drops sizes (by model.n_params target) from the fit, e.g. for a held-out check.
     """
     from sweeps.hparams import fit_rules, optimum_of
 
+    dirs = [sweep_dir] if isinstance(sweep_dir, (str, Path)) else list(sweep_dir)
     optima = [
         optimum_of(s)
-        for s in read_summaries(sweep_dir)
+        for d in dirs
+        for s in read_summaries(d)
         if not any(math.isclose(s["n_params_target"], x, rel_tol=1e-6) for x in exclude)
     ]
-    rules = fit_rules([o for o in optima if o is not None], source=str(sweep_dir))
-    path = Path(out) if out is not None else Path(sweep_dir) / RULES_FILE
+    rules = fit_rules([o for o in optima if o is not None], source=", ".join(map(str, dirs)))
+    path = Path(out) if out is not None else Path(dirs[0]) / RULES_FILE
     records.write_json_atomic(path, rules)
     rules["path"] = str(path)
     return rules
@@ -377,8 +385,8 @@ def _fit_cli(argv: list[str]) -> int:
     from sweeps.hparams import format_rules
 
     ap = argparse.ArgumentParser(prog="python -m sweeps.tune fit", description=fit_sweep.__doc__)
-    ap.add_argument("sweep_dir")
-    ap.add_argument("--out", default=None, help="default: <sweep_dir>/hparam_rules.json")
+    ap.add_argument("sweep_dir", nargs="+", help="one or more lr_tune results folders")
+    ap.add_argument("--out", default=None, help="default: <first sweep_dir>/hparam_rules.json")
     ap.add_argument("--exclude", type=float, nargs="*", default=(), help="sizes left out")
     args = ap.parse_args(argv)
     try:

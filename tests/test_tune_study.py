@@ -189,3 +189,25 @@ def test_median_pruner_prunes_bad_trials_and_a_rerun_does_not_repeat_them(tmp_pa
 def test_unknown_pruner_names_the_field() -> None:
     with pytest.raises(Exception, match="tune.pruner"):
         TuneConfig(pruner="hyperband")
+
+
+def test_fit_over_two_sweep_folders_sees_both_budgets(tmp_path: Path) -> None:
+    from sweeps.tune import fit_sweep
+
+    space = {"lr_min": 1e-3, "lr_max": 1e-1, "batch_min": 1, "batch_max": 32}
+    for tokens, batch in ((5e5, 1), (4e6, 8)):  # a larger budget wants a larger batch
+        for n in (1e4, 3e4, 1e5):
+            trials = [
+                {"lr": 0.5 * n**-0.45, "batch_size": batch, "loss": 2.0, "n_params": int(n)},
+                {"lr": 0.1, "batch_size": 32, "loss": 3.0, "n_params": int(n)},
+            ]
+            for t in trials:
+                t["flops"] = 6 * n * tokens
+            path = tmp_path / f"t{tokens:g}" / "tune" / f"lr_tune-N{n:g}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"n_params_target": n, "space": space, "trials": trials}))
+    rules = fit_sweep([tmp_path / "t500000", tmp_path / "t4e+06"], exclude=(3e4,))
+    assert len(rules["optima"]) == 4
+    assert rules["batch_size"]["p"] > 0.3  # batch grows with compute across the two budgets
+    assert rules["lr"]["gamma"] == pytest.approx(0.45, abs=1e-6)
+    assert Path(rules["path"]) == tmp_path / "t500000" / "hparam_rules.json"
