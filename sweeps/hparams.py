@@ -43,6 +43,9 @@ EDGE_FRAC = 0.1  # an lr optimum within this share of the log range from an end 
 # rule is the bound "1", not a trend in C (the fitted 2.13 C^-0.027, p in -0.37..0.06, is 1 over
 # 1e10..3e11 FLOPs). Held-out N=19,968 (fit without it): auto lr 0.00508 / batch 1 reached
 # 2.4081 vs its tuned best 2.4126 (-0.19%; benchmarks/lr_rules.py ... --held-out 2e4).
+# They do not transfer to much longer horizons: on the demo grid (benchmarks/rules_isoflop.py)
+# they lower the step-starved points' loss by 7.3% but make N=10,240 at 1.6e7 tokens 6.4% worse
+# than batch 16 at lr 3e-3. Tune at the horizon you train at.
 DEFAULT_RULES: dict[str, Any] = {
     "lr": {"c": 0.4571, "gamma": 0.4473, "n_ref": 19409, "gamma_interval": [0.0754, 1.2028]},
     "batch_size": {"k": 1.0, "p": 0.0, "min": 1, "max": 1024},
