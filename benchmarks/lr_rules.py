@@ -31,7 +31,7 @@ from sweeps.config import (  # noqa: E402
     ScheduleConfig,
 )
 from sweeps.runner import run_one  # noqa: E402
-from sweeps.tune import fit_sweep, read_summaries  # noqa: E402
+from sweeps.tune_fit import fit_sweep, read_summaries  # noqa: E402
 
 
 def _held_out_best(sweep_dir: Path, size: float) -> dict:

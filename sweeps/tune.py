@@ -2,7 +2,7 @@
 
     python -m sweeps.tune -m sweep=lr_tune   # grid of sizes x a study each
     python -m sweeps.tune -m sweep=lr_tune model.n_params=3e3,1e4 tune.n_trials=8
-    python -m sweeps.tune fit results/lr_tune   # -> results/lr_tune/hparam_rules.json
+    python -m sweeps.tune fit results/lr_tune   # sweeps/tune_fit.py: -> hparam_rules.json
 
 Hydra launches one job per model size (`hydra.sweeper.params` in conf/sweep/lr_tune.yaml, the
 joblib launcher); inside each job `tune_size` drives an Optuna study through ask/tell. A trial
@@ -30,11 +30,9 @@ trials themselves are plain RunConfigs (the `tune` node never reaches a record o
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,13 +48,10 @@ __all__ = [
     "open_study",
     "tune_size",
     "study_name_for",
-    "read_summaries",
-    "fit_sweep",
     "main",
 ]
 
 SUMMARY_DIR = "tune"  # results/<sweep>/tune/<study>.json: the search space and every trial
-RULES_FILE = "hparam_rules.json"
 PRUNERS = ("none", "median")
 
 
@@ -338,67 +333,6 @@ def write_summary(cfg: TuneRunConfig, study: Any) -> dict[str, Any]:
     return summary
 
 
-def read_summaries(sweep_dir: str | Path) -> list[dict[str, Any]]:
-    """Every study summary of a sweep folder; UserError when there is none."""
-    folder = Path(sweep_dir) / SUMMARY_DIR
-    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
-    if not paths:
-        raise UserError(
-            str(sweep_dir),
-            f"no study summaries under {folder}",
-            "run python -m sweeps.tune -m sweep=lr_tune first, or point to its results folder",
-        )
-    return [json.loads(p.read_text(encoding="utf-8")) for p in paths]
-
-
-def fit_sweep(
-    sweep_dir: str | Path | Sequence[str | Path],
-    *,
-    out: str | Path | None = None,
-    exclude: tuple[float, ...] = (),
-) -> dict[str, Any]:
-    """Fit the rules from the studies of one sweep folder or several (e.g. the same sizes tuned at
-    two token budgets, so that the batch rule sees a range of compute); write them (default
-    <first sweep_dir>/hparam_rules.json).
-
-    `exclude` drops sizes (by model.n_params target) from the fit, e.g. for a held-out check.
-    """
-    from sweeps.hparams import fit_rules, optimum_of
-
-    dirs = [sweep_dir] if isinstance(sweep_dir, (str, Path)) else list(sweep_dir)
-    optima = [
-        optimum_of(s)
-        for d in dirs
-        for s in read_summaries(d)
-        if not any(math.isclose(s["n_params_target"], x, rel_tol=1e-6) for x in exclude)
-    ]
-    rules = fit_rules([o for o in optima if o is not None], source=", ".join(map(str, dirs)))
-    path = Path(out) if out is not None else Path(dirs[0]) / RULES_FILE
-    records.write_json_atomic(path, rules)
-    rules["path"] = str(path)
-    return rules
-
-
-def _fit_cli(argv: list[str]) -> int:
-    import argparse
-
-    from sweeps.hparams import format_rules
-
-    ap = argparse.ArgumentParser(prog="python -m sweeps.tune fit", description=fit_sweep.__doc__)
-    ap.add_argument("sweep_dir", nargs="+", help="one or more lr_tune results folders")
-    ap.add_argument("--out", default=None, help="default: <first sweep_dir>/hparam_rules.json")
-    ap.add_argument("--exclude", type=float, nargs="*", default=(), help="sizes left out")
-    args = ap.parse_args(argv)
-    try:
-        rules = fit_sweep(args.sweep_dir, out=args.out, exclude=tuple(args.exclude))
-    except UserError as e:
-        print(f"error: {e.line()}", file=sys.stderr)
-        return 2
-    print(format_rules(rules))
-    print(f"wrote {rules['path']}")
-    return 0
-
-
 def _hydra_main() -> None:
     import hydra
     from hydra.core.config_store import ConfigStore
@@ -433,7 +367,9 @@ def _hydra_main() -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "fit":
-        sys.exit(_fit_cli(sys.argv[2:]))
+        from sweeps.tune_fit import fit_cli
+
+        sys.exit(fit_cli(sys.argv[2:]))
     _hydra_main()
 
 

@@ -192,7 +192,7 @@ def test_unknown_pruner_names_the_field() -> None:
 
 
 def test_fit_over_two_sweep_folders_sees_both_budgets(tmp_path: Path) -> None:
-    from sweeps.tune import fit_sweep
+    from sweeps.tune_fit import fit_sweep
 
     space = {"lr_min": 1e-3, "lr_max": 1e-1, "batch_min": 1, "batch_max": 32}
     for tokens, batch in ((5e5, 1), (4e6, 8)):  # a larger budget wants a larger batch
