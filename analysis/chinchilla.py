@@ -23,6 +23,7 @@ import math
 
 import numpy as np
 
+from .errors import check_points
 from .objective import (
     CHINCHILLA_PARAMS,
     chinchilla_design,
@@ -33,7 +34,6 @@ from .objective import (
     value_and_grad,
 )
 from .results import MATMUL_CONVENTION, Allocation, FitResult
-from .runs import check_points
 
 __all__ = [
     "HUBER_DELTA",
@@ -118,7 +118,7 @@ def fit_chinchilla(
 
     n_params: N per run (under `convention`); n_tokens: D; loss: final loss in nats/token.
     starts: (S, 5) starts in (a, b, e, alpha, beta) order, default Hoffmann's 4500-point grid.
-    Raises AnalysisError on bad input (see `runs.check_points`).
+    Raises AnalysisError on bad input (see `errors.check_points`).
     """
     n, d = np.asarray(n_params, float), np.asarray(n_tokens, float)
     loss = check_points(loss=loss, n_free=5, law="chinchilla", sizes=(n, d), names=("N", "D"))

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bootstrap import percentile_intervals
-from .errors import AnalysisError
+from .errors import AnalysisError, check_points
 from .results import MATMUL_CONVENTION, FitResult
-from .runs import check_points
 
 __all__ = [
     "Parabola",

@@ -26,6 +26,7 @@ from scipy.optimize import least_squares, minimize
 from scipy.special import logsumexp, softmax
 
 from .chinchilla import HUBER_DELTA
+from .errors import check_points
 from .objective import (
     LBFGS_OPTIONS,
     huber,
@@ -34,7 +35,6 @@ from .objective import (
     value_and_grad,
 )
 from .results import MATMUL_CONVENTION, FitResult
-from .runs import check_points
 
 __all__ = [
     "fit_power_law",

@@ -1,4 +1,4 @@
-"""Loading run records into tidy DataFrames, and the checks every fit makes on its input.
+"""Loading run records into tidy DataFrames (the checks every fit makes are in errors.py).
 
 `load_runs(path)` reads `<sweep>/<run_id>/record.json` (+ `curve.jsonl`) written by `sweeps.records`
 and returns two frames: one row per run (the record's scalar fields; `config.*` columns
@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,6 @@ __all__ = [
     "excluded_counts",
     "excluded_reasons",
     "seed_groups",
-    "check_points",
 ]
 
 # a WSD trunk (sweeps/branches.py) trains at constant lr and never cools down: its final loss is
@@ -387,37 +385,3 @@ def fit_runs(runs: pd.DataFrame, *, n_convention: str = "matmul") -> pd.DataFram
     use["L"] = use["loss"].to_numpy(float)
     use.attrs = dict(runs.attrs) | {"n_convention": n_convention}
     return use.reset_index(drop=True)
-
-
-def check_points(
-    *, loss: np.ndarray, n_free: int, law: str, sizes: Sequence[np.ndarray] = (), names=()
-) -> np.ndarray:
-    """Validate a fit's input: finite positive losses, more points than parameters, > 1 size.
-
-    `sizes` are the covariates (N, D, C ...) named by `names`; each needs at least two distinct
-    values. Returns the losses as floats; raises AnalysisError naming the problem and the fix.
-    """
-    loss = np.asarray(loss, float)
-    if loss.size == 0:
-        raise AnalysisError(f"{law}: no points to fit; check the records were loaded and included")
-    bad = ~(np.isfinite(loss) & (loss > 0))
-    if bad.any():
-        raise AnalysisError(
-            f"{law}: {int(bad.sum())} loss value(s) are NaN, inf or <= 0 (field loss); "
-            "drop diverged runs first (load_runs marks them) or fix the records"
-        )
-    for x, name in zip(sizes, names, strict=True):
-        x = np.asarray(x, float)
-        if not np.all(np.isfinite(x) & (x > 0)):
-            raise AnalysisError(f"{law}: field {name} has NaN, inf or non-positive values")
-        if np.unique(x).size < 2:
-            raise AnalysisError(
-                f"{law}: only one value of {name} ({x[0]:.3g}); a scaling law needs runs at "
-                f"several {name} values: add sizes to the sweep grid"
-            )
-    if loss.size <= n_free:
-        raise AnalysisError(
-            f"{law}: {loss.size} point(s) for {n_free} free parameters; "
-            f"add runs (at least {n_free + 1}, better several times more)"
-        )
-    return loss
