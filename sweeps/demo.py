@@ -36,6 +36,18 @@ def _run(cmd: list[str], *, check: bool = True) -> int:
     return rc
 
 
+def _n_bootstrap(args: argparse.Namespace) -> int:
+    return args.n_bootstrap or (200 if args.mini else 1000)
+
+
+def _analyse(sweep_dir: Path, target: float, n_boot: int) -> None:
+    """The report of one sweep folder (python -m analysis), predicting at `target` FLOPs."""
+    _run(
+        [PY, "-m", "analysis", str(sweep_dir), "--target-flops", f"{target:g}"]
+        + ["--n-bootstrap", str(n_boot)]
+    )
+
+
 def _preset_values(preset: str, key: str) -> list[float]:
     """The values a preset sweeps over (from its hydra.sweeper.params), e.g. its budgets."""
     from omegaconf import OmegaConf
@@ -65,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     ratios = _preset_values(preset, "isoflop_tokens_per_param")
     target = 10 * max(budgets)
     archs = ["gpt", "lstm"] if args.arch == "both" else [args.arch]
-    n_boot = args.n_bootstrap or (200 if args.mini else 1000)
+    n_boot = _n_bootstrap(args)
     common = [f"results_dir={args.results_dir}", f"hydra.launcher.n_jobs={args.n_jobs}"]
     sweep_dirs = []
     for arch in archs:
@@ -94,18 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     t_sweep = time.time() - t0
 
     for sweep_dir in sweep_dirs:
-        _run(
-            [
-                PY,
-                "-m",
-                "analysis",
-                str(sweep_dir),
-                "--target-flops",
-                f"{target:g}",
-                "--n-bootstrap",
-                str(n_boot),
-            ]
-        )
+        _analyse(sweep_dir, target, n_boot)
     if len(sweep_dirs) > 1:
         _run(
             [
@@ -184,18 +185,7 @@ def _verify(
         "source": opt.get("source", ""),
     }
     records.write_json_atomic(sweep_dir / "report" / "verify.json", out)
-    _run(
-        [
-            PY,
-            "-m",
-            "analysis",
-            str(sweep_dir),
-            "--target-flops",
-            f"{target:g}",
-            "--n-bootstrap",
-            str(args.n_bootstrap or (200 if args.mini else 1000)),
-        ]
-    )
+    _analyse(sweep_dir, target, _n_bootstrap(args))
     return out
 
 
