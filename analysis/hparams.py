@@ -33,13 +33,28 @@ __all__ = [
     "plot_hparams",
 ]
 
-COLUMNS = ["run_id", "size", "n_params", "lr", "batch_size", "flops", "loss", "status"]
+COLUMNS = [
+    "run_id",
+    "study",
+    "size",
+    "horizon",
+    "n_params",
+    "lr",
+    "batch_size",
+    "flops",
+    "n_tokens",
+    "loss",
+    "status",
+]
+HORIZONS = ("tokens", "flops", "tokens_per_param", "steps")
 
 
 def tune_points(sweep_dir: str | Path) -> pd.DataFrame:
-    """One row per trial run: size (the model.n_params target), N (matmul), lr, batch, C, loss.
+    """One row per trial run: size (the model.n_params target), horizon (its budget, e.g.
+    "tokens=4e+06"), study (a label for the pair), N (matmul), lr, batch, C, D, loss.
 
     A diverged or failed trial keeps its row with loss NaN (plotted as a cross on the axis floor).
+    The studies are told apart by size and horizon, as sweeps.tune names them.
     """
     rows = []
     for run_dir in iter_run_dirs(sweep_dir):
@@ -50,41 +65,62 @@ def tune_points(sweep_dir: str | Path) -> pd.DataFrame:
         cfg = rec.get("config", {})
         resolved = cfg.get("resolved", {})
         loss = rec.get("loss")
+        budget = cfg.get("budget", {})
+        horizon = next(
+            (f"{k}={float(budget[k]):g}" for k in HORIZONS if budget.get(k) is not None), ""
+        )
         rows.append(
             {
                 "run_id": rec.get("run_id"),
                 "size": cfg.get("model", {}).get("n_params"),
+                "horizon": horizon,
                 "n_params": rec.get("n_params"),
                 "lr": rec.get("lr", resolved.get("lr", cfg.get("optim", {}).get("lr"))),
                 "batch_size": rec.get("batch_size", cfg.get("optim", {}).get("batch_size")),
                 "flops": rec.get("flops"),
+                "n_tokens": rec.get("n_tokens"),
                 "loss": float(loss) if loss is not None else np.nan,
                 "status": rec.get("status"),
             }
         )
-    df = pd.DataFrame(rows, columns=COLUMNS)
-    return df.sort_values(["size", "lr"]).reset_index(drop=True)
+    df = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "study"])
+    one_horizon = df["horizon"].nunique() <= 1
+    df.insert(
+        1,
+        "study",
+        [
+            f"N={s:g}" if one_horizon else f"N={s:g}, {h}"
+            for s, h in zip(df["size"], df["horizon"], strict=True)
+        ],
+    )
+    return df.sort_values(["size", "n_tokens", "lr"]).reset_index(drop=True)
 
 
 def tune_optima(points: pd.DataFrame) -> pd.DataFrame:
-    """Each size's best ok trial (lowest validation loss)."""
+    """Each study's best ok trial (lowest validation loss), in size then horizon order."""
     ok = points[(points["status"] == "ok") & np.isfinite(points["loss"])]
-    return ok.loc[ok.groupby("size")["loss"].idxmin()].reset_index(drop=True)
+    best = ok.loc[ok.groupby("study")["loss"].idxmin()]
+    return best.sort_values(["size", "n_tokens"]).reset_index(drop=True)
 
 
 def read_rules(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
-def rule_lr(rules: dict[str, Any], n_params: Any) -> np.ndarray:
-    """lr*(N) = c N^-gamma."""
-    return float(rules["lr"]["c"]) * np.asarray(n_params, float) ** -float(rules["lr"]["gamma"])
+def rule_lr(rules: dict[str, Any], n_params: Any, batch_size: Any = 1) -> np.ndarray:
+    """lr*(N, B) = c N^-gamma B^delta (delta 0 when the rules have no batch term)."""
+    lr = rules["lr"]
+    n = np.asarray(n_params, float)
+    b = np.asarray(batch_size, float) ** float(lr.get("delta", 0.0))
+    return float(lr["c"]) * n ** -float(lr["gamma"]) * b
 
 
-def rule_batch(rules: dict[str, Any], flops: Any) -> np.ndarray:
-    """batch*(C) = k C^p, clamped and rounded as the runs would use it."""
+def rule_batch(rules: dict[str, Any], flops: Any, n_tokens: Any = None) -> np.ndarray:
+    """batch*(C) = k C^p, or batch*(D) = k D^p (rules with "of": "tokens"), clamped and rounded
+    as the runs would use it."""
     b = rules["batch_size"]
-    raw = float(b["k"]) * np.asarray(flops, float) ** float(b["p"])
+    x = n_tokens if b.get("of") == "tokens" else flops
+    raw = float(b["k"]) * np.asarray(x, float) ** float(b["p"])
     return np.clip(np.round(raw), b.get("min", 1), b.get("max", 1024))
 
 
@@ -92,26 +128,25 @@ def _ax(ax: Axes | None) -> Axes:
     return ax if ax is not None else plt.subplots(figsize=(5.5, 4))[1]
 
 
-def _colors(sizes: Any) -> dict[Any, Any]:
-    cmap = plt.get_cmap("viridis")
-    sizes = sorted(sizes)
-    return {s: cmap(i / max(1, len(sizes) - 1)) for i, s in enumerate(sizes)}
-
-
 def _plot_vs(points: pd.DataFrame, x: str, ax: Axes, marks: dict[Any, float]) -> None:
-    colors = _colors(points["size"].unique())
+    order = list(dict.fromkeys(points["study"]))  # size, then horizon (tune_points' order)
+    cmap = plt.get_cmap("viridis")
+    colors = {s: cmap(i / max(1, len(order) - 1)) for i, s in enumerate(order)}
     best = tune_optima(points)
     floor = np.nanmax(points["loss"]) if np.isfinite(points["loss"]).any() else 1.0
-    for size, g in points.groupby("size"):
+    for study in order:
+        g = points[points["study"] == study]
         ok = g[np.isfinite(g["loss"])].sort_values(x)
-        n = int(g["n_params"].iloc[0]) if g["n_params"].notna().any() else size
-        ax.plot(ok[x], ok["loss"], "o", color=colors[size], alpha=0.6, label=f"N={n:,}")
+        label = study
+        if g["n_params"].notna().any():
+            label = study.replace(f"N={g['size'].iloc[0]:g}", f"N={int(g['n_params'].iloc[0]):,}")
+        ax.plot(ok[x], ok["loss"], "o", color=colors[study], alpha=0.6, label=label)
         bad = g[~np.isfinite(g["loss"])]
-        ax.plot(bad[x], np.full(len(bad), floor), "x", color=colors[size])
-        b = best[best["size"] == size]
-        ax.plot(b[x], b["loss"], "*", ms=14, color=colors[size], mec="k")
-        if size in marks:
-            ax.axvline(marks[size], color=colors[size], ls="--", lw=1)
+        ax.plot(bad[x], np.full(len(bad), floor), "x", color=colors[study])
+        b = best[best["study"] == study]
+        ax.plot(b[x], b["loss"], "*", ms=14, color=colors[study], mec="k")
+        if study in marks:
+            ax.axvline(marks[study], color=colors[study], ls="--", lw=1)
     ax.set_xscale("log", base=2 if x == "batch_size" else 10)
     finite = points["loss"][np.isfinite(points["loss"])]
     if len(finite):  # zoom on the optima: bad trials would squash them into one line
@@ -124,12 +159,14 @@ def _plot_vs(points: pd.DataFrame, x: str, ax: Axes, marks: dict[Any, float]) ->
 def plot_loss_vs_lr(
     points: pd.DataFrame, *, rules: dict[str, Any] | None = None, ax: Axes | None = None
 ) -> Axes:
-    """Loss against peak lr per size; stars: optima; dashed: the rule's lr*(N) (if rules)."""
+    """Loss against peak lr per study; stars: optima; dashed: the rules' lr (if rules), at the
+    batch the batch rule gives there (what optim.lr=auto optim.batch_size=auto would run)."""
     ax = _ax(ax)
     marks = {}
     if rules is not None:
-        for size, g in points.groupby("size"):
-            marks[size] = float(rule_lr(rules, g["n_params"].iloc[0]))
+        for _, r in tune_optima(points).iterrows():
+            batch = rule_batch(rules, r["flops"], r["n_tokens"])
+            marks[r["study"]] = float(rule_lr(rules, r["n_params"], batch))
     _plot_vs(points, "lr", ax, marks)
     ax.set_xlabel("peak learning rate")
     ax.set_title("loss vs lr (x: diverged/failed; dashed: rule)", fontsize=9)
@@ -139,12 +176,15 @@ def plot_loss_vs_lr(
 def plot_loss_vs_batch(
     points: pd.DataFrame, *, rules: dict[str, Any] | None = None, ax: Axes | None = None
 ) -> Axes:
-    """Loss against batch size (sequences) per size; dashed: the rule's batch*(C) at the best C."""
+    """Loss against batch size (sequences) per study; dashed: the batch rule at the best C (D)."""
     ax = _ax(ax)
     marks = {}
     if rules is not None:
         best = tune_optima(points)
-        marks = {r["size"]: float(rule_batch(rules, r["flops"])) for _, r in best.iterrows()}
+        marks = {
+            r["study"]: float(rule_batch(rules, r["flops"], r["n_tokens"]))
+            for _, r in best.iterrows()
+        }
     _plot_vs(points, "batch_size", ax, marks)
     ax.set_xlabel("batch size (sequences per step)")
     ax.set_title("loss vs batch size", fontsize=9)
@@ -154,19 +194,34 @@ def plot_loss_vs_batch(
 def plot_lr_rule(
     points: pd.DataFrame, *, rules: dict[str, Any] | None = None, ax: Axes | None = None
 ) -> Axes:
-    """Each size's optimum lr against N (log-log) and the fitted lr*(N) = c N^-gamma.
+    """Each study's optimum lr against N (log-log) and the fitted lr*(N) = c N^-gamma.
 
     With rules: the optima the rule was fitted to (quadratic vertex or best trial, per
-    `method`) as dots, each size's single best trial as a grey cross; without: the best trials.
+    `method`) as dots, each study's single best trial as a grey cross; without: the best trials.
+    Rules with a batch term (lr ~ B^delta) are drawn at their reference batch, and every lr is
+    moved to that batch by the fitted delta, so optima at different batches compare.
     """
     ax = _ax(ax)
     best = tune_optima(points)
     fitted = (rules or {}).get("optima") or []
+    lr_rule = (rules or {}).get("lr", {})
+    delta = float(lr_rule.get("delta", 0.0))
+    b_ref = float(lr_rule.get("batch_ref", 1.0)) if delta else 1.0
+
+    def at_ref(lr: Any, batch: Any) -> np.ndarray:
+        return np.asarray(lr, float) * (b_ref / np.asarray(batch, float)) ** delta
+
     if fitted:
-        ax.loglog(best["n_params"], best["lr"], "x", color="0.5", label="best trial")
+        ax.loglog(
+            best["n_params"],
+            at_ref(best["lr"], best["batch_size"]),
+            "x",
+            color="0.5",
+            label="best trial",
+        )
         ax.loglog(
             [o["n_params"] for o in fitted],
-            [o["lr"] for o in fitted],
+            at_ref([o["lr"] for o in fitted], [o["batch_size"] for o in fitted]),
             "o",
             color="k",
             label="optimum (quadratic fit to near-best trials)",
@@ -175,17 +230,18 @@ def plot_lr_rule(
         ax.loglog(best["n_params"], best["lr"], "o", color="k", label="best trial")
     if rules is not None and len(best):
         n = np.geomspace(best["n_params"].min() / 2, best["n_params"].max() * 2, 50)
-        lr = rules["lr"]
-        gi = lr.get("gamma_interval")
-        label = f"{lr['c']:.3g} N^-{lr['gamma']:.2f}" + (
+        gi = lr_rule.get("gamma_interval")
+        label = f"{lr_rule['c']:.3g} N^-{lr_rule['gamma']:.2f}" + (
             f" (gamma 95% {gi[0]:.2f}..{gi[1]:.2f})" if gi else ""
         )
-        ax.loglog(n, rule_lr(rules, n), "-", color="C3", label=label)
-        edge = [o for o in rules.get("optima", []) if o.get("edges")]
+        if delta:
+            label += f" B^{delta:.2f}, at B={b_ref:.2g}"
+        ax.loglog(n, rule_lr(rules, n, b_ref), "-", color="C3", label=label)
+        edge = [o for o in fitted if o.get("edges")]
         if edge:
             ax.loglog(
                 [o["n_params"] for o in edge],
-                [o["lr"] for o in edge],
+                at_ref([o["lr"] for o in edge], [o["batch_size"] for o in edge]),
                 "o",
                 ms=12,
                 mfc="none",
@@ -193,7 +249,7 @@ def plot_lr_rule(
                 label="optimum at a range edge",
             )
     ax.set_xlabel("N (matmul parameters)")
-    ax.set_ylabel("best peak learning rate")
+    ax.set_ylabel("best peak learning rate" + (f" (moved to batch {b_ref:.2g})" if delta else ""))
     ax.legend(fontsize=7)
     return ax
 

@@ -1,9 +1,17 @@
 """Learning rate and batch size: the configured numbers, or "auto" from fitted rules by scale.
 
-A rule is lr*(N) = c * N^-gamma (N: matmul convention) and batch*(C) = k * C^p (C = 6 N D, in
-sequences per step), as DeepSeek LLM fitted them. `python -m sweeps.tune -m sweep=lr_tune` searches
-each size and `python -m sweeps.tune fit` fits the rules (`fit_rules`, numpy only) into
-`hparam_rules.json`; `optim.rules=<that file>` uses them; otherwise the built-in defaults below.
+The rules: batch*(X) = k * X^p, X the compute C = 6 N D (DeepSeek LLM's form, `of: compute`) or the
+run's tokens D (`of: tokens`), in sequences per step; then lr*(N, B) = c * N^-gamma * B^delta, with
+N in the matmul convention and B the batch the run uses (auto or set). delta (Adam's lr grows with
+the batch; Malladi et al. 2022) is fitted only when the studies' optima differ in batch, else 0.
+`python -m sweeps.tune -m sweep=lr_tune` searches each size (and horizon) and
+`python -m sweeps.tune fit` fits the rules (`fit_rules`, numpy only) into `hparam_rules.json`;
+`optim.rules=<that file>` uses them; otherwise the built-in defaults below.
+
+Why tokens can be the better X: on an IsoFLOP grid one budget C holds runs of very different
+horizons (here D/N from 20 to 1,500), and the batch optimum follows the horizon: at C = 1e12 the
+demo's N = 114,688 (D = 1.5e6) is best near batch 1 while N = 10,240 (D = 1.6e7) loses 6.4% at
+batch 1 against batch 16 (benchmarks/rules_isoflop.py). A rule in C gives both the same batch.
 """
 
 from __future__ import annotations
@@ -63,9 +71,12 @@ def load_rules(path: str) -> dict[str, Any]:
             float(rules["lr"]["gamma"]),
             float(rules["batch_size"]["k"]),
             float(rules["batch_size"]["p"]),
+            float(rules["lr"].get("delta", 0.0)),
         ]
         if not all(math.isfinite(v) for v in values) or values[0] <= 0 or values[2] <= 0:
             raise ValueError("c and k must be positive and every constant finite")
+        if rules["batch_size"].get("of", "compute") not in BATCH_OF:
+            raise ValueError(f"batch_size.of must be one of {', '.join(BATCH_OF)}")
     except FileNotFoundError as e:
         raise UserError(
             "optim.rules", f"no file {p}", "run sweep=lr_tune first or fix the path"
@@ -77,34 +88,45 @@ def load_rules(path: str) -> dict[str, Any]:
     return rules
 
 
+BATCH_OF = ("compute", "tokens")  # what the batch rule is a power law of
+
+
 def resolve_hparams(
     optim: OptimConfig, *, n_params: int, budget: BudgetConfig
 ) -> tuple[float, int]:
-    """(lr, batch_size) for a model of N = n_params, resolving "auto" from the rules."""
+    """(lr, batch_size) for a model of N = n_params, resolving "auto" from the rules.
+
+    The batch first (auto: the rule at the run's C or D; else as set), then the lr at that batch.
+    """
     rules = load_rules(optim.rules) if optim.rules else DEFAULT_RULES
-    if optim.lr == "auto":
-        lr = float(rules["lr"]["c"]) * n_params ** -float(rules["lr"]["gamma"])
-    else:
-        lr = float(optim.lr)
     if optim.batch_size == "auto":
         br = rules["batch_size"]
-        flops = _budget_flops(budget, n_params)
-        raw = float(br["k"]) * (flops ** float(br["p"]) if flops else 1.0)
+        x = _budget_x(budget, n_params, str(br.get("of", "compute")))
+        raw = float(br["k"]) * (x ** float(br["p"]) if x else 1.0)
         batch_size = int(min(br.get("max", 1024), max(br.get("min", 1), round(raw))))
     else:
         batch_size = int(optim.batch_size)
+    if optim.lr == "auto":
+        lr_rule = rules["lr"]
+        lr = float(lr_rule["c"]) * n_params ** -float(lr_rule["gamma"])
+        lr *= batch_size ** float(lr_rule.get("delta", 0.0))
+    else:
+        lr = float(optim.lr)
     return lr, batch_size
 
 
-def _budget_flops(budget: BudgetConfig, n_params: int) -> float | None:
-    """The run's compute C = 6 N D where the horizon fixes it without knowing the batch size."""
-    if budget.flops is not None:
-        return float(budget.flops)
+def _budget_x(budget: BudgetConfig, n_params: int, of: str) -> float | None:
+    """The run's C = 6 N D (of="compute") or D (of="tokens") where the horizon fixes it without
+    knowing the batch size; None for budget.steps (then the rule's k alone)."""
     if budget.tokens is not None:
-        return 6.0 * n_params * float(budget.tokens)
-    if budget.tokens_per_param is not None:
-        return 6.0 * n_params * float(budget.tokens_per_param) * n_params
-    return None  # budget.steps: C depends on the batch itself; use the rule's k alone
+        tokens = float(budget.tokens)
+    elif budget.flops is not None:
+        tokens = float(budget.flops) / (6.0 * n_params)
+    elif budget.tokens_per_param is not None:
+        tokens = float(budget.tokens_per_param) * n_params
+    else:
+        return None
+    return tokens if of == "tokens" else 6.0 * n_params * tokens
 
 
 NEAR_FRAC = 0.05  # the quadratic is fitted to the trials within this share of the best loss
@@ -199,6 +221,7 @@ def optimum_of(summary: dict[str, Any]) -> dict[str, Any] | None:
         "n_params_target": summary.get("n_params_target"),
         "n_params": best["n_params"],
         "flops": best["flops"],
+        "n_tokens": best.get("n_tokens") or best["flops"] / (6.0 * best["n_params"]),
         "lr": fitted["lr"] if fitted else best["lr"],
         "batch_size": fitted["batch_size"] if fitted else float(best["batch_size"]),
         "loss": fitted["loss"] if fitted else best["loss"],
@@ -217,88 +240,145 @@ def optimum_of(summary: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
+def fit_loglinear(
+    xs: list[np.ndarray], y: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, Any]:
+    """ln y = a + sum_i b_i ln x_i by least squares (y = e^a * prod x_i^b_i); intervals two ways.
+
+    `*_se`: the regression's standard errors (from the residual variance; None without residual
+    degrees of freedom). `*_interval`: percentile bootstrap over the points (here: the studies),
+    `level` coverage; None with too few points. Rank-deficient resamples are redrawn out. With a
+    handful of studies both are rough: few points, few distinct resamples.
+    """
+    ly = np.log(np.asarray(y, float))
+    design = np.column_stack([np.ones_like(ly), *(np.log(np.asarray(x, float)) for x in xs)])
+    n, k = design.shape
+    beta, *_ = np.linalg.lstsq(design, ly, rcond=None)
+    out: dict[str, Any] = {
+        "coef": float(np.exp(beta[0])),
+        "exponents": [float(v) for v in beta[1:]],
+        "n": n,
+        "log_coef_se": None,
+        "exponents_se": None,
+        "coef_interval": None,
+        "exponents_interval": None,
+    }
+    if n <= k:
+        return out
+    resid = ly - design @ beta
+    cov = float(resid @ resid) / (n - k) * np.linalg.pinv(design.T @ design)
+    se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    out["log_coef_se"], out["exponents_se"] = float(se[0]), [float(v) for v in se[1:]]
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        if np.linalg.matrix_rank(design[idx]) < k:
+            continue  # e.g. one distinct size cannot fix a slope
+        b, *_ = np.linalg.lstsq(design[idx], ly[idx], rcond=None)
+        draws.append(b)
+    if len(draws) >= n_boot // 4:
+        d = np.asarray(draws)
+        q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
+        out["coef_interval"] = [float(v) for v in np.exp(np.percentile(d[:, 0], q))]
+        out["exponents_interval"] = [
+            [float(v) for v in np.percentile(d[:, j], q)] for j in range(1, k)
+        ]
+    return out
+
+
 def fit_power_law(
     x: np.ndarray, y: np.ndarray, *, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> dict[str, Any]:
-    """y = coef * x^exponent by least squares on (log x, log y); both intervals two ways.
-
-    `*_se`: the regression's standard errors (from the residual variance; None with 2 points).
-    `*_interval`: percentile bootstrap over the points (here: over model sizes), `level` coverage;
-    None with fewer than 3 points. With 3-5 sizes both are rough: few sizes, few resamples.
-    """
-    lx, ly = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
+    """y = coef * x^exponent by least squares on (log x, log y) (`fit_loglinear` in one x)."""
+    lx = np.log(np.asarray(x, float))
     if lx.size < 2 or np.ptp(lx) == 0:
         raise UserError(
             "tune sizes",
             f"a power law needs at least 2 distinct sizes with a complete trial, got {lx.size}",
             "add sizes to hydra.sweeper.params model.n_params or more trials per size",
         )
-    design = np.stack([np.ones_like(lx), lx], axis=1)
-    beta, *_ = np.linalg.lstsq(design, ly, rcond=None)
-    out: dict[str, Any] = {"coef": float(np.exp(beta[0])), "exponent": float(beta[1]), "n": lx.size}
-    out["log_coef_se"] = out["exponent_se"] = None
-    if lx.size > 2:
-        resid = ly - design @ beta
-        sigma2 = float(resid @ resid) / (lx.size - 2)
-        cov = sigma2 * np.linalg.inv(design.T @ design)
-        out["log_coef_se"], out["exponent_se"] = (
-            float(np.sqrt(cov[0, 0])),
-            float(np.sqrt(cov[1, 1])),
-        )
-    out["coef_interval"] = out["exponent_interval"] = None
-    if lx.size > 2:
-        rng = np.random.default_rng(seed)
-        draws = []
-        for _ in range(n_boot):
-            idx = rng.integers(0, lx.size, lx.size)
-            if np.ptp(lx[idx]) == 0:
-                continue  # one distinct size cannot fix a slope
-            b, *_ = np.linalg.lstsq(design[idx], ly[idx], rcond=None)
-            draws.append(b)
-        d = np.asarray(draws)
-        q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
-        out["coef_interval"] = [float(v) for v in np.exp(np.percentile(d[:, 0], q))]
-        out["exponent_interval"] = [float(v) for v in np.percentile(d[:, 1], q)]
-    return out
+    f = fit_loglinear([np.asarray(x, float)], y, n_boot=n_boot, seed=seed, level=level)
+    return {
+        "coef": f["coef"],
+        "exponent": f["exponents"][0],
+        "n": f["n"],
+        "log_coef_se": f["log_coef_se"],
+        "exponent_se": None if f["exponents_se"] is None else f["exponents_se"][0],
+        "coef_interval": f["coef_interval"],
+        "exponent_interval": None
+        if f["exponents_interval"] is None
+        else f["exponents_interval"][0],
+    }
 
 
-def fit_rules(optima: list[dict[str, Any]], *, source: str, seed: int = 0) -> dict[str, Any]:
-    """The rules file from each size's optimum: lr*(N) = c N^-gamma and batch*(C) = k C^p.
+def _neg_interval(iv: list[float] | None) -> list[float] | None:
+    return None if iv is None else sorted(-v for v in iv)
 
-    Intervals are percentile bootstraps over sizes (95%), with the regression's standard errors
-    beside them. Edge optima are fitted as found but listed in `warnings` with the fix.
+
+def fit_rules(
+    optima: list[dict[str, Any]], *, source: str, seed: int = 0, batch_of: str = "compute"
+) -> dict[str, Any]:
+    """The rules file from the studies' optima: batch*(C or D) = k X^p, lr* = c N^-gamma B^delta.
+
+    batch_of: "compute" (C = 6 N D, DeepSeek LLM's form) or "tokens" (D: right when the studies,
+    or the grids that use the rule, span horizons at one C). delta is fitted only when the optima
+    span at least a factor 2 in batch over at least 4 studies (else 0: no information). Intervals
+    are percentile bootstraps over studies (95%), with the regression's standard errors beside
+    them. Edge optima are fitted as found but listed in `warnings` with the fix.
     """
+    if batch_of not in BATCH_OF:
+        raise UserError("--batch-of", f"unknown {batch_of!r}", f"one of {', '.join(BATCH_OF)}")
     if not optima:
         raise UserError(
             "tune", "no size has a complete trial", "check the runs' records (all failed?)"
         )
-    optima = sorted(optima, key=lambda o: o["n_params"])
+    optima = sorted(optima, key=lambda o: (o["n_params"], o.get("n_tokens") or 0))
     n = np.array([o["n_params"] for o in optima], float)
     lr = np.array([o["lr"] for o in optima], float)
     flops = np.array([o["flops"] for o in optima], float)
+    tokens = np.array(
+        [o.get("n_tokens") or f / (6 * m) for o, f, m in zip(optima, flops, n, strict=True)]
+    )
     batch = np.array([o["batch_size"] for o in optima], float)
-    f_lr = fit_power_law(n, lr, seed=seed)
+    f_n = fit_power_law(n, lr, seed=seed)  # also the "at least 2 distinct sizes" check
+    with_batch = (
+        len(optima) >= 4
+        and np.ptp(np.log2(batch)) >= 1
+        and np.linalg.matrix_rank(np.column_stack([np.ones_like(n), np.log(n), np.log(batch)])) == 3
+    )
+    f_lr = fit_loglinear([n, batch] if with_batch else [n], lr, seed=seed)
+    exp_iv = f_lr["exponents_interval"]
+    exp_se = f_lr["exponents_se"]
+    delta = f_lr["exponents"][1] if with_batch else 0.0
     n_ref = float(np.exp(np.mean(np.log(n))))
+    b_ref = float(np.exp(np.mean(np.log(batch))))
     lr_rule = {
         "c": f_lr["coef"],
-        "gamma": -f_lr["exponent"],
+        "gamma": -f_lr["exponents"][0],
+        "delta": delta,
+        "delta_fitted": bool(with_batch),
         "n_ref": n_ref,
-        "lr_at_n_ref": f_lr["coef"] * n_ref ** f_lr["exponent"],
+        "batch_ref": b_ref,
+        "lr_at_ref": f_lr["coef"] * n_ref ** f_lr["exponents"][0] * b_ref**delta,
         "c_interval": f_lr["coef_interval"],
-        "gamma_interval": None
-        if f_lr["exponent_interval"] is None
-        else sorted(-v for v in f_lr["exponent_interval"]),
+        "gamma_interval": None if exp_iv is None else _neg_interval(exp_iv[0]),
+        "delta_interval": None if exp_iv is None or not with_batch else exp_iv[1],
         "log_c_se": f_lr["log_coef_se"],
-        "gamma_se": f_lr["exponent_se"],
+        "gamma_se": None if exp_se is None else exp_se[0],
+        "delta_se": None if exp_se is None or not with_batch else exp_se[1],
+        "gamma_without_batch_term": -f_n["exponent"],
     }
-    if np.ptp(np.log(flops)) > 0:
-        f_b = fit_power_law(flops, batch, seed=seed)
+    x = flops if batch_of == "compute" else tokens
+    if np.ptp(np.log(x)) > 0:
+        f_b = fit_power_law(x, batch, seed=seed)
         k, p = f_b["coef"], f_b["exponent"]
     else:
         f_b = {"coef_interval": None, "exponent_interval": None, "log_coef_se": None}
         f_b["exponent_se"] = None
         k, p = float(np.exp(np.mean(np.log(batch)))), 0.0
     batch_rule = {
+        "of": batch_of,
         "k": k,
         "p": p,
         "min": int(min(o["batch_min"] for o in optima)),
@@ -310,16 +390,16 @@ def fit_rules(optima: list[dict[str, Any]], *, source: str, seed: int = 0) -> di
     }
     warnings = [f"N={o['n_params']:,}: {e}" for o in optima for e in o["edges"]]
     if len(optima) < 3:
-        warnings.append(f"only {len(optima)} sizes: no intervals; add sizes")
+        warnings.append(f"only {len(optima)} studies: no intervals; add sizes")
     return {
         "lr": lr_rule,
         "batch_size": batch_rule,
         "optima": optima,
         "warnings": warnings,
-        "interval_method": "95% percentile bootstrap over sizes (2000 resamples); *_se: OLS "
+        "interval_method": "95% percentile bootstrap over studies (2000 resamples); *_se: OLS "
         "standard errors of the log-log regression",
-        "conventions": "N = matmul parameters (record n_params); C = 6 N D of the best run; "
-        "batch in sequences per step",
+        "conventions": "N = matmul parameters (record n_params); C = 6 N D and D of the best "
+        "run; batch in sequences per step",
         "source": source,
     }
 
@@ -331,7 +411,7 @@ def format_rules(rules: dict[str, Any]) -> str:
         return "n/a" if v is None else f"[{v[0]:.3g}, {v[1]:.3g}]"
 
     lines = [
-        f"{'N':>10} {'lr*':>9} {'batch*':>6} {'loss':>8} {'trials':>6}  "
+        f"{'N':>10} {'D':>9} {'lr*':>9} {'batch*':>6} {'loss':>8} {'trials':>6}  "
         f"{'best trial (lr, batch, loss)':>29}  edge"
     ]
     for o in rules.get("optima", []):
@@ -339,17 +419,26 @@ def format_rules(rules: dict[str, Any]) -> str:
             f"{o.get('best_lr', o['lr']):.3g}, {o.get('best_batch_size', o['batch_size']):g}, "
             f"{o.get('best_loss', o['loss']):.4f}"
         )
+        d = o.get("n_tokens") or o["flops"] / (6 * o["n_params"])
         lines.append(
-            f"{o['n_params']:>10,} {o['lr']:>9.3g} {o['batch_size']:>6.3g} {o['loss']:>8.4f} "
-            f"{o['n_trials']:>6}  {best:>29}  {'yes: see warning' if o['edges'] else '-'}"
+            f"{o['n_params']:>10,} {d:>9.3g} {o['lr']:>9.3g} {o['batch_size']:>6.3g} "
+            f"{o['loss']:>8.4f} {o['n_trials']:>6}  {best:>29}  "
+            f"{'yes: see warning' if o['edges'] else '-'}"
         )
     lr, b = rules["lr"], rules["batch_size"]
+    delta = float(lr.get("delta", 0.0))
+    batch_term = f" * B^{delta:.3f}" if lr.get("delta_fitted") else ""
     lines.append(
-        f"lr*(N) = {lr['c']:.4g} * N^-{lr['gamma']:.3f}   gamma 95% {iv(lr.get('gamma_interval'))}"
-        f", c 95% {iv(lr.get('c_interval'))}; lr at N={lr['n_ref']:.3g}: {lr['lr_at_n_ref']:.3g}"
+        f"lr*(N{', B' if batch_term else ''}) = {lr['c']:.4g} * N^-{lr['gamma']:.3f}{batch_term}"
+        f"   gamma 95% {iv(lr.get('gamma_interval'))}"
+        + (f", delta 95% {iv(lr.get('delta_interval'))}" if batch_term else "")
+        + f", c 95% {iv(lr.get('c_interval'))}"
     )
+    if not lr.get("delta_fitted", True):
+        lines.append("  (no batch term: the optima do not differ enough in batch to fit one)")
+    x = "D" if b.get("of") == "tokens" else "C"
     lines.append(
-        f"batch*(C) = {b['k']:.4g} * C^{b['p']:.3f}   p 95% {iv(b.get('p_interval'))}"
+        f"batch*({x}) = {b['k']:.4g} * {x}^{b['p']:.3f}   p 95% {iv(b.get('p_interval'))}"
         f", clamped to [{b['min']}, {b['max']}]"
     )
     lines += [f"warning: {w}" for w in rules.get("warnings", [])]

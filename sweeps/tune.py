@@ -70,7 +70,7 @@ class TuneConfig:
     n_startup_trials: int = 5  # random trials before TPE models the objective
     storage: str = ""  # "" = sqlite results/<sweep>/optuna.db; a URL (postgresql://...);
     #                     or journal:<file> for Optuna's JournalStorage on a shared filesystem
-    study_prefix: str = "lr_tune"  # study name = <prefix>-N<model.n_params>
+    study_prefix: str = "lr_tune"  # study name = <prefix>-N<model.n_params>-<horizon>
     pruner: str = "none"  # none | median (optuna MedianPruner on intermediate validation loss)
 
     def __post_init__(self) -> None:
@@ -121,7 +121,15 @@ def _pow2_range(lo: int, hi: int) -> tuple[int, ...]:
 
 
 def study_name_for(cfg: TuneRunConfig) -> str:
-    return f"{cfg.tune.study_prefix}-N{cfg.model.n_params:g}"
+    """<prefix>-N<size>-<horizon>: one study per size and horizon, so a sweep over budget.tokens
+    (the horizon the batch optimum follows) keeps its studies apart in one storage."""
+    b = cfg.budget
+    key, value = next(
+        (k, getattr(b, k))
+        for k in ("tokens", "flops", "tokens_per_param", "steps")
+        if getattr(b, k) is not None
+    )
+    return f"{cfg.tune.study_prefix}-N{cfg.model.n_params:g}-{key}{float(value):g}"
 
 
 def trial_config(

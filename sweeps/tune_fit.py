@@ -1,6 +1,7 @@
-"""The rules from finished studies: read their summaries, fit lr*(N) and batch*(C), write the file.
+"""The rules from finished studies: read their summaries, fit lr* and batch*, write the file.
 
     python -m sweeps.tune fit results/lr_tune [more folders] [--exclude 2e4] [--out FILE]
+                                              [--batch-of compute|tokens]
 
 Reads `results/<sweep>/tune/<study>.json` (written by sweeps/tune.py after every trial), takes each
 study's optimum (`sweeps.hparams.optimum_of`), fits the rules (`sweeps.hparams.fit_rules`) and
@@ -44,12 +45,14 @@ def fit_sweep(
     *,
     out: str | Path | None = None,
     exclude: tuple[float, ...] = (),
+    batch_of: str = "compute",
 ) -> dict[str, Any]:
     """Fit the rules from the studies of one sweep folder or several (e.g. the same sizes tuned at
     two token budgets, so that the batch rule sees a range of compute); write them (default
     <first sweep_dir>/hparam_rules.json).
 
     `exclude` drops sizes (by model.n_params target) from the fit, e.g. for a held-out check.
+    `batch_of`: the batch rule's variable, "compute" (C) or "tokens" (D); see sweeps.hparams.
     """
     from sweeps.hparams import fit_rules, optimum_of
 
@@ -60,7 +63,9 @@ def fit_sweep(
         for s in read_summaries(d)
         if not any(math.isclose(s["n_params_target"], x, rel_tol=1e-6) for x in exclude)
     ]
-    rules = fit_rules([o for o in optima if o is not None], source=", ".join(map(str, dirs)))
+    rules = fit_rules(
+        [o for o in optima if o is not None], source=", ".join(map(str, dirs)), batch_of=batch_of
+    )
     path = Path(out) if out is not None else Path(dirs[0]) / RULES_FILE
     records.write_json_atomic(path, rules)
     rules["path"] = str(path)
@@ -76,9 +81,18 @@ def fit_cli(argv: list[str]) -> int:
     ap.add_argument("sweep_dir", nargs="+", help="one or more lr_tune results folders")
     ap.add_argument("--out", default=None, help="default: <first sweep_dir>/hparam_rules.json")
     ap.add_argument("--exclude", type=float, nargs="*", default=(), help="sizes left out")
+    ap.add_argument(
+        "--batch-of",
+        choices=("compute", "tokens"),
+        default="compute",
+        help="batch*(C), DeepSeek's form (default), or batch*(D): for IsoFLOP grids, where one C "
+        "spans many horizons",
+    )
     args = ap.parse_args(argv)
     try:
-        rules = fit_sweep(args.sweep_dir, out=args.out, exclude=tuple(args.exclude))
+        rules = fit_sweep(
+            args.sweep_dir, out=args.out, exclude=tuple(args.exclude), batch_of=args.batch_of
+        )
     except UserError as e:
         print(f"error: {e.line()}", file=sys.stderr)
         return 2

@@ -21,18 +21,31 @@ from analysis.hparams import (  # noqa: E402
 from sweeps.records import write_record  # noqa: E402
 
 
-def _write(sweep: Path, i: int, size: float, lr: float, batch: int, loss: float | None) -> None:
+def _write(
+    sweep: Path,
+    i: int,
+    size: float,
+    lr: float,
+    batch: int,
+    loss: float | None,
+    tokens: float = 1e6,
+) -> None:
     write_record(
         sweep / f"run{i:03d}",
         {
             "run_id": f"run{i:03d}",
             "sweep": "lr_tune",
             "status": "ok" if loss is not None else "diverged",
-            "config": {"model": {"n_params": size}, "optim": {"lr": lr, "batch_size": batch}},
+            "config": {
+                "model": {"n_params": size},
+                "optim": {"lr": lr, "batch_size": batch},
+                "budget": {"tokens": tokens},
+            },
             "n_params": int(size * 1.2),
             "lr": lr,
             "batch_size": batch,
-            "flops": 6e6 * size,
+            "flops": 6 * tokens * size,
+            "n_tokens": tokens,
             "loss": loss if loss is not None else float("nan"),
         },
     )
@@ -67,3 +80,24 @@ def test_points_optima_and_plots(tmp_path: Path) -> None:
     assert rule_lr(rules, 1e4) == 0.5 * 1e4**-0.4
     fig = plot_hparams(sweep)
     assert len(fig.axes) == 3
+
+
+def test_one_size_at_two_horizons_is_two_studies(tmp_path: Path) -> None:
+    sweep = tmp_path / "lr_tune"
+    i = 0
+    for tokens, best, batch in ((5e5, 1e-2, 1), (8e6, 3e-2, 16)):
+        for lr in (3e-3, 1e-2, 3e-2):
+            _write(sweep, i, 3e3, lr, batch, 2.0 + abs(np.log(lr / best)) / 10, tokens)
+            i += 1
+    points = tune_points(sweep)
+    assert sorted(points["study"].unique()) == ["N=3000, tokens=500000", "N=3000, tokens=8e+06"]
+    best = tune_optima(points)
+    assert list(best["lr"]) == [1e-2, 3e-2] and list(best["batch_size"]) == [1, 16]
+    rules = {
+        "lr": {"c": 0.5, "gamma": 0.4, "delta": 0.4, "batch_ref": 4.0, "gamma_interval": None},
+        "batch_size": {"of": "tokens", "k": 0.001, "p": 0.6, "min": 1, "max": 1024},
+    }
+    (sweep / "hparam_rules.json").write_text(json.dumps(rules))
+    fig = plot_hparams(sweep)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["N=3,600, tokens=500000", "N=3,600, tokens=8e+06"]

@@ -10,7 +10,14 @@ import pytest
 
 from sweeps.config import BudgetConfig, OptimConfig
 from sweeps.errors import UserError
-from sweeps.hparams import fit_power_law, fit_rules, load_rules, optimum_of, resolve_hparams
+from sweeps.hparams import (
+    fit_power_law,
+    fit_rules,
+    format_rules,
+    load_rules,
+    optimum_of,
+    resolve_hparams,
+)
 
 SPACE = {"lr_min": 3e-4, "lr_max": 3e-2, "batch_min": 4, "batch_max": 64}
 
@@ -173,3 +180,71 @@ def test_batch_one_at_the_edge_advises_a_larger_budget_not_a_smaller_batch() -> 
     assert o is not None
     (edge,) = o["edges"]
     assert "smallest possible" in edge and "budget.tokens" in edge and "batch_min" not in edge
+
+
+def _synthetic_optimum(n: float, d: float, batch: float, lr: float) -> dict:
+    trial = {"lr": lr, "batch_size": batch, "loss": 2.0, "n_params": int(n), "flops": 6 * n * d}
+    out = optimum_of(
+        {"study": f"s{n:g}-{d:g}", "n_params_target": n, "space": SPACE, "trials": [trial]}
+    )
+    assert out is not None
+    return out
+
+
+def test_batch_in_tokens_and_lr_with_a_batch_term_are_recovered() -> None:
+    """Sizes x horizons: batch*(D) = 0.01 D^0.5 whatever N, lr* = 0.5 N^-0.4 B^0.5."""
+    optima = []
+    for n in (3e3, 1e4, 3e4):
+        for d in (4e5, 4e6, 1.6e7):
+            b = 0.01 * d**0.5
+            optima.append(_synthetic_optimum(n, d, b, 0.5 * n**-0.4 * b**0.5))
+    rules = fit_rules(optima, source="t", batch_of="tokens")
+    assert rules["batch_size"]["of"] == "tokens"
+    assert rules["batch_size"]["k"] == pytest.approx(0.01, rel=1e-6)
+    assert rules["batch_size"]["p"] == pytest.approx(0.5, rel=1e-6)
+    assert rules["lr"]["delta_fitted"]
+    assert rules["lr"]["gamma"] == pytest.approx(0.4, rel=1e-6)
+    assert rules["lr"]["delta"] == pytest.approx(0.5, rel=1e-6)
+    # the same optima by compute: one C holds several batches, so the fit is only approximate
+    by_c = fit_rules(optima, source="t")
+    assert by_c["batch_size"]["of"] == "compute"
+    assert abs(by_c["batch_size"]["p"] - 0.5) > 0.05
+
+
+def test_auto_uses_the_runs_tokens_and_moves_lr_with_the_batch(tmp_path: Path) -> None:
+    rules = {
+        "lr": {"c": 0.5, "gamma": 0.4, "delta": 0.5},
+        "batch_size": {"of": "tokens", "k": 0.01, "p": 0.5, "min": 1, "max": 1024},
+    }
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(rules))
+    auto = OptimConfig(lr="auto", batch_size="auto", rules=str(path))
+    # budget.flops=1.2e12 at N=2e4: D = C / 6N = 1e7 tokens -> batch 0.01 * 1e7^0.5 = 31.6 -> 32
+    lr, bs = resolve_hparams(auto, n_params=20_000, budget=BudgetConfig(flops=1.2e12))
+    assert bs == 32
+    assert lr == pytest.approx(0.5 * 20_000**-0.4 * 32**0.5, rel=1e-12)
+    assert resolve_hparams(auto, n_params=20_000, budget=BudgetConfig(tokens=1e7)) == (lr, bs)
+    # a set batch keeps lr=auto on the rule at that batch
+    lr8, bs8 = resolve_hparams(
+        OptimConfig(lr="auto", batch_size=8, rules=str(path)),
+        n_params=20_000,
+        budget=BudgetConfig(tokens=1e7),
+    )
+    assert bs8 == 8 and lr8 == pytest.approx(lr * (8 / 32) ** 0.5, rel=1e-12)
+
+
+def test_no_batch_term_when_the_optima_share_one_batch() -> None:
+    optima = [_synthetic_optimum(n, 5e5, 1, 0.5 * n**-0.4) for n in (3e3, 1e4, 3e4, 1e5)]
+    rules = fit_rules(optima, source="t", batch_of="tokens")
+    assert not rules["lr"]["delta_fitted"] and rules["lr"]["delta"] == 0.0
+    assert rules["lr"]["gamma"] == pytest.approx(0.4, rel=1e-6)
+    assert rules["batch_size"]["k"] == pytest.approx(1.0) and rules["batch_size"]["p"] == 0.0
+    assert "no batch term" in format_rules(rules)
+
+
+def test_an_unknown_batch_variable_in_a_rules_file_names_optim_rules(tmp_path: Path) -> None:
+    path = tmp_path / "rules.json"
+    rules = {"lr": {"c": 0.5, "gamma": 0.4}, "batch_size": {"of": "steps", "k": 1, "p": 0}}
+    path.write_text(json.dumps(rules))
+    with pytest.raises(UserError, match=r"optim\.rules: .*batch_size\.of"):
+        load_rules(str(path))

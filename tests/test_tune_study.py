@@ -211,3 +211,15 @@ def test_fit_over_two_sweep_folders_sees_both_budgets(tmp_path: Path) -> None:
     assert rules["batch_size"]["p"] > 0.3  # batch grows with compute across the two budgets
     assert rules["lr"]["gamma"] == pytest.approx(0.45, abs=1e-6)
     assert Path(rules["path"]) == tmp_path / "t500000" / "hparam_rules.json"
+
+
+def test_one_size_at_two_horizons_gets_two_studies_in_one_folder(tmp_path: Path) -> None:
+    short = _cfg(tmp_path, n_trials=2)
+    long = _cfg(tmp_path, n_trials=2)
+    long.budget = BudgetConfig(tokens=4e4)
+    a, b = tune_size(short), tune_size(long)
+    assert a["study"] == "lr_tune-N3000-tokens20000"
+    assert b["study"] == "lr_tune-N3000-tokens40000"
+    assert {t["n_tokens"] for t in a["trials"]}.isdisjoint({t["n_tokens"] for t in b["trials"]})
+    summaries = sorted(p.name for p in (Path(short.results_dir) / "lr_tune" / "tune").iterdir())
+    assert summaries == ["lr_tune-N3000-tokens20000.json", "lr_tune-N3000-tokens40000.json"]
