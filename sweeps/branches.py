@@ -13,7 +13,8 @@ stays an ordinary job: it runs in parallel through any launcher and resumes like
 2. One warmup for all: an absolute `schedule.warmup_steps` W (given, else warmup_frac of the
    shortest run) is shared by the trunk and every branch of the size, so the learning rate over
    steps < k_i is the same in the trunk and in a from-scratch WSD run of length n_i.
-3. The trunk: the job's model, data, optimizer (lr and batch size resolved) and seed, with
+3. The trunk: the job's model, data, optimizer (lr and batch size resolved; "auto" at the
+   longest budget, for the trunk and every branch of the size) and seed, with
    schedule=constant (warmup W), budget.steps = max k_i, branch.role=trunk and branch.fork_steps
    = every k_i. It keeps a checkpoint `fork_<k>.pt` in its folder at each k_i (kept after it ends).
    Its record is ordinary (status ok) with `role: trunk`: its lr never decayed, so leave it out of
@@ -99,15 +100,14 @@ def branch_plan(cfg: RunConfig, *, vocab_size: int) -> BranchPlan:
             f"{own:g} is not among branch.budgets {list(budgets)}",
             f"sweep budget.{key} over the same values as branch.budgets",
         )
+    if "auto" in (cfg.optim.lr, cfg.optim.batch_size):
+        # One trunk, one lr and batch per size: the rules' values at the trunk's horizon (the
+        # longest budget), for every branch of the size. Rules by horizon would give each budget
+        # its own, which a shared trunk cannot follow.
+        longest = plan_run(_with_budget(cfg, key, max(map(float, budgets))), vocab_size=vocab_size)
+        cfg = replace(cfg, optim=replace(cfg.optim, lr=longest.lr, batch_size=longest.batch_size))
     plan = plan_run(cfg, vocab_size=vocab_size)
     plans = [plan_run(_with_budget(cfg, key, float(b)), vocab_size=vocab_size) for b in budgets]
-    if any((p.lr, p.batch_size) != (plan.lr, plan.batch_size) for p in plans):
-        raise UserError(
-            "optim",
-            "branch mode needs one learning rate and batch size per model size, but 'auto' "
-            "gives each budget its own",
-            "set optim.lr and optim.batch_size to numbers",
-        )
     usable = [p.n_steps for p in plans if p.problem is None and p.n_steps > 0]
     n_warm = cfg.schedule.warmup_steps
     if n_warm is None:

@@ -245,3 +245,31 @@ def test_sigkill_during_the_trunk_of_a_multirun_then_rerun(tmp_path, tiny_overri
     assert all(r["status"] == "ok" and r["parent_run_id"] == trunk.name for r in branches)
     assert [r["status"] for r in recs if r["role"] == "trunk"] == ["ok"]
     assert all(math.isfinite(r["loss"]) for r in recs)
+
+
+def test_auto_in_branch_mode_takes_the_rules_at_the_longest_budget(branch_cfgs, tmp_path):
+    """Rules by horizon give each budget its own batch; one trunk needs one: the longest's."""
+    from sweeps.hparams import resolve_hparams
+
+    rules = {
+        "lr": {"c": 0.5, "gamma": 0.4, "delta": 0.5},
+        "batch_size": {"of": "tokens", "k": 0.04, "p": 0.5, "min": 1, "max": 1024},
+    }
+    path = tmp_path / "rules.json"
+    path.write_text(json.dumps(rules))
+    cfgs = branch_cfgs()
+    cfgs = [
+        replace(c, optim=replace(c.optim, lr="auto", batch_size="auto", rules=str(path)))
+        for c in cfgs
+    ]
+    own = [resolve_hparams(c.optim, n_params=1000, budget=c.budget)[1] for c in cfgs]
+    assert len(set(own)) > 1  # the rule differs by budget (4, 6, 8 sequences)
+    bps = [branch_plan(c, vocab_size=64) for c in cfgs]
+    longest = max(bps, key=lambda bp: bp.plan.n_tokens)
+    assert bps[0].trunk_cfg == longest.trunk_cfg and bps[0].trunk_cfg is not None
+    batches = {bp.branch_cfg.optim.batch_size for bp in bps} | {bp.plan.batch_size for bp in bps}
+    assert batches == {bps[0].trunk_cfg.optim.batch_size}
+    lr, batch = resolve_hparams(
+        cfgs[-1].optim, n_params=bps[-1].plan.n_params, budget=cfgs[-1].budget
+    )
+    assert bps[0].trunk_cfg.optim.batch_size == batch and bps[0].trunk_cfg.optim.lr == lr
