@@ -6,6 +6,9 @@
         --cosine schedule.min_lr_frac=0 --seeds 0 1 2      # the closing note's run, ~16 min
         # overrides for both sweeps; --cosine: more overrides for the from-scratch cosine runs
         # only; --seeds: repeat everything per seed and compare the mean losses
+    python benchmarks/wsd_branches.py optim.batch_size=4 --lrs 0.003 0.006 0.012 ...
+        # --lrs: run both ways at each peak lr and compare each schedule at its own best lr per
+        # (N, D, seed), as Hagele et al. compare schedules (each tuned); prints the lrs chosen
 
 Runs the same grid twice as real sweeps (`python -m sweeps.train -m`, joblib, 2 processes):
 from scratch with schedule=cosine, and in branch mode (schedule=wsd, branch.budgets, one trunk
@@ -65,50 +68,69 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for both sweeps")
     ap.add_argument("--cosine", nargs="*", default=[], help="overrides for the cosine runs only")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (losses averaged)")
+    ap.add_argument(
+        "--lrs", type=float, nargs="*", default=[], help="peak lrs: each schedule at its best"
+    )
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="wsd_branches_"))
     budgets = "[" + ",".join(f"{t:g}" for t in TOKENS) + "]"
-    # One folder per seed and cosine variant (runs are content-addressed: a rerun skips what is
-    # done); use a fresh --out when changing the overrides for both sweeps.
+    # One folder per seed, lr and cosine variant (runs are content-addressed: a rerun skips what
+    # is done); use a fresh --out when changing the overrides for both sweeps.
     scratch_name = "-".join(["scratch", *(o.replace("=", "_") for o in args.cosine)])
-    cos: dict[tuple[int, int], list[float]] = {}
-    wsd: dict[tuple[int, int], list[float]] = {}
+    # (N, D) -> seed -> [(loss, lr)] per schedule; the best over lrs is taken per seed
+    cos: dict[tuple[int, int], dict[int, list[tuple[float, float]]]] = {}
+    wsd: dict[tuple[int, int], dict[int, list[tuple[float, float]]]] = {}
     naive = reuse = 0.0
     t_scratch = t_branch = 0.0
     fresh = True
     for seed in args.seeds:
-        sd = out / f"seed{seed}"
-        fresh = fresh and not (sd / scratch_name).exists() and not (sd / "branch").exists()
-        both = [*args.overrides, f"seed={seed}"]
-        t_scratch += _sweep(sd, scratch_name, ["schedule=cosine", *both, *args.cosine])
-        t_branch += _sweep(sd, "branch", ["schedule=wsd", f"branch.budgets={budgets}", *both])
-        scratch = _records(sd / scratch_name)
-        branch = _records(sd / "branch")
-        for r in scratch:
-            cos.setdefault((r["n_params"], r["n_tokens"]), []).append(r["loss"])
-        for r in branch:
-            if r.get("role") == "branch":
-                wsd.setdefault((r["n_params"], r["n_tokens"]), []).append(r["loss"])
-        naive += sum(r["flops"] for r in scratch)
-        reuse += sum(r["flops"] for r in branch if r.get("role") == "trunk") + sum(
-            r["flops_per_token_6n"] * r["flops_marginal"] / r["flops_per_token_exact"]
-            for r in branch
-            if r.get("role") == "branch"
-        )
+        for lr in args.lrs or [None]:
+            sd = out / f"seed{seed}" / (f"lr{lr:g}" if lr is not None else "")
+            fresh = fresh and not (sd / scratch_name).exists() and not (sd / "branch").exists()
+            both = [*args.overrides, f"seed={seed}"] + ([f"optim.lr={lr}"] if lr else [])
+            t_scratch += _sweep(sd, scratch_name, ["schedule=cosine", *both, *args.cosine])
+            t_branch += _sweep(sd, "branch", ["schedule=wsd", f"branch.budgets={budgets}", *both])
+            scratch = _records(sd / scratch_name)
+            branch = _records(sd / "branch")
+            for r in scratch:
+                key = (r["n_params"], r["n_tokens"])
+                cos.setdefault(key, {}).setdefault(seed, []).append((r["loss"], r["lr"]))
+            for r in branch:
+                if r.get("role") == "branch":
+                    key = (r["n_params"], r["n_tokens"])
+                    wsd.setdefault(key, {}).setdefault(seed, []).append((r["loss"], r["lr"]))
+            naive += sum(r["flops"] for r in scratch)
+            reuse += sum(r["flops"] for r in branch if r.get("role") == "trunk") + sum(
+                r["flops_per_token_6n"] * r["flops_marginal"] / r["flops_per_token_exact"]
+                for r in branch
+                if r.get("role") == "branch"
+            )
     print(
         f"overrides: both {' '.join(args.overrides) or '-'}; cosine {' '.join(args.cosine) or '-'}"
         f"; seeds {' '.join(map(str, args.seeds))} (losses are means over seeds)"
+        + (
+            f"; lrs {' '.join(f'{v:g}' for v in args.lrs)} (each schedule at its best)"
+            if args.lrs
+            else ""
+        )
     )
-    print(f"{'N':>7} {'D':>9} {'cosine':>8} {'branch':>8} {'rel diff':>9}  per seed")
+    print(
+        f"{'N':>7} {'D':>9} {'cosine':>8} {'branch':>8} {'rel diff':>9}  per seed"
+        + ("  (best lr cosine / branch)" if args.lrs else "")
+    )
     diffs = []
     for key in sorted(wsd):
-        c, w = cos[key], wsd[key]
-        rel = float(np.mean(w)) / float(np.mean(c)) - 1.0
+        c = [min(cos[key][sd]) for sd in args.seeds]
+        w = [min(wsd[key][sd]) for sd in args.seeds]
+        rel = float(np.mean([x[0] for x in w])) / float(np.mean([x[0] for x in c])) - 1.0
         diffs.append(rel)
-        per_seed = " ".join(f"{b / a - 1:+.2%}" for a, b in zip(c, w, strict=True))
+        per_seed = " ".join(
+            f"{b[0] / a[0] - 1:+.2%}" + (f" ({a[1]:.3g}/{b[1]:.3g})" if args.lrs else "")
+            for a, b in zip(c, w, strict=True)
+        )
         print(
-            f"{key[0]:>7,} {key[1]:>9,} {np.mean(c):>8.4f} {np.mean(w):>8.4f} {rel:>+9.2%}  "
-            f"{per_seed}"
+            f"{key[0]:>7,} {key[1]:>9,} {np.mean([x[0] for x in c]):>8.4f} "
+            f"{np.mean([x[0] for x in w]):>8.4f} {rel:>+9.2%}  {per_seed}"
         )
     print(f"max |rel diff| {max(map(abs, diffs)):.2%} (target <= 1%), mean {np.mean(diffs):+.2%}")
     print(f"compute ratio (reuse / naive, 6ND): {reuse / naive:.3f}")

@@ -208,8 +208,8 @@ def optimum_of(summary: dict[str, Any]) -> dict[str, Any] | None:
     if len(pows) > 1 and best["batch_size"] == pows[0] == 1:
         edges.append(
             "batch 1 (the smallest possible) is best: at this budget more optimizer steps beat "
-            "larger batches; batch*(C) is then 1 here, a bound, not a trend (tune at larger "
-            "budget.tokens to see the batch grow)"
+            "larger batches; the batch optimum is then 1 here, a bound, not a trend (tune at "
+            "larger budget.tokens to see the batch grow)"
         )
     elif len(pows) > 1 and best["batch_size"] == pows[0]:
         edges.append(f"batch {best['batch_size']} at the low end: lower tune.batch_min")
