@@ -3,9 +3,13 @@ against that size's own tuned best loss (issue 5: within 1% is the target).
 
     python -m sweeps.tune -m sweep=lr_tune 'model.n_params=1e5,3e4,2e4,1e4,3e3'   # the studies
     python benchmarks/lr_rules.py results/lr_tune --held-out 2e4
+    python benchmarks/lr_rules.py results/lr_tune_4e6 --held-out 1e4 \
+        --also results/lr_tune results/lr_tune_3e6 results/lr_tune_8e6 --batch-of tokens
+        # rules from every folder without any study of N~1e4, checked on its 4e6-token study
 
-Fits the rules without the held-out size (written to <sweep_dir>/hparam_rules_without_<size>.json),
-rebuilds the held-out size's best trial config with lr and batch size set to "auto" from that file,
+Fits the rules without the held-out size (from sweep_dir and the --also folders; written to
+<sweep_dir>/hparam_rules_without_<size>.json), rebuilds the held-out size's best trial config (its
+study in sweep_dir) with lr and batch size set to "auto" from that file,
 trains it (a normal content-addressed run under <results>/lr_rules_check/, skipped when done) and
 prints both losses, their ratio, and the hyper-parameters each used.
 """
@@ -30,6 +34,7 @@ from sweeps.config import (  # noqa: E402
     RunConfig,
     ScheduleConfig,
 )
+from sweeps.hparams import format_rules  # noqa: E402
 from sweeps.runner import run_one  # noqa: E402
 from sweeps.tune_fit import fit_sweep, read_summaries  # noqa: E402
 
@@ -67,16 +72,20 @@ def main() -> int:
     ap.add_argument("sweep_dir", type=Path)
     ap.add_argument("--held-out", type=float, required=True, help="model.n_params target")
     ap.add_argument("--rules", default=None, help="use this rules file instead of refitting")
+    ap.add_argument("--also", type=Path, nargs="*", default=[], help="more lr_tune folders to fit")
+    ap.add_argument("--batch-of", choices=("compute", "tokens"), default="compute")
     args = ap.parse_args()
     if args.rules is None:
         out = args.sweep_dir / f"hparam_rules_without_{args.held_out:g}.json"
-        rules = fit_sweep(args.sweep_dir, out=out, exclude=(args.held_out,))
-        rules_path = str(out.resolve())
-        print(
-            f"rules fitted without N~{args.held_out:g}: lr*(N) = {rules['lr']['c']:.4g} "
-            f"N^-{rules['lr']['gamma']:.3f}, batch*(C) = {rules['batch_size']['k']:.4g} "
-            f"C^{rules['batch_size']['p']:.3f}"
+        rules = fit_sweep(
+            [args.sweep_dir, *args.also],
+            out=out,
+            exclude=(args.held_out,),
+            batch_of=args.batch_of,
         )
+        rules_path = str(out.resolve())
+        print(f"rules fitted without N~{args.held_out:g}:")
+        print(format_rules(rules))
     else:
         rules_path = str(Path(args.rules).resolve())
     best = _held_out_best(args.sweep_dir, args.held_out)
