@@ -131,6 +131,7 @@ def _budget_x(budget: BudgetConfig, n_params: int, of: str) -> float | None:
 
 NEAR_FRAC = 0.05  # the quadratic is fitted to the trials within this share of the best loss
 MIN_NEAR = 6  # ... or to the MIN_NEAR best trials when fewer lie that close
+MAX_ABOVE_BEST = 0.01  # a vertex predicted this much worse than the best trial: the fit is poor
 
 
 def quadratic_optimum(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -140,8 +141,9 @@ def quadratic_optimum(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
     enter only when the near trials span 2 (3) batch sizes. Averaging over several trials makes
     the optimum far less noisy than the single best trial (seed noise is ~0.6% of the loss, as
     large as the loss differences near the optimum). None when the fit is not a bowl, has fewer
-    than 2 residual degrees of freedom, or its vertex lies outside the fitted trials' range
-    (no extrapolation): the caller then keeps the best trial.
+    than 2 residual degrees of freedom, its vertex lies outside the fitted trials' range (no
+    extrapolation), or it predicts the vertex more than MAX_ABOVE_BEST worse than the best trial
+    (a poor fit): the caller then keeps the best trial.
     """
     ok = sorted(trials, key=lambda t: t["loss"])
     best = ok[0]["loss"]
@@ -175,6 +177,8 @@ def quadratic_optimum(trials: list[dict[str, Any]]) -> dict[str, Any] | None:
     if not (x.min() <= xs <= x.max() and z.min() <= zs <= z.max()):
         return None
     row = [1.0, xs, xs**2] + ([zs] if n_z >= 2 else []) + ([zs**2, xs * zs] if full else [])
+    if float(np.dot(coef, row)) > best * (1 + MAX_ABOVE_BEST):
+        return None  # a minimum above a trial it was fitted to by more than seed noise: poor fit
     return {
         "lr": float(np.exp(xs)),
         "batch_size": float(2**zs),

@@ -16,6 +16,7 @@ from sweeps.hparams import (
     format_rules,
     load_rules,
     optimum_of,
+    quadratic_optimum,
     resolve_hparams,
 )
 
@@ -248,3 +249,20 @@ def test_an_unknown_batch_variable_in_a_rules_file_names_optim_rules(tmp_path: P
     path.write_text(json.dumps(rules))
     with pytest.raises(UserError, match=r"optim\.rules: .*batch_size\.of"):
         load_rules(str(path))
+
+
+def test_a_vertex_predicted_well_above_the_best_trial_falls_back_to_it() -> None:
+    """One trial far below a smooth bowl (as N=32,768 at 4e6 tokens: vertex 2.028 vs best 1.938):
+    the quadratic cannot pass near it, so its vertex is no estimate of the optimum."""
+    space = {"lr_min": 1e-3, "lr_max": 1e-1, "batch_min": 4, "batch_max": 4}
+    lrs = np.geomspace(2e-3, 5e-2, 7)
+    trials = [
+        {"lr": lr, "batch_size": 4, "loss": 2.5 + 0.02 * np.log(lr / 0.01) ** 2, "n_params": 1}
+        for lr in lrs
+    ]
+    trials.append({"lr": 8e-3, "batch_size": 4, "loss": 2.42, "n_params": 1})
+    for t in trials:
+        t["flops"] = 1.0
+    assert quadratic_optimum(trials) is None
+    o = optimum_of({"space": space, "trials": trials})
+    assert o is not None and o["method"] == "best trial" and o["lr"] == 8e-3
