@@ -309,6 +309,12 @@ def semantic_config(cfg: RunConfig) -> dict[str, Any]:
         del sem["schedule"]["warmup_steps"]
     if cfg.branch == BranchConfig():
         del sem["branch"]
+    if "auto" in (cfg.optim.lr, cfg.optim.batch_size):
+        # "auto" means "what the rules say": refitting a rules file in place (or new built-in
+        # defaults) must give new run ids, not reuse runs trained with the old rules
+        from sweeps.hparams import rules_fingerprint
+
+        sem["auto_rules"] = rules_fingerprint(cfg.optim.rules)
     return sem
 
 

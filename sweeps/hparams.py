@@ -16,6 +16,7 @@ batch 1 against batch 16 (benchmarks/rules_isoflop.py). A rule in C gives both t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -28,6 +29,7 @@ from sweeps.errors import UserError
 
 __all__ = [
     "DEFAULT_RULES",
+    "rules_fingerprint",
     "load_rules",
     "resolve_hparams",
     "optimum_of",
@@ -110,6 +112,16 @@ def load_rules(path: str) -> dict[str, Any]:
             "optim.rules", f"{p} is not a hparam_rules.json ({e})", "point to a file lr_tune wrote"
         ) from e
     return rules
+
+
+def rules_fingerprint(path: str) -> str:
+    """A short hash of the constants "auto" uses (the file's, or the built-in defaults)."""
+    rules = load_rules(path) if path else DEFAULT_RULES
+    used = {
+        "lr": {k: rules["lr"].get(k) for k in ("c", "gamma", "delta")},
+        "batch_size": {k: rules["batch_size"].get(k) for k in ("of", "k", "p", "min", "max")},
+    }
+    return hashlib.sha256(json.dumps(used, sort_keys=True).encode()).hexdigest()[:12]
 
 
 BATCH_OF = ("compute", "tokens")  # what the batch rule is a power law of

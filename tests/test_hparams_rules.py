@@ -266,3 +266,26 @@ def test_a_vertex_predicted_well_above_the_best_trial_falls_back_to_it() -> None
     assert quadratic_optimum(trials) is None
     o = optimum_of({"space": space, "trials": trials})
     assert o is not None and o["method"] == "best trial" and o["lr"] == 8e-3
+
+
+def test_refitting_the_rules_file_in_place_gives_auto_runs_new_ids(tmp_path: Path) -> None:
+    """A run id names what trains: with lr=auto the rules' constants, not the file's path (a
+    rerun after `fit` rewrote the file used to skip runs trained with the old rules)."""
+    from sweeps.config import RunConfig, run_id_for, semantic_config
+
+    path = tmp_path / "hparam_rules.json"
+    rules = {"lr": {"c": 0.5, "gamma": 0.4}, "batch_size": {"k": 4, "p": 0.0}}
+    path.write_text(json.dumps(rules))
+    cfg = RunConfig(
+        optim=OptimConfig(lr="auto", batch_size="auto", rules=str(path)),
+        budget=BudgetConfig(tokens=1e6),
+    )
+    before = run_id_for(cfg)
+    assert run_id_for(cfg) == before
+    path.write_text(json.dumps({**rules, "source": "refit", "warnings": []}))
+    assert run_id_for(cfg) == before  # what auto does is unchanged
+    rules["lr"]["c"] = 0.6
+    path.write_text(json.dumps(rules))
+    assert run_id_for(cfg) != before
+    fixed = RunConfig(optim=OptimConfig(lr=1e-3, rules=str(path)), budget=BudgetConfig(tokens=1e6))
+    assert "auto_rules" not in semantic_config(fixed)
