@@ -34,7 +34,7 @@ from sweeps.config import (  # noqa: E402
     RunConfig,
     ScheduleConfig,
 )
-from sweeps.hparams import format_rules  # noqa: E402
+from sweeps.rules_fit import format_rules  # noqa: E402
 from sweeps.runner import run_one  # noqa: E402
 from sweeps.tune_fit import fit_sweep, read_summaries  # noqa: E402
 

@@ -4,7 +4,7 @@
                                               [--batch-of compute|tokens]
 
 Reads `results/<sweep>/tune/<study>.json` (written by sweeps/tune.py after every trial), takes each
-study's optimum (`sweeps.hparams.optimum_of`), fits the rules (`sweeps.hparams.fit_rules`) and
+study's optimum (`sweeps.rules_fit.optimum_of`), fits the rules (`sweeps.rules_fit.fit_rules`) and
 writes `hparam_rules.json`, which `optim.lr=auto optim.batch_size=auto optim.rules=...` read.
 Needs neither Optuna nor torch.
 """
@@ -54,7 +54,7 @@ def fit_sweep(
     `exclude` drops sizes (by model.n_params target) from the fit, e.g. for a held-out check.
     `batch_of`: the batch rule's variable, "compute" (C) or "tokens" (D); see sweeps.hparams.
     """
-    from sweeps.hparams import fit_rules, optimum_of
+    from sweeps.rules_fit import fit_rules, optimum_of
 
     dirs = [sweep_dir] if isinstance(sweep_dir, (str, Path)) else list(sweep_dir)
     optima = [
@@ -75,7 +75,7 @@ def fit_sweep(
 def fit_cli(argv: list[str]) -> int:
     import argparse
 
-    from sweeps.hparams import format_rules
+    from sweeps.rules_fit import format_rules
 
     ap = argparse.ArgumentParser(prog="python -m sweeps.tune fit", description=fit_sweep.__doc__)
     ap.add_argument("sweep_dir", nargs="+", help="one or more lr_tune results folders")

@@ -10,14 +10,13 @@ import pytest
 
 from sweeps.config import BudgetConfig, OptimConfig
 from sweeps.errors import UserError
-from sweeps.hparams import (
+from sweeps.hparams import load_rules, resolve_hparams
+from sweeps.rules_fit import (
     fit_power_law,
     fit_rules,
     format_rules,
-    load_rules,
     optimum_of,
     quadratic_optimum,
-    resolve_hparams,
 )
 
 SPACE = {"lr_min": 3e-4, "lr_max": 3e-2, "batch_min": 4, "batch_max": 64}
