@@ -6,8 +6,7 @@ N in the matmul convention and B the batch the run uses (auto or set). delta (Ad
 the batch; Malladi et al. 2022) is fitted only when the studies' optima differ in batch, else 0.
 `python -m sweeps.tune -m sweep=lr_tune` searches each size (and horizon) and
 `python -m sweeps.tune fit` fits the rules (sweeps/rules_fit.py, numpy only) into
-`hparam_rules.json`;
-`optim.rules=<that file>` uses them; otherwise the built-in defaults below.
+`hparam_rules.json`; `optim.rules=<that file>` uses them; otherwise the built-in defaults below.
 
 Why tokens can be the better X: on an IsoFLOP grid one budget C holds runs of very different
 horizons (here D/N from 20 to 1,500), and the batch optimum follows the horizon: at C = 1e12 the
@@ -49,8 +48,8 @@ __all__ = ["DEFAULT_RULES", "BATCH_OF", "rules_fingerprint", "load_rules", "reso
 # at 0.0085 was within 0.9%). Fitted: batch*(D) = 1.925e-05 D^0.822 (p 95% 0.23..1.14),
 # lr* = 0.2364 N^-0.390 B^0.593 (gamma 95% 0.02..0.84, delta 0.28..0.95).
 # On the demo grid (benchmarks/rules_isoflop.py, against lr 3e-3 / batch 16) every one of the 15
-# points is lower (mean -6.8%, step-starved -7.4%); the approach-3 back-test error is about the
-# same (mean 4.81% vs 4.67%). The previous defaults (one horizon, 5e5 tokens: batch 1 everywhere,
+# points is lower (mean -6.8%, step-starved -7.4%); the approach-3 back-test error is not lower
+# (mean 4.81% vs 4.67%, max 7.9% vs 6.0%). The previous defaults (one horizon, 5e5 tokens: batch 1 everywhere,
 # lr* = 0.457 N^-0.447) made N = 10,240 at 1.6e7 tokens 6.4% worse than the fixed settings.
 DEFAULT_RULES: dict[str, Any] = {
     "lr": {
