@@ -49,8 +49,9 @@ __all__ = ["DEFAULT_RULES", "BATCH_OF", "rules_fingerprint", "load_rules", "reso
 # lr* = 0.2364 N^-0.390 B^0.593 (gamma 95% 0.02..0.84, delta 0.28..0.95).
 # On the demo grid (benchmarks/rules_isoflop.py, against lr 3e-3 / batch 16) every one of the 15
 # points is lower (mean -6.8%, step-starved -7.4%); the approach-3 back-test error is not lower
-# (mean 4.81% vs 4.67%, max 7.9% vs 6.0%). The previous defaults (one horizon, 5e5 tokens: batch 1 everywhere,
-# lr* = 0.457 N^-0.447) made N = 10,240 at 1.6e7 tokens 6.4% worse than the fixed settings.
+# (mean 4.81% vs 4.67%, max 7.9% vs 6.0%). The previous defaults (one horizon, 5e5 tokens:
+# batch 1 everywhere, lr* = 0.457 N^-0.447) made N = 10,240 at 1.6e7 tokens 6.4% worse than the
+# fixed settings.
 DEFAULT_RULES: dict[str, Any] = {
     "lr": {
         "c": 0.2364,
