@@ -9,9 +9,9 @@ the batch; Malladi et al. 2022) is fitted only when the studies' optima differ i
 `hparam_rules.json`; `optim.rules=<that file>` uses them; otherwise the built-in defaults below.
 
 Why tokens can be the better X: on an IsoFLOP grid one budget C holds runs of very different
-horizons (here D/N from 20 to 1,500), and the batch optimum follows the horizon: at C = 1e12 the
-demo's N = 114,688 (D = 1.5e6) is best near batch 1 while N = 10,240 (D = 1.6e7) loses 6.4% at
-batch 1 against batch 16 (benchmarks/rules_isoflop.py). A rule in C gives both the same batch.
+horizons (here D/N from 20 to 1,500), and the batch optimum follows the horizon: at C = 1e12,
+batch 1 beat batch 16 by 8.0% for N = 114,688 (D = 1.5e6) but lost by 6.4% for N = 10,240
+(D = 1.6e7) (benchmarks/rules_isoflop.py, at the old rules' lr). A rule in C gives both one batch.
 """
 
 from __future__ import annotations
