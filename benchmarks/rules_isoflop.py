@@ -4,12 +4,15 @@ grid with `optim.lr=auto optim.batch_size=auto` (issue 5).
     python benchmarks/rules_isoflop.py --out /tmp/rules_iso          # sweep=demo, ~15 min
     python benchmarks/rules_isoflop.py --preset demo_mini            # the miniature, ~5 min
     python benchmarks/rules_isoflop.py --rules results/lr_tune/hparam_rules.json
+    python benchmarks/rules_isoflop.py --out /tmp/rules_iso --budgets 3e12   # add a budget, ~25 min
 
 Runs the preset twice as real sweeps (joblib, 2 processes) into <out>/<preset>_fixed and
 <out>/<preset>_auto (done runs are skipped, so a rerun only analyses), then prints, per grid point,
 the optimizer steps and final validation loss of both, the mean change over the step-starved
 points (fewer than --starved-steps steps with fixed settings) and over all points, and the
-approach-3 back-test of each sweep (refit without the largest budget, predict its runs' losses).
+approach-3 back-test of each sweep: for every budget above the lowest two, refit on the budgets
+below it and predict its runs' losses (mean and max |relative error|, and the error of the predicted
+optimum N*, L* against that budget's own parabola), plus each sweep's fitted exponents.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from analysis.backtest import backtest_chinchilla  # noqa: E402
+from analysis.chinchilla import fit_chinchilla  # noqa: E402
 from analysis.runs import fit_runs, load_runs  # noqa: E402
 
 
@@ -68,6 +72,9 @@ def main() -> int:
     ap.add_argument("--rules", default="", help="rules file for auto (default: built-in)")
     ap.add_argument("--starved-steps", type=int, default=500)
     ap.add_argument("--analyse-only", action="store_true", help="compare what is there")
+    ap.add_argument(
+        "--budgets", nargs="*", default=[], help="extra compute budgets (budget.flops) to add"
+    )
     args = ap.parse_args()
     out = Path(args.out)
     fixed, auto = f"{args.preset}_fixed", f"{args.preset}_auto"
@@ -77,6 +84,9 @@ def main() -> int:
         if args.rules:
             auto_extra.append(f"optim.rules={Path(args.rules).resolve()}")
         _sweep(out, args.preset, auto, auto_extra)
+        for c in args.budgets:  # same sweep folders: the analysis sees one grid
+            _sweep(out, args.preset, fixed, [f"budget.flops={c}"])
+            _sweep(out, args.preset, auto, [*auto_extra, f"budget.flops={c}"])
 
     runs_f, pf = _points(out / fixed)
     runs_a, pa = _points(out / auto)
@@ -110,17 +120,25 @@ def main() -> int:
     )
     for name, runs in ((fixed, runs_f), (auto, runs_a)):
         data = fit_runs(runs)
-        bt = backtest_chinchilla(
-            data["N"].to_numpy(),
-            data["D"].to_numpy(),
-            data["L"].to_numpy(),
-            data["flops_budget"].to_numpy(),
-        )
+        n, d, loss, c = (data[k].to_numpy() for k in ("N", "D", "L", "flops_budget"))
+        fit = fit_chinchilla(n, d, loss).params
         print(
-            f"{name}: {len(data)} fitted runs; approach-3 back-test ({bt.held_out} held out, "
-            f"{bt.n_test} runs): mean |rel error| {bt.mean_abs_rel_error:.2%}, "
-            f"max {bt.max_abs_rel_error:.2%}"
+            f"{name}: {len(data)} fitted runs; approach 3 on all: alpha {fit['alpha']:.3f}, "
+            f"beta {fit['beta']:.3f}, a (N* ~ C^a) {fit['a']:.3f}, E {fit['E']:.3f}"
         )
+        for held in sorted(set(c))[2:]:
+            keep = c <= held
+            bt = backtest_chinchilla(n[keep], d[keep], loss[keep], c[keep])
+            optimum = (
+                f"; optimum N* {bt.n_star_rel_error:+.1%}, L* {bt.loss_star_rel_error:+.2%}"
+                if np.isfinite(bt.n_star_rel_error)
+                else ""
+            )
+            print(
+                f"  back-test ({bt.held_out} held out, fit on {bt.n_train} runs below it, "
+                f"{bt.n_test} predicted): mean |rel error| {bt.mean_abs_rel_error:.2%}, "
+                f"max {bt.max_abs_rel_error:.2%}{optimum}"
+            )
     print(f"results: {out}")
     return 0
 
