@@ -16,13 +16,15 @@ stays an ordinary job: it runs in parallel through any launcher and resumes like
 3. The trunk: the job's model, data, optimizer (lr and batch size resolved; "auto" at the
    longest budget, for the trunk and every branch of the size) and seed, with
    schedule=constant (warmup W), budget.steps = max k_i, branch.role=trunk and branch.fork_steps
-   = every k_i. It keeps a checkpoint `fork_<k>.pt` in its folder at each k_i (kept after it ends).
-   Its record is ordinary (status ok) with `role: trunk`: its lr never decayed, so leave it out of
-   fits.
+   = every k_i. It keeps a checkpoint `fork_<k>.pt` in its folder at each k_i. Its record is
+   ordinary (status ok) with `role: trunk`: its lr never decayed, so leave it out of fits.
 4. The branch: the job's config with warmup_steps=W, branch.role=branch and parent_run_id = the
    trunk's run id, trained from the trunk's fork_<k_i>.pt over steps k_i..n_i. Its record has
    n_tokens = D_i, flops = 6 N D_i (the full-run equivalent, for fits) and flops_marginal = the
    exact FLOPs of its own steps only (the trainer's convention).
+5. Clean-up: when a branch ends, every fork checkpoint whose branches have all ended is deleted
+   (a fork holds the weights and optimizer state: at scale, one per budget and size adds up).
+   `branch.keep_forks=true` keeps them, e.g. to retrain a branch after deleting its folder.
 
 Concurrency: a branch whose fork checkpoint is missing trains the trunk itself under the trunk's
 run lock (resuming it from its last checkpoint, like any run); when another process holds that
@@ -47,7 +49,15 @@ from sweeps.errors import UserError
 from sweeps.runplan import RunPlan, plan_run
 from sweeps.schedule import decay_start, warmup_steps
 
-__all__ = ["BranchPlan", "BranchCosts", "branch_plan", "branch_costs", "fork_path", "run_branch"]
+__all__ = [
+    "BranchPlan",
+    "BranchCosts",
+    "branch_plan",
+    "branch_costs",
+    "fork_path",
+    "release_forks",
+    "run_branch",
+]
 
 HORIZONS = ("tokens", "flops", "tokens_per_param", "steps")
 POLL_S = 1.0  # how often a branch waiting for another process's trunk looks for its fork
@@ -186,7 +196,8 @@ def run_branch(cfg: RunConfig, *, in_sweep: bool = False) -> dict[str, Any] | No
             if status == "ok":
                 raise UserError(
                     str(fork),
-                    "the trunk has ended but its fork checkpoint is missing",
+                    "the trunk has ended but its fork checkpoint is missing (deleted once all"
+                    " its branches had ended, unless branch.keep_forks=true)",
                     f"delete {fork.parent} to retrain the trunk",
                 )
             reason = f"trunk {fork.parent.name} ended {status}: {trunk_record.get('reason')}"
@@ -198,7 +209,35 @@ def run_branch(cfg: RunConfig, *, in_sweep: bool = False) -> dict[str, Any] | No
             records.write_record(branch_dir, record)
             print(f"[{branch_dir.name}] {record['status']}: {reason}", file=sys.stderr)
             return record
-    return run_one(bp.branch_cfg, in_sweep=in_sweep, init_from=fork)
+    ended = run_one(bp.branch_cfg, in_sweep=in_sweep, init_from=fork)
+    if not cfg.branch.keep_forks:
+        release_forks(cfg, vocab_size=prep.data.vocab_size)
+    return ended
+
+
+def release_forks(cfg: RunConfig, *, vocab_size: int) -> list[Path]:
+    """Delete the fork checkpoints of `cfg`'s trunk whose branches (the jobs of the budgets in
+    `branch.budgets` that start there) have all ended; returns the deleted paths."""
+    from sweeps.runner import run_dir_for
+
+    key = _horizon(cfg.budget)
+    trunk_dir = None
+    users: dict[int, list[Path]] = {}  # fork step -> the branch folders that start from it
+    for b in cfg.branch.budgets or ():
+        bp = branch_plan(_with_budget(cfg, key, float(b)), vocab_size=vocab_size)
+        if bp.trunk_cfg is None:
+            continue
+        trunk_dir = trunk_dir or run_dir_for(bp.trunk_cfg)
+        if run_dir_for(bp.trunk_cfg) == trunk_dir:
+            users.setdefault(bp.fork_step, []).append(run_dir_for(bp.branch_cfg))
+    deleted = []
+    for step, dirs in users.items():
+        assert trunk_dir is not None
+        fork = fork_path(trunk_dir, step)
+        if fork.exists() and all(records.run_state(d) == "done" for d in dirs):
+            fork.unlink(missing_ok=True)  # two branches ending at once may both get here
+            deleted.append(fork)
+    return deleted
 
 
 @dataclass(frozen=True)

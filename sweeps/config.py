@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sweeps.errors import UserError
@@ -236,6 +236,7 @@ class BranchConfig:
     budgets: list[float] | None = None  # the sweep's values of this job's budget horizon
     role: str = "run"  # run | trunk | branch; trunk and branch are set by sweeps/branches.py
     fork_steps: list[int] | None = None  # a trunk's kept checkpoints (set by sweeps/branches.py)
+    keep_forks: bool = False  # keep a trunk's fork checkpoints after all their branches ended
 
     def __post_init__(self) -> None:
         _choice(self.role, ROLES, "branch.role")
@@ -307,7 +308,8 @@ def semantic_config(cfg: RunConfig) -> dict[str, Any]:
     # fields added for WSD branches leave the ids of runs that do not use them unchanged
     if sem["schedule"].get("warmup_steps") is None:
         del sem["schedule"]["warmup_steps"]
-    if cfg.branch == BranchConfig():
+    del sem["branch"]["keep_forks"]  # housekeeping, not the result
+    if cfg.branch == replace(BranchConfig(), keep_forks=cfg.branch.keep_forks):
         del sem["branch"]
     if "auto" in (cfg.optim.lr, cfg.optim.batch_size):
         # "auto" means "what the rules say": refitting a rules file in place (or new built-in

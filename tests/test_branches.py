@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import sweeps.trainer as trainer
 from sweeps import records
 from sweeps.branches import branch_costs, branch_plan, fork_path
 from sweeps.config import BranchConfig, BudgetConfig, ModelConfig, RunConfig, ScheduleConfig
+from sweeps.errors import UserError
 from sweeps.runner import run_dir_for, run_one
 
 BUDGETS = [1e4, 2e4, 4e4]  # tokens; 256 tokens per step -> 39, 78, 156 steps, forks 31, 62, 125
@@ -63,19 +65,22 @@ def _trunk_dir(cfg: RunConfig) -> Path:
 
 def test_branches_equal_from_scratch_wsd_and_train_the_trunk_once(branch_cfgs, count_trains):
     cfgs = branch_cfgs()
-    recs = [run_one(c) for c in cfgs]
+    bps = [branch_plan(c, vocab_size=64) for c in cfgs]
+    trunk_dir = _trunk_dir(cfgs[0])
+    recs = [run_one(cfgs[0])]
+    # the shortest branch has ended: its fork is deleted, the two others' are kept for them
+    assert [fork_path(trunk_dir, bp.fork_step).exists() for bp in bps] == [False, True, True]
+    recs += [run_one(c) for c in cfgs[1:]]
+    assert not list(trunk_dir.glob("fork_*.pt"))
     assert count_trains == ["trunk", "branch", "branch", "branch"]
     assert all(r is not None and r["status"] == "ok" and r["role"] == "branch" for r in recs)
     (trunk_id,) = {r["parent_run_id"] for r in recs}
-    trunk_dir = _trunk_dir(cfgs[0])
     assert trunk_dir.name == trunk_id
     trunk = records.read_record(trunk_dir)
     assert (trunk["status"], trunk["role"], trunk["parent_run_id"]) == ("ok", "trunk", None)
-    bps = [branch_plan(c, vocab_size=64) for c in cfgs]
     assert trunk["n_steps"] == max(bp.fork_step for bp in bps) == 156 - round(0.2 * 156)
     assert len({bp.warmup_steps for bp in bps}) == 1
     for cfg, bp, rec in zip(cfgs, bps, recs, strict=True):
-        assert fork_path(trunk_dir, bp.fork_step).exists()
         tps = bp.plan.tokens_per_step
         assert rec["n_tokens"] == bp.plan.n_steps * tps == int(cfg.budget.tokens // tps) * tps
         assert rec["flops"] == pytest.approx(6 * rec["n_params"] * rec["n_tokens"])
@@ -142,6 +147,23 @@ def test_killed_during_the_trunk_resumes_it_and_loses_no_branch(
     monkeypatch.setattr(trainer.torch, "load", real_load)
     fresh = run_one(replace(cfgs[2], results_dir=cfgs[2].results_dir + "_fresh"))
     assert recs[2]["loss"] == pytest.approx(fresh["loss"], rel=1e-6, abs=0)
+
+
+def test_keep_forks_keeps_them_and_a_lost_fork_says_how_to_retrain(branch_cfgs):
+    cfgs = branch_cfgs()
+    kept = [replace(c, branch=replace(c.branch, keep_forks=True)) for c in cfgs]
+    assert [run_dir_for(c) for c in kept] == [run_dir_for(c) for c in cfgs]  # not semantic
+    for c in kept:
+        run_one(c)
+    trunk_dir = _trunk_dir(cfgs[0])
+    assert len(list(trunk_dir.glob("fork_*.pt"))) == len(BUDGETS)
+    run_one(cfgs[1])  # a rerun without keep_forks trains nothing and cleans up
+    assert not list(trunk_dir.glob("fork_*.pt"))
+    # a branch retrained after its fork was deleted: the error names the file and the fix
+    shutil.rmtree(run_dir_for(branch_plan(cfgs[1], vocab_size=64).branch_cfg))
+    with pytest.raises(UserError, match="fork checkpoint is missing") as err:
+        run_one(cfgs[1])
+    assert "fork_62.pt" in str(err.value) and f"delete {trunk_dir}" in str(err.value)
 
 
 def test_plan_cost_ratio_for_a_4x4_grid_with_doubling_tokens():
