@@ -6,12 +6,16 @@ against that size's own tuned best loss (issue 5: within 1% is the target).
     python benchmarks/lr_rules.py results/lr_tune_4e6 --held-out 1e4 \
         --also results/lr_tune results/lr_tune_3e6 results/lr_tune_8e6 --batch-of tokens
         # rules from every folder without any study of N~1e4, checked on its 4e6-token study
+    python benchmarks/lr_rules.py results/lr_tune_4e6 --held-out 1e4 --also ... --seeds 1 2 3
+        # also retrain auto and the tuned best config at fresh seeds: the best of a study's
+        # trials is the luckiest of many draws, so comparing one auto run with it is biased
 
 Fits the rules without the held-out size (from sweep_dir and the --also folders; written to
 <sweep_dir>/hparam_rules_without_<size>.json), rebuilds the held-out size's best trial config (its
 study in sweep_dir) with lr and batch size set to "auto" from that file,
 trains it (a normal content-addressed run under <results>/lr_rules_check/, skipped when done) and
-prints both losses, their ratio, and the hyper-parameters each used.
+prints both losses, their ratio, and the hyper-parameters each used. With --seeds, both configs
+are retrained at each of those seeds and the mean losses compared.
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,6 +80,9 @@ def main() -> int:
     ap.add_argument("--rules", default=None, help="use this rules file instead of refitting")
     ap.add_argument("--also", type=Path, nargs="*", default=[], help="more lr_tune folders to fit")
     ap.add_argument("--batch-of", choices=("compute", "tokens"), default="compute")
+    ap.add_argument(
+        "--seeds", type=int, nargs="*", default=[], help="retrain both configs at these seeds"
+    )
     args = ap.parse_args()
     if args.rules is None:
         out = args.sweep_dir / f"hparam_rules_without_{args.held_out:g}.json"
@@ -102,6 +111,24 @@ def main() -> int:
         f"batch {record['batch_size']}"
     )
     print(f"  ratio auto/tuned = {ratio:.4f} ({(ratio - 1) * 100:+.2f}%; target within +1%)")
+    if args.seeds:
+        tuned = replace(
+            cfg, optim=replace(cfg.optim, lr=best["lr"], batch_size=best["batch_size"], rules="")
+        )
+        losses: dict[str, list[float]] = {"tuned best": [], "rules auto": []}
+        for seed in args.seeds:
+            for name, c in (("tuned best", tuned), ("rules auto", cfg)):
+                rec = run_one(replace(c, seed=seed), in_sweep=False)
+                assert rec is not None and rec["loss"] is not None, rec
+                losses[name].append(rec["loss"])
+        print(f"  retrained at seeds {' '.join(map(str, args.seeds))}:")
+        for name, values in losses.items():
+            print(
+                f"  {name} : mean {statistics.mean(values):.4f}  "
+                + " ".join(f"{v:.4f}" for v in values)
+            )
+        mean_ratio = statistics.mean(losses["rules auto"]) / statistics.mean(losses["tuned best"])
+        print(f"  ratio of means auto/tuned = {mean_ratio:.4f} ({(mean_ratio - 1) * 100:+.2f}%)")
     return 0
 
 
