@@ -287,6 +287,16 @@ def bootstrap_isoflop(
             samples.setdefault(k, []).append(v)
     intervals = percentile_intervals({k: np.asarray(v) for k, v in samples.items()}, confidence)
     warns = fit.warnings
+    if samples and np.ptp(samples["a"]) <= 1e-12 * abs(fit.params["a"]):
+        # Every budget has as many runs as its parabola has points to pin (3 sizes): a resample
+        # either repeats them all, giving the same fit, or cannot be fitted. Zero-width
+        # intervals would claim a certainty the data do not have.
+        intervals = {}
+        warns += (
+            "isoflop bootstrap: no intervals: every resample that could be fitted repeats the "
+            "original fit (a budget with only 3 sizes fits its parabola exactly); add sizes per "
+            "budget",
+        )
     if n_failed:
         warns += (
             f"isoflop bootstrap: {n_failed} of {n_resamples} resamples had < 2 usable "

@@ -18,6 +18,12 @@ def _fmt(x: float) -> str:
     return "nan" if x is None or not math.isfinite(x) else f"{x:.4g}"
 
 
+def _interval(intervals: dict, key: str) -> str:
+    """'[lo, hi]', or '(no interval)' where the bootstrap gave none (the warnings say why)."""
+    lo, hi = intervals.get(key, (math.nan, math.nan))
+    return f"[{_fmt(lo)}, {_fmt(hi)}]" if math.isfinite(lo) else "(no interval)"
+
+
 def _pct(x: float) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.2%}"
 
@@ -54,8 +60,7 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
         iv = p["intervals"]
 
         def cell(k):
-            lo, hi = iv.get(k, (math.nan, math.nan))
-            return f"{_fmt(p[k])} [{_fmt(lo)}, {_fmt(hi)}]"
+            return f"{_fmt(p[k])} {_interval(iv, k)}"
 
         lines += [
             "## Prediction at the target compute",
@@ -91,9 +96,7 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
         for k, value in f.params.items():
             if k.startswith("log_"):
                 continue
-            lo, hi = f.intervals.get(k, (math.nan, math.nan))
-            iv_s = f"[{_fmt(lo)}, {_fmt(hi)}]" if math.isfinite(lo) else ""
-            lines.append(f"| {name} | {k} | {_fmt(value)} | {iv_s} |")
+            lines.append(f"| {name} | {k} | {_fmt(value)} | {_interval(f.intervals, k)} |")
     if "isoflop" in rep.fits:
         how = rep.fits["isoflop"].details.get("loss_law", "")
         lines += ["", f"Approach 2's optimal loss L*(C) = E + k_L C^-gamma: {how}."]

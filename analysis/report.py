@@ -20,7 +20,7 @@ import numpy as np
 
 from .errors import AnalysisError
 from .figures import draw_report_figures
-from .markdown import _fmt, _noise_floor, _pct, write_report_files
+from .markdown import _fmt, _interval, _noise_floor, _pct, write_report_files
 from .results import FitResult
 
 __all__ = ["Report", "build_report", "summarize"]
@@ -300,8 +300,7 @@ def summarize(rep: Report) -> str:
     out = [f"{head}: {rep.n_runs} runs, {rep.n_fitted} fitted (excluded: {excl})"]
 
     def iv(f, k):
-        lo, hi = f.intervals.get(k, (math.nan, math.nan))
-        return f"{_fmt(f.params[k])} [{_fmt(lo)}, {_fmt(hi)}]"
+        return f"{_fmt(f.params[k])} {_interval(f.intervals, k)}"
 
     if "chinchilla" in rep.fits:
         f = rep.fits["chinchilla"]
@@ -318,8 +317,7 @@ def summarize(rep: Report) -> str:
     if p is not None:
 
         def piv(q, k):
-            lo, hi = q["intervals"].get(k, (math.nan, math.nan))
-            return f"{_fmt(q[k])} [{_fmt(lo)}, {_fmt(hi)}]"
+            return f"{_fmt(q[k])} {_interval(q['intervals'], k)}"
 
         out.append(f"prediction at C = {rep.target_flops:.3g} FLOPs ({p['convention']}):")
         out.append(f"  from {p['source']} ({p['reason']})")

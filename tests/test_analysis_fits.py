@@ -147,6 +147,26 @@ def test_isoflop_recovers_exponent(seed):
     assert lo < fit.params["a"] < hi
 
 
+def test_isoflop_bootstrap_gives_no_zero_width_intervals_with_three_sizes_per_budget():
+    # 2 budgets of 3 sizes: a resample repeats all three of each (the same fit) or cannot be
+    # fitted, so the percentile interval was [a, a], claiming certainty; the demo miniature
+    # showed it
+    two = (1e13, 1e15)
+    n, d, loss, c = isoflop_points(rng=np.random.default_rng(0), budgets=two, n_per_budget=3)
+    fit = fit_isoflop(n, d, loss, c)
+    boot = bootstrap_isoflop(fit, n, loss, c, target_flops=1e18, n_resamples=200,
+                             rng=np.random.default_rng(0))  # fmt: skip
+    assert "a" not in boot.intervals and "n_star" not in boot.intervals
+    assert any("no intervals" in w and "add sizes per budget" in w for w in boot.warnings)
+    # one more size per budget lets the resamples differ: intervals come back
+    n, d, loss, c = isoflop_points(rng=np.random.default_rng(0), budgets=two, n_per_budget=4)
+    fit = fit_isoflop(n, d, loss, c)
+    boot = bootstrap_isoflop(fit, n, loss, c, target_flops=1e18, n_resamples=200,
+                             rng=np.random.default_rng(0))  # fmt: skip
+    lo, hi = boot.intervals["a"]
+    assert lo < hi
+
+
 def test_isoflop_flags_edge_minimum_and_names_sizes():
     n, d, loss, c = isoflop_points(rng=np.random.default_rng(0), center_shift=0.9)
     with pytest.raises(AnalysisError, match="minimum at the smallest size .* add sizes below"):
