@@ -23,12 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chinchilla import HUBER_DELTA, _theta, chinchilla_params, compute_optimal
-from .objective import CHINCHILLA_PARAMS, chinchilla_design, newton_batch
+from .objective import CHINCHILLA_PARAMS, chinchilla_design, newton_batch, power_design
 from .results import FitResult
 
 __all__ = [
     "Bootstrap",
     "bootstrap_chinchilla",
+    "bootstrap_power_law",
     "percentile_intervals",
     "resample_counts",
     "resample_weights",
@@ -161,3 +162,50 @@ def bootstrap_chinchilla(
 
 
 _ = CHINCHILLA_PARAMS
+
+
+def bootstrap_power_law(
+    fit: FitResult,
+    x,
+    loss,
+    *,
+    n_resamples: int = 1000,
+    rng: np.random.Generator,
+    confidence: float = 0.95,
+    delta: float = HUBER_DELTA,
+    weights: str = "bayesian",
+) -> FitResult:
+    """Percentile intervals of E, A and alpha of a Kaplan power law L = E + A x^-alpha
+    (`kaplan.fit_power_law`), by reweighting runs as for approach 3: every refit starts from the
+    full-data optimum, all as one batched Newton problem.
+
+    Refits that stop above the gradient tolerance are kept (a descent from the full-data optimum
+    cannot end worse than it started): on these small grids they stop because the law is flat in
+    one direction (E -> 0, or alpha and A growing together), and dropping them would narrow the
+    interval of exactly the parameter the data cannot pin down."""
+    design, log_loss = power_design(np.asarray(x, float)), np.log(np.asarray(loss, float))
+    theta_hat = np.array([fit.params["log_A"], fit.params["log_E"], fit.params["alpha"]])
+    counts = resample_weights(design.shape[0], n_resamples, rng, weights)
+    sol = newton_batch(
+        np.repeat(theta_hat[None], n_resamples, 0),
+        design,
+        log_loss,
+        delta=delta,
+        weights=counts,
+        max_iter=300,
+    )
+    ok = np.isfinite(sol.objective) & np.isfinite(sol.theta).all(axis=1)
+    log_a, log_e, alpha = sol.theta[ok].T
+    arrays = {"A": np.exp(log_a), "E": np.exp(log_e), "alpha": alpha}
+    warns = list(fit.warnings)
+    flat = int((ok & ~sol.converged).sum())
+    if flat:
+        warns.append(
+            f"{fit.law} bootstrap: {flat} of {n_resamples} refits stopped on a flat direction "
+            "(kept: the law is not pinned down there, and its interval says so)"
+        )
+    if not ok.all():
+        warns.append(
+            f"{fit.law} bootstrap: {int((~ok).sum())} of {n_resamples} refits failed (dropped)"
+        )
+    return fit.replace(intervals=percentile_intervals(arrays, confidence), warnings=tuple(warns))

@@ -18,7 +18,7 @@ import pandas as pd
 from .errors import AnalysisError
 from .results import MATMUL_CONVENTION, FitResult
 
-__all__ = ["lower_envelope", "fit_envelope"]
+__all__ = ["lower_envelope", "fit_envelope", "bootstrap_envelope"]
 
 
 def lower_envelope(curves: pd.DataFrame, *, n_bins: int = 30) -> pd.DataFrame:
@@ -87,3 +87,45 @@ def fit_envelope(
         convention=convention,
         details={"envelope": env},
     )
+
+
+def bootstrap_envelope(
+    fit: FitResult,
+    curves: pd.DataFrame,
+    *,
+    n_resamples: int = 1000,
+    rng: np.random.Generator,
+    confidence: float = 0.95,
+    n_bins: int = 30,
+) -> FitResult:
+    """Percentile intervals of approach 1's exponents and constants by resampling runs with
+    replacement and refitting the envelope on their curves (a run drawn twice is one curve: the
+    envelope is a minimum). Resamples with too few interior bins are dropped and counted."""
+    from .bootstrap import percentile_intervals
+
+    run_ids = curves["run_id"].unique()
+    samples: dict[str, list[float]] = {}
+    n_failed = 0
+    for _ in range(n_resamples):
+        drawn = np.unique(rng.choice(run_ids, run_ids.size, replace=True))
+        try:
+            refit = fit_envelope(curves[curves["run_id"].isin(drawn)], n_bins=n_bins)
+        except AnalysisError:
+            n_failed += 1
+            continue
+        for k, v in refit.params.items():
+            samples.setdefault(k, []).append(v)
+    intervals = percentile_intervals({k: np.asarray(v) for k, v in samples.items()}, confidence)
+    warns = fit.warnings
+    if n_failed > n_resamples // 2:  # the survivors are no longer a sample of the same design
+        intervals = {}
+        warns += (
+            f"envelope bootstrap: no intervals: {n_failed} of {n_resamples} resamples had too "
+            "few interior bins to refit; add sizes",
+        )
+    elif n_failed:
+        warns += (
+            f"envelope bootstrap: {n_failed} of {n_resamples} resamples had too few interior bins "
+            "(dropped)",
+        )
+    return fit.replace(intervals=intervals, warnings=warns)

@@ -151,9 +151,9 @@ def build_report(
     Raises AnalysisError if no run is usable.
     """
     from . import backtest as bt
-    from .bootstrap import bootstrap_chinchilla
+    from .bootstrap import bootstrap_chinchilla, bootstrap_power_law
     from .chinchilla import compute_optimal, fit_chinchilla
-    from .envelope import fit_envelope
+    from .envelope import bootstrap_envelope, fit_envelope
     from .isoflop import bootstrap_isoflop, budget_groups, fit_isoflop, isoflop_optimum
     from .kaplan import fit_kaplan_joint, fit_power_law
     from .runs import excluded_counts, excluded_reasons, fit_runs, load_runs, seed_groups
@@ -233,7 +233,7 @@ def build_report(
     used = curves[curves["included"].fillna(False).astype(bool)]
     env = _try(rep, "envelope", fit_envelope, used) if len(used) else None
     if env is not None:
-        rep.fits["envelope"] = env
+        rep.fits["envelope"] = bootstrap_envelope(env, used, n_resamples=n_bootstrap, rng=rng)
     elif "envelope" not in rep.skipped:
         rep.skipped["envelope"] = "no curve.jsonl evaluations in the included runs"
     for var, x in (("N", n), ("D", d), ("C", data["C"].to_numpy())):
@@ -245,7 +245,9 @@ def build_report(
             )
             f = f.replace(warnings=(*f.warnings, note))
         if f is not None:
-            rep.fits[f"kaplan_{var}"] = f
+            rep.fits[f"kaplan_{var}"] = bootstrap_power_law(
+                f, x, loss, n_resamples=n_bootstrap, rng=rng
+            )
     rep.backtests["kaplan_N"] = _try(rep, "kaplan_N back-test", bt.backtest_power_law, n, loss)
     joint = _try(rep, "kaplan_joint", fit_kaplan_joint, n, d, loss)
     if joint is not None:

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from analysis.backtest import backtest_chinchilla, backtest_isoflop, backtest_power_law
-from analysis.bootstrap import bootstrap_chinchilla
+from analysis.bootstrap import bootstrap_chinchilla, bootstrap_power_law
 from analysis.chinchilla import (
     compute_optimal,
     fit_chinchilla,
     fit_chinchilla_likelihood,
     fit_chinchilla_reference,
 )
-from analysis.envelope import fit_envelope
+from analysis.envelope import bootstrap_envelope, fit_envelope
 from analysis.errors import AnalysisError
 from analysis.isoflop import bootstrap_isoflop, fit_isoflop
 from analysis.kaplan import fit_kaplan_joint, fit_power_law
@@ -190,6 +190,34 @@ def test_envelope_from_curves(tmp_path):
     fit = fit_envelope(curves, n_bins=20)
     assert abs(fit.params["a"] - TRUE_A) < 0.1
     assert fit.details["envelope"]["L"].is_monotonic_decreasing
+
+
+def test_envelope_bootstrap_intervals_contain_the_estimate(tmp_path):
+    n, d, loss = grid_points(rng=np.random.default_rng(0), n_sizes=8, n_token_counts=3,
+                             noise=0.003, outlier_frac=0.0, d_range=(1e8, 1e10))  # fmt: skip
+    write_sweep(tmp_path / "s", n_params=n, n_tokens=d, loss=loss, n_curve_points=25)
+    _, curves = load_runs(tmp_path / "s")
+    fit = fit_envelope(curves, n_bins=20)
+    boot = bootstrap_envelope(fit, curves, n_resamples=100, n_bins=20,
+                              rng=np.random.default_rng(0))  # fmt: skip
+    for k in ("a", "b", "k_N", "k_D"):
+        lo, hi = boot.intervals[k]
+        assert lo <= fit.params[k] <= hi and lo < hi, k
+    assert abs(boot.intervals["a"][1] - boot.intervals["a"][0]) < 0.5
+
+
+def test_power_law_bootstrap_covers_the_truth():
+    x = np.geomspace(1e4, 1e7, 12)
+    hits = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        loss = (2.0 + 30.0 * x**-0.3) * np.exp(rng.normal(0, 0.005, x.size))
+        fit = fit_power_law(x, loss, variable="N")
+        boot = bootstrap_power_law(fit, x, loss, n_resamples=200, rng=rng)
+        lo, hi = boot.intervals["alpha"]
+        hits += lo <= 0.3 <= hi
+        assert set(boot.intervals) == {"A", "E", "alpha"}
+    assert hits >= 8, hits  # 95% intervals: P(>= 8 of 10) = 0.99; at 70% coverage 0.38
 
 
 def test_kaplan_forms():
