@@ -23,7 +23,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chinchilla import HUBER_DELTA, _theta, chinchilla_params, compute_optimal
-from .objective import CHINCHILLA_PARAMS, chinchilla_design, newton_batch, power_design
+from .objective import (
+    CHINCHILLA_PARAMS,
+    BatchSolution,
+    chinchilla_design,
+    newton_batch,
+    power_design,
+)
 from .results import FitResult
 
 __all__ = [
@@ -62,6 +68,12 @@ def resample_weights(
     if kind == "multinomial":
         return resample_counts(n, n_resamples, rng)
     raise ValueError(f"weights={kind!r}: choose 'bayesian' or 'multinomial'")
+
+
+def _refits(theta_hat, design, log_loss, weights, delta) -> BatchSolution:
+    """One refit per row of `weights`, all started from the full-data optimum `theta_hat`."""
+    starts = np.repeat(theta_hat[None], weights.shape[0], 0)
+    return newton_batch(starts, design, log_loss, delta=delta, weights=weights, max_iter=300)
 
 
 def percentile_intervals(
@@ -106,14 +118,7 @@ def bootstrap_chinchilla(
     design = chinchilla_design(n, d)
     counts = resample_weights(n.size, n_resamples, rng, weights)
     theta_hat = _theta(fit.params)
-    sol = newton_batch(
-        np.repeat(theta_hat[None], n_resamples, 0),
-        design,
-        log_loss,
-        delta=delta,
-        weights=counts,
-        max_iter=300,
-    )
+    sol = _refits(theta_hat, design, log_loss, counts, delta)
     theta, ok, obj = sol.theta.copy(), sol.converged.copy(), sol.objective.copy()
     if not ok.all():
         # retry the stubborn resamples from a few perturbed starts; keep the best converged
@@ -186,14 +191,7 @@ def bootstrap_power_law(
     design, log_loss = power_design(np.asarray(x, float)), np.log(np.asarray(loss, float))
     theta_hat = np.array([fit.params["log_A"], fit.params["log_E"], fit.params["alpha"]])
     counts = resample_weights(design.shape[0], n_resamples, rng, weights)
-    sol = newton_batch(
-        np.repeat(theta_hat[None], n_resamples, 0),
-        design,
-        log_loss,
-        delta=delta,
-        weights=counts,
-        max_iter=300,
-    )
+    sol = _refits(theta_hat, design, log_loss, counts, delta)
     ok = np.isfinite(sol.objective) & np.isfinite(sol.theta).all(axis=1)
     log_a, log_e, alpha = sol.theta[ok].T
     arrays = {"A": np.exp(log_a), "E": np.exp(log_e), "alpha": alpha}
