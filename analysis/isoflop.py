@@ -303,3 +303,33 @@ def bootstrap_isoflop(
             "budgets (dropped)",
         )
     return fit.replace(intervals=intervals, warnings=warns)
+
+
+def accelerating_frontier(loss, budget, *, rel_noise: float) -> str | None:
+    """A warning when the best loss per budget falls faster at every larger budget.
+
+    E + k C^-gamma, and approach 3 along its optimum, can only fall more slowly as C grows; a
+    frontier that accelerates (beyond 2 x the seed noise on each decrement) is pre-asymptotic,
+    and laws fitted to it over-predict the loss of larger budgets. Needs >= 3 budgets; None when
+    the frontier slows down as it should (or the data cannot tell).
+    """
+    loss, budget = np.asarray(loss, float), np.asarray(budget, float)
+    ok = np.isfinite(loss) & np.isfinite(budget)
+    cs = np.unique(budget[ok])
+    if cs.size < 3:
+        return None
+    best = np.array([loss[ok & (budget == c)].min() for c in cs])
+    decades = np.diff(np.log10(cs))
+    drops = -np.diff(best) / decades  # nats per decade of compute
+    tol = 2.0 * rel_noise * best[:-1] / decades
+    if not np.all(np.diff(drops) > tol[1:]):
+        return None
+    per = ", ".join(f"{d:.3g}" for d in drops)
+    at = ", ".join(f"{c:.3g}" for c in cs)
+    return (
+        f"frontier accelerates: the best loss per budget (C = {at}) falls by {per} nats per "
+        "decade of compute, faster at each larger budget (beyond 2x the seed noise); "
+        "E + k C^-gamma and approach 3 can only slow down, so laws fitted here over-predict the "
+        "loss at larger budgets (a pre-asymptotic regime: add larger budgets before trusting "
+        "the extrapolation)"
+    )

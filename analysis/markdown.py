@@ -156,7 +156,7 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
             if _has_tabulate()
             else "```\n" + rep.sensitivity.to_string(index=False) + "\n```",
         ]
-    warns = [w for f in rep.fits.values() for w in f.warnings]
+    warns = [*rep.diagnostics, *(w for f in rep.fits.values() for w in f.warnings)]
     if rep.skipped or warns:
         lines += ["", "## Skipped fits and warnings", ""]
         lines += [f"- {k}: skipped: {v}" for k, v in rep.skipped.items()]

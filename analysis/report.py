@@ -49,6 +49,7 @@ class Report:
     predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
     prediction: dict[str, Any] | None = None
     verify: dict[str, Any] | None = None
+    diagnostics: list[str] = field(default_factory=list)  # model-free checks on the runs
 
 
 def _jsonable(obj: Any) -> Any:
@@ -154,7 +155,13 @@ def build_report(
     from .bootstrap import bootstrap_chinchilla, bootstrap_power_law
     from .chinchilla import compute_optimal, fit_chinchilla
     from .envelope import bootstrap_envelope, fit_envelope
-    from .isoflop import bootstrap_isoflop, budget_groups, fit_isoflop, isoflop_optimum
+    from .isoflop import (
+        accelerating_frontier,
+        bootstrap_isoflop,
+        budget_groups,
+        fit_isoflop,
+        isoflop_optimum,
+    )
     from .kaplan import fit_kaplan_joint, fit_power_law
     from .runs import excluded_counts, excluded_reasons, fit_runs, load_runs, seed_groups
 
@@ -228,6 +235,12 @@ def build_report(
             rep.backtests["isoflop"] = _try(
                 rep, "isoflop back-test", bt.backtest_isoflop, n, d, loss, budgets
             )
+        floor = _noise_floor(rep)
+        note = accelerating_frontier(loss, budgets, rel_noise=floor if floor > 0 else 0.01)
+        if note is not None:
+            rep.diagnostics.append(
+                note + ("" if floor > 0 else " (seed noise not measured: 1% assumed)")
+            )
     else:
         rep.skipped["isoflop"] = "no run has a flops_budget (not an IsoFLOP sweep)"
     used = curves[curves["included"].fillna(False).astype(bool)]
@@ -280,6 +293,7 @@ def fits_json(rep: Report) -> dict[str, Any]:
         "backtests": {k: asdict(v) for k, v in rep.backtests.items() if v is not None},
         "seed_noise": {"rel_sd": _noise_floor(rep), "groups": rep.seed_noise},
         "skipped": rep.skipped,
+        "diagnostics": rep.diagnostics,
         "excluded_runs": rep.excluded,
         "excluded_reasons": rep.excluded_reasons,
         "n_runs": rep.n_runs,
@@ -343,6 +357,7 @@ def summarize(rep: Report) -> str:
             f"  {label}, held out {b.held_out}: mean {_pct(b.mean_abs_rel_error)}, "
             f"max {_pct(b.max_abs_rel_error)}{extra}"
         )
+    out += [f"warning: {d}" for d in rep.diagnostics]
     if rep.seed_noise:
         g = rep.seed_noise[0]
         out.append(

@@ -15,7 +15,7 @@ from analysis.chinchilla import (
 )
 from analysis.envelope import bootstrap_envelope, fit_envelope
 from analysis.errors import AnalysisError
-from analysis.isoflop import bootstrap_isoflop, fit_isoflop
+from analysis.isoflop import accelerating_frontier, bootstrap_isoflop, fit_isoflop
 from analysis.kaplan import fit_kaplan_joint, fit_power_law
 from analysis.objective import chinchilla_design, chinchilla_grid, value_and_grad
 from analysis.runs import fit_runs, load_runs
@@ -165,6 +165,20 @@ def test_isoflop_bootstrap_gives_no_zero_width_intervals_with_three_sizes_per_bu
                              rng=np.random.default_rng(0))  # fmt: skip
     lo, hi = boot.intervals["a"]
     assert lo < hi
+
+
+def test_accelerating_frontier_is_flagged_and_a_power_law_frontier_is_not():
+    # a law's frontier slows down: no warning, even with the sizes around each optimum
+    n, d, loss, c = isoflop_points(rng=np.random.default_rng(0), noise=0.0)
+    assert accelerating_frontier(loss, c, rel_noise=0.005) is None
+    # the demo's fixed-settings grid: best 2.4152, 2.2615, 2.0441 at 1e11, 3e11, 1e12 FLOPs
+    best, budgets = np.array([2.4152, 2.2615, 2.0441]), np.array([1e11, 3e11, 1e12])
+    loss = np.concatenate([best, best + 0.05])
+    msg = accelerating_frontier(loss, np.tile(budgets, 2), rel_noise=0.0063)
+    assert msg is not None and "0.322, 0.416 nats per decade" in msg
+    # the same acceleration inside 2x a larger seed noise is not called one
+    assert accelerating_frontier(loss, np.tile(budgets, 2), rel_noise=0.02) is None
+    assert accelerating_frontier(loss[:2], budgets[:2], rel_noise=0.0) is None  # 2 budgets
 
 
 def test_isoflop_flags_edge_minimum_and_names_sizes():
