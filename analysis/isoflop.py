@@ -286,6 +286,8 @@ def bootstrap_isoflop(
         for k, v in p.items():
             samples.setdefault(k, []).append(v)
     intervals = percentile_intervals({k: np.asarray(v) for k, v in samples.items()}, confidence)
+    # E borrowed from approach 3 (too few budgets to fit it) is held fixed: no interval, not [E, E]
+    intervals = {k: v for k, v in intervals.items() if np.ptp(samples[k]) > 0}
     warns = fit.warnings
     if samples and np.ptp(samples["a"]) <= 1e-12 * abs(fit.params["a"]):
         # Every budget has as many runs as its parabola has points to pin (3 sizes): a resample

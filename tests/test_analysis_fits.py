@@ -165,6 +165,8 @@ def test_isoflop_bootstrap_gives_no_zero_width_intervals_with_three_sizes_per_bu
                              rng=np.random.default_rng(0))  # fmt: skip
     lo, hi = boot.intervals["a"]
     assert lo < hi
+    assert fit.details["loss_law"].startswith("E = ")  # 2 budgets: E is held, not fitted...
+    assert "E" not in boot.intervals  # ...so it gets no interval rather than [E, E]
 
 
 def test_accelerating_frontier_is_flagged_and_a_power_law_frontier_is_not():
