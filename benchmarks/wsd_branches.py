@@ -6,6 +6,8 @@
         --cosine schedule.min_lr_frac=0 --seeds 0 1 2      # the closing note's run, ~16 min
         # overrides for both sweeps; --cosine: more overrides for the from-scratch cosine runs
         # only; --seeds: repeat everything per seed and compare the mean losses
+    python benchmarks/wsd_branches.py --sizes 1e5 3e4 1e4 3e3 --tokens 2.5e5 5e5 1e6 2e6
+        # a 4 x 4 grid with doubling token counts (issue 7's plan ratio, here measured)
     python benchmarks/wsd_branches.py optim.batch_size=4 --lrs 0.003 0.006 0.012 ...
         # --lrs: run both ways at each peak lr and compare each schedule at its own best lr per
         # (N, D) (lowest mean over seeds), as Hagele et al. compare schedules (each tuned);
@@ -35,11 +37,11 @@ sys.path.insert(0, str(REPO))
 
 from sweeps import records  # noqa: E402
 
-SIZES = "3e4,1e4"  # largest first: its runs are the longest
+SIZES = [3e4, 1e4]  # largest first: its runs are the longest
 TOKENS = [5e5, 1e6, 2e6]
 
 
-def _sweep(out: Path, name: str, extra: list[str]) -> float:
+def _sweep(out: Path, name: str, grid: list[str], extra: list[str]) -> float:
     args = [
         sys.executable,
         "-m",
@@ -49,8 +51,7 @@ def _sweep(out: Path, name: str, extra: list[str]) -> float:
         f"results_dir={out}",
         f"sweep_name={name}",
         "progress=none",
-        f"model.n_params={SIZES}",
-        "budget.tokens=" + ",".join(f"{t:g}" for t in TOKENS),
+        *grid,
         *extra,
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -81,12 +82,18 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for both sweeps")
     ap.add_argument("--cosine", nargs="*", default=[], help="overrides for the cosine runs only")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (losses averaged)")
+    ap.add_argument("--sizes", type=float, nargs="+", default=SIZES, help="model.n_params")
+    ap.add_argument("--tokens", type=float, nargs="+", default=TOKENS, help="budget.tokens")
     ap.add_argument(
         "--lrs", type=float, nargs="*", default=[], help="peak lrs: each schedule at its best"
     )
     args = ap.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="wsd_branches_"))
-    budgets = "[" + ",".join(f"{t:g}" for t in TOKENS) + "]"
+    budgets = "[" + ",".join(f"{t:g}" for t in args.tokens) + "]"
+    grid = [
+        "model.n_params=" + ",".join(f"{n:g}" for n in sorted(args.sizes, reverse=True)),
+        "budget.tokens=" + ",".join(f"{t:g}" for t in args.tokens),
+    ]
     # One folder per seed, lr and cosine variant (runs are content-addressed: a rerun skips what
     # is done); use a fresh --out when changing the overrides for both sweeps.
     scratch_name = "-".join(["scratch", *(o.replace("=", "_") for o in args.cosine)])
@@ -102,8 +109,9 @@ def main() -> None:
             sd = out / f"seed{seed}" / (f"lr{lr:g}" if lr is not None else "")
             fresh = fresh and not (sd / scratch_name).exists() and not (sd / "branch").exists()
             both = [*args.overrides, f"seed={seed}"] + ([f"optim.lr={lr}"] if lr else [])
-            t_scratch += _sweep(sd, scratch_name, ["schedule=cosine", *both, *args.cosine])
-            t_branch += _sweep(sd, "branch", ["schedule=wsd", f"branch.budgets={budgets}", *both])
+            t_scratch += _sweep(sd, scratch_name, grid, ["schedule=cosine", *both, *args.cosine])
+            wsd_mode = ["schedule=wsd", f"branch.budgets={budgets}", *both]
+            t_branch += _sweep(sd, "branch", grid, wsd_mode)
             scratch = _records(sd / scratch_name)
             branch = _records(sd / "branch")
             for r in scratch:
