@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from .bootstrap import percentile_intervals
 from .errors import AnalysisError
 from .results import MATMUL_CONVENTION, FitResult
 
@@ -101,8 +102,6 @@ def bootstrap_envelope(
     """Percentile intervals of approach 1's exponents and constants by resampling runs with
     replacement and refitting the envelope on their curves (a run drawn twice is one curve: the
     envelope is a minimum). Resamples with too few interior bins are dropped and counted."""
-    from .bootstrap import percentile_intervals
-
     run_ids = curves["run_id"].unique()
     samples: dict[str, list[float]] = {}
     n_failed = 0
