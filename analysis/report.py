@@ -152,7 +152,7 @@ def build_report(
     Raises AnalysisError if no run is usable.
     """
     from . import backtest as bt
-    from .bootstrap import bootstrap_chinchilla, bootstrap_power_law
+    from .bootstrap import bootstrap_chinchilla, bootstrap_kaplan_joint, bootstrap_power_law
     from .chinchilla import compute_optimal, fit_chinchilla
     from .envelope import bootstrap_envelope, fit_envelope
     from .isoflop import (
@@ -264,7 +264,9 @@ def build_report(
     rep.backtests["kaplan_N"] = _try(rep, "kaplan_N back-test", bt.backtest_power_law, n, loss)
     joint = _try(rep, "kaplan_joint", fit_kaplan_joint, n, d, loss)
     if joint is not None:
-        rep.fits["kaplan_joint"] = joint
+        rep.fits["kaplan_joint"] = bootstrap_kaplan_joint(
+            joint, n, d, loss, n_resamples=n_bootstrap, rng=rng
+        )
     for law, src in _SOURCES.items():
         pred = _prediction(rep, law)
         if pred is not None:
