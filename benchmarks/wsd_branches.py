@@ -5,7 +5,8 @@
     python benchmarks/wsd_branches.py optim.lr=auto optim.batch_size=auto \
         --cosine schedule.min_lr_frac=0 --seeds 0 1 2      # the closing note's run, ~16 min
         # overrides for both sweeps; --cosine: more overrides for the from-scratch cosine runs
-        # only; --seeds: repeat everything per seed and compare the mean losses
+        # only (--branch: for the branch mode only, e.g. schedule.decay_shape=linear); --seeds:
+        # repeat everything per seed and compare the mean losses
     python benchmarks/wsd_branches.py --sizes 1e5 3e4 1e4 3e3 --tokens 2.5e5 5e5 1e6 2e6
         # a 4 x 4 grid with doubling token counts (issue 7's plan ratio, here measured)
     python benchmarks/wsd_branches.py optim.batch_size=4 --lrs 0.003 0.006 0.012 ...
@@ -81,6 +82,7 @@ def main() -> None:
     ap.add_argument("--out", default="", help="results folder (default: a temporary one)")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides for both sweeps")
     ap.add_argument("--cosine", nargs="*", default=[], help="overrides for the cosine runs only")
+    ap.add_argument("--branch", nargs="*", default=[], help="overrides for the branch mode only")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (losses averaged)")
     ap.add_argument("--sizes", type=float, nargs="+", default=SIZES, help="model.n_params")
     ap.add_argument("--tokens", type=float, nargs="+", default=TOKENS, help="budget.tokens")
@@ -97,6 +99,7 @@ def main() -> None:
     # One folder per seed, lr and cosine variant (runs are content-addressed: a rerun skips what
     # is done); use a fresh --out when changing the overrides for both sweeps.
     scratch_name = "-".join(["scratch", *(o.replace("=", "_") for o in args.cosine)])
+    branch_name = "-".join(["branch", *(o.replace("=", "_") for o in args.branch)])
     # (N, D) -> lr -> seed -> loss per schedule; each schedule's lr is the one with the lowest
     # mean over seeds (choosing per seed would pick each seed's lucky lr)
     cos: dict[tuple[int, int], dict[float, dict[int, float]]] = {}
@@ -107,13 +110,13 @@ def main() -> None:
     for seed in args.seeds:
         for lr in args.lrs or [None]:
             sd = out / f"seed{seed}" / (f"lr{lr:g}" if lr is not None else "")
-            fresh = fresh and not (sd / scratch_name).exists() and not (sd / "branch").exists()
+            fresh = fresh and not (sd / scratch_name).exists() and not (sd / branch_name).exists()
             both = [*args.overrides, f"seed={seed}"] + ([f"optim.lr={lr}"] if lr else [])
             t_scratch += _sweep(sd, scratch_name, grid, ["schedule=cosine", *both, *args.cosine])
-            wsd_mode = ["schedule=wsd", f"branch.budgets={budgets}", *both]
-            t_branch += _sweep(sd, "branch", grid, wsd_mode)
+            wsd_mode = ["schedule=wsd", f"branch.budgets={budgets}", *both, *args.branch]
+            t_branch += _sweep(sd, branch_name, grid, wsd_mode)
             scratch = _records(sd / scratch_name)
-            branch = _records(sd / "branch")
+            branch = _records(sd / branch_name)
             for r in scratch:
                 key = (r["n_params"], r["n_tokens"])
                 cos.setdefault(key, {}).setdefault(r["lr"], {})[seed] = _loss(r)
@@ -129,6 +132,7 @@ def main() -> None:
             )
     print(
         f"overrides: both {' '.join(args.overrides) or '-'}; cosine {' '.join(args.cosine) or '-'}"
+        f"; branch {' '.join(args.branch) or '-'}"
         f"; seeds {' '.join(map(str, args.seeds))} (losses are means over seeds)"
         + (
             f"; lrs {' '.join(f'{v:g}' for v in args.lrs)} (each schedule at its best)"
