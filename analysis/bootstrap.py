@@ -244,8 +244,8 @@ def bootstrap_kaplan_joint(
     if flat:
         warns.append(
             f"{fit.law} bootstrap: {flat} of {n_resamples} refits stopped above the gradient "
-            "tolerance (kept: a descent from the full-data optimum, stopped where the law is "
-            "flat; dropping them would narrow the interval)"
+            "tolerance (kept: they stopped where the law is flat in some direction; "
+            "dropping them would narrow the interval)"
         )
     if not ok.all():
         warns.append(
