@@ -171,6 +171,21 @@ def bootstrap_chinchilla(
 _ = CHINCHILLA_PARAMS
 
 
+def _refit_warnings(fit: FitResult, ok: np.ndarray, converged: np.ndarray) -> list[str]:
+    """The fit's warnings plus the count of kept refits that stopped above the gradient tolerance
+    (on a flat direction) and of failed, dropped ones."""
+    warns, n = list(fit.warnings), ok.size
+    flat = int((ok & ~converged).sum())
+    if flat:
+        warns.append(
+            f"{fit.law} bootstrap: {flat} of {n} refits stopped on a flat direction (kept: the "
+            "law is not pinned down there, and its interval says so)"
+        )
+    if not ok.all():
+        warns.append(f"{fit.law} bootstrap: {int((~ok).sum())} of {n} refits failed (dropped)")
+    return warns
+
+
 def bootstrap_power_law(
     fit: FitResult,
     x,
@@ -197,17 +212,7 @@ def bootstrap_power_law(
     ok = np.isfinite(sol.objective) & np.isfinite(sol.theta).all(axis=1)
     log_a, log_e, alpha = sol.theta[ok].T
     arrays = {"A": np.exp(log_a), "E": np.exp(log_e), "alpha": alpha}
-    warns = list(fit.warnings)
-    flat = int((ok & ~sol.converged).sum())
-    if flat:
-        warns.append(
-            f"{fit.law} bootstrap: {flat} of {n_resamples} refits stopped on a flat direction "
-            "(kept: the law is not pinned down there, and its interval says so)"
-        )
-    if not ok.all():
-        warns.append(
-            f"{fit.law} bootstrap: {int((~ok).sum())} of {n_resamples} refits failed (dropped)"
-        )
+    warns = _refit_warnings(fit, ok, sol.converged)
     return fit.replace(intervals=percentile_intervals(arrays, confidence), warnings=tuple(warns))
 
 
@@ -239,18 +244,7 @@ def bootstrap_kaplan_joint(
     ok = np.isfinite(objs) & np.isfinite(xs).all(axis=1)
     lnc, ldc, an, ad = xs[ok].T
     arrays = {"N_c": np.exp(lnc), "D_c": np.exp(ldc), "alpha_N": an, "alpha_D": ad}
-    warns = list(fit.warnings)
-    flat = int((ok & ~conv).sum())
-    if flat:
-        warns.append(
-            f"{fit.law} bootstrap: {flat} of {n_resamples} refits stopped above the gradient "
-            "tolerance (kept: they stopped where the law is flat in some direction; "
-            "dropping them would narrow the interval)"
-        )
-    if not ok.all():
-        warns.append(
-            f"{fit.law} bootstrap: {int((~ok).sum())} of {n_resamples} refits failed (dropped)"
-        )
+    warns = _refit_warnings(fit, ok, conv)
     if ok.sum() < n_resamples // 2:
         warns.append(f"{fit.law} bootstrap: fewer than half the refits succeeded: no interval")
         return fit.replace(warnings=tuple(warns))
