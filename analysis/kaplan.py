@@ -11,6 +11,9 @@ fitted with the same Huber objective in log space over (ln Nc, ln Dc, alphaN, al
 ~1800 starts (ln Nc, ln Dc in {10, 15, ..., 40}, exponents in {0.03, ..., 0.8}) evaluated at once,
 the best 4 distinct ones polished.
 
+Bootstrap refits (`refit_kaplan_joint`, for `bootstrap.bootstrap_kaplan_joint`) repeat that
+recipe under each resample's run weights, polished by a batched Levenberg-Marquardt instead.
+
 The polish is scipy `least_squares` with `loss="huber"`, `f_scale=delta` (its cost is exactly the
 Huber objective), the analytic Jacobian and tolerances 1e-15: a trust-region Gauss-Newton method,
 ~10x faster here than L-BFGS-B to the same minimum. `fit_kaplan_joint_reference` runs L-BFGS-B
@@ -151,13 +154,18 @@ def _joint_residuals(x, log_n, log_d, log_loss):
     return ad * np.logaddexp(an / ad * (lnc - log_n), ldc - log_d) - log_loss
 
 
-def _joint_jacobian(x, log_n, log_d):
-    """d residual / d (ln Nc, ln Dc, alphaN, alphaD), (n, 4)."""
-    lnc, ldc, an, ad = x
+def _joint_jacobian_batch(x, log_n, log_d):
+    """d residual / d (ln Nc, ln Dc, alphaN, alphaD) for a batch of rows x (b, 4) -> (b, n, 4)."""
+    lnc, ldc, an, ad = (x[:, i, None] for i in range(4))
     u0, u1 = an / ad * (lnc - log_n), ldc - log_d
     s = np.logaddexp(u0, u1)
     q0 = np.exp(u0 - s)
-    return np.stack([an * q0, ad * (1 - q0), q0 * (lnc - log_n), s - q0 * u0], axis=1)
+    return np.stack([an * q0, ad * (1 - q0), q0 * (lnc - log_n), s - q0 * u0], axis=2)
+
+
+def _joint_jacobian(x, log_n, log_d):
+    """d residual / d (ln Nc, ln Dc, alphaN, alphaD), (n, 4)."""
+    return _joint_jacobian_batch(np.asarray(x, float)[None], log_n, log_d)[0]
 
 
 def _joint_value_grad(x, log_n, log_d, log_loss, delta):
@@ -226,15 +234,6 @@ def fit_kaplan_joint(
     converged = (res.status > 0 and g_max <= 1e-6 * delta * n.size) or g_max <= 1e-9
     message = f"least_squares (Huber): {res.message}; max |gradient| {g_max:.2e}"
     return _joint_result(res.x, f, converged, message, n.size, convention)
-
-
-def _joint_jacobian_batch(x, log_n, log_d):
-    """`_joint_jacobian` for a batch of parameter rows x (b, 4) -> (b, n, 4)."""
-    lnc, ldc, an, ad = (x[:, i, None] for i in range(4))
-    u0, u1 = an / ad * (lnc - log_n), ldc - log_d
-    s = np.logaddexp(u0, u1)
-    q0 = np.exp(u0 - s)
-    return np.stack([an * q0, ad * (1 - q0), q0 * (lnc - log_n), s - q0 * u0], axis=2)
 
 
 def _lm_batch(x, w, log_n, log_d, log_loss, delta, max_iter, gtol):
@@ -323,16 +322,17 @@ def refit_kaplan_joint(
     w = np.atleast_2d(np.asarray(weights, float))
     b = w.shape[0]
     x0 = np.array([fit.params[k] for k in ("log_N_c", "log_D_c", "alpha_N", "alpha_D")])
-    grid = _joint_grid()
-    with np.errstate(over="ignore", invalid="ignore"):
-        h0 = huber(_joint_residuals(grid, log_n, log_d, log_loss), delta)  # (grid, n)
-        f0 = w @ np.where(np.isfinite(h0), h0, np.inf).T  # (b, grid): each row's own ranking
-    f0 = np.where(np.isnan(f0), np.inf, f0)
     k = n_starts + 1
     starts = np.repeat(x0[None, None], b, 0).repeat(k, 1)  # (b, k, 4); short rows keep x0
-    for i in range(b if n_starts > 0 else 0):
-        picked = _distinct(grid, f0[i], n_starts)
-        starts[i, 1 : 1 + len(picked)] = picked
+    if n_starts > 0:
+        grid = _joint_grid()
+        with np.errstate(over="ignore", invalid="ignore"):
+            h0 = huber(_joint_residuals(grid, log_n, log_d, log_loss), delta)  # (grid, n)
+            f0 = w @ np.where(np.isfinite(h0), h0, np.inf).T  # (b, grid): each row's ranking
+        f0 = np.where(np.isnan(f0), np.inf, f0)
+        for i in range(b):
+            picked = _distinct(grid, f0[i], n_starts)
+            starts[i, 1 : 1 + len(picked)] = picked
     x, f, conv = _lm_batch(
         starts.reshape(b * k, 4), np.repeat(w, k, axis=0), log_n, log_d, log_loss, delta,
         max_iter, gtol,
