@@ -1,0 +1,159 @@
+"""Kaplan et al. (2020) laws: the single-variable power laws and the joint L(N, D), their fits
+against brute-force references, and their bootstrap intervals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from analysis.bootstrap import bootstrap_kaplan_joint, bootstrap_power_law
+from analysis.kaplan import fit_kaplan_joint, fit_power_law
+
+
+def test_power_law_bootstrap_covers_the_truth():
+    x = np.geomspace(1e4, 1e7, 12)
+    hits = 0
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        loss = (2.0 + 30.0 * x**-0.3) * np.exp(rng.normal(0, 0.005, x.size))
+        fit = fit_power_law(x, loss, variable="N")
+        boot = bootstrap_power_law(fit, x, loss, n_resamples=200, rng=rng)
+        lo, hi = boot.intervals["alpha"]
+        hits += lo <= 0.3 <= hi
+        assert set(boot.intervals) == {"A", "E", "alpha"}
+    assert hits >= 8, hits  # 95% intervals: P(>= 8 of 10) = 0.99; at 70% coverage 0.38
+
+
+# The 22 runs of the demo's fixed-settings IsoFLOP grid with a fourth budget (3e12 FLOPs), as
+# `python benchmarks/rules_isoflop.py --budgets 3e12` trained them (N, D, final validation loss).
+DEMO_N = [3584, 3584, 3584, 6528, 6528, 10240, 10240, 10240, 14720, 19968, 19968, 19968, 25984,
+          25984, 32768, 32768, 48640, 48640, 48640, 114688, 114688, 142848]  # fmt: skip
+DEMO_D = [4648960, 4648960, 4648960, 2551808, 7655424, 1626112, 4882432, 16273408, 1130496,
+          2502656, 8343552, 25038848, 638976, 1921024, 5083136, 15257600, 1024000, 3424256,
+          10276864, 1449984, 4358144, 3497984]  # fmt: skip
+DEMO_L = [2.4597, 2.44, 2.4296, 2.4152, 2.2798, 2.4437, 2.2615, 2.0567, 2.472, 2.2959, 2.0441,
+          1.7591, 2.5681, 2.3494, 2.0993, 1.7236, 2.4484, 2.1529, 1.7272, 2.2881, 1.8853,
+          1.9349]  # fmt: skip
+
+
+def test_kaplan_joint_refits_do_not_stall_on_real_runs():
+    """On real runs (noise ~0.6%, far above Huber's delta = 1e-3) every reweighted refit reaches
+    the optimum L-BFGS-B finds from the same start, or another local minimum of this non-convex
+    objective within 1% of it. A Gauss-Newton matrix of only the points inside the threshold
+    stalled 16 of these 40 refits 5-50% above it."""
+    from scipy.optimize import minimize
+
+    from analysis.bootstrap import resample_weights
+    from analysis.kaplan import _joint_jacobian, _joint_residuals, refit_kaplan_joint
+    from analysis.objective import LBFGS_OPTIONS, huber
+
+    n, d, loss = (np.array(v, float) for v in (DEMO_N, DEMO_D, DEMO_L))
+    fit = fit_kaplan_joint(n, d, loss)
+    w = resample_weights(n.size, 40, np.random.default_rng(0))
+    xs, objs, _ = refit_kaplan_joint(fit, n, d, loss, w)
+    ln, ld, ll = np.log(n), np.log(d), np.log(loss)
+    x0 = [fit.params[k] for k in ("log_N_c", "log_D_c", "alpha_N", "alpha_D")]
+    for i in range(len(w)):
+
+        def value_grad(x, wi=w[i]):
+            r = _joint_residuals(x, ln, ld, ll)
+            g = (wi * np.clip(r, -1e-3, 1e-3)) @ _joint_jacobian(x, ln, ld)
+            return float(np.sum(wi * huber(r, 1e-3))), g
+
+        ref = minimize(value_grad, x0, jac=True, method="L-BFGS-B", options=LBFGS_OPTIONS)
+        assert objs[i] <= ref.fun * (1 + 1e-2), i
+
+
+@pytest.mark.slow
+def test_kaplan_joint_refits_reach_the_weighted_optimum_and_intervals_cover():
+    """The batched Levenberg-Marquardt refits of the joint law reach the weighted Huber optimum
+    L-BFGS-B finds from the same start; the bootstrap's 95% intervals cover the true exponents
+    at a percentile bootstrap's small-sample rate: over 50 seeds of this set-up with 400
+    resamples, alpha_N 46/50 and alpha_D 44/50 (92%, 88%; multinomial weights 48/50, 46/50).
+    One start per refit (n_starts=0) is enough here: from the optimum every refit reaches
+    L-BFGS-B's minimum (checked first); the real runs' test below needs the grid starts."""
+    from scipy.optimize import minimize
+
+    from analysis.bootstrap import resample_weights
+    from analysis.kaplan import (
+        _joint_jacobian,
+        _joint_residuals,
+        kaplan_joint_loss,
+        refit_kaplan_joint,
+    )
+    from analysis.objective import LBFGS_OPTIONS, huber
+
+    n, d = (v.ravel() for v in np.meshgrid(np.geomspace(1e4, 1e6, 5), np.geomspace(1e6, 1e9, 4)))
+    truth = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
+    rng = np.random.default_rng(3)
+    loss = kaplan_joint_loss(truth, n, d) * np.exp(rng.normal(0, 0.005, n.size))
+    fit = fit_kaplan_joint(n, d, loss)
+    w = resample_weights(n.size, 8, rng)
+    xs, objs, conv = refit_kaplan_joint(fit, n, d, loss, w)
+    assert conv.all()
+    ln, ld, ll = np.log(n), np.log(d), np.log(loss)
+    for i in range(len(w)):
+
+        def value_grad(x, wi=w[i]):
+            r = _joint_residuals(x, ln, ld, ll)
+            g = (wi * np.clip(r, -1e-3, 1e-3)) @ _joint_jacobian(x, ln, ld)
+            return float(np.sum(wi * huber(r, 1e-3))), g
+
+        ref = minimize(value_grad, xs[0] * 0 + [fit.params[k] for k in
+                       ("log_N_c", "log_D_c", "alpha_N", "alpha_D")],
+                       jac=True, method="L-BFGS-B", options=LBFGS_OPTIONS)  # fmt: skip
+        assert objs[i] <= ref.fun * (1 + 1e-9)
+        assert xs[i][2:] == pytest.approx(ref.x[2:], abs=1e-2)
+    hits = {"alpha_N": 0, "alpha_D": 0}
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        loss = kaplan_joint_loss(truth, n, d) * np.exp(rng.normal(0, 0.005, n.size))
+        fit = fit_kaplan_joint(n, d, loss)
+        boot = bootstrap_kaplan_joint(fit, n, d, loss, n_resamples=200, rng=rng, n_starts=0)
+        assert set(boot.intervals) == {"N_c", "D_c", "alpha_N", "alpha_D"}
+        for k in hits:
+            lo, hi = boot.intervals[k]
+            assert lo <= fit.params[k] <= hi and lo < hi
+            hits[k] += lo <= truth[k] <= hi
+    # P(>= 16 of 20) is 0.98 at 95% coverage, 0.87 at 88%, 0.24 at 70%
+    assert min(hits.values()) >= 16, hits
+
+
+def test_kaplan_forms():
+    x = np.geomspace(1e4, 1e8, 20)
+    loss = 2.0 + 30.0 * x**-0.3
+    fit = fit_power_law(x, loss, variable="N")
+    assert fit.converged
+    assert fit.params["alpha"] == pytest.approx(0.3, abs=1e-4)
+    assert fit.params["E"] == pytest.approx(2.0, rel=1e-4)
+    n, d = (v.ravel() for v in np.meshgrid(np.geomspace(1e5, 1e8, 6), np.geomspace(1e7, 1e10, 6)))
+    truth = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
+    from analysis.kaplan import kaplan_joint_loss
+
+    joint = fit_kaplan_joint(n, d, kaplan_joint_loss(truth, n, d))
+    assert joint.params["alpha_N"] == pytest.approx(0.076, rel=0.02)
+    assert joint.params["alpha_D"] == pytest.approx(0.095, rel=0.02)
+
+
+def test_kaplan_fast_fits_match_brute_force_reference():
+    """The vectorised-start + least_squares(Huber) fits reach the objective of L-BFGS-B run from
+    every start (a stride of the joint grid, and each single-variable start) on noisy data."""
+    from analysis.kaplan import _joint_grid, fit_kaplan_joint_reference, kaplan_joint_loss
+    from analysis.objective import minimize_lbfgs, power_design
+
+    rng = np.random.default_rng(3)
+    n, d = (v.ravel() for v in np.meshgrid(np.geomspace(1e4, 1e6, 5), np.geomspace(1e6, 1e9, 4)))
+    truth = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
+    loss = kaplan_joint_loss(truth, n, d) * np.exp(rng.normal(0, 0.005, n.size))
+    fast = fit_kaplan_joint(n, d, loss)
+    ref = fit_kaplan_joint_reference(n, d, loss, starts=_joint_grid()[::40])
+    assert fast.converged, fast.message
+    assert fast.objective <= ref.objective * (1 + 1e-9)
+    x = np.geomspace(1e4, 1e7, 12)
+    y = (2.0 + 30.0 * x**-0.3) * np.exp(rng.normal(0, 0.005, x.size))
+    fit = fit_power_law(x, y)
+    design, log_y = power_design(x), np.log(y)
+    from analysis.kaplan import _power_grid
+
+    best = min(minimize_lbfgs(s, design, log_y, delta=1e-3).fun for s in _power_grid()[::9])
+    assert fit.converged and fit.objective <= best * (1 + 1e-9)
