@@ -115,7 +115,7 @@ def test_kaplan_joint_refits_reach_the_weighted_optimum_and_intervals_cover():
             lo, hi = boot.intervals[k]
             assert lo <= fit.params[k] <= hi and lo < hi
             hits[k] += lo <= truth[k] <= hi
-    # P(>= 16 of 20) is 0.98 at 95% coverage, 0.87 at 88%, 0.24 at 70%
+    # P(>= 16 of 20) is 0.997 at 95% coverage, 0.92 at 88%, 0.24 at 70%
     assert min(hits.values()) >= 16, hits
 
 
