@@ -19,7 +19,7 @@ import json
 import os
 import platform
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +158,7 @@ def plan_sweep(
     runs = []
     cfgs, vocab_size = [], 0
     trunks_priced: set[str] = set()
+    same_model: dict[str, list[str]] = {}  # the run id of the config with its shape spelled out
     for job in expansion.jobs:
         try:
             cfg = to_run_config(job.cfg)
@@ -203,6 +204,14 @@ def plan_sweep(
                     flops_per_token=fpt,
                     n_eval_tokens=trunk.n_evals * trunk.data.n_val_tokens,
                 )
+        explicit = replace(
+            cfg,
+            model=replace(cfg.model, n_params=None, n_layer=shape.n_layer, d_model=shape.d_model,
+                          n_head=getattr(shape, "n_head", None)),
+        )  # fmt: skip
+        ids = same_model.setdefault(run_id_for(explicit), [])
+        if run_id_for(cfg) not in ids:
+            ids.append(run_id_for(cfg))
         runs.append(
             PlannedRun(
                 run_id=run_id_for(cfg),
@@ -234,6 +243,9 @@ def plan_sweep(
         "results_dir": results_dir,
         "n_jobs": n_jobs,
         "time_model": asdict(model),
+        # runs whose model.n_params targets resolve to one shape, with every other setting equal:
+        # different run ids that would train the same model
+        "same_model": [ids for ids in same_model.values() if len(ids) > 1],
     }
     if any(c.branch.budgets is not None for c in cfgs):
         from sweeps.branches import branch_costs
@@ -344,6 +356,15 @@ def main(argv: list[str] | None = None) -> int:
     for r in runs:
         if r.problem and r.state == "new":
             print(f"  {r.run_id} will be recorded as skipped: {r.problem}")
+    by_id = {r.run_id: r for r in runs}
+    for ids in info["same_model"]:
+        one = by_id[ids[0]]
+        print(
+            f"warning: runs {', '.join(ids)} train the same model ({one.arch} {one.shape}, "
+            f"N = {one.n_params:,}, the same tokens and settings): their model.n_params "
+            "targets resolve to one shape; drop all but one, or space the targets further apart "
+            "(~1.5x at the smallest sizes)"
+        )
     states = ", ".join(f"{n} {s}" for s, n in sorted(total["states"].items()))
     print(
         f"\n{total['n_runs']} runs ({states}; {total['n_will_skip']} to skip), "

@@ -143,6 +143,23 @@ def test_plan_marks_step_starved_isoflop_points(tmp_path: Path, capsys) -> None:
     assert "2 runs" in out
 
 
+def test_plan_warns_when_two_size_targets_train_the_same_model(tmp_path: Path, capsys) -> None:
+    """9e3 and 1e4 both resolve to 2 x 20 (N = 10,880): two run ids, one model, trained twice."""
+    common = ["data=synthetic", f"data.cache_dir={tmp_path}/c", f"results_dir={tmp_path}/r"]
+    rc = plan_main(["--json", "sweep=grid", "model.n_params=9e3,1e4,3e4", *common])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert len(out["same_model"]) == 3  # one pair per token count of the grid
+    shapes = {r["run_id"]: (r["shape"], r["n_tokens"]) for r in out["runs"]}
+    for ids in out["same_model"]:
+        assert len(ids) == 2 and shapes[ids[0]] == shapes[ids[1]]
+        assert shapes[ids[0]][0] == "2 x 20"
+    rc = plan_main(["sweep=grid", "model.n_params=9e3,1e4,3e4", *common])
+    assert rc == 0 and capsys.readouterr().out.count("train the same model") == 3
+    rc = plan_main(["--json", "sweep=grid", "model.n_params=1e4,3e4", *common])
+    assert rc == 0 and json.loads(capsys.readouterr().out)["same_model"] == []
+
+
 @pytest.mark.parametrize(
     "args, says",
     [
