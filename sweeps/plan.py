@@ -209,12 +209,13 @@ def plan_sweep(
             model=replace(cfg.model, n_params=None, n_layer=shape.n_layer, d_model=shape.d_model,
                           n_head=getattr(shape, "n_head", None)),
         )  # fmt: skip
+        run_id = run_id_for(cfg)
         ids = same_model.setdefault(run_id_for(explicit), [])
-        if run_id_for(cfg) not in ids:
-            ids.append(run_id_for(cfg))
+        if run_id not in ids:
+            ids.append(run_id)
         runs.append(
             PlannedRun(
-                run_id=run_id_for(cfg),
+                run_id=run_id,
                 overrides=job.overrides,
                 arch=cfg.model.arch,
                 shape=f"{shape.n_layer} x {shape.d_model}",
