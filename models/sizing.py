@@ -10,6 +10,9 @@ Depth policy (one dial, so that every size of a sweep has the same kind of shape
   aspect ratio d_model / n_layer ~= aspect, except that tiny models keep `min_layers` layers and
   shrink in width only (a pure width-follows-depth rule made every compute-optimal model here a
   1-layer model; see shared/DESIGN.md);
+- `model.n_head` (GPT) replaces the head width by a head count fixed at every size: only widths
+  it divides are candidates (a sweep over heads at a given N; head count is a shape effect at
+  widths of 8-64);
 - Default aspect: 32 for GPT (2 x 64, 4 x 128, 9 x 288 at N ~ 1e7 with vocab 256), 128 for the
   LSTM (2 layers up to width ~300, 4 layers near N ~ 1e7), since LSTM LMs gain little from more
   than a few layers. Default head_dim 16, for tiny widths (1-8 heads up to width 128).
@@ -85,12 +88,14 @@ def make_shape(
     return GPTShape(vocab_size, context, n_layer, n_head, d_model, tied)
 
 
-def _widths(arch: str, head_dim: int) -> Iterator[int]:
-    """The policy's widths in increasing order (GPT: the head count must divide the width)."""
+def _widths(arch: str, head_dim: int, n_head: int | None = None) -> Iterator[int]:
+    """The policy's widths in increasing order (GPT: the head count must divide the width; a
+    fixed `n_head` keeps only the widths it divides)."""
     d_model = 0
     while True:
         d_model += 4 if 8 <= d_model < FINE_WIDTH_BELOW else WIDTH_STEP
-        if arch == "lstm" or d_model % max(1, d_model // head_dim) == 0:
+        heads = n_head if n_head is not None else max(1, d_model // head_dim)
+        if arch == "lstm" or d_model % heads == 0:
             yield d_model
 
 
@@ -104,9 +109,11 @@ def _candidate(
     min_layers: int,
     aspect: float,
     head_dim: int,
+    n_head: int | None,
 ) -> GPTShape | LSTMShape:
     n_layer = max(min_layers, math.floor(d_model / aspect + 0.5))
-    n_head = default_n_head(d_model, head_dim) if arch == "gpt" else None
+    if arch == "gpt" and n_head is None:
+        n_head = default_n_head(d_model, head_dim)
     return make_shape(
         arch,
         n_layer=n_layer,
@@ -128,11 +135,21 @@ def solve_shape(
     min_layers: int = 2,
     aspect: float | None = None,
     head_dim: int = DEFAULT_HEAD_DIM,
+    n_head: int | None = None,
 ) -> GPTShape | LSTMShape:
     """The policy's shape whose matmul N (see models/counting.py) is closest to `n_params` in log
-    space. `aspect=None` takes DEFAULT_ASPECT[arch]. Raises ValueError, naming `model.n_params`,
-    when the target is more than MAX_SOLVE_RATIO below the smallest shape the policy allows."""
+    space. `aspect=None` takes DEFAULT_ASPECT[arch]; `n_head` (GPT only) fixes the head count at
+    every size instead of the head width, and only widths it divides are candidates. Raises
+    ValueError, naming `model.n_params`, when the target is more than MAX_SOLVE_RATIO below the
+    smallest shape the policy allows."""
     _check_arch(arch)
+    if n_head is not None:
+        if arch != "gpt":
+            raise ValueError("model.n_head applies to the GPT only; unset it for model.arch=lstm")
+        if isinstance(n_head, bool) or not isinstance(n_head, int) or n_head < 1:
+            raise ValueError(
+                f"model.n_head={n_head!r} must be an integer >= 1; e.g. model.n_head=2"
+            )
     if (
         isinstance(n_params, bool)
         or not isinstance(n_params, (int, float))
@@ -157,9 +174,10 @@ def solve_shape(
             min_layers=min_layers,
             aspect=aspect,
             head_dim=head_dim,
+            n_head=n_head,
         )
 
-    smallest = build(next(_widths(arch, head_dim)))
+    smallest = build(next(_widths(arch, head_dim, n_head)))
     n_min = param_counts(smallest)["matmul"]
     if n_params < n_min / MAX_SOLVE_RATIO:
         raise ValueError(
@@ -171,7 +189,7 @@ def solve_shape(
         )
     # matmul grows strictly with d_model, so walk up until the target is bracketed.
     below = smallest
-    widths = _widths(arch, head_dim)
+    widths = _widths(arch, head_dim, n_head)
     while param_counts(below)["matmul"] < n_params:
         above = build(next(widths))
         if param_counts(above)["matmul"] >= n_params:

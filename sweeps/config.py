@@ -57,7 +57,7 @@ class ModelConfig:
     n_params: float | None = 1e5  # target N (matmul convention, see sweeps/records.py)
     n_layer: int | None = None  # explicit shape: n_layer and d_model (overrides n_params)
     d_model: int | None = None
-    n_head: int | None = None  # GPT only; default from the head width of models/sizing.py
+    n_head: int | None = None  # GPT only: a head count for every size (default: head width 16)
     context: int = 256  # tokens per training sequence
     tied: bool = False  # output head shares the token-embedding weight
     min_layers: int = 2  # depth policy when solving n_params to a shape
@@ -81,6 +81,14 @@ class ModelConfig:
                 f"must be a positive number, got {self.n_params}",
                 "e.g. model.n_params=1e5, or give model.n_layer and model.d_model",
             )
+        if self.n_head is not None:
+            _check(
+                self.arch == "gpt",
+                "model.n_head",
+                "applies to the GPT only",
+                "unset it (model.n_head=null) for model.arch=lstm",
+            )
+            _check(self.n_head >= 1, "model.n_head", "must be >= 1", "e.g. model.n_head=2")
         _check(self.context >= 2, "model.context", "must be >= 2", "e.g. model.context=256")
         _check(self.min_layers >= 1, "model.min_layers", "must be >= 1", "e.g. model.min_layers=2")
 
@@ -308,6 +316,10 @@ def semantic_config(cfg: RunConfig) -> dict[str, Any]:
     # fields added for WSD branches leave the ids of runs that do not use them unchanged
     if sem["schedule"].get("warmup_steps") is None:
         del sem["schedule"]["warmup_steps"]
+    if cfg.model.n_head is not None and cfg.model.d_model is None:
+        # model.n_head was ignored when the shape was solved from model.n_params (before
+        # 2026-11-29): mark such runs so that records trained with the default heads are not reused
+        sem["model"]["n_head_solved"] = True
     del sem["branch"]["keep_forks"]  # housekeeping, not the result
     if cfg.branch == replace(BranchConfig(), keep_forks=cfg.branch.keep_forks):
         del sem["branch"]

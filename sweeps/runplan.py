@@ -65,6 +65,7 @@ def shape_for(cfg: RunConfig, *, vocab_size: int) -> Any:
             context=m.context,
             tied=m.tied,
             min_layers=m.min_layers,
+            n_head=m.n_head,
         )
     except ValueError as e:
         # models/ says "<problem>; <fix>": split it so the line reads like every other error.

@@ -63,6 +63,7 @@ CASES = [
     ("bad_schedule_group", ["schedule=cosin"], None, "schedule", "cosine"),
     ("bad_precision", ["precision=fp16"], None, "precision", "bf16"),
     ("bad_arch", ["model.arch=rnn"], None, "model.arch", "lstm"),
+    ("n_head_on_lstm", ["model.arch=lstm", "model.n_head=2"], None, "model.n_head", "null"),
     ("bad_device", ["device=tpu"], None, "device", "cuda"),
     ("bad_tokenizer", ["data.tokenizer=words"], None, "data.tokenizer", "bpe"),
 ]

@@ -118,3 +118,38 @@ def test_make_shape_defaults_the_head_count() -> None:
     assert make_shape("lstm", n_layer=1, d_model=30, vocab_size=10, context=4, tied=True) == (
         LSTMShape(vocab_size=10, context=4, n_layer=1, d_model=30, tied=True)
     )
+
+
+@pytest.mark.parametrize("n_head", [1, 2, 4])
+def test_a_fixed_head_count_is_kept_at_every_target(n_head: int) -> None:
+    # model.n_head with model.n_params: the head count of every solved shape, only widths it
+    # divides (all of the ladder's for 1, 2, 4 heads: the resolution stays that of the default).
+    for target in (4e3, 1e4, 3e4, 1e5, 1e6):
+        shape = solve_shape("gpt", n_params=target, vocab_size=256, context=256, n_head=n_head)
+        assert isinstance(shape, GPTShape) and shape.n_head == n_head
+        assert shape.d_model % n_head == 0
+        n = param_counts(shape)["matmul"]
+        assert 1 / 1.5 < n / target < 1.5, (n_head, target, shape)
+    # where the default already has that head count, the shape is the default's
+    assert solve_shape("gpt", n_params=1e4, vocab_size=256, context=256, n_head=1) == _solve(
+        "gpt", 1e4
+    )
+
+
+def test_a_fixed_head_count_changes_the_model_not_only_its_name() -> None:
+    # Before the fix model.n_head was dropped when solving n_params: a 1-head model for every value.
+    default = _solve("gpt", 1e4)
+    assert isinstance(default, GPTShape) and default.n_head == 1
+    two = solve_shape("gpt", n_params=1e4, vocab_size=256, context=256, n_head=2)
+    assert isinstance(two, GPTShape) and (two.n_head, two.d_model) == (2, 16)
+    # 3 heads: only widths divisible by 3 (12, 24, 48, ...), the closest in log N
+    three = solve_shape("gpt", n_params=1e4, vocab_size=256, context=256, n_head=3)
+    assert isinstance(three, GPTShape) and (three.n_head, three.d_model) == (3, 12)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+def test_bad_fixed_head_counts_are_refused(bad: object) -> None:
+    with pytest.raises(ValueError, match=r"model\.n_head=.* must be an integer >= 1"):
+        solve_shape("gpt", n_params=1e4, vocab_size=256, context=256, n_head=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"model\.n_head applies to the GPT only"):
+        solve_shape("lstm", n_params=1e4, vocab_size=256, context=256, n_head=2)
