@@ -118,6 +118,28 @@ class DataConfig:
                 f"data.name={self.name} needs a path",
                 "set data.path=/path/to/your/data",
             )
+        else:  # a path given to a built-in corpus would be ignored: say so rather than train on it
+            _check(
+                not self.path,
+                "data.path",
+                f"data.name={self.name} reads no path (it would train on the {self.name} corpus)",
+                "add data=text (UTF-8 files) or data=tokens (.bin/.npy), or drop data.path",
+            )
+        # settings of one source or tokenizer, set for another, would be ignored (and would still
+        # give the runs new ids): refuse them
+        defaults = DataConfig.__dataclass_fields__
+        for field_name, applies, where in (
+            ("vocab_size", self.tokenizer == "bpe", "data.tokenizer=bpe"),
+            ("token_dtype", self.name == "tokens", "data=tokens"),
+            ("synthetic_n_tokens", self.name == "synthetic", "data=synthetic"),
+            ("synthetic_vocab_size", self.name == "synthetic", "data=synthetic"),
+        ):
+            _check(
+                applies or getattr(self, field_name) == defaults[field_name].default,
+                f"data.{field_name}",
+                f"applies to {where} only and would be ignored here",
+                f"drop data.{field_name}, or use {where}",
+            )
         _check(
             0.0 < self.val_fraction < 1.0,
             "data.val_fraction",
@@ -293,6 +315,13 @@ class RunConfig:
         _check(self.n_evals >= 1, "n_evals", "must be >= 1", "e.g. n_evals=8")
         _check(self.max_retries >= 0, "max_retries", "must be >= 0", "e.g. max_retries=1")
         _check(bool(self.sweep_name), "sweep_name", "must not be empty", "sweep_name=mysweep")
+        _check(
+            not (self.optim.batch_size == "auto" and self.budget.steps is not None),
+            "optim.batch_size",
+            "auto follows the run's tokens or FLOPs, which budget=steps does not fix (the rule "
+            "would give its smallest batch at every size)",
+            "use budget=tokens, budget=flops or budget=tokens_per_param, or a number of sequences",
+        )
 
 
 SEMANTIC_FIELDS = (
@@ -316,6 +345,18 @@ def semantic_config(cfg: RunConfig) -> dict[str, Any]:
     # fields added for WSD branches leave the ids of runs that do not use them unchanged
     if sem["schedule"].get("warmup_steps") is None:
         del sem["schedule"]["warmup_steps"]
+    # A schedule's settings it never reads enter the id at their defaults: setting them trains
+    # the same model, so it must not get a new id (and a WSD trunk, a constant schedule, is one
+    # per size whatever its branches' cooldown shape). Runs that leave them alone keep their ids.
+    unused = {
+        "constant": ["min_lr_frac", "decay_frac", "decay_shape"],
+        "cosine": ["decay_frac", "decay_shape"],
+        "wsd": ["min_lr_frac"],
+    }[cfg.schedule.name]
+    if cfg.schedule.warmup_steps is not None:
+        unused.append("warmup_frac")
+    for key in unused:
+        sem["schedule"][key] = getattr(ScheduleConfig(), key)
     if cfg.model.n_head is not None and cfg.model.d_model is None:
         # model.n_head was ignored when the shape was solved from model.n_params (before
         # 2026-11-29): mark such runs so that records trained with the default heads are not reused

@@ -142,7 +142,8 @@ def resolve_hparams(
 
 def _budget_x(budget: BudgetConfig, n_params: int, of: str) -> float | None:
     """The run's C = 6 N D (of="compute") or D (of="tokens") where the horizon fixes it without
-    knowing the batch size; None for budget.steps (then the rule's k alone)."""
+    knowing the batch size; None for budget.steps (RunConfig refuses batch_size=auto there; an
+    lr rule in N alone still works)."""
     if budget.tokens is not None:
         tokens = float(budget.tokens)
     elif budget.flops is not None:

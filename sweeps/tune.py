@@ -115,6 +115,22 @@ class TuneRunConfig(RunConfig):
 
     tune: TuneConfig = field(default_factory=TuneConfig)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check(
+            self.tune.warmup_min is None or self.schedule.warmup_steps is None,
+            "tune.warmup_min/tune.warmup_max",
+            "the search varies schedule.warmup_frac, which schedule.warmup_steps overrides "
+            "(every trial would get the same warmup)",
+            "drop schedule.warmup_steps, or the warmup search",
+        )
+        _check(
+            self.tune.pruner == "none" or not self.branch.budgets,
+            "tune.pruner",
+            "WSD branch runs report no intermediate losses to prune on",
+            "tune.pruner=none",
+        )
+
 
 def _pow2_range(lo: int, hi: int) -> tuple[int, ...]:
     return tuple(2**k for k in range(0, 31) if lo <= 2**k <= hi)
@@ -130,6 +146,62 @@ def study_name_for(cfg: TuneRunConfig) -> str:
         if getattr(b, k) is not None
     )
     return f"{cfg.tune.study_prefix}-N{cfg.model.n_params:g}-{key}{float(value):g}"
+
+
+def _base_key(semantic: dict[str, Any], warmup_searched: bool) -> str:
+    """A hash of a trial's semantic config without what the study searches: equal for every trial
+    of one study, different for a study of another model, corpus, schedule, seed or budget."""
+    import hashlib
+    import json
+
+    sem = json.loads(json.dumps(semantic, default=str))
+    sem["optim"]["lr"] = sem["optim"]["batch_size"] = None
+    if warmup_searched:
+        sem["schedule"]["warmup_frac"] = None
+    return hashlib.sha256(json.dumps(sem, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def study_base(cfg: TuneRunConfig) -> str:
+    """The `_base_key` of cfg's trials (what the study is a search for)."""
+    from sweeps.config import semantic_config
+
+    searched = cfg.tune.warmup_min is not None
+    probe = trial_config(cfg, lr=1.0, batch_size=1, warmup_frac=0.0 if searched else None)
+    return _base_key(semantic_config(probe), searched)
+
+
+def check_study_base(study: Any, cfg: TuneRunConfig) -> None:
+    """One study name holds the search of one configuration: refuse to add trials of other
+    settings (say model.arch or the corpus) to it, and mark a new study with its own.
+
+    The name gives only the size and the horizon; without this a second search under the same
+    name (another sweep's settings, or a parallel job of a multirun over model.arch) would mix
+    its trials into the first's optimum, or find `n_trials` done and return the other's. Studies
+    made before the mark are checked through their first trial's config.json."""
+    import json
+
+    key = study_base(cfg)
+    searched = cfg.tune.warmup_min is not None
+    seen = {t.user_attrs.get("base") for t in study.get_trials(deepcopy=False)} - {None}
+    mark = study.user_attrs.get("base")
+    if mark is None and not seen:  # a study from before the mark: its first trial's config
+        for t in study.get_trials(deepcopy=False):
+            path = Path(str(t.user_attrs.get("run_dir", ""))) / records.CONFIG_FILE
+            if t.user_attrs.get("run_dir") and path.is_file():
+                seen.add(_base_key(json.loads(path.read_text(encoding="utf-8")), searched))
+                break
+    other = ({mark} | seen) - {None, key}
+    if other:
+        raise UserError(
+            "tune.study_prefix",
+            f"the study {study.study_name!r} already holds trials of other settings than this "
+            "search's (a model, corpus, schedule, seed or budget setting besides the size and "
+            "horizon differs), and mixing them would mix their optima",
+            "give each configuration its own prefix, e.g. tune.study_prefix=lr_tune_${model.arch}"
+            ", or another sweep_name",
+        )
+    if mark is None:
+        study.set_user_attr("base", key)
 
 
 def trial_config(
@@ -257,14 +329,18 @@ def tune_size(cfg: TuneRunConfig) -> dict[str, Any]:
     from sweeps.runner import run_dir_for, run_one
 
     study = open_study(cfg)
+    check_study_base(study, cfg)
     _recover_interrupted(study)
     dists = _distributions(cfg.tune)
     name = study_name_for(cfg)
+    base = study_base(cfg)
     while True:
+        check_study_base(study, cfg)  # again: a parallel job may have started the same name
         n_done = sum(_finished(t) for t in study.get_trials(deepcopy=False))
         if n_done >= cfg.tune.n_trials:
             break
         trial = study.ask(dists)
+        trial.set_user_attr("base", base)
         p = trial.params
         run_cfg = trial_config(
             cfg, lr=p["lr"], batch_size=2 ** p["log2_batch_size"], warmup_frac=p.get("warmup_frac")
@@ -344,10 +420,10 @@ def write_summary(cfg: TuneRunConfig, study: Any) -> dict[str, Any]:
 def _hydra_main() -> None:
     import hydra
     from hydra.core.config_store import ConfigStore
-    from omegaconf import DictConfig, OmegaConf
+    from omegaconf import DictConfig
     from omegaconf.errors import OmegaConfBaseException
 
-    from sweeps.config import register_configs
+    from sweeps.config import register_configs, to_run_config
 
     register_configs()
     # This entry point's root schema is RunConfig + `tune` (conf/config.yaml names run_schema).
@@ -358,7 +434,7 @@ def _hydra_main() -> None:
     def run(cfg: DictConfig) -> float | None:
         try:
             try:
-                obj = OmegaConf.to_object(cfg)
+                obj = to_run_config(cfg)  # refuses unknown `+` keys, as sweeps.train does
             except OmegaConfBaseException as e:
                 key = getattr(e, "full_key", None) or "config"
                 raise UserError(str(key), str(e).splitlines()[0], "check its value") from e

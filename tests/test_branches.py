@@ -204,6 +204,35 @@ def test_run_ids_of_ordinary_runs_do_not_see_the_branch_fields(tiny_cfg):
     assert "branch" not in sem and "warmup_steps" not in sem["schedule"]
 
 
+def test_one_trunk_per_size_whatever_the_cooldown_shape(branch_cfgs):
+    # Bug: the trunk (a constant schedule) kept the WSD settings it never reads in its id, so a
+    # grid_wsd sweep over schedule.decay_shape trained one identical trunk per shape.
+    sqrt = branch_cfgs()[0]
+    linear = replace(sqrt, schedule=replace(sqrt.schedule, decay_shape="linear"))
+    floor = replace(sqrt, schedule=replace(sqrt.schedule, min_lr_frac=0.0))
+    trunks = {_trunk_dir(c) for c in (sqrt, linear, floor)}
+    assert len(trunks) == 1
+    # the branches themselves differ by shape (they cool down differently)
+    assert len({run_dir_for(branch_plan(c, vocab_size=64).branch_cfg) for c in (sqrt, linear)}) == 2
+
+
+def test_settings_a_schedule_never_reads_do_not_change_the_run_id(tiny_cfg):
+    from sweeps.config import run_id_for
+
+    def rid(**kw):
+        return run_id_for(tiny_cfg(schedule=ScheduleConfig(**kw)))
+
+    # unread: same model, same id (defaults left alone keep the ids runs had before)
+    assert rid(name="cosine", decay_shape="linear", decay_frac=0.5) == rid(name="cosine")
+    assert rid(name="wsd", min_lr_frac=0.0) == rid(name="wsd")
+    assert rid(name="constant", min_lr_frac=0.0, decay_frac=0.3) == rid(name="constant")
+    assert rid(warmup_steps=10, warmup_frac=0.2) == rid(warmup_steps=10)
+    # read: a new id
+    assert rid(name="cosine", min_lr_frac=0.0) != rid(name="cosine")
+    assert rid(name="wsd", decay_shape="linear") != rid(name="wsd")
+    assert rid(warmup_frac=0.2) != rid()
+
+
 def test_presets_list_the_swept_budgets_in_branch_budgets():
     from omegaconf import OmegaConf
 

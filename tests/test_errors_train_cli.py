@@ -64,6 +64,15 @@ CASES = [
     ("bad_precision", ["precision=fp16"], None, "precision", "bf16"),
     ("bad_arch", ["model.arch=rnn"], None, "model.arch", "lstm"),
     ("n_head_on_lstm", ["model.arch=lstm", "model.n_head=2"], None, "model.n_head", "null"),
+    ("path_for_a_builtin_corpus", ["data.path=/tmp/corpus"], None, "data.path", "data=text"),
+    ("bpe_vocab_with_bytes", ["data.vocab_size=8192"], None, "data.vocab_size", "bpe"),
+    (
+        "auto_batch_with_a_step_budget",
+        ["optim.batch_size=auto", "budget=steps", "budget.steps=20"],
+        None,
+        "optim.batch_size",
+        "budget=tokens",
+    ),
     ("bad_device", ["device=tpu"], None, "device", "cuda"),
     ("bad_tokenizer", ["data.tokenizer=words"], None, "data.tokenizer", "bpe"),
 ]

@@ -223,3 +223,78 @@ def test_one_size_at_two_horizons_gets_two_studies_in_one_folder(tmp_path: Path)
     assert {t["n_tokens"] for t in a["trials"]}.isdisjoint({t["n_tokens"] for t in b["trials"]})
     summaries = sorted(p.name for p in (Path(short.results_dir) / "lr_tune" / "tune").iterdir())
     assert summaries == ["lr_tune-N3000-tokens20000.json", "lr_tune-N3000-tokens40000.json"]
+
+
+def test_a_study_name_is_not_shared_by_two_configurations(tmp_path: Path) -> None:
+    # Bug: the name holds only the size and horizon, so a search of another model (or corpus,
+    # schedule, seed) under the same prefix added its trials to the first study, or found
+    # n_trials done and returned the first's optimum as its own.
+    from dataclasses import replace
+
+    from sweeps.errors import UserError
+
+    gpt = _cfg(tmp_path, n_trials=1)
+    tune_size(gpt)
+    lstm = replace(gpt, model=replace(gpt.model, arch="lstm"))
+    with pytest.raises(UserError, match=r"tune\.study_prefix: .*other settings") as err:
+        tune_size(lstm)
+    assert "tune.study_prefix=lr_tune_${model.arch}" in str(err.value)
+    # its own prefix is its own study; the first one resumes as before
+    assert tune_size(replace(lstm, tune=replace(lstm.tune, study_prefix="lr_tune_lstm")))
+    assert tune_size(replace(gpt, tune=replace(gpt.tune, n_trials=2)))["n_trials"] == 2
+
+
+def test_a_study_from_before_the_mark_is_checked_through_its_trials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dataclasses import replace
+
+    import optuna
+
+    import sweeps.tune as tune
+    from sweeps.errors import UserError
+
+    gpt = _cfg(tmp_path, n_trials=1)
+    with monkeypatch.context() as m:  # a study made by the previous code: no marks
+        m.setattr(tune, "check_study_base", lambda study, cfg: None)
+        real = optuna.trial.Trial.set_user_attr
+
+        def no_mark(self, key, value):
+            if key != "base":
+                real(self, key, value)
+
+        m.setattr(optuna.trial.Trial, "set_user_attr", no_mark)
+        tune_size(gpt)
+    study = open_study(gpt)
+    assert "base" not in study.user_attrs and "base" not in study.trials[0].user_attrs
+    with pytest.raises(UserError, match=r"tune\.study_prefix"):
+        tune_size(replace(gpt, seed=1))
+    assert tune_size(gpt)["n_trials"] == 1  # the same settings adopt it
+
+
+def test_searches_that_would_do_nothing_are_refused() -> None:
+    from sweeps.config import ScheduleConfig
+    from sweeps.errors import UserError
+
+    with pytest.raises(UserError, match=r"tune\.warmup_min/tune\.warmup_max: .*warmup_steps"):
+        TuneRunConfig(
+            schedule=ScheduleConfig(warmup_steps=10),
+            budget=BudgetConfig(tokens=2e4),
+            tune=TuneConfig(warmup_min=0.0, warmup_max=0.2),
+        )
+    from sweeps.config import BranchConfig
+
+    with pytest.raises(UserError, match=r"tune\.pruner: .*branch"):
+        TuneRunConfig(
+            schedule=ScheduleConfig(name="wsd"),
+            budget=BudgetConfig(tokens=2e4),
+            branch=BranchConfig(budgets=[2e4]),
+            tune=TuneConfig(pruner="median"),
+        )
+
+
+def test_an_unknown_plus_key_is_refused_as_sweeps_train_does(tmp_path: Path) -> None:
+    out = _cli(["sweep=lr_tune", *TINY, "+model.nparams=3e3"], tmp_path)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "error: model.nparams: unknown key" in out.stderr
+    assert "Traceback" not in out.stderr
