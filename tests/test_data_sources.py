@@ -265,3 +265,29 @@ def test_pystdlib_split_by_file_is_disjoint_and_stable(stdlib):
     sizes = {f.relpath: f.size for f in files}
     assert len(d.val) == sum(sizes[r] for r in val_files)
     assert len(d.train) == sum(sizes[r] for r in rel if r not in val_files | skipped)
+
+
+@pytest.mark.parametrize(
+    ("kw", "field"),
+    [
+        ({"path": "/data/corpus"}, "data.path"),  # pystdlib would ignore it
+        ({"name": "synthetic", "path": "/data/corpus"}, "data.path"),
+        ({"vocab_size": 8192}, "data.vocab_size"),  # bytes: always 256
+        ({"token_dtype": "uint32"}, "data.token_dtype"),
+        ({"synthetic_n_tokens": 5000}, "data.synthetic_n_tokens"),
+        ({"synthetic_vocab_size": 10}, "data.synthetic_vocab_size"),
+    ],
+)
+def test_a_setting_the_chosen_source_would_ignore_is_refused(kw, field) -> None:
+    with pytest.raises(UserError) as e:
+        DataConfig(**kw)
+    assert e.value.field == field and e.value.fix
+    # where it applies it is accepted
+    applies = {
+        "data.vocab_size": {"tokenizer": "bpe"},
+        "data.token_dtype": {"name": "tokens", "path": "/data/t.bin"},
+        "data.synthetic_n_tokens": {"name": "synthetic"},
+        "data.synthetic_vocab_size": {"name": "synthetic"},
+        "data.path": {"name": "text"},
+    }[field]
+    DataConfig(**{**kw, **applies})
