@@ -425,6 +425,18 @@ def to_run_config(cfg: Any) -> RunConfig:
     from omegaconf import OmegaConf
 
     _refuse_unknown_keys(cfg, "")
+    r = cfg.get("isoflop_tokens_per_param") if hasattr(cfg, "get") else None
+    if r is not None and "model" in cfg:
+        node = cfg.model._get_node("n_params")
+        raw = node._value() if node is not None else None
+        if not (OmegaConf.is_interpolation(cfg.model, "n_params") and "isoflop" in str(raw)):
+            raise UserError(
+                "isoflop_tokens_per_param",
+                f"sets the model size only where model.n_params derives from it (sweep=demo); "
+                f"here model.n_params is {raw} and r={r} would be ignored",
+                "use sweep=demo, or give model.n_params='${isoflop_n_params:${budget.flops},"
+                "${isoflop_tokens_per_param}}' with budget=flops, or drop isoflop_tokens_per_param",
+            )
     obj = OmegaConf.to_object(cfg)
     if not isinstance(obj, RunConfig):
         raise TypeError(f"expected a RunConfig, got {type(obj).__name__}")
