@@ -99,6 +99,27 @@ def _evaluate(model, val: np.ndarray, *, device, autocast, batch_size: int = 32)
     return float(per_seq.mean()), se
 
 
+def _check_same_inputs(state: dict[str, Any], path: Path, dataset_id: str, precision: str) -> None:
+    """A checkpoint continues only on the tokens and in the precision it was trained with.
+
+    Neither is in the run id: `precision=auto` resolves per machine (bf16 on CUDA, fp32 on most
+    CPUs) and the default corpus is the running Python's standard library, so a run folder moved
+    to (or shared with) another machine could otherwise resume on other data or arithmetic.
+    Checkpoints written before these fields existed are not checked."""
+    from sweeps.errors import UserError
+
+    for key, here in (("dataset_id", dataset_id), ("precision", precision)):
+        then = state.get(key)
+        if then is not None and then != here:
+            raise UserError(
+                str(path),
+                f"was trained with {key} {then!r}, but this machine gives {here!r} (other data "
+                "or arithmetic under the same run id)",
+                "resume it where it was started (same Python for data=pystdlib; precision=fp32 "
+                f"or bf16 instead of auto), or delete {path.name} to retrain it here",
+            )
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".ckpt.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -177,6 +198,7 @@ def train(
     keep_at = keep_at or {}
     if not ckpt_path.exists() and init_from is not None:
         state = torch.load(init_from, map_location=device, weights_only=True)
+        _check_same_inputs(state, Path(init_from), data.dataset_id, precision)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
         start_step = init_step = int(state["step"])
@@ -184,6 +206,7 @@ def train(
             (out_dir / records.CURVE_FILE).unlink()
     elif ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        _check_same_inputs(state, ckpt_path, data.dataset_id, precision)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
         start_step = int(state["step"])
@@ -208,6 +231,8 @@ def train(
                 "last_train_loss": last_train_loss,
                 "run_id": run_id,
                 "init_step": init_step,
+                "dataset_id": data.dataset_id,
+                "precision": precision,
             },
         )
 

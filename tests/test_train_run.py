@@ -227,3 +227,34 @@ def test_n_head_with_n_params_trains_that_head_count_under_a_new_id(tiny_cfg):
         model=ModelConfig(n_params=None, n_layer=2, d_model=16, n_head=2, context=32)
     )
     assert "n_head_solved" not in semantic_config(explicit)["model"]
+
+
+def test_a_checkpoint_resumes_only_on_its_own_data_and_precision(tiny_cfg, tmp_path, monkeypatch):
+    # Neither is in the run id (precision=auto resolves per machine; pystdlib is the running
+    # Python's library): a folder resumed elsewhere must not go on with other tokens or arithmetic.
+    from sweeps.errors import UserError
+
+    cfg = tiny_cfg(n_evals=4, checkpoint_every_s=0.0)
+    save = trainer._save_checkpoint
+
+    def save_then_die(path, state):
+        save(path, state)
+        if state["step"] == 5:
+            raise Killed
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_die)
+    run_dir = tmp_path / "moved"
+    with pytest.raises(Killed):
+        trainer.train(cfg, run_dir)
+    monkeypatch.setattr(trainer, "_save_checkpoint", save)
+    ckpt = run_dir / records.CHECKPOINT_FILE
+    state = torch.load(ckpt, weights_only=True)
+    assert state["precision"] == "fp32" and state["dataset_id"]
+    for key, other in (("dataset_id", "another-corpus"), ("precision", "bf16")):
+        torch.save({**state, key: other}, ckpt)
+        with pytest.raises(UserError, match=rf"was trained with {key} '{other}'") as e:
+            trainer.train(cfg, run_dir)
+        assert str(ckpt) in str(e.value) and f"delete {ckpt.name}" in str(e.value)
+    # a checkpoint from before these fields resumes as it always did
+    torch.save({k: v for k, v in state.items() if k not in ("dataset_id", "precision")}, ckpt)
+    assert trainer.train(cfg, run_dir)["status"] == "ok"
