@@ -357,6 +357,12 @@ def semantic_config(cfg: RunConfig) -> dict[str, Any]:
         unused.append("warmup_frac")
     for key in unused:
         sem["schedule"][key] = getattr(ScheduleConfig(), key)
+    if cfg.model.n_layer is not None and cfg.model.d_model is not None:
+        # an explicit shape reads neither the size target nor the depth policy: at their defaults
+        # in the id (as every such run had them unless set), so a grid over model.n_params with a
+        # fixed shape names one model once instead of training it once per target
+        sem["model"]["n_params"] = ModelConfig().n_params
+        sem["model"]["min_layers"] = ModelConfig().min_layers
     if cfg.model.n_head is not None and cfg.model.d_model is None:
         # model.n_head was ignored when the shape was solved from model.n_params (before
         # 2026-11-29): mark such runs so that records trained with the default heads are not reused

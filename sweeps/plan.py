@@ -155,10 +155,11 @@ def plan_sweep(
     results_dir = str(master.get("results_dir", "results"))
     model = time_model or fit_time_model(results_dir)
     datasets: dict[str, Any] = {}
-    runs = []
+    runs: list[PlannedRun] = []
     cfgs, vocab_size = [], 0
     trunks_priced: set[str] = set()
     same_model: dict[str, list[str]] = {}  # the run id of the config with its shape spelled out
+    repeated: dict[str, int] = {}  # run id -> how many jobs name it (overrides it does not read)
     for job in expansion.jobs:
         try:
             cfg = to_run_config(job.cfg)
@@ -210,6 +211,10 @@ def plan_sweep(
                           n_head=getattr(shape, "n_head", None)),
         )  # fmt: skip
         run_id = run_id_for(cfg)
+        if any(r.run_id == run_id for r in runs):  # another job names the same run: counted once
+            repeated[run_id] = repeated.get(run_id, 1) + 1
+            cfgs.pop()  # nor priced twice as a branch
+            continue
         ids = same_model.setdefault(run_id_for(explicit), [])
         if run_id not in ids:
             ids.append(run_id)
@@ -247,6 +252,8 @@ def plan_sweep(
         # runs whose model.n_params targets resolve to one shape, with every other setting equal:
         # different run ids that would train the same model
         "same_model": [ids for ids in same_model.values() if len(ids) > 1],
+        # jobs whose overrides differ only in settings their config does not read: one run
+        "repeated": repeated,
     }
     if any(c.branch.budgets is not None for c in cfgs):
         from sweeps.branches import branch_costs
@@ -358,6 +365,12 @@ def main(argv: list[str] | None = None) -> int:
         if r.problem and r.state == "new":
             print(f"  {r.run_id} will be recorded as skipped: {r.problem}")
     by_id = {r.run_id: r for r in runs}
+    for run_id, n in info["repeated"].items():
+        print(
+            f"warning: run {run_id} is named by {n} jobs: their overrides differ only in "
+            "settings this config does not read (e.g. model.n_params with an explicit "
+            "model.n_layer/model.d_model), so it trains once; drop the extra values"
+        )
     for ids in info["same_model"]:
         one = by_id[ids[0]]
         print(

@@ -279,3 +279,25 @@ def test_plan_prices_wsd_branches_as_cooldowns_plus_one_trunk_per_size(tmp_path:
     assert flops_ratio <= 0.65
     # run time follows compute, less per-run setup and evaluations, which branches do not save
     assert flops_ratio <= ratio <= flops_ratio + 0.15, (ratio, flops_ratio)
+
+
+def test_a_fixed_shape_under_a_size_grid_is_one_run_per_token_count(tmp_path: Path, capsys) -> None:
+    """Bug: with model.n_layer/model.d_model set, model.n_params (and min_layers) are not read
+    but were in the run id, so sweep=grid trained the one model once per size target."""
+    common = ["data=synthetic", f"data.cache_dir={tmp_path}/c", f"results_dir={tmp_path}/r"]
+    shape = ["model.n_layer=2", "model.d_model=16"]
+    rc = plan_main(["--json", "sweep=grid", "model.n_params=3e3,1e4,3e4", *shape, *common])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert len(out["runs"]) == 3  # one per token count, not 3 x 3
+    assert sorted(out["repeated"].values()) == [3, 3, 3]
+    rc = plan_main(["sweep=grid", "model.n_params=3e3,1e4,3e4", *shape, *common])
+    assert rc == 0 and capsys.readouterr().out.count("is named by 3 jobs") == 3
+    # the id of an explicit shape is the one it had when n_params was left at its default
+    from sweeps.config import BudgetConfig, ModelConfig, RunConfig
+
+    def rid(**kw):
+        model = ModelConfig(n_layer=2, d_model=16, **kw)
+        return run_id_for(RunConfig(model=model, budget=BudgetConfig(tokens=1e6)))
+
+    assert rid(n_params=3e3) == rid(min_layers=4) == rid()
