@@ -446,4 +446,12 @@ def to_run_config(cfg: Any) -> RunConfig:
     obj = OmegaConf.to_object(cfg)
     if not isinstance(obj, RunConfig):
         raise TypeError(f"expected a RunConfig, got {type(obj).__name__}")
+    # here, not in OptimConfig: branches and tune trials replace auto by numbers and keep rules
+    _check(
+        not obj.optim.rules or "auto" in (obj.optim.lr, obj.optim.batch_size),
+        "optim.rules",
+        "is read only for optim.lr=auto or optim.batch_size=auto; with numbers for both it "
+        "would be ignored",
+        "set optim.lr=auto and/or optim.batch_size=auto, or drop optim.rules",
+    )
     return obj

@@ -66,6 +66,7 @@ CASES = [
     ("n_head_on_lstm", ["model.arch=lstm", "model.n_head=2"], None, "model.n_head", "null"),
     ("path_for_a_builtin_corpus", ["data.path=/tmp/corpus"], None, "data.path", "data=text"),
     ("bpe_vocab_with_bytes", ["data.vocab_size=8192"], None, "data.vocab_size", "bpe"),
+    ("rules_without_auto", ["optim.rules=rules.json"], None, "optim.rules", "optim.lr=auto"),
     ("ratio_without_the_demo", ["isoflop_tokens_per_param=300"], None, "isoflop", "sweep=demo"),
     (
         "auto_batch_with_a_step_budget",
