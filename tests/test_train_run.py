@@ -96,27 +96,31 @@ class Killed(BaseException):
     """Stands in for SIGKILL: nothing in the trainer catches a BaseException."""
 
 
+def _killed_after_checkpoint(cfg, run_dir, step: int, monkeypatch) -> None:
+    """Train cfg into run_dir, 'killed' right after the checkpoint at `step` is written."""
+    save = trainer._save_checkpoint
+
+    def save_then_die(path, state):
+        save(path, state)
+        if state["step"] == step:
+            raise Killed
+
+    with monkeypatch.context() as m:
+        m.setattr(trainer, "_save_checkpoint", save_then_die)
+        with pytest.raises(Killed):
+            trainer.train(cfg, run_dir)
+
+
 def test_resume_after_interruption_matches_uninterrupted(tiny_cfg, tmp_path, monkeypatch):
     # A checkpoint after every step; the "kill" comes right after the one at step 7, which is
     # not an evaluation step, so the running training-loss sums are resumed too.
     cfg = tiny_cfg(n_evals=4, checkpoint_every_s=0.0)
     full = trainer.train(cfg, tmp_path / "full")
-
-    save = trainer._save_checkpoint
-
-    def save_then_die(path, state):
-        save(path, state)
-        if state["step"] == 7:
-            raise Killed
-
-    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_die)
     run_dir = tmp_path / "killed"
-    with pytest.raises(Killed):
-        trainer.train(cfg, run_dir)
+    _killed_after_checkpoint(cfg, run_dir, 7, monkeypatch)
     assert (run_dir / records.CHECKPOINT_FILE).exists()
     assert not (run_dir / records.RECORD_FILE).exists()
     assert torch.load(run_dir / records.CHECKPOINT_FILE, weights_only=True)["step"] == 7
-    monkeypatch.setattr(trainer, "_save_checkpoint", save)
 
     resumed = trainer.train(cfg, run_dir)
     assert resumed["status"] == "ok"
@@ -235,18 +239,8 @@ def test_a_checkpoint_resumes_only_on_its_own_data_and_precision(tiny_cfg, tmp_p
     from sweeps.errors import UserError
 
     cfg = tiny_cfg(n_evals=4, checkpoint_every_s=0.0)
-    save = trainer._save_checkpoint
-
-    def save_then_die(path, state):
-        save(path, state)
-        if state["step"] == 5:
-            raise Killed
-
-    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_die)
     run_dir = tmp_path / "moved"
-    with pytest.raises(Killed):
-        trainer.train(cfg, run_dir)
-    monkeypatch.setattr(trainer, "_save_checkpoint", save)
+    _killed_after_checkpoint(cfg, run_dir, 5, monkeypatch)
     ckpt = run_dir / records.CHECKPOINT_FILE
     state = torch.load(ckpt, weights_only=True)
     assert state["precision"] == "fp32" and state["dataset_id"]
