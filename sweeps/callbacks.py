@@ -30,7 +30,8 @@ def _run_ids(config: DictConfig) -> list[str | None]:
     """Each job's run id (None where its config is invalid), composed as the launcher will."""
     from hydra.core.global_hydra import GlobalHydra
 
-    from sweeps.config import run_id_for, to_run_config
+    from sweeps.compose import to_run_config
+    from sweeps.config import run_id_for
     from sweeps.expand import _task_config, job_overrides
 
     hydra = GlobalHydra.instance().hydra

@@ -1,7 +1,8 @@
 """Typed config: the dataclass schemas that Hydra composes `conf/` YAML onto.
 
 Every field is named the same from the command line to the record (`optim.lr` everywhere). The
-training loop receives a plain `RunConfig` (via `to_run_config`), never a DictConfig. Validation
+training loop receives a plain `RunConfig` (via `sweeps.compose.to_run_config`, the Hydra edge),
+never a DictConfig. Validation
 lives in `__post_init__`, which runs when OmegaConf turns the composed config into these objects;
 a bad value raises `UserError` naming the field and the fix.
 """
@@ -25,8 +26,6 @@ __all__ = [
     "BudgetConfig",
     "BranchConfig",
     "RunConfig",
-    "register_configs",
-    "to_run_config",
     "semantic_config",
     "run_id_for",
 ]
@@ -383,75 +382,3 @@ def run_id_for(cfg: RunConfig) -> str:
     """A short hash of the semantic config: the run's folder name, stable across machines."""
     blob = json.dumps(semantic_config(cfg), sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def register_configs() -> None:
-    """Register the schemas with Hydra's ConfigStore (YAML under conf/ selects and overrides)."""
-    from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
-
-    # An IsoFLOP grid as budgets x tokens-per-parameter ratios r: the size is N = sqrt(C / (6 r)),
-    # so every budget's sizes sit around its own optimum (a fixed size list cannot).
-    if not OmegaConf.has_resolver("isoflop_n_params"):
-        OmegaConf.register_new_resolver(
-            "isoflop_n_params", lambda c, r: (float(c) / (6.0 * float(r))) ** 0.5
-        )
-    cs = ConfigStore.instance()
-    cs.store(name="run_schema", node=RunConfig)
-    cs.store(group="model", name="schema", node=ModelConfig)
-    cs.store(group="data", name="schema", node=DataConfig)
-    cs.store(group="optim", name="schema", node=OptimConfig)
-    cs.store(group="schedule", name="schema", node=ScheduleConfig)
-    cs.store(group="budget", name="schema", node=BudgetConfig)
-
-
-def _refuse_unknown_keys(node: Any, prefix: str) -> None:
-    """Keys added with `+` (`+model.nparams=3`) pass Hydra's schema check and would be ignored
-    silently: refuse them."""
-    from omegaconf import DictConfig, OmegaConf
-
-    schema = OmegaConf.get_type(node)
-    if not dataclasses.is_dataclass(schema):
-        return
-    names = [f.name for f in dataclasses.fields(schema)]
-    for key in node.keys():
-        if key not in names:
-            raise UserError(
-                f"{prefix}{key}",
-                "unknown key",
-                f"remove it (keys here: {', '.join(names)})",
-            )
-        child = node._get_node(key)
-        if isinstance(child, DictConfig):
-            _refuse_unknown_keys(child, f"{prefix}{key}.")
-
-
-def to_run_config(cfg: Any) -> RunConfig:
-    """A composed DictConfig -> a validated plain RunConfig (raises UserError on a bad value)."""
-    from omegaconf import OmegaConf
-
-    _refuse_unknown_keys(cfg, "")
-    r = cfg.get("isoflop_tokens_per_param") if hasattr(cfg, "get") else None
-    if r is not None and "model" in cfg:
-        node = cfg.model._get_node("n_params")
-        raw = node._value() if node is not None else None
-        if not (OmegaConf.is_interpolation(cfg.model, "n_params") and "isoflop" in str(raw)):
-            raise UserError(
-                "isoflop_tokens_per_param",
-                f"sets the model size only where model.n_params derives from it (sweep=demo); "
-                f"here model.n_params is {raw} and r={r} would be ignored",
-                "use sweep=demo, or give model.n_params='${isoflop_n_params:${budget.flops},"
-                "${isoflop_tokens_per_param}}' with budget=flops, or drop isoflop_tokens_per_param",
-            )
-    obj = OmegaConf.to_object(cfg)
-    if not isinstance(obj, RunConfig):
-        raise TypeError(f"expected a RunConfig, got {type(obj).__name__}")
-    # here, not in OptimConfig: branches and tune trials replace auto by numbers and keep rules
-    _check(
-        not obj.optim.rules or "auto" in (obj.optim.lr, obj.optim.batch_size),
-        "optim.rules",
-        "is read only for optim.lr=auto or optim.batch_size=auto; with numbers for both it "
-        "would be ignored",
-        "set optim.lr=auto and/or optim.batch_size=auto, or drop optim.rules",
-    )
-    return obj

@@ -74,7 +74,7 @@ def hydra_context(config_dir: str | Path | None = None) -> Iterator[Any]:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from sweeps.config import register_configs
+    from sweeps.compose import register_configs
 
     register_configs()
     gh = GlobalHydra.instance()

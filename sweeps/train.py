@@ -22,7 +22,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeps.callbacks import JOB_ERRORS
-from sweeps.config import register_configs, to_run_config
+from sweeps.compose import register_configs, to_run_config
 from sweeps.errors import UserError
 
 register_configs()

@@ -13,7 +13,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -26,12 +25,15 @@ import torch.nn.functional as F
 
 from models import build_model
 from sweeps import records
+from sweeps.checkpoint import check_same_inputs as _check_same_inputs
+from sweeps.checkpoint import save_checkpoint as _save_checkpoint
 from sweeps.config import RunConfig, run_id_for
 from sweeps.data import TokenData, eval_windows, load_dataset
 from sweeps.progress import Progress
 from sweeps.runplan import RunPlan, plan_run
 from sweeps.schedule import lr_at
 
+# _save_checkpoint is bound here so tests can patch trainer._save_checkpoint (a kill mid-save).
 __all__ = ["train", "prepare", "Prepared", "resolve_device", "resolve_precision"]
 
 
@@ -97,38 +99,6 @@ def _evaluate(model, val: np.ndarray, *, device, autocast, batch_size: int = 32)
     per_seq = torch.cat(seq_losses).double()
     se = float(per_seq.std() / math.sqrt(len(per_seq))) if len(per_seq) > 1 else float("nan")
     return float(per_seq.mean()), se
-
-
-def _check_same_inputs(state: dict[str, Any], path: Path, dataset_id: str, precision: str) -> None:
-    """A checkpoint continues only on the tokens and in the precision it was trained with.
-
-    Neither is in the run id: `precision=auto` resolves per machine (bf16 on CUDA, fp32 on most
-    CPUs) and the default corpus is the running Python's standard library, so a run folder moved
-    to (or shared with) another machine could otherwise resume on other data or arithmetic.
-    Checkpoints written before these fields existed are not checked."""
-    from sweeps.errors import UserError
-
-    for key, here in (("dataset_id", dataset_id), ("precision", precision)):
-        then = state.get(key)
-        if then is not None and then != here:
-            raise UserError(
-                str(path),
-                f"was trained with {key} {then!r}, but this machine gives {here!r} (other data "
-                "or arithmetic under the same run id)",
-                "resume it where it was started (same Python for data=pystdlib; precision=fp32 "
-                f"or bf16 instead of auto), or delete {path.name} to retrain it here",
-            )
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _code_version() -> str:

@@ -10,7 +10,8 @@ import pytest
 
 from sweeps import records
 from sweeps.callbacks import SWEEP_FILE, progress_line
-from sweeps.config import register_configs, run_id_for, to_run_config
+from sweeps.compose import register_configs, to_run_config
+from sweeps.config import run_id_for
 from sweeps.expand import expand_sweep, sweep_overrides
 from sweeps.plan import TimeModel, fit_time_model, schedule_wall_s
 from sweeps.plan import main as plan_main

@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from sweeps import records
-from sweeps.config import register_configs, to_run_config
+from sweeps.compose import register_configs, to_run_config
 from sweeps.runner import run_dir_for
 from sweeps.trainer import train
 

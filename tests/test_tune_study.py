@@ -117,7 +117,7 @@ def test_bad_tune_values_name_the_field() -> None:
     with pytest.raises(UserError, match="tune.batch_min"):
         TuneConfig(batch_min=5, batch_max=7)
     with pytest.raises(UserError, match="tune.storage"):
-        from sweeps.tune import _storage
+        from sweeps.tune_study import _storage
 
         _storage("not-a-url", Path("."))
 
