@@ -17,7 +17,6 @@ from sweeps.config import (
     OptimConfig,
     RunConfig,
     ScheduleConfig,
-    _check,
 )
 from sweeps.errors import UserError
 
@@ -86,11 +85,11 @@ def to_run_config(cfg: Any) -> RunConfig:
     if not isinstance(obj, RunConfig):
         raise TypeError(f"expected a RunConfig, got {type(obj).__name__}")
     # here, not in OptimConfig: branches and tune trials replace auto by numbers and keep rules
-    _check(
-        not obj.optim.rules or "auto" in (obj.optim.lr, obj.optim.batch_size),
-        "optim.rules",
-        "is read only for optim.lr=auto or optim.batch_size=auto; with numbers for both it "
-        "would be ignored",
-        "set optim.lr=auto and/or optim.batch_size=auto, or drop optim.rules",
-    )
+    if obj.optim.rules and "auto" not in (obj.optim.lr, obj.optim.batch_size):
+        raise UserError(
+            "optim.rules",
+            "is read only for optim.lr=auto or optim.batch_size=auto; with numbers for both it "
+            "would be ignored",
+            "set optim.lr=auto and/or optim.batch_size=auto, or drop optim.rules",
+        )
     return obj
