@@ -211,9 +211,13 @@ def bootstrap_power_law(
     sol = _refits(theta_hat, design, log_loss, counts, delta)
     ok = np.isfinite(sol.objective) & np.isfinite(sol.theta).all(axis=1)
     log_a, log_e, alpha = sol.theta[ok].T
-    arrays = {"A": np.exp(log_a), "E": np.exp(log_e), "alpha": alpha}
+    # A and E from log-space percentiles: exp is monotone, and a refit whose log A passes ~709
+    # (A and alpha growing together on a flat direction) is an unbounded A, not a dropped sample
+    iv = percentile_intervals({"A": log_a, "E": log_e, "alpha": alpha}, confidence)
+    with np.errstate(over="ignore"):
+        iv |= {k: (float(np.exp(iv[k][0])), float(np.exp(iv[k][1]))) for k in ("A", "E")}
     warns = _refit_warnings(fit, ok, sol.converged)
-    return fit.replace(intervals=percentile_intervals(arrays, confidence), warnings=tuple(warns))
+    return fit.replace(intervals=iv, warnings=tuple(warns))
 
 
 def bootstrap_kaplan_joint(

@@ -1,7 +1,8 @@
 """The report: every fit that the data allow, with intervals and back-tests, as Markdown + JSON.
 
 `build_report(path)` loads a sweep, fits approach 3 (with bootstrap), approach 2 (if the runs have
-budgets), approach 1 (if they have curves), Kaplan's L(N), L(D), L(C) and L(N, D), back-tests them
+budgets), approach 1 (if they have curves), Kaplan's L(N), L(D), L(C) (each on the runs Kaplan's
+protocol uses: analysis/kaplan_points.py) and L(N, D), back-tests them
 and the N-convention sensitivity, draws the figures and writes `<out>/report.md`, `fits.json`,
 `runs.csv` (out defaults to `<sweep>/report`). A fit the data cannot support is skipped with its
 reason, not a crash. `summarize(report)` gives the short text the CLI prints.
@@ -163,6 +164,7 @@ def build_report(
         isoflop_optimum,
     )
     from .kaplan import fit_kaplan_joint, fit_power_law
+    from .kaplan_points import kaplan_points, not_falling
     from .runs import excluded_counts, excluded_reasons, fit_runs, load_runs, seed_groups
 
     runs, curves = load_runs(path)
@@ -249,19 +251,20 @@ def build_report(
         rep.fits["envelope"] = bootstrap_envelope(env, used, n_resamples=n_bootstrap, rng=rng)
     elif "envelope" not in rep.skipped:
         rep.skipped["envelope"] = "no curve.jsonl evaluations in the included runs"
-    for var, x in (("N", n), ("D", d), ("C", data["C"].to_numpy())):
-        f = _try(rep, f"kaplan_{var}", fit_power_law, x, loss, variable=var)
-        if f is not None and has_budgets and var != "C":
-            note = (
-                f"kaplan_{var}: an IsoFLOP design mixes budgets at each {var}; this is not "
-                f"Kaplan's L({var}) of runs limited by {var} alone: read it with care"
-            )
-            f = f.replace(warnings=(*f.warnings, note))
+    groups = budgets if has_budgets else None
+    for var in ("N", "D", "C"):  # each on Kaplan's own points: analysis/kaplan_points.py
+        pts = _try(rep, f"kaplan_{var}", kaplan_points, var, n, d, data["C"], loss, groups)
+        f = _try(rep, f"kaplan_{var}", fit_power_law, *pts, variable=var) if pts else None
         if f is not None:
+            note = not_falling(var, *pts)
+            f = f.replace(warnings=(*f.warnings, note)) if note else f
             rep.fits[f"kaplan_{var}"] = bootstrap_power_law(
-                f, x, loss, n_resamples=n_bootstrap, rng=rng
+                f, *pts, n_resamples=n_bootstrap, rng=rng
             )
-    rep.backtests["kaplan_N"] = _try(rep, "kaplan_N back-test", bt.backtest_power_law, n, loss)
+            if var == "N":
+                rep.backtests["kaplan_N"] = _try(
+                    rep, "kaplan_N back-test", bt.backtest_power_law, *pts
+                )
     joint = _try(rep, "kaplan_joint", fit_kaplan_joint, n, d, loss)
     if joint is not None:
         rep.fits["kaplan_joint"] = bootstrap_kaplan_joint(
@@ -376,7 +379,8 @@ def summarize(rep: Report) -> str:
             f"predict, then verify at C = {v['target_flops']:.3g}: predicted {v['predicted']:.4f}, "
             f"achieved {v['achieved']:.4f} -> error {v['rel_error']:+.2%}"
         )
-    for k, why in list(rep.skipped.items())[:4]:
+    for k, why in list(rep.skipped.items())[:4]:  # the reason's first clause; all in report.md
+        why = why.removeprefix(f"{k}: ").split("; ")[0]
         out.append(f"skipped {k}: {why[:150]}")
     out.append(f"report: {rep.out_dir / 'report.md'}")
     return "\n".join(out)

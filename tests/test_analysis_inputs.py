@@ -154,6 +154,18 @@ def test_report_skips_isoflop_without_budgets(sweep):
     assert "isoflop" in rep.skipped and "chinchilla" in rep.fits
 
 
+def test_report_fits_kaplan_laws_on_their_own_points_of_a_grid(tmp_path):
+    from analysis.report import build_report
+
+    n, d, loss = grid_points(rng=np.random.default_rng(0), n_sizes=6, n_token_counts=4)
+    rep = build_report(write_sweep(tmp_path / "g", n_params=n, n_tokens=d, loss=loss),
+                       n_bootstrap=20, figures=False)  # fmt: skip
+    for law in ("kaplan_N", "kaplan_D", "kaplan_C", "kaplan_joint"):
+        assert law in rep.fits, rep.skipped.get(law)
+    assert rep.fits["kaplan_N"].n_points == 6 and rep.fits["kaplan_D"].n_points == 4
+    assert rep.backtests["kaplan_N"].n_train == 5
+
+
 def test_import_analysis_is_cheap_and_torch_free():
     import subprocess
     import sys

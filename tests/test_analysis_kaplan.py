@@ -157,3 +157,85 @@ def test_kaplan_fast_fits_match_brute_force_reference():
 
     best = min(minimize_lbfgs(s, design, log_y, delta=1e-3).fun for s in _power_grid()[::9])
     assert fit.converged and fit.objective <= best * (1 + 1e-9)
+
+
+def _grid(law_alpha=0.35, law_beta=0.3):
+    """A full N x D grid of an exact Chinchilla law; D = 1e13 makes the last column N-limited."""
+    n, d = np.meshgrid(np.geomspace(1e4, 1e7, 7), [1e6, 1e8, 1e13])
+    n, d = n.ravel(), d.ravel()
+    loss = 1.7 + 400.0 * n**-law_alpha + 900.0 * d**-law_beta
+    return n, d, 6 * n * d, loss
+
+
+def test_kaplan_n_is_fitted_to_each_sizes_best_run_not_to_every_run():
+    """Kaplan's L(N) is the loss of converged models: each size's lowest loss; L(D) each token
+    count's lowest (its largest model)."""
+    from analysis.kaplan_points import kaplan_points, not_falling
+
+    n, d, c, loss = _grid()
+    x, y = kaplan_points("N", n, d, c, loss)
+    np.testing.assert_array_equal(x, np.geomspace(1e4, 1e7, 7))
+    np.testing.assert_allclose(y, loss[d == 1e13])
+    assert not_falling("N", x, y) is None
+    assert fit_power_law(x, y, variable="N").params["alpha"] == pytest.approx(0.35, abs=0.01)
+    xd, yd = kaplan_points("D", n, d, c, loss)
+    np.testing.assert_allclose(yd, [loss[(d == v) & (n == 1e7)][0] for v in (1e6, 1e8, 1e13)])
+
+
+def test_kaplan_c_is_the_frontier_and_seed_repeats_are_averaged():
+    from analysis.kaplan_points import kaplan_points
+
+    n, d, c, loss = _grid()
+    x, y = kaplan_points("C", n, d, c, loss)
+    assert np.all(np.diff(x) > 0) and np.all(np.diff(y) < 0)
+    for xi, yi in zip(x, y, strict=True):  # no run of less or equal compute does better
+        assert not np.any((c <= xi) & (loss < yi))
+    # a repeated (N, D) enters once, at its mean, never as its luckiest seed
+    n2, d2 = np.r_[n, n[:1]], np.r_[d, d[:1]]
+    loss2 = np.r_[loss - np.where(np.arange(n.size) == 0, 0.01, 0), loss[:1] + 0.01]
+    _, y2 = kaplan_points("N", n2, d2, 6 * n2 * d2, loss2)
+    np.testing.assert_allclose(y2, kaplan_points("N", n, d, c, loss)[1])
+
+
+def test_kaplan_n_and_d_refused_on_an_isoflop_grid_with_the_reason():
+    from analysis.errors import AnalysisError
+    from analysis.kaplan_points import kaplan_points, not_falling
+
+    n, d, loss = np.array(DEMO_N, float), np.array(DEMO_D, float), np.array(DEMO_L)
+    budgets = np.array([1e11] * 3 + [1e11, 3e11] + [1e11, 3e11, 1e12] + [1e11] + [3e11, 1e12,
+                       3e12] + [1e11, 3e11] + [1e12, 3e12] + [3e11, 1e12, 3e12] + [1e12, 3e12]
+                       + [3e12])  # fmt: skip
+    for var in ("N", "D"):
+        with pytest.raises(AnalysisError, match=f"kaplan_{var}: an IsoFLOP grid.*sweep=grid"):
+            kaplan_points(var, n, d, 6 * n * d, loss, budgets)
+    x, y = kaplan_points("C", n, d, 6 * n * d, loss, budgets)
+    assert x.size == 4 and np.all(np.diff(y) < 0)  # each budget's best run
+    # each size's best run in this grid: not falling with N (data-limited), and said so
+    xs, ys = kaplan_points("N", n, d, 6 * n * d, loss)
+    assert "limited by data" in not_falling("N", xs, ys)
+
+
+def test_power_law_intervals_keep_refits_whose_a_overflows(monkeypatch):
+    """A refit on a flat direction can reach log A > 709; its A is unbounded, not a dropped sample
+    and not an overflow warning (before: RuntimeWarning, and the interval ignored those refits)."""
+    import warnings
+
+    import analysis.bootstrap as boot
+    from analysis.objective import BatchSolution
+
+    x = np.geomspace(1e4, 1e7, 12)
+    loss = 2.0 + 30.0 * x**-0.3
+    fit = fit_power_law(x, loss, variable="N")
+
+    def refits(theta_hat, design, log_loss, weights, delta):
+        theta = np.repeat(theta_hat[None], weights.shape[0], 0)
+        theta[::10, 0] = 800.0  # every tenth refit ran off to A = e^800
+        k = weights.shape[0]
+        return BatchSolution(theta, np.zeros(k), np.zeros(k), np.ones(k, bool), 1)
+
+    monkeypatch.setattr(boot, "_refits", refits)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = bootstrap_power_law(fit, x, loss, n_resamples=100, rng=np.random.default_rng(0))
+    lo, hi = out.intervals["A"]
+    assert lo == pytest.approx(fit.params["A"]) and hi == np.inf

@@ -75,6 +75,11 @@ def test_report_prediction_noise_and_verify(iso, tmp_path):
     assert pred["convention"] == "C = 6 N D, N = matmul parameters incl. head"
     assert fits["prediction_approach2"]["source"] == "approach2"
     assert fits["seed_noise"]["groups"][0]["losses"] and fits["seed_noise"]["rel_sd"] > 0
+    # Kaplan's L(N), L(D) need runs limited by one variable: an IsoFLOP grid has none (before,
+    # every run was fitted, and on the demo L(N) came out a step with alpha = 29)
+    for law in ("kaplan_N", "kaplan_D"):
+        assert law not in rep.fits and "IsoFLOP grid" in rep.skipped[law]
+    assert rep.backtests.get("kaplan_N") is None and "kaplan_joint" in rep.fits
     md = (iso / "report" / "report.md").read_text()
     assert "Predict, then verify" in md and "Seed noise floor" in md
     text = summarize(rep)
