@@ -166,6 +166,7 @@ def build_report(
     from .kaplan import fit_kaplan_joint, fit_power_law
     from .kaplan_points import kaplan_points, not_falling
     from .runs import excluded_counts, excluded_reasons, fit_runs, load_runs, seed_groups
+    from .schedules import schedule_mix
 
     runs, curves = load_runs(path)
     archs = sorted(runs["arch"].dropna().astype(str).unique())
@@ -180,6 +181,7 @@ def build_report(
             "architecture: pass arch=... (the CLI fits each and compares them)"
         )
     data = fit_runs(runs)
+    mix = schedule_mix(data)
     budgets = budget_groups(data["flops_budget"], data["C"])
     has_budgets = bool(np.isfinite(data["flops_budget"].to_numpy(float)).any())
     if target_flops is None:
@@ -196,6 +198,7 @@ def build_report(
         name=Path(path).resolve().name,
         arch=arch or (archs[0] if archs else ""),
         seed_noise=seed_groups(runs),
+        diagnostics=[mix] if mix else [],
     )
     rng = np.random.default_rng(seed)
     n, d, loss = data["N"].to_numpy(), data["D"].to_numpy(), data["L"].to_numpy()

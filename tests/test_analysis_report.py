@@ -138,3 +138,36 @@ def test_interval_not_containing_the_estimate_still_plots() -> None:
     ax = plot_optimal_allocation(points, {"isoflop": fit}, target=1e13, which="N")
     assert ax.get_xscale() == "log"
     plt.close(ax.figure)
+
+
+def test_report_warns_when_one_fit_mixes_schedules(iso):
+    """WSD branches end up to 2% below cosine runs at the same (N, D): a fit over both says so
+    (before, the report fitted the mix without a word)."""
+    from analysis.report import build_report, summarize
+    from analysis.runs import fit_runs
+    from analysis.schedules import schedule_mix
+
+    def cosine(rec):
+        rec["config"]["schedule"] = {"name": "cosine", "min_lr_frac": 0.1, "decay_frac": 0.2,
+                                     "decay_shape": "1-sqrt"}  # fmt: skip
+        return rec
+
+    _edit_records(iso, cosine)
+    runs, _ = load_runs(iso)
+    assert schedule_mix(fit_runs(runs)) is None  # one schedule: nothing to say
+
+    def half_wsd(rec):
+        if rec["config"]["index"] % 2:
+            rec["config"]["schedule"]["name"] = "wsd"
+            rec["role"] = "branch"
+        return rec
+
+    _edit_records(iso, half_wsd)
+    rep = build_report(iso, n_bootstrap=5, figures=False)
+    mixed = [d for d in rep.diagnostics if "learning-rate schedules mixed" in d]
+    assert len(mixed) == 1
+    n_wsd = sum(1 for p in iso.glob("*/record.json") if '"wsd"' in p.read_text())
+    assert f"WSD with a 20% 1-sqrt cooldown: {n_wsd} run(s)" in mixed[0]
+    assert "cosine to 0.1 x lr" in mixed[0] and "own sweep folder" in mixed[0]
+    assert "learning-rate schedules mixed" in summarize(rep)
+    assert "learning-rate schedules mixed" in (iso / "report" / "report.md").read_text()
