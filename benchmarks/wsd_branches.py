@@ -77,6 +77,15 @@ def _best(by_lr: dict[float, dict[int, float]], seeds: list[int]) -> tuple[float
     return lr, done[lr]
 
 
+def _at_edge(lr: float, lrs: list[float]) -> bool:
+    """The best lr is the grid's smallest or largest value (a grid of 2 or more)."""
+    return len(lrs) > 1 and lr in (min(lrs), max(lrs))
+
+
+def _lr(lr: float, lrs: list[float]) -> str:
+    return f"{lr:.3g}" + ("*" if _at_edge(lr, lrs) else "")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="", help="results folder (default: a temporary one)")
@@ -145,18 +154,25 @@ def main() -> None:
         + ("  (best lr cosine / branch)" if args.lrs else "")
     )
     diffs = []
+    edges = 0
     for key in sorted(wsd):
         lr_c, c = _best(cos[key], args.seeds)
         lr_w, w = _best(wsd[key], args.seeds)
         rel = float(np.mean(w)) / float(np.mean(c)) - 1.0
         diffs.append(rel)
         per_seed = " ".join(f"{b / a - 1:+.2%}" for a, b in zip(c, w, strict=True))
+        edges += sum(_at_edge(v, args.lrs) for v in (lr_c, lr_w))
         print(
             f"{key[0]:>7,} {key[1]:>9,} {np.mean(c):>8.4f} {np.mean(w):>8.4f} {rel:>+9.2%}  "
             + per_seed
-            + (f"  ({lr_c:.3g} / {lr_w:.3g})" if args.lrs else "")
+            + (f"  ({_lr(lr_c, args.lrs)} / {_lr(lr_w, args.lrs)})" if args.lrs else "")
         )
     print(f"max |rel diff| {max(map(abs, diffs)):.2%} (target <= 1%), mean {np.mean(diffs):+.2%}")
+    if edges:
+        print(
+            f"{edges} best lr(s) at an end of --lrs (marked *): that schedule's optimum may lie "
+            "outside the grid; add a value beyond that end"
+        )
     print(f"compute ratio (reuse / naive, 6ND): {reuse / naive:.3f}")
     if fresh:
         print(
