@@ -12,7 +12,7 @@
     python benchmarks/wsd_branches.py optim.batch_size=4 --lrs 0.003 0.006 0.012 ...
         # --lrs: run both ways at each peak lr and compare each schedule at its own best lr per
         # (N, D) (lowest mean over seeds), as Hagele et al. compare schedules (each tuned);
-        # prints the lrs chosen
+        # prints the lrs chosen; --cosine-lrs / --branch-lrs: a grid per schedule instead
 
 Runs the same grid twice as real sweeps (`python -m sweeps.train -m`, joblib, 2 processes):
 from scratch with schedule=cosine, and in branch mode (schedule=wsd, branch.budgets, one trunk
@@ -98,7 +98,14 @@ def main() -> None:
     ap.add_argument(
         "--lrs", type=float, nargs="*", default=[], help="peak lrs: each schedule at its best"
     )
+    ap.add_argument("--cosine-lrs", type=float, nargs="*", default=[], help="cosine's own lrs")
+    ap.add_argument("--branch-lrs", type=float, nargs="*", default=[], help="the branches' lrs")
     args = ap.parse_args()
+    # each schedule's lr grid (by default the same): their optima differ, so a grid that brackets
+    # both can run each schedule only where it is needed
+    cos_lrs, br_lrs = args.cosine_lrs or args.lrs, args.branch_lrs or args.lrs
+    if bool(cos_lrs) != bool(br_lrs):
+        ap.error("give both --cosine-lrs and --branch-lrs, or --lrs for both")
     out = Path(args.out or tempfile.mkdtemp(prefix="wsd_branches_"))
     budgets = "[" + ",".join(f"{t:g}" for t in args.tokens) + "]"
     grid = [
@@ -113,19 +120,36 @@ def main() -> None:
     # mean over seeds (choosing per seed would pick each seed's lucky lr)
     cos: dict[tuple[int, int], dict[float, dict[int, float]]] = {}
     wsd: dict[tuple[int, int], dict[float, dict[int, float]]] = {}
-    naive = reuse = 0.0
-    t_scratch = t_branch = 0.0
+    # compute and wall time per sweep of each kind (one seed and lr): their means give the ratios
+    naive: list[float] = []
+    reuse: list[float] = []
+    t_scratch: list[float] = []
+    t_branch: list[float] = []
     fresh = True
     for seed in args.seeds:
-        for lr in args.lrs or [None]:
+        for lr in sorted(set(cos_lrs) | set(br_lrs)) or [None]:
             sd = out / f"seed{seed}" / (f"lr{lr:g}" if lr is not None else "")
-            fresh = fresh and not (sd / scratch_name).exists() and not (sd / branch_name).exists()
             both = [*args.overrides, f"seed={seed}"] + ([f"optim.lr={lr}"] if lr else [])
-            t_scratch += _sweep(sd, scratch_name, grid, ["schedule=cosine", *both, *args.cosine])
-            wsd_mode = ["schedule=wsd", f"branch.budgets={budgets}", *both, *args.branch]
-            t_branch += _sweep(sd, branch_name, grid, wsd_mode)
-            scratch = _records(sd / scratch_name)
-            branch = _records(sd / branch_name)
+            scratch = branch = []
+            if lr is None or lr in cos_lrs:
+                fresh = fresh and not (sd / scratch_name).exists()
+                cosine = ["schedule=cosine", *both, *args.cosine]
+                t_scratch.append(_sweep(sd, scratch_name, grid, cosine))
+                scratch = _records(sd / scratch_name)
+                naive.append(sum(r["flops"] for r in scratch))
+            if lr is None or lr in br_lrs:
+                fresh = fresh and not (sd / branch_name).exists()
+                wsd_mode = ["schedule=wsd", f"branch.budgets={budgets}", *both, *args.branch]
+                t_branch.append(_sweep(sd, branch_name, grid, wsd_mode))
+                branch = _records(sd / branch_name)
+                reuse.append(
+                    sum(r["flops"] for r in branch if r.get("role") == "trunk")
+                    + sum(
+                        r["flops_per_token_6n"] * r["flops_marginal"] / r["flops_per_token_exact"]
+                        for r in branch
+                        if r.get("role") == "branch"
+                    )
+                )
             for r in scratch:
                 key = (r["n_params"], r["n_tokens"])
                 cos.setdefault(key, {}).setdefault(r["lr"], {})[seed] = _loss(r)
@@ -133,25 +157,20 @@ def main() -> None:
                 if r.get("role") == "branch":
                     key = (r["n_params"], r["n_tokens"])
                     wsd.setdefault(key, {}).setdefault(r["lr"], {})[seed] = _loss(r)
-            naive += sum(r["flops"] for r in scratch)
-            reuse += sum(r["flops"] for r in branch if r.get("role") == "trunk") + sum(
-                r["flops_per_token_6n"] * r["flops_marginal"] / r["flops_per_token_exact"]
-                for r in branch
-                if r.get("role") == "branch"
-            )
     print(
         f"overrides: both {' '.join(args.overrides) or '-'}; cosine {' '.join(args.cosine) or '-'}"
         f"; branch {' '.join(args.branch) or '-'}"
         f"; seeds {' '.join(map(str, args.seeds))} (losses are means over seeds)"
         + (
-            f"; lrs {' '.join(f'{v:g}' for v in args.lrs)} (each schedule at its best)"
-            if args.lrs
+            f"; lrs cosine {' '.join(f'{v:g}' for v in cos_lrs)}, branch "
+            f"{' '.join(f'{v:g}' for v in br_lrs)} (each schedule at its best)"
+            if cos_lrs
             else ""
         )
     )
     print(
         f"{'N':>7} {'D':>9} {'cosine':>8} {'branch':>8} {'rel diff':>9}  per seed"
-        + ("  (best lr cosine / branch)" if args.lrs else "")
+        + ("  (best lr cosine / branch)" if cos_lrs else "")
     )
     diffs = []
     edges = 0
@@ -161,11 +180,11 @@ def main() -> None:
         rel = float(np.mean(w)) / float(np.mean(c)) - 1.0
         diffs.append(rel)
         per_seed = " ".join(f"{b / a - 1:+.2%}" for a, b in zip(c, w, strict=True))
-        edges += sum(_at_edge(v, args.lrs) for v in (lr_c, lr_w))
+        edges += _at_edge(lr_c, cos_lrs) + _at_edge(lr_w, br_lrs)
         print(
             f"{key[0]:>7,} {key[1]:>9,} {np.mean(c):>8.4f} {np.mean(w):>8.4f} {rel:>+9.2%}  "
             + per_seed
-            + (f"  ({_lr(lr_c, args.lrs)} / {_lr(lr_w, args.lrs)})" if args.lrs else "")
+            + (f"  ({_lr(lr_c, cos_lrs)} / {_lr(lr_w, br_lrs)})" if cos_lrs else "")
         )
     print(f"max |rel diff| {max(map(abs, diffs)):.2%} (target <= 1%), mean {np.mean(diffs):+.2%}")
     if edges:
@@ -173,11 +192,12 @@ def main() -> None:
             f"{edges} best lr(s) at an end of --lrs (marked *): that schedule's optimum may lie "
             "outside the grid; add a value beyond that end"
         )
-    print(f"compute ratio (reuse / naive, 6ND): {reuse / naive:.3f}")
+    print(f"compute ratio (reuse / naive, 6ND): {np.mean(reuse) / np.mean(naive):.3f}")
     if fresh:
         print(
-            f"wall time: from scratch {t_scratch:.0f} s, branch mode {t_branch:.0f} s, "
-            f"ratio {t_branch / t_scratch:.3f}"
+            f"wall time per sweep (mean of {len(t_scratch)} and {len(t_branch)}): from scratch "
+            f"{np.mean(t_scratch):.0f} s, branch mode {np.mean(t_branch):.0f} s, "
+            f"ratio {np.mean(t_branch) / np.mean(t_scratch):.3f}"
         )
     else:
         print("wall time: not measured (some runs were already done in --out)")
