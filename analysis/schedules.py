@@ -1,11 +1,12 @@
 """The learning-rate schedules behind the fitted runs, and a warning when one fit mixes several.
 
 At the same (N, D) the schedule moves the final loss: on this project's benchmark WSD cooldown
-branches ended up to 2% below from-scratch cosine runs (README, `benchmarks/wsd_branches.py`), and
-a cosine run's floor (`schedule.min_lr_frac`) or a run that never cools down (`constant`) moves it
-further. A law fitted over runs of several schedules fits that offset along whatever N or D the
-schedules split on, so the report says which schedules it mixed and how many runs each. Runs
-whose record has no schedule in its config (hand-made or foreign records) are not counted.
+branches and from-scratch cosine runs, each at its best lr, differed by up to 2.7% either way
+(README, `benchmarks/wsd_branches.py`), and a cosine run's floor (`schedule.min_lr_frac`) or a run
+that never cools down (`constant`) moves it too. A law fitted over runs of several schedules
+fits that offset along whatever N or D the schedules split on, so the report says which schedules
+it mixed and how many runs each. Runs whose record has no schedule in its config (hand-made or
+foreign records) are not counted.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def schedule_mix(data: pd.DataFrame) -> str | None:
     each = "; ".join(f"{label}: {n} run(s)" for label, n in sorted(counts.items()))
     return (
         f"{len(counts)} learning-rate schedules mixed in one fit ({each}); at the same (N, D) "
-        "the schedule moves the loss (WSD branches ended up to 2% below cosine runs in "
-        "benchmarks/wsd_branches.py), so the laws fit that offset too: analyse each schedule's "
-        "runs in their own sweep folder"
+        "the schedule moves the loss (WSD branches and cosine runs differed by up to 2.7% "
+        "either way in benchmarks/wsd_branches.py), so the laws fit that offset too: analyse "
+        "each schedule's runs in their own sweep folder"
     )

@@ -189,8 +189,8 @@ def main() -> None:
     print(f"max |rel diff| {max(map(abs, diffs)):.2%} (target <= 1%), mean {np.mean(diffs):+.2%}")
     if edges:
         print(
-            f"{edges} best lr(s) at an end of --lrs (marked *): that schedule's optimum may lie "
-            "outside the grid; add a value beyond that end"
+            f"{edges} best lr(s) at an end of their schedule's lr grid (marked *): that optimum "
+            "may lie outside the grid; add a value beyond that end"
         )
     print(f"compute ratio (reuse / naive, 6ND): {np.mean(reuse) / np.mean(naive):.3f}")
     if fresh:

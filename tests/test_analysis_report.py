@@ -141,8 +141,8 @@ def test_interval_not_containing_the_estimate_still_plots() -> None:
 
 
 def test_report_warns_when_one_fit_mixes_schedules(iso):
-    """WSD branches end up to 2% below cosine runs at the same (N, D): a fit over both says so
-    (before, the report fitted the mix without a word)."""
+    """WSD branches and cosine runs differ by up to ~2.7% at the same (N, D): a fit over both
+    says so (before, the report fitted the mix without a word)."""
     from analysis.report import build_report, summarize
     from analysis.runs import fit_runs
     from analysis.schedules import schedule_mix
