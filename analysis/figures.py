@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .report import Report
-    from .results import FitResult
+    from .results import FitResult, Report
 
 __all__ = ["draw_report_figures"]
 

@@ -9,26 +9,26 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .report import Report
+    from .results import Report
 
-__all__ = ["write_report_files"]
+__all__ = ["write_report_files", "fmt", "interval", "pct", "noise_floor"]
 
 
-def _fmt(x: float) -> str:
+def fmt(x: float) -> str:
     return "nan" if x is None or not math.isfinite(x) else f"{x:.4g}"
 
 
-def _interval(intervals: dict, key: str) -> str:
+def interval(intervals: dict, key: str) -> str:
     """'[lo, hi]', or '(no interval)' where the bootstrap gave none (the warnings say why)."""
     lo, hi = intervals.get(key, (math.nan, math.nan))
-    return f"[{_fmt(lo)}, {_fmt(hi)}]" if math.isfinite(lo) else "(no interval)"
+    return f"[{fmt(lo)}, {fmt(hi)}]" if math.isfinite(lo) else "(no interval)"
 
 
-def _pct(x: float) -> str:
+def pct(x: float) -> str:
     return "n/a" if x is None or not math.isfinite(x) else f"{x:.2%}"
 
 
-def _noise_floor(rep: Report) -> float:
+def noise_floor(rep: Report) -> float:
     """The pooled relative seed-to-seed sd (rms over repeated configs), NaN without repeats."""
     if not rep.seed_noise:
         return math.nan
@@ -60,7 +60,7 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
         iv = p["intervals"]
 
         def cell(k):
-            return f"{_fmt(p[k])} {_interval(iv, k)}"
+            return f"{fmt(p[k])} {interval(iv, k)}"
 
         lines += [
             "## Prediction at the target compute",
@@ -80,10 +80,10 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
             "",
             f"At C = {v['target_flops']:.3g} FLOPs the law ({v.get('source') or 'prediction'}) "
             f"predicted loss {v['predicted']:.4f}; the run trained at N = "
-            f"{_fmt(v.get('n_params', math.nan))}, D = {_fmt(v.get('n_tokens', math.nan))} "
+            f"{fmt(v.get('n_params', math.nan))}, D = {fmt(v.get('n_tokens', math.nan))} "
             f"(run {v.get('run_id', '?')}) achieved {v['achieved']:.4f}: error "
             f"{v['rel_error']:+.2%} (predicted - achieved) / achieved, against a seed noise "
-            f"floor of {_pct(_noise_floor(rep))}.",
+            f"floor of {pct(noise_floor(rep))}.",
             "",
         ]
     lines += [
@@ -96,7 +96,7 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
         for k, value in f.params.items():
             if k.startswith("log_"):
                 continue
-            lines.append(f"| {name} | {k} | {_fmt(value)} | {_interval(f.intervals, k)} |")
+            lines.append(f"| {name} | {k} | {fmt(value)} | {interval(f.intervals, k)} |")
     if "isoflop" in rep.fits:
         how = rep.fits["isoflop"].details.get("loss_law", "")
         lines += ["", f"Approach 2's optimal loss L*(C) = E + k_L C^-gamma: {how}."]
@@ -109,8 +109,8 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
     ]
     for name, a in rep.allocation.items():
         lines.append(
-            f"| {name} | {_fmt(a['n_params'])} | {_fmt(a['n_tokens'])} | "
-            f"{_fmt(a['tokens_per_param'])} | {_fmt(a['loss'])} |"
+            f"| {name} | {fmt(a['n_params'])} | {fmt(a['n_tokens'])} | "
+            f"{fmt(a['tokens_per_param'])} | {fmt(a['loss'])} |"
         )
     lines += [
         "",
@@ -123,24 +123,24 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
     for name, b in rep.backtests.items():
         if b is not None:
             lines.append(
-                f"| {name} | {b.held_out} | {b.n_test} | {_pct(b.mean_abs_rel_error)} | "
-                f"{_pct(b.max_abs_rel_error)} | {_pct(b.loss_star_rel_error)} | "
-                f"{_pct(b.n_star_rel_error)} |"
+                f"| {name} | {b.held_out} | {b.n_test} | {pct(b.mean_abs_rel_error)} | "
+                f"{pct(b.max_abs_rel_error)} | {pct(b.loss_star_rel_error)} | "
+                f"{pct(b.n_star_rel_error)} |"
             )
     lines += [""]
     if rep.seed_noise:
         lines += [
             f"Seed noise floor (runs identical but for the seed): pooled relative sd "
-            f"{_pct(_noise_floor(rep))}. A back-test error near it is noise, not a miss.",
+            f"{pct(noise_floor(rep))}. A back-test error near it is noise, not a miss.",
             "",
             "| N | D | seeds | losses | sd | rel sd | rel range |",
             "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for g in rep.seed_noise:
             lines.append(
-                f"| {_fmt(g['n_params'])} | {_fmt(g['n_tokens'])} | {len(g['losses'])} | "
+                f"| {fmt(g['n_params'])} | {fmt(g['n_tokens'])} | {len(g['losses'])} | "
                 + ", ".join(f"{x:.4f}" for x in g["losses"])
-                + f" | {g['sd']:.4f} | {_pct(g['rel_sd'])} | {_pct(g['rel_range'])} |"
+                + f" | {g['sd']:.4f} | {pct(g['rel_sd'])} | {pct(g['rel_range'])} |"
             )
     else:
         lines.append(

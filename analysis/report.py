@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,36 +21,10 @@ import numpy as np
 
 from .errors import AnalysisError
 from .figures import draw_report_figures
-from .markdown import _fmt, _interval, _noise_floor, _pct, write_report_files
-from .results import FitResult
+from .markdown import fmt, interval, noise_floor, pct, write_report_files
+from .results import Report
 
 __all__ = ["Report", "build_report", "summarize"]
-
-
-@dataclass
-class Report:
-    """What `build_report` computed and wrote."""
-
-    out_dir: Path
-    target_flops: float
-    fits: dict[str, FitResult] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)
-    backtests: dict[str, Any] = field(default_factory=dict)
-    allocation: dict[str, dict[str, float]] = field(default_factory=dict)
-    excluded: dict[str, int] = field(default_factory=dict)
-    excluded_reasons: dict[str, dict[str, int]] = field(default_factory=dict)
-    n_runs: int = 0
-    n_fitted: int = 0
-    name: str = ""
-    arch: str = ""
-    convention: str = ""
-    sensitivity: Any = None
-    figures: list[str] = field(default_factory=list)
-    seed_noise: list[dict[str, Any]] = field(default_factory=list)
-    predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    prediction: dict[str, Any] | None = None
-    verify: dict[str, Any] | None = None
-    diagnostics: list[str] = field(default_factory=list)  # model-free checks on the runs
 
 
 def _jsonable(obj: Any) -> Any:
@@ -240,7 +214,7 @@ def build_report(
             rep.backtests["isoflop"] = _try(
                 rep, "isoflop back-test", bt.backtest_isoflop, n, d, loss, budgets
             )
-        floor = _noise_floor(rep)
+        floor = noise_floor(rep)
         note = accelerating_frontier(loss, budgets, rel_noise=floor if floor > 0 else 0.01)
         if note is not None:
             rep.diagnostics.append(
@@ -299,7 +273,7 @@ def fits_json(rep: Report) -> dict[str, Any]:
         },
         "allocation": rep.allocation,
         "backtests": {k: asdict(v) for k, v in rep.backtests.items() if v is not None},
-        "seed_noise": {"rel_sd": _noise_floor(rep), "groups": rep.seed_noise},
+        "seed_noise": {"rel_sd": noise_floor(rep), "groups": rep.seed_noise},
         "skipped": rep.skipped,
         "diagnostics": rep.diagnostics,
         "excluded_runs": rep.excluded,
@@ -324,7 +298,7 @@ def summarize(rep: Report) -> str:
     out = [f"{head}: {rep.n_runs} runs, {rep.n_fitted} fitted (excluded: {excl})"]
 
     def iv(f, k):
-        return f"{_fmt(f.params[k])} {_interval(f.intervals, k)}"
+        return f"{fmt(f.params[k])} {interval(f.intervals, k)}"
 
     if "chinchilla" in rep.fits:
         f = rep.fits["chinchilla"]
@@ -335,13 +309,13 @@ def summarize(rep: Report) -> str:
         f = rep.fits["isoflop"]
         out.append(
             f"approach 2 (IsoFLOP): a {iv(f, 'a')}, b {iv(f, 'b')}; "
-            f"L*(C) = {_fmt(f.params['E'])} + {_fmt(f.params['k_L'])} C^-{_fmt(f.params['gamma'])}"
+            f"L*(C) = {fmt(f.params['E'])} + {fmt(f.params['k_L'])} C^-{fmt(f.params['gamma'])}"
         )
     p = rep.prediction
     if p is not None:
 
         def piv(q, k):
-            return f"{_fmt(q[k])} {_interval(q['intervals'], k)}"
+            return f"{fmt(q[k])} {interval(q['intervals'], k)}"
 
         out.append(f"prediction at C = {rep.target_flops:.3g} FLOPs ({p['convention']}):")
         out.append(f"  from {p['source']} ({p['reason']})")
@@ -350,8 +324,8 @@ def summarize(rep: Report) -> str:
         for src, q in rep.predictions.items():
             if src != p["source"]:
                 out.append(
-                    f"  ({src}: N* {_fmt(q['n_params'])}, D* {_fmt(q['n_tokens'])}, "
-                    f"loss {_fmt(q['loss'])})"
+                    f"  ({src}: N* {fmt(q['n_params'])}, D* {fmt(q['n_tokens'])}, "
+                    f"loss {fmt(q['loss'])})"
                 )
     out.append("back-tests (refit without the largest scale; |relative error| of loss):")
     for name, b in rep.backtests.items():
@@ -362,17 +336,17 @@ def summarize(rep: Report) -> str:
             extra = f"; optimal loss {b.loss_star_rel_error:+.2%}, N* {b.n_star_rel_error:+.1%}"
         label = {"chinchilla": "approach 3", "isoflop": "approach 2"}.get(name, name)
         out.append(
-            f"  {label}, held out {b.held_out}: mean {_pct(b.mean_abs_rel_error)}, "
-            f"max {_pct(b.max_abs_rel_error)}{extra}"
+            f"  {label}, held out {b.held_out}: mean {pct(b.mean_abs_rel_error)}, "
+            f"max {pct(b.max_abs_rel_error)}{extra}"
         )
     out += [f"warning: {d}" for d in rep.diagnostics]
     if rep.seed_noise:
         g = rep.seed_noise[0]
         out.append(
-            f"seed noise floor: rel sd {_pct(_noise_floor(rep))} (N={_fmt(g['n_params'])}, "
+            f"seed noise floor: rel sd {pct(noise_floor(rep))} (N={fmt(g['n_params'])}, "
             f"{len(g['losses'])} seeds: "
             + ", ".join(f"{x:.4f}" for x in g["losses"])
-            + f"; range {_pct(g['rel_range'])})"
+            + f"; range {pct(g['rel_range'])})"
         )
     else:
         out.append("seed noise floor: not measured (no config repeated with another seed)")

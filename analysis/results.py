@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["FitResult", "Allocation", "Backtest"]
+__all__ = ["FitResult", "Allocation", "Backtest", "Report"]
 
 # The FLOP/N convention every fit states unless told otherwise (see sweeps/records.py).
 MATMUL_CONVENTION = (
@@ -83,3 +84,29 @@ class Backtest:
     n_star_rel_error: float = math.nan
     loss_star_rel_error: float = math.nan
     message: str = ""
+
+
+@dataclass
+class Report:
+    """What `build_report` computed and wrote."""
+
+    out_dir: Path
+    target_flops: float
+    fits: dict[str, FitResult] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    backtests: dict[str, Any] = field(default_factory=dict)
+    allocation: dict[str, dict[str, float]] = field(default_factory=dict)
+    excluded: dict[str, int] = field(default_factory=dict)
+    excluded_reasons: dict[str, dict[str, int]] = field(default_factory=dict)
+    n_runs: int = 0
+    n_fitted: int = 0
+    name: str = ""
+    arch: str = ""
+    convention: str = ""
+    sensitivity: Any = None
+    figures: list[str] = field(default_factory=list)
+    seed_noise: list[dict[str, Any]] = field(default_factory=list)
+    predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    prediction: dict[str, Any] | None = None
+    verify: dict[str, Any] | None = None
+    diagnostics: list[str] = field(default_factory=list)  # model-free checks on the runs

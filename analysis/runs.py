@@ -41,7 +41,7 @@ __all__ = [
     "seed_groups",
 ]
 
-# a WSD trunk (sweeps/branches.py) trains at constant lr and never cools down: its final loss is
+# a WSD trunk (sweeps/branches/wsd.py) trains at constant lr and never cools down: its final loss is
 # not a finished run's loss, so fits leave it out unless told otherwise
 TRUNK_REASON = "WSD trunk (constant lr, never cooled down; its branches are the runs)"
 

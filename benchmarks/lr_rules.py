@@ -40,9 +40,9 @@ from sweeps.config import (  # noqa: E402
     RunConfig,
     ScheduleConfig,
 )
-from sweeps.rules_fit import format_rules  # noqa: E402
-from sweeps.runner import run_one  # noqa: E402
-from sweeps.tune_fit import fit_sweep, read_summaries  # noqa: E402
+from sweeps.run.runner import run_one  # noqa: E402
+from sweeps.tuning.rule_fit import format_rules  # noqa: E402
+from sweeps.tuning.summaries import fit_sweep, read_summaries  # noqa: E402
 
 
 def _held_out_best(sweep_dir: Path, size: float) -> dict:

@@ -16,7 +16,7 @@
 
 Runs the same grid twice as real sweeps (`python -m sweeps.train -m`, joblib, 2 processes):
 from scratch with schedule=cosine, and in branch mode (schedule=wsd, branch.budgets, one trunk
-per size; sweeps/branches.py). Prints each (N, D)'s final validation loss both ways and the
+per size; sweeps/branches/wsd.py). Prints each (N, D)'s final validation loss both ways and the
 relative difference (target: within 1%), the planned compute ratio (reuse / naive, C = 6ND) and
 the measured wall-time ratio of the two sweeps (process start-up and evaluations included).
 """

@@ -1,1 +1,20 @@
-"""Plan, launch and train scaling-law sweeps; write one record per run (see records.py)."""
+"""Sweeps: plan a grid of language-model training runs, launch it, train each run, record it.
+
+Layout by concern (each subpackage's docstring says what it owns and what it may import):
+
+    sweeps/errors.py    UserError and `require`: the one-line user error of every entry point
+    sweeps/config.py    the typed config schemas (dataclasses Hydra composes conf/ onto)
+    sweeps/records.py   the run record and results layout: the contract analysis/ reads
+                        (standard library only)
+    sweeps/data/        corpus -> cached token arrays and the fixed evaluation set
+    sweeps/run/         one run, from a plain RunConfig to its record: id, plan, lr rules,
+                        schedule, training loop, checkpoints, skip/resume/retry
+    sweeps/branches/    WSD cooldown branches: one constant-lr trunk per size, a branch per budget
+    sweeps/sweep/       a sweep: the Hydra edge (compose, expansion, callback), its plan, status
+                        and time model
+    sweeps/tuning/      lr and batch size by scale: Optuna studies, the rules fitted from them
+
+Entry points (argument wiring only): `python -m sweeps.train`, `.plan`, `.status`, `.tune`,
+`.demo`. Imports go one way: errors/config/records <- data <- run <- branches <- sweep, tuning
+<- entry points; `run/` never imports Hydra; nothing here imports analysis/.
+"""

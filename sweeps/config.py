@@ -1,22 +1,18 @@
 """Typed config: the dataclass schemas that Hydra composes `conf/` YAML onto.
 
 Every field is named the same from the command line to the record (`optim.lr` everywhere). The
-training loop receives a plain `RunConfig` (via `sweeps.compose.to_run_config`, the Hydra edge),
-never a DictConfig. Validation
-lives in `__post_init__`, which runs when OmegaConf turns the composed config into these objects;
-a bad value raises `UserError` naming the field and the fix.
+training loop receives a plain `RunConfig` (via `sweeps.sweep.compose.to_run_config`, the Hydra
+edge), never a DictConfig. Validation lives in `__post_init__`, which runs when OmegaConf turns the
+composed config into these objects; a bad value raises `UserError` naming the field and the fix.
+The run id (a hash of the semantic part of a RunConfig) is derived in sweeps/run/identity.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import math
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import dataclass, field
 
-from sweeps.errors import UserError
+from sweeps.errors import require
 
 __all__ = [
     "ModelConfig",
@@ -26,8 +22,6 @@ __all__ = [
     "BudgetConfig",
     "BranchConfig",
     "RunConfig",
-    "semantic_config",
-    "run_id_for",
 ]
 
 ARCHS = ("gpt", "lstm")
@@ -39,13 +33,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
 
-def _check(ok: bool, field_name: str, problem: str, fix: str) -> None:
-    if not ok:
-        raise UserError(field_name, problem, fix)
-
-
 def _choice(value: str, options: tuple[str, ...], field_name: str) -> None:
-    _check(value in options, field_name, f"unknown value {value!r}", f"use one of {list(options)}")
+    require(value in options, field_name, f"unknown value {value!r}", f"use one of {list(options)}")
 
 
 @dataclass
@@ -65,31 +54,31 @@ class ModelConfig:
         _choice(self.arch, ARCHS, "model.arch")
         explicit = self.n_layer is not None or self.d_model is not None
         if explicit:
-            _check(
+            require(
                 self.n_layer is not None and self.d_model is not None,
                 "model.n_layer/model.d_model",
                 "an explicit shape needs both",
                 "set both model.n_layer and model.d_model, or neither and model.n_params",
             )
-            _check(self.n_layer >= 1, "model.n_layer", "must be >= 1", "e.g. model.n_layer=2")  # type: ignore[operator]
-            _check(self.d_model >= 1, "model.d_model", "must be >= 1", "e.g. model.d_model=64")  # type: ignore[operator]
+            require(self.n_layer >= 1, "model.n_layer", "must be >= 1", "e.g. model.n_layer=2")  # type: ignore[operator]
+            require(self.d_model >= 1, "model.d_model", "must be >= 1", "e.g. model.d_model=64")  # type: ignore[operator]
         else:
-            _check(
+            require(
                 self.n_params is not None and math.isfinite(self.n_params) and self.n_params > 0,
                 "model.n_params",
                 f"must be a positive number, got {self.n_params}",
                 "e.g. model.n_params=1e5, or give model.n_layer and model.d_model",
             )
         if self.n_head is not None:
-            _check(
+            require(
                 self.arch == "gpt",
                 "model.n_head",
                 "applies to the GPT only",
                 "unset it (model.n_head=null) for model.arch=lstm",
             )
-            _check(self.n_head >= 1, "model.n_head", "must be >= 1", "e.g. model.n_head=2")
-        _check(self.context >= 2, "model.context", "must be >= 2", "e.g. model.context=256")
-        _check(self.min_layers >= 1, "model.min_layers", "must be >= 1", "e.g. model.min_layers=2")
+            require(self.n_head >= 1, "model.n_head", "must be >= 1", "e.g. model.n_head=2")
+        require(self.context >= 2, "model.context", "must be >= 2", "e.g. model.context=256")
+        require(self.min_layers >= 1, "model.min_layers", "must be >= 1", "e.g. model.min_layers=2")
 
 
 @dataclass
@@ -111,14 +100,14 @@ class DataConfig:
         _choice(self.name, DATA_NAMES, "data.name")
         _choice(self.tokenizer, TOKENIZERS, "data.tokenizer")
         if self.name in ("text", "tokens"):
-            _check(
+            require(
                 bool(self.path),
                 "data.path",
                 f"data.name={self.name} needs a path",
                 "set data.path=/path/to/your/data",
             )
         else:  # a path given to a built-in corpus would be ignored: say so rather than train on it
-            _check(
+            require(
                 not self.path,
                 "data.path",
                 f"data.name={self.name} reads no path (it would train on the {self.name} corpus)",
@@ -133,20 +122,20 @@ class DataConfig:
             ("synthetic_n_tokens", self.name == "synthetic", "data=synthetic"),
             ("synthetic_vocab_size", self.name == "synthetic", "data=synthetic"),
         ):
-            _check(
+            require(
                 applies or getattr(self, field_name) == defaults[field_name].default,
                 f"data.{field_name}",
                 f"applies to {where} only and would be ignored here",
                 f"drop data.{field_name}, or use {where}",
             )
-        _check(
+        require(
             0.0 < self.val_fraction < 1.0,
             "data.val_fraction",
             f"must be in (0, 1), got {self.val_fraction}",
             "e.g. data.val_fraction=0.05",
         )
-        _check(self.n_val_tokens > 0, "data.n_val_tokens", "must be > 0", "e.g. 65536")
-        _check(
+        require(self.n_val_tokens > 0, "data.n_val_tokens", "must be > 0", "e.g. 65536")
+        require(
             self.vocab_size >= 257 or self.tokenizer != "bpe",
             "data.vocab_size",
             "a BPE vocabulary must exceed the 256 byte symbols",
@@ -171,28 +160,28 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.lr, str):
-            _check(self.lr == "auto", "optim.lr", f"unknown value {self.lr!r}", "a number or auto")
+            require(self.lr == "auto", "optim.lr", f"unknown value {self.lr!r}", "a number or auto")
         else:
             self.lr = float(self.lr)  # optim.lr=1 and optim.lr=1.0 are the same run
-            _check(
+            require(
                 math.isfinite(self.lr) and self.lr > 0,
                 "optim.lr",
                 f"must be > 0, got {self.lr}",
                 "e.g. optim.lr=3e-3",
             )
         if isinstance(self.batch_size, str):
-            _check(
+            require(
                 self.batch_size == "auto",
                 "optim.batch_size",
                 f"unknown value {self.batch_size!r}",
                 "a positive integer or auto",
             )
         else:
-            _check(self.batch_size >= 1, "optim.batch_size", "must be >= 1", "e.g. 16")
-        _check(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0", "e.g. 0.1")
-        _check(0 <= self.beta1 < 1, "optim.beta1", "must be in [0, 1)", "e.g. 0.9")
-        _check(0 <= self.beta2 < 1, "optim.beta2", "must be in [0, 1)", "e.g. 0.95")
-        _check(self.grad_clip >= 0, "optim.grad_clip", "must be >= 0", "e.g. 1.0 (0 = off)")
+            require(self.batch_size >= 1, "optim.batch_size", "must be >= 1", "e.g. 16")
+        require(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0", "e.g. 0.1")
+        require(0 <= self.beta1 < 1, "optim.beta1", "must be in [0, 1)", "e.g. 0.9")
+        require(0 <= self.beta2 < 1, "optim.beta2", "must be in [0, 1)", "e.g. 0.95")
+        require(self.grad_clip >= 0, "optim.grad_clip", "must be >= 0", "e.g. 1.0 (0 = off)")
 
 
 @dataclass
@@ -209,15 +198,15 @@ class ScheduleConfig:
     def __post_init__(self) -> None:
         _choice(self.name, SCHEDULES, "schedule.name")
         _choice(self.decay_shape, DECAY_SHAPES, "schedule.decay_shape")
-        _check(0 <= self.warmup_frac < 1, "schedule.warmup_frac", "must be in [0, 1)", "0.05")
-        _check(
+        require(0 <= self.warmup_frac < 1, "schedule.warmup_frac", "must be in [0, 1)", "0.05")
+        require(
             self.warmup_steps is None or self.warmup_steps >= 0,
             "schedule.warmup_steps",
             "must be >= 0",
             "e.g. schedule.warmup_steps=20, or leave it unset to use schedule.warmup_frac",
         )
-        _check(0 <= self.min_lr_frac <= 1, "schedule.min_lr_frac", "must be in [0, 1]", "0.1")
-        _check(0 < self.decay_frac <= 1, "schedule.decay_frac", "must be in (0, 1]", "0.2")
+        require(0 <= self.min_lr_frac <= 1, "schedule.min_lr_frac", "must be in [0, 1]", "0.1")
+        require(0 < self.decay_frac <= 1, "schedule.decay_frac", "must be in (0, 1]", "0.2")
 
 
 @dataclass
@@ -236,7 +225,7 @@ class BudgetConfig:
         """Called by RunConfig: the schema's default (no horizon) must stay constructible."""
         horizons = ("tokens", "flops", "tokens_per_param", "steps")
         given = {k: getattr(self, k) for k in horizons if getattr(self, k) is not None}
-        _check(
+        require(
             len(given) == 1,
             "budget",
             "exactly one horizon is needed, got "
@@ -245,13 +234,13 @@ class BudgetConfig:
             "or budget=flops budget.flops=1e12",
         )
         ((key, value),) = given.items()
-        _check(
+        require(
             math.isfinite(float(value)) and value > 0,
             f"budget.{key}",
             f"must be > 0, got {value}",
             f"e.g. budget.{key}=" + {"tokens": "1e6", "flops": "1e12"}.get(key, "20"),
         )
-        _check(self.min_steps >= 1, "budget.min_steps", "must be >= 1", "e.g. budget.min_steps=50")
+        require(self.min_steps >= 1, "budget.min_steps", "must be >= 1", "e.g. budget.min_steps=50")
 
 
 ROLES = ("run", "trunk", "branch")
@@ -259,17 +248,17 @@ ROLES = ("run", "trunk", "branch")
 
 @dataclass
 class BranchConfig:
-    """WSD cooldown branches (sweeps/branches.py): setting `budgets` turns a sweep job into a
+    """WSD cooldown branches (sweeps/branches/wsd.py): setting `budgets` turns a sweep job into a
     branch that forks from a constant-lr trunk shared by every job of its model size."""
 
     budgets: list[float] | None = None  # the sweep's values of this job's budget horizon
-    role: str = "run"  # run | trunk | branch; trunk and branch are set by sweeps/branches.py
-    fork_steps: list[int] | None = None  # a trunk's kept checkpoints (set by sweeps/branches.py)
+    role: str = "run"  # run | trunk | branch; trunk and branch are set by sweeps/branches/wsd.py
+    fork_steps: list[int] | None = None  # a trunk's kept checkpoints (set by sweeps/branches/wsd.py)
     keep_forks: bool = False  # keep a trunk's fork checkpoints after all their branches ended
 
     def __post_init__(self) -> None:
         _choice(self.role, ROLES, "branch.role")
-        _check(
+        require(
             self.budgets is None or (len(self.budgets) > 0 and min(self.budgets) > 0),
             "branch.budgets",
             f"must be a non-empty list of positive horizons, got {self.budgets}",
@@ -310,75 +299,14 @@ class RunConfig:
         _choice(self.precision, PRECISIONS, "precision")
         _choice(self.device, DEVICES, "device")
         _choice(self.progress, ("auto", "bar", "log", "none"), "progress")
-        _check(self.threads >= 1, "threads", "must be >= 1", "e.g. threads=1")
-        _check(self.n_evals >= 1, "n_evals", "must be >= 1", "e.g. n_evals=8")
-        _check(self.max_retries >= 0, "max_retries", "must be >= 0", "e.g. max_retries=1")
-        _check(bool(self.sweep_name), "sweep_name", "must not be empty", "sweep_name=mysweep")
-        _check(
+        require(self.threads >= 1, "threads", "must be >= 1", "e.g. threads=1")
+        require(self.n_evals >= 1, "n_evals", "must be >= 1", "e.g. n_evals=8")
+        require(self.max_retries >= 0, "max_retries", "must be >= 0", "e.g. max_retries=1")
+        require(bool(self.sweep_name), "sweep_name", "must not be empty", "sweep_name=mysweep")
+        require(
             not (self.optim.batch_size == "auto" and self.budget.steps is not None),
             "optim.batch_size",
             "auto follows the run's tokens or FLOPs, which budget=steps does not fix (the rule "
             "would give its smallest batch at every size)",
             "use budget=tokens, budget=flops or budget=tokens_per_param, or a number of sequences",
         )
-
-
-SEMANTIC_FIELDS = (
-    "model",
-    "data",
-    "optim",
-    "schedule",
-    "budget",
-    "seed",
-    "precision",
-    "parent_run_id",
-    "branch",
-)
-
-
-def semantic_config(cfg: RunConfig) -> dict[str, Any]:
-    """The part of the config that changes the result; it names the run (execution knobs do not)."""
-    full = dataclasses.asdict(cfg)
-    sem = {k: full[k] for k in SEMANTIC_FIELDS}
-    sem["data"] = {k: v for k, v in sem["data"].items() if k != "cache_dir"}
-    # fields added for WSD branches leave the ids of runs that do not use them unchanged
-    if sem["schedule"].get("warmup_steps") is None:
-        del sem["schedule"]["warmup_steps"]
-    # A schedule's settings it never reads enter the id at their defaults: setting them trains
-    # the same model, so it must not get a new id (and a WSD trunk, a constant schedule, is one
-    # per size whatever its branches' cooldown shape). Runs that leave them alone keep their ids.
-    unused = {
-        "constant": ["min_lr_frac", "decay_frac", "decay_shape"],
-        "cosine": ["decay_frac", "decay_shape"],
-        "wsd": ["min_lr_frac"],
-    }[cfg.schedule.name]
-    if cfg.schedule.warmup_steps is not None:
-        unused.append("warmup_frac")
-    for key in unused:
-        sem["schedule"][key] = getattr(ScheduleConfig(), key)
-    if cfg.model.n_layer is not None and cfg.model.d_model is not None:
-        # an explicit shape reads neither the size target nor the depth policy: at their defaults
-        # in the id (as every such run had them unless set), so a grid over model.n_params with a
-        # fixed shape names one model once instead of training it once per target
-        sem["model"]["n_params"] = ModelConfig().n_params
-        sem["model"]["min_layers"] = ModelConfig().min_layers
-    if cfg.model.n_head is not None and cfg.model.d_model is None:
-        # model.n_head was ignored when the shape was solved from model.n_params (before
-        # 2026-11-29): mark such runs so that records trained with the default heads are not reused
-        sem["model"]["n_head_solved"] = True
-    del sem["branch"]["keep_forks"]  # housekeeping, not the result
-    if cfg.branch == replace(BranchConfig(), keep_forks=cfg.branch.keep_forks):
-        del sem["branch"]
-    if "auto" in (cfg.optim.lr, cfg.optim.batch_size):
-        # "auto" means "what the rules say": refitting a rules file in place (or new built-in
-        # defaults) must give new run ids, not reuse runs trained with the old rules
-        from sweeps.hparams import rules_fingerprint
-
-        sem["auto_rules"] = rules_fingerprint(cfg.optim.rules)
-    return sem
-
-
-def run_id_for(cfg: RunConfig) -> str:
-    """A short hash of the semantic config: the run's folder name, stable across machines."""
-    blob = json.dumps(semantic_config(cfg), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]

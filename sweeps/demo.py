@@ -21,9 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from sweeps import records
 
-__all__ = ["main"]
+__all__ = ["main", "preset_values"]
 
 PY = sys.executable
 
@@ -48,10 +50,8 @@ def _analyse(sweep_dir: Path, target: float, n_boot: int) -> None:
     )
 
 
-def _preset_values(preset: str, key: str) -> list[float]:
+def preset_values(preset: str, key: str) -> list[float]:
     """The values a preset sweeps over (from its hydra.sweeper.params), e.g. its budgets."""
-    from omegaconf import OmegaConf
-
     path = Path(__file__).resolve().parent.parent / "conf" / "sweep" / f"{preset}.yaml"
     params = OmegaConf.load(path).hydra.sweeper.params
     return [float(v) for v in str(params[key]).split(",")]
@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     preset = "demo_mini" if args.mini else "demo"
-    budgets = _preset_values(preset, "budget.flops")
-    ratios = _preset_values(preset, "isoflop_tokens_per_param")
+    budgets = preset_values(preset, "budget.flops")
+    ratios = preset_values(preset, "isoflop_tokens_per_param")
     target = 10 * max(budgets)
     archs = ["gpt", "lstm"] if args.arch == "both" else [args.arch]
     n_boot = _n_bootstrap(args)

@@ -6,7 +6,7 @@ leave nothing half-written. Anything else that escapes is a bug and keeps its tr
 
 from __future__ import annotations
 
-__all__ = ["UserError"]
+__all__ = ["UserError", "require"]
 
 
 class UserError(Exception):
@@ -21,3 +21,9 @@ class UserError(Exception):
     def line(self) -> str:
         fix = f" Fix: {self.fix}" if self.fix else ""
         return f"{self.field}: {self.problem}.{fix}"
+
+
+def require(ok: bool, field: str, problem: str, fix: str) -> None:
+    """Raise `UserError(field, problem, fix)` unless `ok`: the one-line check of every schema."""
+    if not ok:
+        raise UserError(field, problem, fix)

@@ -1,9 +1,7 @@
 """`python -m sweeps.plan <the sweep's overrides>`: what a sweep will train, before it spends.
 
-Expands the sweep exactly as `python -m sweeps.train -m <overrides>` would (sweeps/expand.py),
-derives each run's shape, N, D, C and steps with the same `plan_run` the trainer uses, looks up the
-state of runs already in results/, and estimates wall time from measured throughput with the time
-model of sweeps/timemodel.py (fitted to this host's records, else built-in constants).
+Expands the sweep exactly as `python -m sweeps.train -m <overrides>` would and prints each run's
+shape, N, D, C, steps, state and estimated time (sweeps/sweep/plan.py), training nothing.
 `--json` prints one JSON object instead of the table.
 """
 
@@ -11,244 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-from dataclasses import asdict, dataclass, replace
-from pathlib import Path
-from typing import Any
+from dataclasses import asdict
 
-from sweeps import records
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
 from sweeps.errors import UserError
-from sweeps.timemodel import TimeModel, fit_time_model, schedule_wall_s
+from sweeps.sweep.plan import format_report, plan_sweep, summary
 
-__all__ = ["TimeModel", "PlannedRun", "plan_sweep", "fit_time_model", "schedule_wall_s", "main"]
-
-
-@dataclass
-class PlannedRun:
-    run_id: str
-    overrides: list[str]
-    arch: str
-    shape: str  # "L x d"
-    n_params: int  # matmul convention (the N of C = 6ND)
-    n_params_total: int
-    n_params_non_embedding: int
-    n_tokens: int
-    flops: float
-    tokens_per_param: float
-    n_steps: int
-    state: str  # done, diverged, skipped, failed, partial, new
-    problem: str | None  # set: the run will be recorded as skipped with this reason
-    est_s: float  # estimated seconds to train it from scratch (setup included)
-    remaining_s: float  # what is left of it (0 when done)
-
-
-def _existing_state(run_dir: Path, n_steps: int) -> tuple[str, float]:
-    """(state, fraction done) of a run folder."""
-    state = records.run_state(run_dir)
-    if state == "done":
-        status = records.read_record(run_dir).get("status")
-        return ("done" if status == "ok" else str(status)), 1.0
-    if state == "partial":
-        curve = records.read_curve(run_dir)
-        step = max((int(r.get("step", 0)) for r in curve), default=0)
-        return "partial", min(1.0, step / n_steps) if n_steps else 0.0
-    return state, 0.0
-
-
-def plan_sweep(
-    overrides: list[str], *, time_model: TimeModel | None = None, config_dir: str | None = None
-) -> tuple[list[PlannedRun], dict[str, Any]]:
-    """Plan every job of the sweep; (runs, info) where info holds the launcher's n_jobs etc."""
-    from omegaconf.errors import OmegaConfBaseException
-
-    from sweeps.compose import to_run_config
-    from sweeps.config import run_id_for
-    from sweeps.data import load_dataset
-    from sweeps.expand import expand_sweep
-    from sweeps.runner import run_dir_for
-    from sweeps.runplan import plan_run
-
-    expansion = expand_sweep(overrides, config_dir=config_dir)
-    master = expansion.master
-    results_dir = str(master.get("results_dir", "results"))
-    model = time_model or fit_time_model(results_dir)
-    datasets: dict[str, Any] = {}
-    runs: list[PlannedRun] = []
-    cfgs, vocab_size = [], 0
-    trunks_priced: set[str] = set()
-    same_model: dict[str, list[str]] = {}  # the run id of the config with its shape spelled out
-    repeated: dict[str, int] = {}  # run id -> how many jobs name it (overrides it does not read)
-    for job in expansion.jobs:
-        try:
-            cfg = to_run_config(job.cfg)
-        except OmegaConfBaseException as e:
-            key = getattr(e, "full_key", None) or "config"
-            raise UserError(
-                str(key), str(e).splitlines()[0], f"job {' '.join(job.overrides)}"
-            ) from e
-        key = json.dumps(asdict(cfg.data), sort_keys=True)
-        if key not in datasets:
-            datasets[key] = load_dataset(cfg.data, progress=False)
-        vocab_size = datasets[key].vocab_size
-        cfgs.append(cfg)
-        bp = None
-        if cfg.branch.budgets is not None:  # a WSD branch: its folder is named by its branch config
-            from sweeps.branches import branch_plan
-
-            bp = branch_plan(cfg, vocab_size=vocab_size)
-            cfg = bp.branch_cfg
-        plan = plan_run(cfg, vocab_size=datasets[key].vocab_size)
-        counts = plan.n_params_by_convention
-        shape = plan.shape
-        state, frac = _existing_state(run_dir_for(cfg), plan.n_steps)
-        fpt, n_eval = plan.flops_per_token["exact"], cfg.n_evals * cfg.data.n_val_tokens
-        if plan.problem:
-            est = model.setup_s
-        elif bp is None:
-            est = model.setup_s + model.run_s(
-                n_tokens=plan.n_tokens, flops_per_token=fpt, n_eval_tokens=n_eval
-            )
-        else:  # its cooldown only, plus its trunk for the first job of that size to need it
-            est = model.setup_s + model.run_s(
-                n_tokens=bp.marginal_steps * plan.tokens_per_step,
-                flops_per_token=fpt,
-                n_eval_tokens=n_eval,
-            )
-            trunk = bp.trunk_cfg
-            if trunk is not None and run_id_for(trunk) not in trunks_priced:
-                trunks_priced.add(run_id_for(trunk))
-                assert trunk.budget.steps is not None
-                est += model.run_s(
-                    n_tokens=trunk.budget.steps * plan.tokens_per_step,
-                    flops_per_token=fpt,
-                    n_eval_tokens=trunk.n_evals * trunk.data.n_val_tokens,
-                )
-        explicit = replace(
-            cfg,
-            model=replace(cfg.model, n_params=None, n_layer=shape.n_layer, d_model=shape.d_model,
-                          n_head=getattr(shape, "n_head", None)),
-        )  # fmt: skip
-        run_id = run_id_for(cfg)
-        if any(r.run_id == run_id for r in runs):  # another job names the same run: counted once
-            repeated[run_id] = repeated.get(run_id, 1) + 1
-            cfgs.pop()  # nor priced twice as a branch
-            continue
-        ids = same_model.setdefault(run_id_for(explicit), [])
-        if run_id not in ids:
-            ids.append(run_id)
-        runs.append(
-            PlannedRun(
-                run_id=run_id,
-                overrides=job.overrides,
-                arch=cfg.model.arch,
-                shape=f"{shape.n_layer} x {shape.d_model}",
-                n_params=plan.n_params,
-                n_params_total=counts["total"],
-                n_params_non_embedding=counts["non_embedding"],
-                n_tokens=plan.n_tokens,
-                flops=plan.flops,
-                tokens_per_param=plan.n_tokens / plan.n_params,
-                n_steps=plan.n_steps,
-                state=state,
-                problem=plan.problem,
-                est_s=est,
-                remaining_s=0.0 if state in ("done", "diverged", "skipped") else est * (1 - frac),
-            )
-        )
-    launcher = master.hydra.launcher
-    if "n_jobs" in launcher:  # joblib; -1 means every core
-        n_jobs = int(launcher.n_jobs) if int(launcher.n_jobs) > 0 else (os.cpu_count() or 1)
-    elif "basic_launcher" in str(launcher.get("_target_", "")):
-        n_jobs = 1
-    else:  # submitit_local, ray: every run at once, cores permitting
-        n_jobs = os.cpu_count() or 1
-    info = {
-        "sweep_name": str(master.sweep_name),
-        "results_dir": results_dir,
-        "n_jobs": n_jobs,
-        "time_model": asdict(model),
-        # runs whose model.n_params targets resolve to one shape, with every other setting equal:
-        # different run ids that would train the same model
-        "same_model": [ids for ids in same_model.values() if len(ids) > 1],
-        # jobs whose overrides differ only in settings their config does not read: one run
-        "repeated": repeated,
-    }
-    if any(c.branch.budgets is not None for c in cfgs):
-        from sweeps.branches import branch_costs
-
-        costs = branch_costs(cfgs, vocab_size=vocab_size)
-        info["branch_costs"] = {**asdict(costs), "ratio": costs.ratio}
-    return runs, info
-
-
-def _fmt_s(s: float) -> str:
-    if s < 90:
-        return f"{s:.0f}s"
-    if s < 5400:
-        return f"{s / 60:.1f}m"
-    return f"{s / 3600:.1f}h"
-
-
-def _table(runs: list[PlannedRun]) -> str:
-    head: tuple[str, ...] = (
-        "run_id",
-        "arch",
-        "L x d",
-        "N",
-        "N_total",
-        "N_nonemb",
-        "D",
-        "C",
-        "D/N",
-        "steps",
-    )
-    head += ("state", "est")
-    rows = [head]
-    for r in runs:
-        rows.append(
-            (
-                r.run_id,
-                r.arch,
-                r.shape,
-                f"{r.n_params:,}",
-                f"{r.n_params_total:,}",
-                f"{r.n_params_non_embedding:,}",
-                f"{r.n_tokens:.3g}",
-                f"{r.flops:.3g}",
-                f"{r.tokens_per_param:.0f}",
-                str(r.n_steps),
-                r.state if not (r.problem and r.state == "new") else "new->skip",
-                _fmt_s(r.est_s),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    left = {0, 1, 10}
-    return "\n".join(
-        "  ".join(
-            c.ljust(w) if i in left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    )
-
-
-def summary(runs: list[PlannedRun], info: dict[str, Any]) -> dict[str, Any]:
-    model = info["time_model"]
-    todo = [r.remaining_s for r in runs if r.remaining_s > 0]
-    states: dict[str, int] = {}
-    for r in runs:
-        states[r.state] = states.get(r.state, 0) + 1
-    return {
-        "n_runs": len(runs),
-        "states": states,
-        "n_will_skip": sum(1 for r in runs if r.problem and r.state == "new"),
-        "flops": sum(r.flops for r in runs if not r.problem),
-        "n_jobs": info["n_jobs"],
-        "wall_s_all": schedule_wall_s([r.est_s for r in runs], info["n_jobs"], model["startup_s"]),
-        "wall_s_remaining": schedule_wall_s(todo, info["n_jobs"], model["startup_s"]),
-        "serial_s_all": sum(r.est_s for r in runs),
-    }
+__all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,9 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. sweep=isoflop")
     args, extra = parser.parse_known_args(argv)
     overrides = [o for o in [*args.overrides, *extra] if o not in ("-m", "--multirun")]
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     try:
         runs, info = plan_sweep(overrides)
     except UserError as e:
@@ -279,41 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"runs": [asdict(r) for r in runs], "totals": total, **info}, indent=1))
         return 0
-    print(_table(runs))
-    for r in runs:
-        if r.problem and r.state == "new":
-            print(f"  {r.run_id} will be recorded as skipped: {r.problem}")
-    by_id = {r.run_id: r for r in runs}
-    for run_id, n in info["repeated"].items():
-        print(
-            f"warning: run {run_id} is named by {n} jobs: their overrides differ only in "
-            "settings this config does not read (e.g. model.n_params with an explicit "
-            "model.n_layer/model.d_model), so it trains once; drop the extra values"
-        )
-    for ids in info["same_model"]:
-        one = by_id[ids[0]]
-        print(
-            f"warning: runs {', '.join(ids)} train the same model ({one.arch} {one.shape}, "
-            f"N = {one.n_params:,}, the same tokens and settings): their model.n_params "
-            "targets resolve to one shape; drop all but one, or space the targets further apart "
-            "(~1.5x at the smallest sizes)"
-        )
-    states = ", ".join(f"{n} {s}" for s, n in sorted(total["states"].items()))
-    print(
-        f"\n{total['n_runs']} runs ({states}; {total['n_will_skip']} to skip), "
-        f"C = {total['flops']:.3g} FLOPs (6ND) -> {info['results_dir']}/{info['sweep_name']}/"
-    )
-    if "branch_costs" in info:
-        bc = info["branch_costs"]
-        print(
-            f"WSD branches: {bc['n_trunks']} trunk(s); C = {bc['naive_flops']:.3g} from scratch, "
-            f"{bc['reuse_flops']:.3g} with trunk reuse (ratio {bc['ratio']:.3f})"
-        )
-    print(
-        f"estimated wall time on {total['n_jobs']} process(es): "
-        f"{_fmt_s(total['wall_s_remaining'])} left, {_fmt_s(total['wall_s_all'])} from scratch "
-        f"({_fmt_s(total['serial_s_all'])} of run time); {info['time_model']['source']}"
-    )
+    print(format_report(runs, info, total))
     return 0
 
 

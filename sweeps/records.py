@@ -9,6 +9,7 @@ Layout of one run (the folder is named by a hash of the resolved, semantic confi
         record.json    written last and atomically; its presence means the run ended
         curve.jsonl    one JSON object per evaluation (appended as training goes)
         checkpoint.pt  the last checkpoint (weights_only-loadable); removed when the run ends ok
+    results/<sweep>/tune/<study>.json   an lr_tune study's search space and trials (sweeps/tuning)
 
 Fields of record.json (schema version 1). Conventions: losses are in nats per token; N counts
 parameters under several conventions, and `n_params` is the *matmul* convention (every weight that
@@ -49,7 +50,7 @@ biases excluded), so that 6 * n_params * n_tokens is the matmul part of training
     code_version            str, git commit (or package version) of the code that trained it
     lib_versions            dict, python, torch, numpy, hydra
     parent_run_id           str | None, the trunk a branch forked from
-    role                    "run" | "trunk" | "branch" (WSD branches, sweeps/branches.py); a trunk
+    role                    "run" | "trunk" | "branch" (WSD branches, sweeps/branches/wsd.py); a trunk
                             never cooled down: leave it out of fits
     created_at              str, ISO 8601 UTC time the record was written
 
@@ -73,6 +74,7 @@ __all__ = [
     "CHECKPOINT_FILE",
     "CONFIG_FILE",
     "STATUSES",
+    "TUNE_DIR",
     "RecordError",
     "write_json_atomic",
     "write_record",
@@ -90,6 +92,7 @@ CURVE_FILE = "curve.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"  # the semantic config, written when a run starts (checks its id)
 STATUSES = ("ok", "diverged", "failed", "skipped")
+TUNE_DIR = "tune"  # results/<sweep>/tune/<study>.json: the search space and every trial
 
 
 class RecordError(ValueError):

@@ -1,9 +1,7 @@
 """`python -m sweeps.status results/<sweep>`: where a sweep stands, from its run folders alone.
 
-Reads only JSON (record.json, curve.jsonl, plan.json, .sweep.json): no torch, no Hydra, so it is
-instant and works on a copied folder. States: ok, diverged, skipped (a record), failed, partial
-(started, no record: progress = last evaluated step / planned steps, ETA from the tokens/s it
-showed), and pending (a job of the last launch that has no folder yet). `--json` for machines.
+Reads only JSON (sweeps/sweep/status.py): no torch, no Hydra, so it is instant and works on a
+copied folder. `--json` prints one JSON object instead of the table.
 """
 
 from __future__ import annotations
@@ -11,155 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
-from sweeps import records
+from sweeps.sweep.status import format_status, sweep_status
 
-__all__ = ["sweep_status", "main"]
-
-PLAN_FILE = "plan.json"  # written by sweeps.runner when a run starts
-SWEEP_FILE = ".sweep.json"  # written by sweeps.callbacks at the start of a launch
-ORDER = ("ok", "diverged", "skipped", "failed", "partial", "pending")
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def _run_status(run_dir: Path, now: float) -> dict[str, Any]:
-    row: dict[str, Any] = {"run_id": run_dir.name}
-    state = records.run_state(run_dir)
-    if state in ("done", "failed"):
-        rec = records.read_record(run_dir)
-        row.update(
-            state=rec.get("status", "?"),
-            n_params=rec.get("n_params"),
-            n_tokens=rec.get("n_tokens"),
-            flops=rec.get("flops"),
-            loss=rec.get("loss"),
-            time_s=rec.get("time_s"),
-            tokens_per_s=rec.get("tokens_per_s"),
-            reason=rec.get("reason"),
-            progress=1.0 if rec.get("status") == "ok" else None,
-        )
-        return row
-    plan = _read_json(run_dir / PLAN_FILE) or {}
-    curve = records.read_curve(run_dir)
-    last = curve[-1] if curve else {}
-    n_steps = plan.get("n_steps")
-    step = int(last.get("step", 0))
-    tok_s = None
-    if last.get("time_s") and last.get("n_tokens"):
-        tok_s = float(last["n_tokens"]) / float(last["time_s"])
-    eta = None
-    if n_steps and tok_s and plan.get("tokens_per_step"):
-        eta = (int(n_steps) - step) * float(plan["tokens_per_step"]) / tok_s
-    stamps = [p.stat().st_mtime for p in run_dir.iterdir() if p.is_file()]
-    row.update(
-        state="partial",
-        n_params=plan.get("n_params"),
-        n_tokens=plan.get("n_tokens"),
-        flops=plan.get("flops"),
-        loss=last.get("loss"),
-        step=step,
-        n_steps=n_steps,
-        progress=step / int(n_steps) if n_steps else None,
-        tokens_per_s=tok_s,
-        eta_s=eta,
-        checkpoint=(run_dir / records.CHECKPOINT_FILE).exists(),
-        idle_s=now - max(stamps) if stamps else None,
-    )
-    return row
-
-
-def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str, Any]:
-    """Every run's state and progress, counts by state, and an ETA for the partial ones."""
-    sweep_dir = Path(sweep_dir)
-    now = now or time.time()
-    runs = [_run_status(d, now) for d in records.iter_run_dirs(sweep_dir)]
-    launch = _read_json(sweep_dir / SWEEP_FILE) or {}
-    seen = {r["run_id"] for r in runs}
-    expected = [i for i in dict.fromkeys(launch.get("run_ids") or []) if i]
-    runs += [{"run_id": i, "state": "pending"} for i in expected if i not in seen]
-    counts = {s: 0 for s in ORDER}
-    for r in runs:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
-    finished = sum(counts[s] for s in ("ok", "diverged", "skipped", "failed"))
-    eta = None
-    if launch.get("started_at") and expected:
-        done_now = sum(
-            1 for r in runs if r["run_id"] in expected and r["state"] not in ("partial", "pending")
-        )
-        k_new = done_now - int(launch.get("n_finished_at_start", 0))
-        left = len(expected) - done_now
-        if k_new > 0 and left > 0:
-            eta = (now - float(launch["started_at"])) / k_new * left
-    return {
-        "sweep_dir": str(sweep_dir),
-        "n_runs": len(runs),
-        "n_finished": finished,
-        "n_expected": len(expected) or None,
-        "counts": counts,
-        "flops_done": sum(r.get("flops") or 0.0 for r in runs if r["state"] == "ok"),
-        "eta_s": eta,
-        "runs": runs,
-    }
-
-
-def _rank(state: str) -> int:
-    return ORDER.index(state) if state in ORDER else len(ORDER)
-
-
-def _fmt(v: Any, spec: str) -> str:
-    return "-" if v is None else format(v, spec)
-
-
-def _fmt_s(s: float | None) -> str:
-    if s is None:
-        return "-"
-    return f"{s:.0f}s" if s < 90 else (f"{s / 60:.1f}m" if s < 5400 else f"{s / 3600:.1f}h")
-
-
-def _table(status: dict[str, Any]) -> str:
-    head = ("run_id", "state", "N", "D", "C", "loss", "progress", "tok/s", "time/ETA")
-    rows = [head]
-    runs = sorted(status["runs"], key=lambda r: (_rank(r["state"]), r.get("flops") or 0))
-    for r in runs:
-        partial = r["state"] == "partial"
-        progress = (
-            f"{r['step']}/{r['n_steps'] or '?'}" if partial else _fmt(r.get("progress"), ".0%")
-        )
-        rows.append(
-            (
-                r["run_id"],
-                r["state"],
-                _fmt(r.get("n_params"), ","),
-                _fmt(r.get("n_tokens"), ".3g"),
-                _fmt(r.get("flops"), ".3g"),
-                _fmt(r.get("loss"), ".4f"),
-                progress,
-                _fmt(r.get("tokens_per_s"), ",.0f"),
-                _fmt_s(r.get("eta_s") if partial else r.get("time_s")),
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = [
-        "  ".join(
-            c.ljust(w) if i < 2 else c.rjust(w)
-            for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    ]
-    for r in runs:
-        if r.get("reason") and r["state"] != "ok":
-            lines.append(f"  {r['run_id']} {r['state']}: {r['reason']}")
-    return "\n".join(lines)
+__all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,14 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(status, indent=1))
         return 0
-    print(_table(status))
-    counts = ", ".join(f"{n} {s}" for s, n in status["counts"].items() if n)
-    expected = f" of {status['n_expected']} in the last launch" if status["n_expected"] else ""
-    print(
-        f"\n{status['n_runs']} runs{expected}: {counts or 'none yet'}; "
-        f"C done = {status['flops_done']:.3g} FLOPs; "
-        f"sweep ETA {_fmt_s(status['eta_s'])}"
-    )
+    print(format_status(status))
     return 0
 
 

@@ -1,7 +1,8 @@
 """Entry point: `python -m sweeps.train [overrides]` for one run, `-m` for a sweep.
 
 Hydra stays here, at the edge: it composes conf/ onto the schemas of sweeps/config.py; this
-module turns the result into a plain RunConfig and hands it to sweeps.runner.run_one.
+module turns the result into a plain RunConfig and hands it to sweeps.run.runner.run_one (or, for
+a WSD branch-mode job, to sweeps.branches.wsd.run_job).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from sweeps.callbacks import JOB_ERRORS
-from sweeps.compose import register_configs, to_run_config
 from sweeps.errors import UserError
+from sweeps.run.runner import run_one
+from sweeps.sweep.callbacks import JOB_ERRORS
+from sweeps.sweep.compose import register_configs, to_run_config
 
 register_configs()
 
@@ -36,15 +38,20 @@ def _user_error_from_omegaconf(e: OmegaConfBaseException) -> UserError:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from sweeps.runner import run_one
-
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         try:
             run_cfg = to_run_config(cfg)
         except OmegaConfBaseException as e:
             raise _user_error_from_omegaconf(e) from e
-        record = run_one(run_cfg, in_sweep=in_sweep)
+        if run_cfg.branch.budgets is None:
+            record = run_one(run_cfg, in_sweep=in_sweep)
+        else:
+            # Imported here, not at the top: branch planning needs models/ and so torch (10-20 s
+            # to import on this loaded 2-core Xeon), which run_one skips for a finished run.
+            from sweeps.branches.wsd import run_job
+
+            record = run_job(run_cfg, in_sweep=in_sweep)
     except UserError as e:
         print(f"error: {e.line()}", file=sys.stderr, flush=True)
         if not in_sweep:

@@ -1,4 +1,4 @@
-"""WSD cooldown branches (sweeps/branches.py): records, trunk reuse, exactness against a
+"""WSD cooldown branches (sweeps/branches/wsd.py): records, trunk reuse, exactness against a
 from-scratch WSD run, the plan's cost ratio, and resuming a sweep killed during its trunk."""
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from pathlib import Path
 
 import pytest
 
-import sweeps.trainer as trainer
+import sweeps.run.loop as loop
 from sweeps import records
-from sweeps.branches import branch_costs, branch_plan, fork_path
+from sweeps.branches.wsd import branch_costs, branch_plan, fork_path, run_job
 from sweeps.config import BranchConfig, BudgetConfig, ModelConfig, RunConfig, ScheduleConfig
 from sweeps.errors import UserError
-from sweeps.runner import run_dir_for, run_one
+from sweeps.run.hparam_rules import resolve_hparams
+from sweeps.run.identity import run_id_for, semantic_config
+from sweeps.run.runner import run_dir_for
 
 BUDGETS = [1e4, 2e4, 4e4]  # tokens; 256 tokens per step -> 39, 78, 156 steps, forks 31, 62, 125
 
@@ -45,15 +47,15 @@ def branch_cfgs(tiny_cfg):
 
 @pytest.fixture
 def count_trains(monkeypatch):
-    """Count trainer.train calls by role (runner imports it at call time)."""
+    """Count loop.train calls by role (runner imports it at call time)."""
     calls: list[str] = []
-    real = trainer.train
+    real = loop.train
 
     def counting(cfg, out_dir, **kw):
         calls.append(cfg.branch.role)
         return real(cfg, out_dir, **kw)
 
-    monkeypatch.setattr(trainer, "train", counting)
+    monkeypatch.setattr(loop, "train", counting)
     return calls
 
 
@@ -67,10 +69,10 @@ def test_branches_equal_from_scratch_wsd_and_train_the_trunk_once(branch_cfgs, c
     cfgs = branch_cfgs()
     bps = [branch_plan(c, vocab_size=64) for c in cfgs]
     trunk_dir = _trunk_dir(cfgs[0])
-    recs = [run_one(cfgs[0])]
+    recs = [run_job(cfgs[0])]
     # the shortest branch has ended: its fork is deleted, the two others' are kept for them
     assert [fork_path(trunk_dir, bp.fork_step).exists() for bp in bps] == [False, True, True]
-    recs += [run_one(c) for c in cfgs[1:]]
+    recs += [run_job(c) for c in cfgs[1:]]
     assert not list(trunk_dir.glob("fork_*.pt"))
     assert count_trains == ["trunk", "branch", "branch", "branch"]
     assert all(r is not None and r["status"] == "ok" and r["role"] == "branch" for r in recs)
@@ -95,12 +97,12 @@ def test_branches_equal_from_scratch_wsd_and_train_the_trunk_once(branch_cfgs, c
             branch=BranchConfig(),
             sweep_name="scratch",
         )
-        ref = run_one(scratch)
+        ref = run_job(scratch)
         assert ref is not None and ref["parent_run_id"] is None
         assert rec["loss"] == pytest.approx(ref["loss"], rel=1e-6, abs=0)
     # a rerun trains nothing and loses nothing
     n_calls = len(count_trains)
-    again = [run_one(c) for c in cfgs]
+    again = [run_job(c) for c in cfgs]
     assert len(count_trains) == n_calls
     assert [r["run_id"] for r in again] == [r["run_id"] for r in recs]
 
@@ -110,7 +112,7 @@ def test_killed_during_the_trunk_resumes_it_and_loses_no_branch(
 ):
     cfgs = branch_cfgs()
     trunk_dir = _trunk_dir(cfgs[0])
-    real_save = trainer._save_checkpoint
+    real_save = loop._save_checkpoint
 
     def killing_save(path, state):
         real_save(path, state)
@@ -121,22 +123,22 @@ def test_killed_during_the_trunk_resumes_it_and_loses_no_branch(
         ):
             raise KeyboardInterrupt  # a kill after the trunk passed two of its three forks
 
-    monkeypatch.setattr(trainer, "_save_checkpoint", killing_save)
+    monkeypatch.setattr(loop, "_save_checkpoint", killing_save)
     with pytest.raises(KeyboardInterrupt):
-        run_one(cfgs[2])  # the longest branch starts first and trains the trunk
+        run_job(cfgs[2])  # the longest branch starts first and trains the trunk
     assert records.run_state(trunk_dir) == "partial"
     assert (trunk_dir / records.CHECKPOINT_FILE).exists()
-    monkeypatch.setattr(trainer, "_save_checkpoint", real_save)
+    monkeypatch.setattr(loop, "_save_checkpoint", real_save)
 
     resumed_from = []
-    real_load = trainer.torch.load
+    real_load = loop.torch.load
 
     def spying_load(path, **kw):
         resumed_from.append(Path(path))
         return real_load(path, **kw)
 
-    monkeypatch.setattr(trainer.torch, "load", spying_load)
-    recs = [run_one(c) for c in cfgs]  # the rerun
+    monkeypatch.setattr(loop.torch, "load", spying_load)
+    recs = [run_job(c) for c in cfgs]  # the rerun
     # the two short branches fork from checkpoints kept before the kill; the long one resumes it
     assert count_trains == ["trunk", "branch", "branch", "trunk", "branch"]
     assert trunk_dir / records.CHECKPOINT_FILE in resumed_from
@@ -144,8 +146,8 @@ def test_killed_during_the_trunk_resumes_it_and_loses_no_branch(
     steps = [row["step"] for row in records.read_curve(trunk_dir)]
     assert steps == sorted(set(steps))
     # identical to an uninterrupted branch sweep
-    monkeypatch.setattr(trainer.torch, "load", real_load)
-    fresh = run_one(replace(cfgs[2], results_dir=cfgs[2].results_dir + "_fresh"))
+    monkeypatch.setattr(loop.torch, "load", real_load)
+    fresh = run_job(replace(cfgs[2], results_dir=cfgs[2].results_dir + "_fresh"))
     assert recs[2]["loss"] == pytest.approx(fresh["loss"], rel=1e-6, abs=0)
 
 
@@ -154,15 +156,15 @@ def test_keep_forks_keeps_them_and_a_lost_fork_says_how_to_retrain(branch_cfgs):
     kept = [replace(c, branch=replace(c.branch, keep_forks=True)) for c in cfgs]
     assert [run_dir_for(c) for c in kept] == [run_dir_for(c) for c in cfgs]  # not semantic
     for c in kept:
-        run_one(c)
+        run_job(c)
     trunk_dir = _trunk_dir(cfgs[0])
     assert len(list(trunk_dir.glob("fork_*.pt"))) == len(BUDGETS)
-    run_one(cfgs[1])  # a rerun without keep_forks trains nothing and cleans up
+    run_job(cfgs[1])  # a rerun without keep_forks trains nothing and cleans up
     assert not list(trunk_dir.glob("fork_*.pt"))
     # a branch retrained after its fork was deleted: the error names the file and the fix
     shutil.rmtree(run_dir_for(branch_plan(cfgs[1], vocab_size=64).branch_cfg))
     with pytest.raises(UserError, match="fork checkpoint is missing") as err:
-        run_one(cfgs[1])
+        run_job(cfgs[1])
     assert "fork_62.pt" in str(err.value) and f"delete {trunk_dir}" in str(err.value)
 
 
@@ -188,8 +190,6 @@ def test_plan_cost_ratio_for_a_4x4_grid_with_doubling_tokens():
 
 
 def test_branch_mode_refuses_a_budget_outside_the_list_and_a_non_wsd_schedule(branch_cfgs):
-    from sweeps.errors import UserError
-
     cfg = branch_cfgs()[0]
     with pytest.raises(UserError, match="budget.tokens"):
         branch_plan(replace(cfg, budget=BudgetConfig(tokens=3e4)), vocab_size=64)
@@ -198,8 +198,6 @@ def test_branch_mode_refuses_a_budget_outside_the_list_and_a_non_wsd_schedule(br
 
 
 def test_run_ids_of_ordinary_runs_do_not_see_the_branch_fields(tiny_cfg):
-    from sweeps.config import semantic_config
-
     sem = semantic_config(tiny_cfg())
     assert "branch" not in sem and "warmup_steps" not in sem["schedule"]
 
@@ -217,8 +215,6 @@ def test_one_trunk_per_size_whatever_the_cooldown_shape(branch_cfgs):
 
 
 def test_settings_a_schedule_never_reads_do_not_change_the_run_id(tiny_cfg):
-    from sweeps.config import run_id_for
-
     def rid(**kw):
         return run_id_for(tiny_cfg(schedule=ScheduleConfig(**kw)))
 
@@ -300,8 +296,6 @@ def test_sigkill_during_the_trunk_of_a_multirun_then_rerun(tmp_path, tiny_overri
 
 def test_auto_in_branch_mode_takes_the_rules_at_the_longest_budget(branch_cfgs, tmp_path):
     """Rules by horizon give each budget its own batch; one trunk needs one: the longest's."""
-    from sweeps.hparams import resolve_hparams
-
     rules = {
         "lr": {"c": 0.5, "gamma": 0.4, "delta": 0.5},
         "batch_size": {"of": "tokens", "k": 0.04, "p": 0.5, "min": 1, "max": 1024},

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.demo import _preset_values
+from sweeps.demo import preset_values
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -52,7 +52,7 @@ def test_demo_mini_end_to_end(tmp_path: Path, data_cache: Path) -> None:
     report = sweep / "report"
     fits = json.loads((report / "fits.json").read_text())
     pred = fits["prediction"]
-    budgets = _preset_values("demo_mini", "budget.flops")
+    budgets = preset_values("demo_mini", "budget.flops")
     assert pred["flops"] == pytest.approx(10 * max(budgets))  # 10x the largest budget
     assert pred["n_params"] > 0 and pred["n_tokens"] > 0 and 0 < pred["loss"] < 5
     assert fits["seed_noise"], "the seed repeats give a noise floor"

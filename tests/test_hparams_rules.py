@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sweeps.config import BudgetConfig, OptimConfig
+from sweeps.config import BudgetConfig, OptimConfig, RunConfig
 from sweeps.errors import UserError
-from sweeps.hparams import load_rules, resolve_hparams
-from sweeps.rules_fit import (
+from sweeps.run.hparam_rules import load_rules, resolve_hparams
+from sweeps.run.identity import run_id_for, semantic_config
+from sweeps.tuning.rule_fit import (
     fit_power_law,
     fit_rules,
     format_rules,
@@ -270,8 +271,6 @@ def test_a_vertex_predicted_well_above_the_best_trial_falls_back_to_it() -> None
 def test_refitting_the_rules_file_in_place_gives_auto_runs_new_ids(tmp_path: Path) -> None:
     """A run id names what trains: with lr=auto the rules' constants, not the file's path (a
     rerun after `fit` rewrote the file used to skip runs trained with the old rules)."""
-    from sweeps.config import RunConfig, run_id_for, semantic_config
-
     path = tmp_path / "hparam_rules.json"
     rules = {"lr": {"c": 0.5, "gamma": 0.4}, "batch_size": {"k": 4, "p": 0.0}}
     path.write_text(json.dumps(rules))

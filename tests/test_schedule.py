@@ -7,7 +7,7 @@ import math
 import pytest
 
 from sweeps.config import ScheduleConfig
-from sweeps.schedule import decay_start, lr_at, warmup_steps
+from sweeps.run.lr_schedule import decay_start, lr_at, warmup_steps
 
 LR = 3e-3
 

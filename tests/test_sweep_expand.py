@@ -9,14 +9,15 @@ from pathlib import Path
 import pytest
 
 from sweeps import records
-from sweeps.callbacks import SWEEP_FILE, progress_line
-from sweeps.compose import register_configs, to_run_config
-from sweeps.config import run_id_for
-from sweeps.expand import expand_sweep, sweep_overrides
-from sweeps.plan import TimeModel, fit_time_model, schedule_wall_s
+from sweeps.config import BudgetConfig, ModelConfig, RunConfig
 from sweeps.plan import main as plan_main
+from sweeps.run.identity import run_id_for
 from sweeps.status import main as status_main
-from sweeps.status import sweep_status
+from sweeps.sweep.callbacks import SWEEP_FILE, progress_line
+from sweeps.sweep.compose import register_configs, to_run_config
+from sweeps.sweep.expand import expand_sweep, sweep_overrides
+from sweeps.sweep.status import sweep_status
+from sweeps.sweep.timemodel import TimeModel, fit_time_model, schedule_wall_s
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -294,9 +295,8 @@ def test_a_fixed_shape_under_a_size_grid_is_one_run_per_token_count(tmp_path: Pa
     assert sorted(out["repeated"].values()) == [3, 3, 3]
     rc = plan_main(["sweep=grid", "model.n_params=3e3,1e4,3e4", *shape, *common])
     assert rc == 0 and capsys.readouterr().out.count("is named by 3 jobs") == 3
-    # the id of an explicit shape is the one it had when n_params was left at its default
-    from sweeps.config import BudgetConfig, ModelConfig, RunConfig
 
+    # the id of an explicit shape is the one it had when n_params was left at its default
     def rid(**kw):
         model = ModelConfig(n_layer=2, d_model=16, **kw)
         return run_id_for(RunConfig(model=model, budget=BudgetConfig(tokens=1e6)))

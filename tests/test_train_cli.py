@@ -13,9 +13,9 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from sweeps import records
-from sweeps.compose import register_configs, to_run_config
-from sweeps.runner import run_dir_for
-from sweeps.trainer import train
+from sweeps.run.loop import train
+from sweeps.run.runner import run_dir_for
+from sweeps.sweep.compose import register_configs, to_run_config
 
 
 def composed(overrides: list[str]):

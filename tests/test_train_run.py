@@ -10,10 +10,13 @@ import re
 import pytest
 import torch
 
-import sweeps.trainer as trainer
+import sweeps.run.loop as loop
 from sweeps import records
-from sweeps.config import OptimConfig
-from sweeps.runner import run_dir_for, run_one
+from sweeps.config import ModelConfig, OptimConfig
+from sweeps.errors import UserError
+from sweeps.run.identity import run_id_for, semantic_config
+from sweeps.run.plan import plan_run
+from sweeps.run.runner import run_dir_for, run_one
 
 
 def record_fields() -> list[str]:
@@ -84,9 +87,9 @@ def _losses(run_dir) -> list[tuple[int, float, float]]:
 
 
 def test_same_seed_same_losses_other_seed_differs(tiny_cfg, tmp_path):
-    a = trainer.train(tiny_cfg(), tmp_path / "a")
-    b = trainer.train(tiny_cfg(), tmp_path / "b")
-    c = trainer.train(tiny_cfg(seed=1), tmp_path / "c")
+    a = loop.train(tiny_cfg(), tmp_path / "a")
+    b = loop.train(tiny_cfg(), tmp_path / "b")
+    c = loop.train(tiny_cfg(seed=1), tmp_path / "c")
     assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
     assert a["loss"] == b["loss"] and a["train_loss"] == b["train_loss"]
     assert c["loss"] != a["loss"]
@@ -98,7 +101,7 @@ class Killed(BaseException):
 
 def _killed_after_checkpoint(cfg, run_dir, step: int, monkeypatch) -> None:
     """Train cfg into run_dir, 'killed' right after the checkpoint at `step` is written."""
-    save = trainer._save_checkpoint
+    save = loop._save_checkpoint
 
     def save_then_die(path, state):
         save(path, state)
@@ -106,23 +109,23 @@ def _killed_after_checkpoint(cfg, run_dir, step: int, monkeypatch) -> None:
             raise Killed
 
     with monkeypatch.context() as m:
-        m.setattr(trainer, "_save_checkpoint", save_then_die)
+        m.setattr(loop, "_save_checkpoint", save_then_die)
         with pytest.raises(Killed):
-            trainer.train(cfg, run_dir)
+            loop.train(cfg, run_dir)
 
 
 def test_resume_after_interruption_matches_uninterrupted(tiny_cfg, tmp_path, monkeypatch):
     # A checkpoint after every step; the "kill" comes right after the one at step 7, which is
     # not an evaluation step, so the running training-loss sums are resumed too.
     cfg = tiny_cfg(n_evals=4, checkpoint_every_s=0.0)
-    full = trainer.train(cfg, tmp_path / "full")
+    full = loop.train(cfg, tmp_path / "full")
     run_dir = tmp_path / "killed"
     _killed_after_checkpoint(cfg, run_dir, 7, monkeypatch)
     assert (run_dir / records.CHECKPOINT_FILE).exists()
     assert not (run_dir / records.RECORD_FILE).exists()
     assert torch.load(run_dir / records.CHECKPOINT_FILE, weights_only=True)["step"] == 7
 
-    resumed = trainer.train(cfg, run_dir)
+    resumed = loop.train(cfg, run_dir)
     assert resumed["status"] == "ok"
     assert resumed["loss"] == full["loss"] and resumed["train_loss"] == full["train_loss"]
     assert resumed["n_tokens"] == full["n_tokens"]
@@ -136,7 +139,7 @@ def test_temp_files_of_a_killed_run_are_cleared_on_rerun(tiny_cfg, tmp_path):
     stale = [run_dir / ".ckpt.k1l2d.tmp", run_dir / ".record.json.x7f.tmp"]
     for path in stale:
         path.write_bytes(b"half written")
-    assert trainer.train(tiny_cfg(), run_dir)["status"] == "ok"
+    assert loop.train(tiny_cfg(), run_dir)["status"] == "ok"
     assert list(run_dir.glob(".*.tmp")) == []
 
 
@@ -162,8 +165,8 @@ def test_rerun_of_a_finished_run_is_skipped(tiny_cfg, capsys, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(trainer, "train", no_training)
-    monkeypatch.setattr(trainer, "prepare", no_training)  # not even the data is loaded
+    monkeypatch.setattr(loop, "train", no_training)
+    monkeypatch.setattr(loop, "prepare", no_training)  # not even the data is loaded
     again = run_one(cfg)
     assert again == records.read_record(run_dir_for(cfg))
     assert again["loss"] == first["loss"]
@@ -173,14 +176,14 @@ def test_rerun_of_a_finished_run_is_skipped(tiny_cfg, capsys, monkeypatch):
 def test_device_auto_without_cuda_uses_the_cpu(tiny_cfg, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
-    record = trainer.train(tiny_cfg(device="auto"), tmp_path / "run")
+    record = loop.train(tiny_cfg(device="auto"), tmp_path / "run")
     assert record["status"] == "ok"
     assert record["config"]["resolved"]["device"] == "cpu"
 
 
 def test_bf16_trains_on_the_cpu(tiny_cfg, tmp_path):
-    fp32 = trainer.train(tiny_cfg(), tmp_path / "fp32")
-    bf16 = trainer.train(tiny_cfg(precision="bf16"), tmp_path / "bf16")
+    fp32 = loop.train(tiny_cfg(), tmp_path / "fp32")
+    bf16 = loop.train(tiny_cfg(precision="bf16"), tmp_path / "bf16")
     assert bf16["status"] == "ok" and bf16["precision"] == "bf16"
     assert bf16["loss"] < bf16["unigram_entropy"]
     assert bf16["loss"] == pytest.approx(fp32["loss"], rel=0.05)
@@ -213,9 +216,6 @@ def test_n_head_with_n_params_trains_that_head_count_under_a_new_id(tiny_cfg):
     # heads trained one 1-head model under several run ids.
     import hashlib
 
-    from sweeps.config import ModelConfig, run_id_for, semantic_config
-    from sweeps.runplan import plan_run
-
     base = tiny_cfg(model=ModelConfig(n_params=1e4, context=32))
     two = tiny_cfg(model=ModelConfig(n_params=1e4, context=32, n_head=2))
     assert plan_run(base, vocab_size=256).shape.n_head == 1
@@ -236,8 +236,6 @@ def test_n_head_with_n_params_trains_that_head_count_under_a_new_id(tiny_cfg):
 def test_a_checkpoint_resumes_only_on_its_own_data_and_precision(tiny_cfg, tmp_path, monkeypatch):
     # Neither is in the run id (precision=auto resolves per machine; pystdlib is the running
     # Python's library): a folder resumed elsewhere must not go on with other tokens or arithmetic.
-    from sweeps.errors import UserError
-
     cfg = tiny_cfg(n_evals=4, checkpoint_every_s=0.0)
     run_dir = tmp_path / "moved"
     _killed_after_checkpoint(cfg, run_dir, 5, monkeypatch)
@@ -247,8 +245,8 @@ def test_a_checkpoint_resumes_only_on_its_own_data_and_precision(tiny_cfg, tmp_p
     for key, other in (("dataset_id", "another-corpus"), ("precision", "bf16")):
         torch.save({**state, key: other}, ckpt)
         with pytest.raises(UserError, match=rf"was trained with {key} '{other}'") as e:
-            trainer.train(cfg, run_dir)
+            loop.train(cfg, run_dir)
         assert str(ckpt) in str(e.value) and f"delete {ckpt.name}" in str(e.value)
     # a checkpoint from before these fields resumes as it always did
     torch.save({k: v for k, v in state.items() if k not in ("dataset_id", "precision")}, ckpt)
-    assert trainer.train(cfg, run_dir)["status"] == "ok"
+    assert loop.train(cfg, run_dir)["status"] == "ok"

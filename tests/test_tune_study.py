@@ -6,13 +6,28 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
+import optuna
 import pytest
 
+import sweeps.tuning.search as search
 from sweeps import records
-from sweeps.config import BudgetConfig, DataConfig, ModelConfig, OptimConfig
-from sweeps.tune import TuneConfig, TuneRunConfig, open_study, trial_config, tune_size
+from sweeps.config import (
+    BranchConfig,
+    BudgetConfig,
+    DataConfig,
+    ModelConfig,
+    OptimConfig,
+    ScheduleConfig,
+)
+from sweeps.errors import UserError
+from sweeps.run.hparam_rules import resolve_hparams
+from sweeps.run.runner import run_dir_for
+from sweeps.tuning.search import search_space, tune_size
+from sweeps.tuning.study import TuneConfig, TuneRunConfig, open_study, storage_for, trial_config
+from sweeps.tuning.summaries import fit_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -64,13 +79,9 @@ def test_resume_neither_loses_nor_repeats_trials(tmp_path: Path) -> None:
 def test_killed_trial_is_reasked_with_its_parameters(tmp_path: Path) -> None:
     cfg = _cfg(tmp_path, n_trials=1, storage=f"journal:{tmp_path / 'journal.log'}")
     study = open_study(cfg)
-    from sweeps.tune import _distributions
-
-    stale = study.ask(_distributions(cfg.tune))  # as if the process died while training it
+    stale = study.ask(search_space(cfg.tune))  # as if the process died while training it
     params = dict(stale.params)
     run_cfg = trial_config(cfg, lr=params["lr"], batch_size=2 ** params["log2_batch_size"])
-    from sweeps.runner import run_dir_for
-
     stale.set_user_attr("run_dir", str(run_dir_for(run_cfg)))
     summary = tune_size(cfg)
     assert summary["n_trials"] == 1
@@ -83,9 +94,7 @@ def test_killed_trial_is_reasked_with_its_parameters(tmp_path: Path) -> None:
 def test_diverged_or_failed_trial_is_a_failed_trial_and_the_study_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sweeps.runner
-
-    real = sweeps.runner.run_one
+    real = search.run_job
     calls = []
 
     def flaky(cfg, *, in_sweep=False, **train_kwargs):
@@ -96,7 +105,7 @@ def test_diverged_or_failed_trial_is_a_failed_trial_and_the_study_goes_on(
             return {"status": "failed", "reason": "RuntimeError: boom", "loss": None}
         return real(cfg, in_sweep=in_sweep)
 
-    monkeypatch.setattr(sweeps.runner, "run_one", flaky)
+    monkeypatch.setattr(search, "run_job", flaky)
     summary = tune_size(_cfg(tmp_path, n_trials=3))
     states = [t["state"] for t in summary["trials"]]
     assert states == ["FAIL", "FAIL", "COMPLETE"]
@@ -110,16 +119,12 @@ def test_huge_learning_rate_really_diverges_into_a_failed_trial(tmp_path: Path) 
 
 
 def test_bad_tune_values_name_the_field() -> None:
-    from sweeps.errors import UserError
-
     with pytest.raises(UserError, match="tune.lr_min"):
         TuneConfig(lr_min=1e-2, lr_max=1e-3)
     with pytest.raises(UserError, match="tune.batch_min"):
         TuneConfig(batch_min=5, batch_max=7)
     with pytest.raises(UserError, match="tune.storage"):
-        from sweeps.tune_study import _storage
-
-        _storage("not-a-url", Path("."))
+        storage_for("not-a-url", Path("."))
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -153,8 +158,6 @@ def test_tiny_lr_tune_sweep_end_to_end_then_fit(tmp_path: Path) -> None:
     rules = json.loads((sweep / "hparam_rules.json").read_text())
     assert rules["lr"]["c"] > 0 and len(rules["optima"]) == 2
     # the rules drive a later run through optim.lr=auto / optim.batch_size=auto
-    from sweeps.hparams import resolve_hparams
-
     lr, bs = resolve_hparams(
         OptimConfig(lr="auto", batch_size="auto", rules=str(sweep / "hparam_rules.json")),
         n_params=5000,
@@ -192,8 +195,6 @@ def test_unknown_pruner_names_the_field() -> None:
 
 
 def test_fit_over_two_sweep_folders_sees_both_budgets(tmp_path: Path) -> None:
-    from sweeps.tune_fit import fit_sweep
-
     space = {"lr_min": 1e-3, "lr_max": 1e-1, "batch_min": 1, "batch_max": 32}
     for tokens, batch in ((5e5, 1), (4e6, 8)):  # a larger budget wants a larger batch
         for n in (1e4, 3e4, 1e5):
@@ -229,10 +230,6 @@ def test_a_study_name_is_not_shared_by_two_configurations(tmp_path: Path) -> Non
     # Bug: the name holds only the size and horizon, so a search of another model (or corpus,
     # schedule, seed) under the same prefix added its trials to the first study, or found
     # n_trials done and returned the first's optimum as its own.
-    from dataclasses import replace
-
-    from sweeps.errors import UserError
-
     gpt = _cfg(tmp_path, n_trials=1)
     tune_size(gpt)
     lstm = replace(gpt, model=replace(gpt.model, arch="lstm"))
@@ -247,16 +244,9 @@ def test_a_study_name_is_not_shared_by_two_configurations(tmp_path: Path) -> Non
 def test_a_study_from_before_the_mark_is_checked_through_its_trials(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from dataclasses import replace
-
-    import optuna
-
-    import sweeps.tune as tune
-    from sweeps.errors import UserError
-
     gpt = _cfg(tmp_path, n_trials=1)
     with monkeypatch.context() as m:  # a study made by the previous code: no marks
-        m.setattr(tune, "check_study_base", lambda study, cfg: None)
+        m.setattr(search, "check_study_base", lambda study, cfg: None)
         real = optuna.trial.Trial.set_user_attr
 
         def no_mark(self, key, value):
@@ -273,17 +263,12 @@ def test_a_study_from_before_the_mark_is_checked_through_its_trials(
 
 
 def test_searches_that_would_do_nothing_are_refused() -> None:
-    from sweeps.config import ScheduleConfig
-    from sweeps.errors import UserError
-
     with pytest.raises(UserError, match=r"tune\.warmup_min/tune\.warmup_max: .*warmup_steps"):
         TuneRunConfig(
             schedule=ScheduleConfig(warmup_steps=10),
             budget=BudgetConfig(tokens=2e4),
             tune=TuneConfig(warmup_min=0.0, warmup_max=0.2),
         )
-    from sweeps.config import BranchConfig
-
     with pytest.raises(UserError, match=r"tune\.pruner: .*branch"):
         TuneRunConfig(
             schedule=ScheduleConfig(name="wsd"),

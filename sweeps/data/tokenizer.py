@@ -2,19 +2,15 @@
 
 Conventions: ids are stored as uint16 when the vocabulary fits (<= 65536 symbols), else uint32.
 Documents are encoded one by one and concatenated with no separator token, so for `bytes` the ids
-are exactly the UTF-8 bytes of the concatenated text. HF `tokenizers` is imported lazily: a warm
-cache never needs it.
+are exactly the UTF-8 bytes of the concatenated text.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
+from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+from tokenizers import models as bpe_models
 from tqdm import tqdm
-
-if TYPE_CHECKING:
-    from tokenizers import Tokenizer
 
 __all__ = ["dtype_for", "train_bpe", "encode_texts"]
 
@@ -32,9 +28,7 @@ def train_bpe(texts: list[str], *, vocab_size: int, progress: bool) -> Tokenizer
     Deterministic for the same texts and vocab_size (checked by a test). The vocabulary may come
     out smaller than `vocab_size` on a small corpus: use `get_vocab_size()`.
     """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
+    tok = Tokenizer(bpe_models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(

@@ -25,15 +25,17 @@ import torch.nn.functional as F
 
 from models import build_model
 from sweeps import records
-from sweeps.checkpoint import check_same_inputs as _check_same_inputs
-from sweeps.checkpoint import save_checkpoint as _save_checkpoint
-from sweeps.config import RunConfig, run_id_for
+from sweeps.config import RunConfig
 from sweeps.data import TokenData, eval_windows, load_dataset
-from sweeps.progress import Progress
-from sweeps.runplan import RunPlan, plan_run
-from sweeps.schedule import lr_at
+from sweeps.run.checkpoint import check_same_inputs
+from sweeps.run.checkpoint import save_checkpoint as _save_checkpoint
+from sweeps.run.identity import run_id_for
+from sweeps.run.lr_schedule import lr_at
+from sweeps.run.plan import RunPlan, plan_run
+from sweeps.run.progress import Progress
+from sweeps.run.provenance import code_version, lib_versions
 
-# _save_checkpoint is bound here so tests can patch trainer._save_checkpoint (a kill mid-save).
+# _save_checkpoint is bound here so tests can patch loop._save_checkpoint (a kill mid-save).
 __all__ = ["train", "prepare", "Prepared", "resolve_device", "resolve_precision"]
 
 
@@ -101,12 +103,6 @@ def _evaluate(model, val: np.ndarray, *, device, autocast, batch_size: int = 32)
     return float(per_seq.mean()), se
 
 
-def _code_version() -> str:
-    from sweeps.provenance import code_version
-
-    return code_version()
-
-
 def train(
     cfg: RunConfig,
     out_dir: str | os.PathLike[str],
@@ -119,10 +115,11 @@ def train(
     """Train one run into `out_dir` (created if needed) and return its record (also written).
 
     `on_eval(percent_done, val_loss)` is called after each evaluation before the last (with the
-    checkpoint saved); returning True stops the run there (pruning, sweeps/tune.py): no record is
-    written, the run stays partial and resumable, and `{"status": "pruned", ...}` is returned.
+    checkpoint saved); returning True stops the run there (pruning, sweeps/tuning/search.py): no
+    record is written, the run stays partial and resumable, and `{"status": "pruned", ...}` is
+    returned.
 
-    WSD branches (sweeps/branches.py): `init_from` is a checkpoint (another run's, at step k)
+    WSD branches (sweeps/branches/wsd.py): `init_from` is a checkpoint (another run's, at step k)
     to start from when this run has none of its own; the record's `flops_marginal` then counts
     only steps k.. . `keep_at` maps steps to paths where a copy of the checkpoint is kept.
     """
@@ -168,7 +165,7 @@ def train(
     keep_at = keep_at or {}
     if not ckpt_path.exists() and init_from is not None:
         state = torch.load(init_from, map_location=device, weights_only=True)
-        _check_same_inputs(state, Path(init_from), data.dataset_id, precision)
+        check_same_inputs(state, Path(init_from), data.dataset_id, precision)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
         start_step = init_step = int(state["step"])
@@ -176,7 +173,7 @@ def train(
             (out_dir / records.CURVE_FILE).unlink()
     elif ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        _check_same_inputs(state, ckpt_path, data.dataset_id, precision)
+        check_same_inputs(state, ckpt_path, data.dataset_id, precision)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
         start_step = int(state["step"])
@@ -317,8 +314,6 @@ def _make_record(
     device: str,
 ) -> dict[str, Any]:
     """Every field of the record contract (sweeps/records.py)."""
-    from sweeps.provenance import lib_versions
-
     counts, fpt = plan.n_params_by_convention, plan.flops_per_token
     n_params = counts["matmul"]
     config = asdict(cfg)
@@ -365,7 +360,7 @@ def _make_record(
         "seed": cfg.seed,
         "dataset_id": data.dataset_id,
         "dataset": data.info,
-        "code_version": _code_version(),
+        "code_version": code_version(),
         "lib_versions": lib_versions(),
         "parent_run_id": cfg.parent_run_id,
         "role": cfg.branch.role,

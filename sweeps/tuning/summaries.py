@@ -3,8 +3,8 @@
     python -m sweeps.tune fit results/lr_tune [more folders] [--exclude 2e4] [--out FILE]
                                               [--batch-of compute|tokens]
 
-Reads `results/<sweep>/tune/<study>.json` (written by sweeps/tune.py after every trial), takes each
-study's optimum (`sweeps.rules_fit.optimum_of`), fits the rules (`sweeps.rules_fit.fit_rules`) and
+Reads `results/<sweep>/tune/<study>.json` (written by sweeps/tuning/search.py after every trial),
+takes each study's optimum (`sweeps.tuning.rule_fit.optimum_of`), fits the rules (`fit_rules`) and
 writes `hparam_rules.json`, which `optim.lr=auto optim.batch_size=auto optim.rules=...` read.
 Needs neither Optuna nor torch.
 """
@@ -13,23 +13,22 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sweeps import records
 from sweeps.errors import UserError
-from sweeps.tune import SUMMARY_DIR
+from sweeps.tuning.rule_fit import fit_rules, optimum_of
 
-__all__ = ["RULES_FILE", "read_summaries", "fit_sweep", "fit_cli"]
+__all__ = ["RULES_FILE", "read_summaries", "fit_sweep"]
 
 RULES_FILE = "hparam_rules.json"
 
 
 def read_summaries(sweep_dir: str | Path) -> list[dict[str, Any]]:
     """Every study summary of a sweep folder; UserError when there is none."""
-    folder = Path(sweep_dir) / SUMMARY_DIR
+    folder = Path(sweep_dir) / records.TUNE_DIR
     paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
     if not paths:
         raise UserError(
@@ -52,10 +51,9 @@ def fit_sweep(
     <first sweep_dir>/hparam_rules.json).
 
     `exclude` drops sizes (by model.n_params target) from the fit, e.g. for a held-out check.
-    `batch_of`: the batch rule's variable, "compute" (C) or "tokens" (D); see sweeps.hparams.
+    `batch_of`: the batch rule's variable, "compute" (C) or "tokens" (D); see
+    sweeps/run/hparam_rules.py.
     """
-    from sweeps.rules_fit import fit_rules, optimum_of
-
     dirs = [sweep_dir] if isinstance(sweep_dir, (str, Path)) else list(sweep_dir)
     optima = [
         optimum_of(s)
@@ -70,32 +68,3 @@ def fit_sweep(
     records.write_json_atomic(path, rules)
     rules["path"] = str(path)
     return rules
-
-
-def fit_cli(argv: list[str]) -> int:
-    import argparse
-
-    from sweeps.rules_fit import format_rules
-
-    ap = argparse.ArgumentParser(prog="python -m sweeps.tune fit", description=fit_sweep.__doc__)
-    ap.add_argument("sweep_dir", nargs="+", help="one or more lr_tune results folders")
-    ap.add_argument("--out", default=None, help="default: <first sweep_dir>/hparam_rules.json")
-    ap.add_argument("--exclude", type=float, nargs="*", default=(), help="sizes left out")
-    ap.add_argument(
-        "--batch-of",
-        choices=("compute", "tokens"),
-        default="compute",
-        help="batch*(C), DeepSeek's form (default), or batch*(D): for IsoFLOP grids, where one C "
-        "spans many horizons",
-    )
-    args = ap.parse_args(argv)
-    try:
-        rules = fit_sweep(
-            args.sweep_dir, out=args.out, exclude=tuple(args.exclude), batch_of=args.batch_of
-        )
-    except UserError as e:
-        print(f"error: {e.line()}", file=sys.stderr)
-        return 2
-    print(format_rules(rules))
-    print(f"wrote {rules['path']}")
-    return 0

@@ -15,10 +15,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from hydra.core.global_hydra import GlobalHydra
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from sweeps import records
+from sweeps.run.identity import run_id_for
+from sweeps.sweep.compose import to_run_config
+from sweeps.sweep.expand import job_overrides, task_config
 
 __all__ = ["SweepSummary", "SWEEP_FILE", "JOB_ERRORS", "progress_line"]
 
@@ -28,19 +32,13 @@ JOB_ERRORS = ".job_errors.jsonl"
 
 def _run_ids(config: DictConfig) -> list[str | None]:
     """Each job's run id (None where its config is invalid), composed as the launcher will."""
-    from hydra.core.global_hydra import GlobalHydra
-
-    from sweeps.compose import to_run_config
-    from sweeps.config import run_id_for
-    from sweeps.expand import _task_config, job_overrides
-
     hydra = GlobalHydra.instance().hydra
     assert hydra is not None, "called inside a Hydra multirun"
     loader = hydra.config_loader
     ids: list[str | None] = []
     for overrides in job_overrides(config, config_loader=loader):
         try:
-            cfg = _task_config(loader.load_sweep_config(config, list(overrides)))
+            cfg = task_config(loader.load_sweep_config(config, list(overrides)))
             ids.append(run_id_for(to_run_config(cfg)))
         except Exception:  # reported by the job itself, with the field at fault
             ids.append(None)
@@ -84,9 +82,7 @@ def progress_line(sweep_dir: Path, *, now: float | None = None) -> str | None:
 
 def _tune_line(sweep_dir: Path) -> str | None:
     """`[tune] k studies: t trials (c complete, p pruned, f failed)` from the study summaries."""
-    from sweeps.tune import SUMMARY_DIR
-
-    paths = sorted((sweep_dir / SUMMARY_DIR).glob("*.json"))
+    paths = sorted((sweep_dir / records.TUNE_DIR).glob("*.json"))
     if not paths:
         return None
     states: Counter[str] = Counter()

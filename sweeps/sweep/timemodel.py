@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from scipy.optimize import nnls
+
 from sweeps import records
 
 __all__ = ["TimeModel", "BUILTIN", "fit_time_model", "schedule_wall_s"]
@@ -59,9 +62,6 @@ def _features(rec: dict[str, Any]) -> tuple[float, float] | None:
 def fit_time_model(results_dir: str | Path, *, host: str | None = None) -> TimeModel:
     """Fit a, b, c (non-negative, relative errors) to this host's ok records under results_dir;
     the built-in constants when fewer than 3 records of 2 or more sizes exist."""
-    import numpy as np
-    from scipy.optimize import nnls
-
     host = host or platform.node()
     rows, times = [], []
     root = Path(results_dir)

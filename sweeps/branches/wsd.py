@@ -5,7 +5,8 @@ size's longest run about once instead of once per D.
 Turn it on with `branch.budgets` = the sweep's values of the budget horizon (the presets
 conf/sweep/grid_wsd.yaml and tokens_per_param_wsd.yaml do, with `schedule=wsd`). Each Hydra job
 stays an ordinary job: it runs in parallel through any launcher and resumes like any run.
-`sweeps.runner.run_one` hands such a job to `run_branch`, which does this:
+`run_job` (what `sweeps.train` and `sweeps.tune` call for each job) hands such a job to
+`run_branch`, which does this:
 
 1. Plan without training. For every value b_i of `branch.budgets` (in the unit of the job's own
    horizon: budget.tokens, tokens_per_param, flops or steps) the run has n_i steps and forks at
@@ -44,12 +45,16 @@ from pathlib import Path
 from typing import Any
 
 from sweeps import records
-from sweeps.config import BranchConfig, BudgetConfig, RunConfig, run_id_for, semantic_config
+from sweeps.config import BranchConfig, BudgetConfig, RunConfig
 from sweeps.errors import UserError
-from sweeps.runplan import RunPlan, plan_run
-from sweeps.schedule import decay_start, warmup_steps
+from sweeps.run.identity import run_id_for, semantic_config
+from sweeps.run.loop import prepare
+from sweeps.run.lr_schedule import decay_start, warmup_steps
+from sweeps.run.plan import RunPlan, plan_run
+from sweeps.run.runner import run_dir_for, run_lock, run_one, skipped_record
 
 __all__ = [
+    "run_job",
     "BranchPlan",
     "BranchCosts",
     "branch_plan",
@@ -150,8 +155,6 @@ def fork_path(trunk_dir: Path, step: int) -> Path:
 
 
 def _lock_free(run_dir: Path) -> bool:
-    from sweeps.runner import run_lock
-
     with run_lock(run_dir) as held:
         return held
 
@@ -159,8 +162,6 @@ def _lock_free(run_dir: Path) -> bool:
 def _ensure_fork(trunk_cfg: RunConfig, fork: Path) -> dict[str, Any] | None:
     """Train (or resume) the trunk until `fork` exists, or wait for the process training it.
     Returns the trunk's record when it ended without producing the fork, else None."""
-    from sweeps.runner import run_dir_for, run_one
-
     trunk_dir = run_dir_for(trunk_cfg)
     keep_at = {k: fork_path(trunk_dir, k) for k in trunk_cfg.branch.fork_steps or ()}
     said = False
@@ -177,11 +178,18 @@ def _ensure_fork(trunk_cfg: RunConfig, fork: Path) -> dict[str, Any] | None:
     return None
 
 
+def run_job(
+    cfg: RunConfig, *, in_sweep: bool = False, **train_kwargs: Any
+) -> dict[str, Any] | None:
+    """One sweep job or tune trial: a branch-mode config (`branch.budgets` set, role run) through
+    `run_branch`, any other through `run_one` (with `train_kwargs`, e.g. a trial's on_eval)."""
+    if cfg.branch.budgets is not None and cfg.branch.role == "run":
+        return run_branch(cfg, in_sweep=in_sweep)
+    return run_one(cfg, in_sweep=in_sweep, **train_kwargs)
+
+
 def run_branch(cfg: RunConfig, *, in_sweep: bool = False) -> dict[str, Any] | None:
     """Run one branch-mode job: its trunk first when its fork is missing, then its cooldown."""
-    from sweeps.runner import _skipped_record, run_dir_for, run_one
-    from sweeps.trainer import prepare
-
     prep = prepare(cfg, progress=cfg.progress != "none")
     bp = branch_plan(cfg, vocab_size=prep.data.vocab_size)
     if bp.trunk_cfg is None:
@@ -201,7 +209,7 @@ def run_branch(cfg: RunConfig, *, in_sweep: bool = False) -> dict[str, Any] | No
                     f"delete {fork.parent} to retrain the trunk",
                 )
             reason = f"trunk {fork.parent.name} ended {status}: {trunk_record.get('reason')}"
-            record = _skipped_record(bp.branch_cfg, reason, prep)
+            record = skipped_record(bp.branch_cfg, reason, prep)
             record.update(status="diverged" if status == "diverged" else "failed")
             records.write_json_atomic(
                 branch_dir / records.CONFIG_FILE, semantic_config(bp.branch_cfg)
@@ -218,8 +226,6 @@ def run_branch(cfg: RunConfig, *, in_sweep: bool = False) -> dict[str, Any] | No
 def release_forks(cfg: RunConfig, *, vocab_size: int) -> list[Path]:
     """Delete the fork checkpoints of `cfg`'s trunk whose branches (the jobs of the budgets in
     `branch.budgets` that start there) have all ended; returns the deleted paths."""
-    from sweeps.runner import run_dir_for
-
     key = _horizon(cfg.budget)
     trunk_dir = None
     users: dict[int, list[Path]] = {}  # fork step -> the branch folders that start from it

@@ -1,8 +1,9 @@
-"""Fitting the rules that sweeps/hparams.py applies: each study's optimum from its trials, then
-batch*(C or D) = k X^p and lr* = c N^-gamma B^delta across studies, with bootstrap intervals.
+"""Fitting the rules that sweeps/run/hparam_rules.py applies: each study's optimum from its
+trials, then batch*(C or D) = k X^p and lr* = c N^-gamma B^delta across studies, with bootstrap
+intervals.
 
-Numpy only (no Optuna, no torch): `python -m sweeps.tune fit` (sweeps/tune_fit.py) reads the study
-summaries and calls `optimum_of` and `fit_rules`; `format_rules` prints the result.
+Numpy only (no Optuna, no torch): `python -m sweeps.tune fit` (sweeps/tuning/summaries.py) reads
+the study summaries and calls `optimum_of` and `fit_rules`; `format_rules` prints the result.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from sweeps.errors import UserError
-from sweeps.hparams import BATCH_OF
+from sweeps.run.hparam_rules import BATCH_OF
 
 __all__ = [
     "quadratic_optimum",

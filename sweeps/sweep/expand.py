@@ -17,11 +17,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra import initialize_config_dir
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-__all__ = ["Job", "Expansion", "sweep_overrides", "expand_sweep", "job_overrides", "hydra_context"]
+from sweeps.sweep.compose import register_configs
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"  # what sweeps/train.py's main reads
+__all__ = [
+    "Job",
+    "Expansion",
+    "sweep_overrides",
+    "expand_sweep",
+    "job_overrides",
+    "hydra_context",
+    "task_config",
+]
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"  # what sweeps/train.py's main reads
 CONFIG_NAME = "config"
 
 
@@ -45,9 +60,6 @@ def sweep_overrides(
 ) -> list[list[str]]:
     """BasicSweeper's job list: `params` then `arguments`, Cartesian product, Hydra's own parser
     (with the config loader, `glob(...)` over config groups works as in a launch)."""
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     lines = [f"{k}={v}" for k, v in (params or {}).items()] + list(arguments)
     parsed = OverridesParser.create(config_loader=config_loader).parse_overrides(lines)
     (batch,) = BasicSweeper.split_arguments(parsed, None)
@@ -71,11 +83,6 @@ def job_overrides(master: DictConfig, *, config_loader: Any = None) -> list[list
 @contextmanager
 def hydra_context(config_dir: str | Path | None = None) -> Iterator[Any]:
     """Hydra's `Hydra` object over conf/ (initialised here unless one already is; then reused)."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    from sweeps.compose import register_configs
-
     register_configs()
     gh = GlobalHydra.instance()
     if gh.is_initialized() and config_dir is None:
@@ -87,8 +94,9 @@ def hydra_context(config_dir: str | Path | None = None) -> Iterator[Any]:
         yield GlobalHydra.instance().hydra
 
 
-def _task_config(cfg: DictConfig) -> DictConfig:
-    # hydra.core.utils.run_job hands the task function a copy without the hydra node.
+def task_config(cfg: DictConfig) -> DictConfig:
+    """A job's config as its task function sees it: hydra.core.utils.run_job hands the task
+    function a copy without the hydra node."""
     task = copy.deepcopy(cfg)
     with read_write(task), open_dict(task):
         del task["hydra"]
@@ -103,8 +111,6 @@ def expand_sweep(
     Raises Hydra's own errors (ConfigCompositionException, OverrideParseException) for a bad
     override, exactly where `python -m sweeps.train -m` would fail.
     """
-    from hydra.types import RunMode
-
     with hydra_context(config_dir) as hy:
         master = hy.compose_config(
             config_name=CONFIG_NAME,
@@ -115,7 +121,7 @@ def expand_sweep(
         jobs = []
         for i, ovr in enumerate(job_overrides(master, config_loader=hy.config_loader)):
             cfg = (
-                _task_config(hy.config_loader.load_sweep_config(master, list(ovr)))
+                task_config(hy.config_loader.load_sweep_config(master, list(ovr)))
                 if compose_jobs
                 else OmegaConf.create({})
             )

@@ -5,7 +5,7 @@ run's tokens D (`of: tokens`), in sequences per step; then lr*(N, B) = c * N^-ga
 N in the matmul convention and B the batch the run uses (auto or set). delta (Adam's lr grows with
 the batch; Malladi et al. 2022) is fitted only when the studies' optima differ in batch, else 0.
 `python -m sweeps.tune -m sweep=lr_tune` searches each size (and horizon) and
-`python -m sweeps.tune fit` fits the rules (sweeps/rules_fit.py, numpy only) into
+`python -m sweeps.tune fit` fits the rules (sweeps/tuning/rule_fit.py, numpy only) into
 `hparam_rules.json`; `optim.rules=<that file>` uses them; otherwise the built-in defaults below.
 
 Why tokens can be the better X: on an IsoFLOP grid one budget C holds runs of very different

@@ -9,6 +9,8 @@ from typing import Any
 
 import torch
 
+from sweeps.errors import UserError
+
 __all__ = ["check_same_inputs", "save_checkpoint"]
 
 
@@ -19,8 +21,6 @@ def check_same_inputs(state: dict[str, Any], path: Path, dataset_id: str, precis
     CPUs) and the default corpus is the running Python's standard library, so a run folder moved
     to (or shared with) another machine could otherwise resume on other data or arithmetic.
     Checkpoints written before these fields existed are not checked."""
-    from sweeps.errors import UserError
-
     for key, here in (("dataset_id", dataset_id), ("precision", precision)):
         then = state.get(key)
         if then is not None and then != here:

@@ -12,6 +12,7 @@ from typing import Any
 from models import flops_per_token, make_shape, param_counts, solve_shape
 from sweeps.config import RunConfig
 from sweeps.errors import UserError
+from sweeps.run.hparam_rules import resolve_hparams
 
 __all__ = ["RunPlan", "plan_run", "shape_for"]
 
@@ -83,8 +84,6 @@ def plan_run(cfg: RunConfig, *, vocab_size: int) -> RunPlan:
     is D = k N; budget.steps fixes the steps. D is rounded down to whole steps of
     batch_size * context tokens. `problem` is set when fewer than budget.min_steps remain.
     """
-    from sweeps.hparams import resolve_hparams
-
     shape = shape_for(cfg, vocab_size=vocab_size)
     counts = param_counts(shape)
     fpt = flops_per_token(shape)

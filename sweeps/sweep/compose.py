@@ -2,13 +2,16 @@
 a validated plain RunConfig (checks that need the unresolved config live here too).
 
 Everything past `to_run_config` takes plain dataclasses; only the entry points (sweeps.train,
-sweeps.tune, sweeps.plan, the sweep callback) import this module.
+sweeps.tune) and the sweep modules (expansion, plan, callback) import this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
 
 from sweeps.config import (
     BudgetConfig,
@@ -25,9 +28,6 @@ __all__ = ["register_configs", "to_run_config"]
 
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (YAML under conf/ selects and overrides)."""
-    from hydra.core.config_store import ConfigStore
-    from omegaconf import OmegaConf
-
     # An IsoFLOP grid as budgets x tokens-per-parameter ratios r: the size is N = sqrt(C / (6 r)),
     # so every budget's sizes sit around its own optimum (a fixed size list cannot).
     if not OmegaConf.has_resolver("isoflop_n_params"):
@@ -46,8 +46,6 @@ def register_configs() -> None:
 def _refuse_unknown_keys(node: Any, prefix: str) -> None:
     """Keys added with `+` (`+model.nparams=3`) pass Hydra's schema check and would be ignored
     silently: refuse them."""
-    from omegaconf import DictConfig, OmegaConf
-
     schema = OmegaConf.get_type(node)
     if not dataclasses.is_dataclass(schema):
         return
@@ -66,8 +64,6 @@ def _refuse_unknown_keys(node: Any, prefix: str) -> None:
 
 def to_run_config(cfg: Any) -> RunConfig:
     """A composed DictConfig -> a validated plain RunConfig (raises UserError on a bad value)."""
-    from omegaconf import OmegaConf
-
     _refuse_unknown_keys(cfg, "")
     r = cfg.get("isoflop_tokens_per_param") if hasattr(cfg, "get") else None
     if r is not None and "model" in cfg:

@@ -4,19 +4,22 @@ failed (up to `max_retries`), and never let two processes train the same run (a 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from sweeps import records
-from sweeps.config import RunConfig, run_id_for, semantic_config
+from sweeps.config import RunConfig
 from sweeps.errors import UserError
+from sweeps.run.identity import run_id_for, semantic_config
 
-__all__ = ["run_dir_for", "run_one", "run_lock"]
+__all__ = ["run_dir_for", "run_one", "run_lock", "skipped_record"]
 
 CONFIG_FILE = records.CONFIG_FILE
 LOCK_FILE = ".lock"
@@ -71,8 +74,6 @@ def _check_identity(run_dir: Path, cfg: RunConfig) -> None:
     path = run_dir / CONFIG_FILE
     if not path.exists():
         return
-    import json
-
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
@@ -87,9 +88,8 @@ def _check_identity(run_dir: Path, cfg: RunConfig) -> None:
         )
 
 
-def _skipped_record(cfg: RunConfig, reason: str, prep: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
+def skipped_record(cfg: RunConfig, reason: str, prep: Any) -> dict[str, Any]:
+    """The record of a run that never trained (skipped, failed, or a branch whose trunk failed)."""
     plan = prep.plan
     return {
         "run_id": run_id_for(cfg),
@@ -142,19 +142,16 @@ def run_one(
     Returns None when another process holds the run. Raises UserError for the user's mistakes
     (before any run folder is created). A crash inside training becomes a `failed` record with
     the traceback in `error.log`; it is re-raised outside a sweep, swallowed inside one.
-    A config with `branch.budgets` is a WSD cooldown branch: sweeps/branches.py runs it (its
-    trunk first when needed), passing `train_kwargs` (init_from, keep_at, on_eval) to `train`.
+    `train_kwargs` (init_from, keep_at, on_eval) go to `train`. A sweep job or trial whose
+    config has `branch.budgets` goes through `sweeps.branches.wsd.run_job` instead.
     """
-    if cfg.branch.budgets is not None and cfg.branch.role == "run":
-        from sweeps.branches import run_branch
-
-        return run_branch(cfg, in_sweep=in_sweep)
-
     done = _finished(run_dir_for(cfg), cfg)
     if done is not None:  # at once: no data loading, not even torch
         return done
 
-    from sweeps.trainer import prepare, train
+    # Imported here, not at the top: a finished run returns above without importing torch
+    # (`import sweeps.run.loop` costs TORCH_IMPORT_S, most of a finished job's time).
+    from sweeps.run.loop import prepare, train
 
     _check_writable(Path(cfg.results_dir))
     prep = prepare(cfg, progress=cfg.progress != "none")
@@ -202,7 +199,7 @@ def run_one(
             },
         )
         if prep.plan.problem:
-            record = _skipped_record(cfg, prep.plan.problem, prep)
+            record = skipped_record(cfg, prep.plan.problem, prep)
             records.write_record(run_dir, record)
             _say(f"[{run_dir.name}] skipped: {prep.plan.problem}")
             return record
@@ -210,7 +207,7 @@ def run_one(
             record = train(cfg, run_dir, prepared=prep, **train_kwargs)
         except Exception as e:  # a crash of one run must not stop a sweep
             (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
-            record = _skipped_record(cfg, f"{type(e).__name__}: {e}", prep)
+            record = skipped_record(cfg, f"{type(e).__name__}: {e}", prep)
             record.update(status="failed", attempts=attempts + 1)
             records.write_record(run_dir, record)
             _say(f"[{run_dir.name}] failed: {type(e).__name__}: {e} (see {run_dir}/error.log)")

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 import time
 
+from tqdm import tqdm
+
 __all__ = ["Progress"]
 
 
@@ -20,8 +22,6 @@ class Progress:
         self.initial = initial
         self.bar = None
         if mode == "bar":
-            from tqdm import tqdm
-
             self.bar = tqdm(
                 total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True
             )

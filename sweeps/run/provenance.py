@@ -14,7 +14,7 @@ __all__ = ["code_version", "lib_versions"]
 @functools.cache
 def code_version() -> str:
     """The git commit of this checkout (with '+dirty' when modified), else the package version."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]  # the checkout: sweeps/run/ -> ..
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5

@@ -1,0 +1,11 @@
+"""One run: a plain RunConfig in, a record out (no Hydra here; the training loop takes dataclasses).
+
+Owns: the run id (identity.py: the semantic config and its hash), what a run will do before it
+trains (plan.py: shape, N, lr and batch, steps, D, C), the "auto" lr and batch rules it applies
+(hparam_rules.py), the learning-rate schedule (lr_schedule.py), the training loop and its record
+(loop.py), checkpoints (checkpoint.py), progress (progress.py), provenance (provenance.py), and
+running a config exactly once: skip, resume, retry, lock (runner.py).
+
+May import: sweeps.errors, sweeps.config, sweeps.records, sweeps.data, models/, torch, numpy.
+Never: Hydra or OmegaConf, sweeps.sweep, sweeps.branches, sweeps.tuning, analysis/.
+"""
