@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import numpy as np
 from .errors import AnalysisError
 from .figures import draw_report_figures
 from .markdown import _fmt, _interval, _noise_floor, _pct, write_report_files
-from .results import FitResult
+from .results import MATMUL_CONVENTION, FitResult
 
 __all__ = ["Report", "build_report", "summarize"]
 
@@ -44,6 +44,7 @@ class Report:
     name: str = ""
     arch: str = ""
     convention: str = ""
+    n_convention: str = ""
     sensitivity: Any = None
     figures: list[str] = field(default_factory=list)
     seed_noise: list[dict[str, Any]] = field(default_factory=list)
@@ -92,7 +93,9 @@ def _prediction(rep: Report, law: str) -> dict[str, Any] | None:
         **{k: a[k] for k in keys},
         "intervals": {k: list(iv[v]) for k, v in keys.items() if v in iv},
         "confidence": 0.95,
-        "convention": PREDICTION_CONVENTION,
+        "convention": PREDICTION_CONVENTION
+        if rep.convention == MATMUL_CONVENTION
+        else rep.convention,
     }
 
 
@@ -144,12 +147,17 @@ def build_report(
     seed: int = 0,
     figures: bool = True,
     arch: str | None = None,
+    n_convention: str | None = None,
+    holdout: str | None = None,
 ) -> Report:
     """Fit, back-test, draw and write the report of the sweep at `path` (see module docstring).
 
     target_flops: compute (FLOPs, C = 6ND) for N*, D* and the predicted loss; default 10x the
     largest budget (or largest run compute) in the data. arch: keep only runs of this `arch`
     (a folder mixing architectures must name one; `python -m analysis` does it per arch).
+    `path` may also be a results table (file, or a DataFrame from `load_table`; its groups act as
+    archs). n_convention: N of a folder's records (matmul, total, non_embedding). holdout: the
+    approach-3 back-test's held-out split, e.g. "C>1e21" (default: the largest N or budget).
     Raises AnalysisError if no run is usable.
     """
     from . import backtest as bt
@@ -165,28 +173,17 @@ def build_report(
     )
     from .kaplan import fit_kaplan_joint, fit_power_law
     from .kaplan_points import kaplan_points, not_falling
-    from .runs import excluded_counts, excluded_reasons, fit_runs, load_runs, seed_groups
+    from .runs import excluded_counts, excluded_reasons, seed_groups
     from .schedules import schedule_mix
+    from .sources import report_inputs
 
-    runs, curves = load_runs(path)
-    archs = sorted(runs["arch"].dropna().astype(str).unique())
-    if arch is not None:
-        runs = runs[runs["arch"] == arch].reset_index(drop=True)
-        curves = curves[curves["run_id"].isin(runs["run_id"])]
-        if runs.empty:
-            raise AnalysisError(f"{path}: no run has arch {arch!r} (found {archs})")
-    elif len(archs) > 1:
-        raise AnalysisError(
-            f"{path}: runs of {len(archs)} architectures ({', '.join(archs)}); laws differ by "
-            "architecture: pass arch=... (the CLI fits each and compares them)"
-        )
-    data = fit_runs(runs)
+    inp = report_inputs(path, arch=arch, n_convention=n_convention, out=out, holdout=holdout)
+    runs, curves, data, out_dir = inp.runs, inp.curves, inp.data, inp.out_dir
     mix = schedule_mix(data)
     budgets = budget_groups(data["flops_budget"], data["C"])
     has_budgets = bool(np.isfinite(data["flops_budget"].to_numpy(float)).any())
     if target_flops is None:
         target_flops = 10 * float(np.nanmax(budgets if has_budgets else data["C"]))
-    out_dir = Path(out) if out is not None else Path(path) / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     rep = Report(
         out_dir=out_dir,
@@ -195,8 +192,9 @@ def build_report(
         excluded_reasons=excluded_reasons(runs),
         n_runs=len(runs),
         n_fitted=len(data),
-        name=Path(path).resolve().name,
-        arch=arch or (archs[0] if archs else ""),
+        name=inp.name,
+        arch=arch or (inp.archs[0] if inp.archs else ""),
+        n_convention=inp.n_convention,
         seed_noise=seed_groups(runs),
         diagnostics=[mix] if mix else [],
     )
@@ -209,7 +207,7 @@ def build_report(
             fit, n, d, loss, target_flops=target_flops, n_resamples=n_bootstrap, rng=rng
         )
         rep.fits["chinchilla"] = fit
-        rep.convention = fit.convention
+        rep.convention = inp.convention
         rep.allocation["chinchilla"] = asdict(compute_optimal(fit.params, target_flops))
         rep.backtests["chinchilla"] = _try(
             rep,
@@ -219,8 +217,12 @@ def build_report(
             d,
             loss,
             budgets if has_budgets else None,
+            holdout=inp.test,
         )
-        rep.sensitivity = bt.convention_sensitivity(runs, target_flops=target_flops)
+        if inp.test is not None and rep.backtests["chinchilla"] is not None:
+            rep.backtests["chinchilla"] = replace(rep.backtests["chinchilla"], held_out=holdout)
+        if "table" not in runs.attrs:  # a table has one N convention only
+            rep.sensitivity = bt.convention_sensitivity(runs, target_flops=target_flops)
     if has_budgets:
         e3 = fit.params["E"] if fit is not None else None
         iso = _try(rep, "isoflop", fit_isoflop, n, d, loss, budgets, irreducible=e3)
@@ -278,7 +280,7 @@ def build_report(
         if pred is not None:
             rep.predictions[src] = pred
     rep.prediction = _choose_prediction(rep)
-    rep.verify = _read_verify(rep, Path(path))
+    rep.verify = None if "table" in runs.attrs else _read_verify(rep, Path(path))
     if figures:
         rep.figures = draw_report_figures(rep, data, used, budgets)
     write_report_files(rep, runs, fits_json(rep))
@@ -292,6 +294,7 @@ def fits_json(rep: Report) -> dict[str, Any]:
         "arch": rep.arch,
         "target_flops": rep.target_flops,
         "convention": rep.convention,
+        "n_convention": rep.n_convention,
         "prediction": rep.prediction,
         "fits": {
             k: {kk: vv for kk, vv in f.to_dict().items() if kk != "details"}
