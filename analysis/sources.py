@@ -33,11 +33,10 @@ __all__ = [
 ]
 
 _CONVENTIONS = {
-    "as_given": "N = n_params as given by the table (its convention not stated: pass "
-    "--n-convention)",
-    "total": "N = all parameters (embeddings included)",
+    "as_given": "N as given by the table (convention not stated: --n-convention)",
+    "total": "N = all parameters",
     "non_embedding": "N = non-embedding parameters",
-    "matmul": "N = matmul parameters (output head included, embedding lookups excluded)",
+    "matmul": "N = matmul parameters incl. head",
 }
 
 
@@ -52,8 +51,7 @@ def convention_text(attrs: dict) -> str:
         return MATMUL_CONVENTION
     conv = str(attrs.get("n_convention", "as_given"))
     c = "C as given by the table" if attrs.get("flops_given") else "C = 6 N D"
-    return (f"{c}; {_CONVENTIONS.get(conv, conv)}; D = tokens seen; loss in nats/token "
-            "(compute-optimal allocations use C = 6 N D)")  # fmt: skip
+    return f"{c}, {_CONVENTIONS.get(conv, conv)}; loss in nats/token"
 
 
 def runs_from_table(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

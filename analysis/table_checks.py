@@ -27,7 +27,8 @@ __all__ = [
 _NUMERIC = ("n_params", "n_tokens", "loss", "flops", "seed", "lr", "step")
 _POSITIVE = ("n_params", "n_tokens", "loss", "flops", "lr")
 MIN_POINTS = 6  # approach 3 has 5 free parameters: a law needs more points than that
-# a cross-entropy in nats/token is rarely above ln(50k) ~ 11 even at initialization
+# a cross-entropy in nats/token is rarely above ln(50k) ~ 11 even at initialization: a loss
+# above 20 is almost surely a perplexity (or a table in other units)
 PERPLEXITY_FLOOR = 20.0
 
 
@@ -55,7 +56,7 @@ def check_values(t: pd.DataFrame, columns: dict[str, str], where: str) -> pd.Dat
             what = "positive" if key in _POSITIVE else "finite and >= 0"
             raise TableError(
                 f"{where}: column {name} has {int((~ok).sum())} value(s) that are not {what} "
-                f"(first: {v[i]!r} at row {i + 1}); drop those rows (diverged or missing runs) "
+                f"(first: {v[i]:g} at row {i + 1}); drop those rows (diverged or missing runs) "
                 "or fix them"
             )
         t[key] = v
@@ -108,13 +109,10 @@ def check_fit_size(t: pd.DataFrame, where: str) -> None:
 
 def check_loss_units(t: pd.DataFrame, columns: dict[str, str], where: str) -> None:
     col = columns.get("loss", "loss")
-    if (
-        float(t["loss"].min()) > PERPLEXITY_FLOOR
-        or "perplex" in col.lower()
-        or "ppl" in col.lower()
-    ):
+    named = "perplex" in col.lower() or "ppl" in col.lower()
+    if float(t["loss"].max()) > PERPLEXITY_FLOOR or named:
         warnings.warn(
-            f"{where}: column {col!r} (loss) looks like perplexity (min {t['loss'].min():.4g}; a "
+            f"{where}: column {col!r} (loss) looks like perplexity (max {t['loss'].max():.4g}; a "
             f"loss in nats/token is rarely above {math.log(50_000):.1f}): if so, map "
             "log(perplexity) instead (docs/tables.md)",
             AnalysisWarning,

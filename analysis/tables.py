@@ -98,7 +98,7 @@ def read_table_file(path: str | os.PathLike[str]) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise TableError(
-            f"{path}: no such file or folder; pass a results table (.csv, .parquet, .jsonl) "
+            f"{path}: no such folder or file; pass a results table (.csv, .parquet, .jsonl) "
             "or a results folder (results/<sweep>)"
         )
     kind = _READERS.get(path.suffix.lower())
@@ -262,6 +262,7 @@ def load_table(
     by_conv = f"n_params_{conv}"
     if conv != "as_given" and by_conv in frame.columns and "n_params" not in mapping:
         mapping["n_params"] = by_conv
+        frame = frame.drop(columns=["n_params"], errors="ignore")
     t = _canonical(frame, mapping, where)
     t = check_values(t, mapping, where)
     flops_given = "flops" in t
