@@ -188,7 +188,7 @@ def _run(args: argparse.Namespace, points, say, stdout: TextIO) -> None:
     if answers is not None:
         if args.json:
             doc = predictions_json(answers, table=table)
-            stdout.write(json.dumps(doc, indent=2, allow_nan=False, default=float) + "\n")
+            stdout.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
         else:
             say("\n".join(predictions_text(answers)))
 

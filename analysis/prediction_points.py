@@ -71,9 +71,22 @@ def predict_points(
     return out
 
 
+def _finite(obj: Any) -> Any:
+    """JSON-safe: NaN and inf (a failed interval) become null, numpy scalars plain numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, str):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def predictions_json(answers: list[dict[str, Any]], *, table: pd.DataFrame) -> dict[str, Any]:
     """`{"predictions": [...], "law", "why", "warnings", ...}`: with groups, each prediction has
-    its `group` and the top level lists each group's law under `groups`."""
+    its `group` and the top level lists each group's law under `groups`. NaN becomes null."""
     preds = [p | ({"group": a["group"]} if a["group"] is not None else {})
              for a in answers for p in a["predictions"]]  # fmt: skip
     first = answers[0]["recommendation"]
@@ -91,7 +104,7 @@ def predictions_json(answers: list[dict[str, Any]], *, table: pd.DataFrame) -> d
         doc["why"] = "per group: see groups"
         doc["warnings"] = [f"{a['group']}: {w}" for a in answers
                            for w in a["recommendation"].warnings]  # fmt: skip
-    return doc
+    return _finite(doc)
 
 
 def predictions_text(answers: list[dict[str, Any]]) -> list[str]:

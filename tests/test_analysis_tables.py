@@ -332,3 +332,70 @@ def test_target_flops_checked_before_a_folder_report_is_written(tmp_path, capsys
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--target-flops" in err and "finite positive" in err
     assert not (sweep / "report").exists()
+
+
+def test_predict_points_parse_and_json_is_strict():
+    from types import SimpleNamespace
+
+    from analysis.prediction_points import parse_point, predictions_json
+
+    assert parse_point("N=1e9,D=2e10") == (1e9, 2e10)
+    assert parse_point("N=1e9,C=1.2e20") == pytest.approx((1e9, 2e10))
+    assert parse_point("D=2e10, C=1.2e20") == pytest.approx((1e9, 2e10))
+    assert parse_point("n_params=1e9,n_tokens=2e10") == (1e9, 2e10)
+    for bad in ("N=1e9,N=2e9", "N=1e9,D=2e10,C=1e20", "X=1", "N=-1,D=1", "N=1e9,D=inf"):
+        with pytest.raises(AnalysisError, match="--predict"):
+            parse_point(bad)
+    rec = SimpleNamespace(law="chinchilla", why="back-test", warnings=("E reaches 0",),
+                          to_dict=lambda: {"law": "chinchilla"})  # fmt: skip
+    pred = {"n_params": 1e9, "n_tokens": 2e10, "flops": 1.2e20, "loss": np.float64(2.5),
+            "interval": [math.nan, 2.6], "level": 0.95, "law": "chinchilla"}  # fmt: skip
+    doc = predictions_json([{"group": None, "recommendation": rec, "predictions": [pred]}],
+                           table=pd.DataFrame())  # fmt: skip
+    text = json.dumps(doc, allow_nan=False)  # NaN would raise here
+    assert json.loads(text)["predictions"][0]["interval"] == [None, 2.6]
+    assert doc["warnings"] == ["E reaches 0"] and "groups" not in doc
+
+
+def test_backtest_isoflop_takes_a_table():
+    from analysis.backtest import backtest_isoflop
+    from analysis.synthetic import isoflop_points
+
+    n, d, loss, c = isoflop_points(rng=np.random.default_rng(0), budgets=(1e13, 1e14, 1e15, 1e16))
+    table = pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss, "flops": c})
+    a, b = backtest_isoflop(n, d, loss, c), backtest_isoflop(table)
+    assert a.rel_errors == pytest.approx(b.rel_errors) and b.held_out == "C = 1e+16"
+    with pytest.raises(AnalysisError, match="one compute budget per run"):
+        backtest_isoflop(n, d, loss, c[:3])
+
+
+def test_folder_options_checked_before_writing(tmp_path, capsys):
+    t = grid()
+    sweep = write_sweep(tmp_path / "s", n_params=t["n_params"], n_tokens=t["n_tokens"],
+                        loss=t["loss"])  # fmt: skip
+    for extra, expect in ((["--n-convention", "weights"], "n_convention='weights'"),
+                          (["--columns", "n_params=x"], "apply to tables"),
+                          (["--holdout", "N>1e30"], "no point is held out")):  # fmt: skip
+        assert main([str(sweep), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expect in err, err
+        assert not (sweep / "report").exists()
+
+
+@pytest.mark.slow
+def test_cli_curve_table_fits_end_points_and_envelope(tmp_path, capsys):
+    rows = []
+    for n in (1e5, 3e5, 1e6, 3e6):
+        for d_total in (1e7, 4e7, 1.6e8):
+            for step in (1, 2, 4, 8):
+                d = d_total * step / 8
+                rows.append({"size": n, "seen": d, "iter": step, "name": f"{n:g}-{d_total:g}",
+                             "val": float(law_loss(TRUE_PARAMS, n, d))})  # fmt: skip
+    pd.DataFrame(rows).to_json(tmp_path / "curves.jsonl", orient="records", lines=True)
+    cols = "n_params=size,n_tokens=seen,step=iter,run=name,loss=val"
+    assert main([str(tmp_path / "curves.jsonl"), "--columns", cols, "--n-bootstrap", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "curves: 12 runs, 12 fitted" in out
+    fits = json.loads((tmp_path / "curves_report" / "fits.json").read_text())
+    assert fits["n_fitted"] == 12 and "envelope" in fits["fits"]
+    assert fits["fits"]["chinchilla"]["params"]["alpha"] == pytest.approx(0.35, abs=0.03)
