@@ -57,9 +57,11 @@ def predict_points(
     table: pd.DataFrame, points: list[tuple[float, float]], *, level: float = 0.95, seed: int = 0
 ) -> list[dict[str, Any]]:
     """One entry per group of `table` (one entry if it has none): the recommendation and its
-    predictions at `points` (each a (N, D) pair)."""
+    predictions at `points` (each a (N, D) pair). A curve table is reduced to its end points."""
     from .predict import recommend
+    from .tables import fit_points
 
+    table = fit_points(table)  # a curve table: each run's last step
     groups = table.groupby("group", sort=True) if "group" in table else [(None, table)]
     out = []
     for name, g in groups:

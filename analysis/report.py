@@ -255,7 +255,7 @@ def build_report(
     if env is not None:
         rep.fits["envelope"] = bootstrap_envelope(env, used, n_resamples=n_bootstrap, rng=rng)
     elif "envelope" not in rep.skipped:
-        rep.skipped["envelope"] = "no curve.jsonl evaluations in the included runs"
+        rep.skipped["envelope"] = "no loss curves (curve.jsonl, or a table's step column)"
     groups = budgets if has_budgets else None
     for var in ("N", "D", "C"):  # each on Kaplan's own points: analysis/kaplan_points.py
         pts = _try(rep, f"kaplan_{var}", kaplan_points, var, n, d, data["C"], loss, groups)

@@ -181,7 +181,14 @@ def report_inputs(
     else:
         conv = n_convention or "matmul"
         data = fit_runs(runs, n_convention=conv)
-        text = MATMUL_CONVENTION if conv == "matmul" else f"{MATMUL_CONVENTION} (N here: {conv})"
+        text = (
+            MATMUL_CONVENTION
+            if conv == "matmul"
+            else (
+                f"C = 6 N D with {_CONVENTIONS.get(conv, conv)} (n_convention={conv}); D = tokens "
+                "seen; loss in nats/token"
+            )
+        )
     if out is not None:
         out_dir = Path(out)
     elif isinstance(source, pd.DataFrame):

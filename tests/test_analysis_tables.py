@@ -393,9 +393,12 @@ def test_cli_curve_table_fits_end_points_and_envelope(tmp_path, capsys):
                              "val": float(law_loss(TRUE_PARAMS, n, d))})  # fmt: skip
     pd.DataFrame(rows).to_json(tmp_path / "curves.jsonl", orient="records", lines=True)
     cols = "n_params=size,n_tokens=seen,step=iter,run=name,loss=val"
-    assert main([str(tmp_path / "curves.jsonl"), "--columns", cols, "--n-bootstrap", "5"]) == 0
-    out = capsys.readouterr().out
-    assert "curves: 12 runs, 12 fitted" in out
+    args = [str(tmp_path / "curves.jsonl"), "--columns", cols, "--n-bootstrap", "5"]
+    assert main([*args, "--predict", "N=1e7,D=1e9", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert "curves: 12 runs, 12 fitted" in cap.err
+    pred = json.loads(cap.out)["predictions"][0]  # fitted to the 12 end points, not 48 rows
+    assert pred["loss"] == pytest.approx(float(law_loss(TRUE_PARAMS, 1e7, 1e9)), rel=0.01)
     fits = json.loads((tmp_path / "curves_report" / "fits.json").read_text())
     assert fits["n_fitted"] == 12 and "envelope" in fits["fits"]
     assert fits["fits"]["chinchilla"]["params"]["alpha"] == pytest.approx(0.35, abs=0.03)
