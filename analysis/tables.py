@@ -145,11 +145,9 @@ def _canonical(frame: pd.DataFrame, columns: dict[str, str], where: str) -> pd.D
                 f"{where}: --columns {key}={col}: the table has no column {col!r} "
                 f"(it has {', '.join(have[:12])}); fix the name"
             )
-        if key != col and key in frame.columns and key not in columns.values():
-            raise TableError(
-                f"{where}: --columns {key}={col}, but the table also has a column {key!r}; "
-                f"rename or drop one of them"
-            )
+    # the mapping wins over a column already named like its canonical name (n_params=n_params_total)
+    shadowed = [k for k, v in columns.items() if k != v and k in frame.columns]
+    frame = frame.drop(columns=[k for k in shadowed if k not in columns.values()])
     frame = frame.rename(columns={v: k for k, v in columns.items()})
     for key in REQUIRED_COLUMNS:
         if key not in frame.columns:
@@ -165,9 +163,7 @@ def end_points(table: pd.DataFrame) -> pd.DataFrame:
     """One row per run of a loss-curve table (one with a `step` column): each run's last step.
 
     A run is the rows sharing `run` if there is such a column, else the rows sharing n_params,
-    seed, group and lr. A run whose n_tokens never changes along its steps is read as a total
-    budget, so its curve's tokens become n_tokens * step / last step (a warning says so).
-    A table without `step` is returned as it is.
+    seed, group and lr. A table without `step` is returned as it is.
     """
     if "step" not in table or table.empty:
         return table

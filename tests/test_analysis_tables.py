@@ -72,6 +72,8 @@ def test_n_convention_recorded_and_selects_a_column(tmp_path):
     out = load_table(t, n_convention="non_embedding")
     np.testing.assert_allclose(out["n_params"], t["n_params"] * 0.8)
     assert out.attrs["n_convention"] == "non_embedding"
+    mapped = load_table(t, columns="n_params=n_params_non_embedding")  # the mapping wins
+    np.testing.assert_allclose(mapped["n_params"], t["n_params"] * 0.8)
     with pytest.raises(TableError, match="--n-convention 'weights': choose one of as_given"):
         load_table(t, n_convention="weights")
 
