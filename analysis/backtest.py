@@ -53,7 +53,8 @@ def _split(n, d, loss, budget, holdout, *, min_train: int = 1):
                 f"holdout mask has {test.size} values for {n.size} runs; pass one per run"
             )
         Holdout("mask", ">", 0.0, "mask").check(test, min_train=min_train)
-        return test, f"{int(test.sum())} run(s) chosen by mask"
+        name = getattr(holdout, "name", None)  # a pandas Series named by its split's text
+        return test, name if isinstance(name, str) else f"{int(test.sum())} run(s) chosen by mask"
     if budget is not None:
         return budget == budget.max(), f"C = {budget.max():.3g}"
     return n == n.max(), f"N = {n.max():.3g}"
@@ -66,9 +67,9 @@ def backtest_chinchilla(
 
     Takes three arrays or one table (`n_params=table`, its `flops_budget` column, if any, as the
     budgets). Held out: `holdout` (a split such as "C>1e21" or "M>=100" on N, D, C, L, M = D/N,
-    or a boolean mask, one per run), else the largest budget given `budget` (each run's compute
-    budget), else the largest N. With budgets and no holdout, also the error of the predicted
-    optimum (N*, L*) against the held-out budget's own parabola."""
+    or a boolean mask, one per run: a Series' name labels the split), else the largest budget
+    given `budget` (each run's compute budget), else the largest N. With budgets and no holdout,
+    also the error of the predicted optimum (N*, L*) against the held-out budget's own parabola."""
     if isinstance(n_params, pd.DataFrame) and budget is None and "flops_budget" in n_params:
         budget = n_params["flops_budget"]
     n, d, loss = as_points(n_params, n_tokens, loss, what="backtest_chinchilla")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -93,9 +93,9 @@ def _prediction(rep: Report, law: str) -> dict[str, Any] | None:
         **{k: a[k] for k in keys},
         "intervals": {k: list(iv[v]) for k, v in keys.items() if v in iv},
         "confidence": 0.95,
-        "convention": PREDICTION_CONVENTION
-        if rep.convention == MATMUL_CONVENTION
-        else rep.convention,
+        "convention": {MATMUL_CONVENTION: PREDICTION_CONVENTION}.get(
+            rep.convention, rep.convention
+        ),
     }
 
 
@@ -155,9 +155,8 @@ def build_report(
     target_flops: compute (FLOPs, C = 6ND) for N*, D* and the predicted loss; default 10x the
     largest budget (or largest run compute) in the data. arch: keep only runs of this `arch`
     (a folder mixing architectures must name one; `python -m analysis` does it per arch).
-    `path` may also be a results table (file, or a DataFrame from `load_table`; its groups act as
-    archs). n_convention: N of a folder's records (matmul, total, non_embedding). holdout: the
-    approach-3 back-test's held-out split, e.g. "C>1e21" (default: the largest N or budget).
+    `path` may be a table (file, or DataFrame from `load_table`: groups act as archs). n_convention:
+    a folder's N (matmul, total, non_embedding). holdout: approach 3's back-test split, "C>1e21".
     Raises AnalysisError if no run is usable.
     """
     from . import backtest as bt
@@ -219,8 +218,6 @@ def build_report(
             budgets if has_budgets else None,
             holdout=inp.test,
         )
-        if inp.test is not None and rep.backtests["chinchilla"] is not None:
-            rep.backtests["chinchilla"] = replace(rep.backtests["chinchilla"], held_out=holdout)
         if "table" not in runs.attrs:  # a table has one N convention only
             rep.sensitivity = bt.convention_sensitivity(runs, target_flops=target_flops)
     if has_budgets:
@@ -280,6 +277,11 @@ def build_report(
         if pred is not None:
             rep.predictions[src] = pred
     rep.prediction = _choose_prediction(rep)
+    if rep.prediction is not None:
+        from .calibrated import calibrated_prediction
+
+        cal = _try(rep, "recommended law", calibrated_prediction, data, budgets, rep.prediction)
+        rep.prediction = rep.prediction | ({"calibrated": cal} if cal else {})
     rep.verify = None if "table" in runs.attrs else _read_verify(rep, Path(path))
     if figures:
         rep.figures = draw_report_figures(rep, data, used, budgets)
@@ -350,6 +352,10 @@ def summarize(rep: Report) -> str:
         out.append(f"  from {p['source']} ({p['reason']})")
         out.append(f"  N* {piv(p, 'n_params')}, D* {piv(p, 'n_tokens')}")
         out.append(f"  tokens/param {piv(p, 'tokens_per_param')}, loss {piv(p, 'loss')}")
+        if "calibrated" in p:
+            from .calibrated import calibrated_summary
+
+            out.append(calibrated_summary(p["calibrated"]))
         for src, q in rep.predictions.items():
             if src != p["source"]:
                 out.append(

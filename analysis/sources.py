@@ -139,7 +139,7 @@ class ReportInputs:
     convention: str
     n_convention: str
     archs: list[str]
-    test: np.ndarray | None = None  # the user's held-out split of `data`, if any
+    test: pd.Series | None = None  # the user's held-out split of `data` (named by its text)
 
 
 def report_inputs(
@@ -201,6 +201,7 @@ def report_inputs(
     test = None
     if holdout is not None:  # checked before anything is written
         h = parse_holdout(holdout)
-        test = h.mask(data)
-        h.check(test, min_train=MIN_POINTS)
+        mask = h.mask(data)
+        h.check(mask, min_train=MIN_POINTS)
+        test = pd.Series(mask, name=h.text)
     return ReportInputs(runs, curves, data, name, out_dir, text, conv, archs, test)
