@@ -43,6 +43,9 @@ __all__ = [
     "convention_sensitivity",
     "build_report",
     "summarize",
+    "recommend",
+    "fit_varpro",
+    "load_suite",
 ]
 
 _WHERE = {
@@ -73,6 +76,9 @@ _WHERE = {
     "convention_sensitivity": "backtest",
     "build_report": "report",
     "summarize": "report",
+    "recommend": "predict",
+    "fit_varpro": "varpro",
+    "load_suite": "suites",
 }
 
 
