@@ -1,4 +1,5 @@
-"""Scaling-law analysis of sweep results: load run records, fit laws, bootstrap, back-test, plot.
+"""Scaling-law analysis of sweep results or any results table: load run records or a table
+(`load_table`: CSV, Parquet, JSONL, DataFrame), fit laws, bootstrap, back-test, plot.
 
 Never imports torch or Hydra. Submodules load on first use so `import analysis` stays cheap:
 `analysis.load_runs`, `analysis.fit_chinchilla`, ... resolve lazily.
@@ -9,11 +10,18 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .errors import AnalysisError, AnalysisWarning
+from .errors import AnalysisError, AnalysisWarning, TableError
 
 __all__ = [
     "AnalysisError",
     "AnalysisWarning",
+    "TableError",
+    "load_table",
+    "parse_columns",
+    "end_points",
+    "fit_points",
+    "parse_holdout",
+    "load_source",
     "load_runs",
     "fit_runs",
     "excluded_counts",
@@ -35,9 +43,18 @@ __all__ = [
     "convention_sensitivity",
     "build_report",
     "summarize",
+    "recommend",
+    "fit_varpro",
+    "load_suite",
 ]
 
 _WHERE = {
+    "load_table": "tables",
+    "parse_columns": "tables",
+    "end_points": "tables",
+    "fit_points": "tables",
+    "parse_holdout": "points",
+    "load_source": "sources",
     "load_runs": "runs",
     "fit_runs": "runs",
     "excluded_counts": "runs",
@@ -59,6 +76,9 @@ _WHERE = {
     "convention_sensitivity": "backtest",
     "build_report": "report",
     "summarize": "report",
+    "recommend": "predict",
+    "fit_varpro": "varpro",
+    "load_suite": "suites",
 }
 
 

@@ -1,8 +1,8 @@
-"""Back-tests (refit without the largest scale, predict it) and FLOP/N convention sensitivity."""
+"""Back-tests (refit without the largest scale or a split the user names, predict the held-out
+runs) and the FLOP/N convention sensitivity. Each takes arrays or one canonical table."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,7 @@ from .chinchilla import chinchilla_loss, compute_optimal, fit_chinchilla
 from .errors import AnalysisError
 from .isoflop import fit_isoflop, fit_parabolas, isoflop_optimum
 from .kaplan import fit_power_law, power_law_loss
+from .points import HOLDOUT_ALIASES, Holdout, as_points, parse_holdout
 from .results import Backtest
 from .runs import N_CONVENTIONS, fit_runs
 
@@ -37,22 +38,53 @@ def _summary(law, held_out, n_train, pred, obs, **kw) -> Backtest:
     )
 
 
-def backtest_chinchilla(n_params, n_tokens, loss, budget=None) -> Backtest:
-    """Refit approach 3 without the runs at the largest N (or, given each run's compute `budget`,
-    without the largest budget); relative error of the held-out runs' loss. With budgets, also the
-    error of the predicted optimum (N*, L*) against the held-out budget's own parabola."""
-    n, d, loss = (np.asarray(x, float) for x in (n_params, n_tokens, loss))
-    if budget is None:
-        test = n == n.max()
-        held_out = f"N = {n.max():.3g}"
-    else:
-        budget = np.asarray(budget, float)
-        test = budget == budget.max()
-        held_out = f"C = {budget.max():.3g}"
+def _split(n, d, loss, budget, holdout, *, min_train: int = 1):
+    """(test mask, label): the user's `holdout` (a split like "C>1e21", a Holdout or a boolean
+    mask), else the largest budget, else the largest N."""
+    if holdout is not None:
+        if isinstance(holdout, str | Holdout):
+            h = parse_holdout(holdout)
+            test = h.mask(None, n_params=n, n_tokens=d, loss=loss)
+            h.check(test, min_train=min_train)
+            return test, h.text
+        test = np.asarray(holdout, bool).ravel()
+        if test.size != n.size:
+            raise AnalysisError(
+                f"holdout mask has {test.size} values for {n.size} runs; pass one per run"
+            )
+        Holdout("mask", ">", 0.0, "mask").check(test, min_train=min_train)
+        name = getattr(holdout, "name", None)  # a pandas Series named by its split's text
+        return test, name if isinstance(name, str) else f"{int(test.sum())} run(s) chosen by mask"
+    if budget is not None:
+        return budget == budget.max(), f"C = {budget.max():.3g}"
+    return n == n.max(), f"N = {n.max():.3g}"
+
+
+def backtest_chinchilla(
+    n_params, n_tokens=None, loss=None, budget=None, *, holdout=None
+) -> Backtest:
+    """Refit approach 3 without the held-out runs and predict them: relative error of their loss.
+
+    Takes three arrays or one table (`n_params=table`, its `flops_budget` column, if any, as the
+    budgets). Held out: `holdout` (a split such as "C>1e21" or "M>=100" on N, D, C, L, M = D/N,
+    or a boolean mask, one per run: a Series' name labels the split), else the largest budget
+    given `budget` (each run's compute budget), else the largest N. With budgets and no holdout,
+    also the error of the predicted optimum (N*, L*) against the held-out budget's own parabola."""
+    if isinstance(n_params, pd.DataFrame) and budget is None and "flops_budget" in n_params:
+        budget = n_params["flops_budget"]
+    n, d, loss = as_points(n_params, n_tokens, loss, what="backtest_chinchilla")
+    if budget is not None:
+        budget = np.asarray(budget, float).ravel()
+        if budget.size != n.size:
+            raise AnalysisError(
+                f"backtest_chinchilla: budget has {budget.size} values for {n.size} runs; "
+                "pass one compute budget per run"
+            )
+    test, held_out = _split(n, d, loss, budget, holdout, min_train=6)
     fit = fit_chinchilla(n[~test], d[~test], loss[~test])
     pred = chinchilla_loss(fit.params, n[test], d[test])
     extra: dict = {}
-    if budget is not None:
+    if budget is not None and holdout is None:
         held = fit_parabolas(n[test], loss[test], budget[test])[0]
         if held.accepted:
             alloc = compute_optimal(fit.params, budget.max())
@@ -63,24 +95,59 @@ def backtest_chinchilla(n_params, n_tokens, loss, budget=None) -> Backtest:
     return _summary("chinchilla", held_out, (~test).sum(), pred, loss[test], **extra)
 
 
-def backtest_power_law(x, loss, *, variable: str = "N") -> Backtest:
-    """Refit L = E + A x^-alpha without the largest x; relative error of the held-out losses."""
-    x, loss = np.asarray(x, float), np.asarray(loss, float)
-    test = x == x.max()
+def backtest_power_law(x, loss=None, *, variable: str = "N", holdout=None) -> Backtest:
+    """Refit L = E + A x^-alpha without the held-out points (the largest x, or `holdout`: a
+    boolean mask or a split on `variable` such as "N>1e8"); relative error of their losses.
+    `x` may be a table: its column for `variable` (N n_params, D n_tokens, C flops) and loss."""
+    if isinstance(x, pd.DataFrame):
+        col = HOLDOUT_ALIASES.get(variable, variable)
+        if col not in x or "loss" not in x or loss is not None:
+            raise AnalysisError(
+                f"backtest_power_law: pass a table with columns {col} and loss, or two arrays"
+            )
+        x, loss = x[col], x["loss"]
+    if loss is None:
+        raise AnalysisError("backtest_power_law: pass x and loss (or one table)")
+    x, loss = np.asarray(x, float).ravel(), np.asarray(loss, float).ravel()
+    if x.size != loss.size:
+        raise AnalysisError(
+            f"backtest_power_law: x has {x.size} values and loss {loss.size}; one per point each"
+        )
+    if holdout is None:
+        test, held_out = x == x.max(), f"{variable} = {x.max():.3g}"
+    elif isinstance(holdout, str | Holdout):
+        h = parse_holdout(holdout)
+        col = HOLDOUT_ALIASES.get(variable, variable)
+        if h.column not in (col, "loss"):
+            raise AnalysisError(
+                f"--holdout {h.text!r}: this back-test of L({variable}) can only split on "
+                f"{variable} or L"
+            )
+        test = h.mask(None, **{col: x, "loss": loss})
+        h.check(test, min_train=4)
+        held_out = h.text
+    else:
+        test, held_out = _split(x, x, loss, None, holdout, min_train=4)
     fit = fit_power_law(x[~test], loss[~test], variable=variable)
     pred = power_law_loss(fit.params, x[test])
-    return _summary(
-        f"kaplan_{variable}", f"{variable} = {x.max():.3g}", (~test).sum(), pred, loss[test]
-    )
+    return _summary(f"kaplan_{variable}", held_out, (~test).sum(), pred, loss[test])
 
 
-def backtest_isoflop(n_params, n_tokens, loss, budget) -> Backtest:
+def backtest_isoflop(n_params, n_tokens=None, loss=None, budget=None) -> Backtest:
     """Refit approach 2 without the largest budget; compare its predicted optimum there with the
     held-out budget's own parabola: relative error of the optimal loss L* and of N*.
 
+    Takes arrays or one table (budgets: its flops_budget column, else flops).
     With too few training budgets to fit L*(C)'s irreducible term, E comes from approach 3 fitted
     on the training runs only (never on the held-out budget)."""
-    n, d, loss, budget = (np.asarray(x, float) for x in (n_params, n_tokens, loss, budget))
+    if isinstance(n_params, pd.DataFrame) and budget is None:
+        budget = n_params["flops_budget" if "flops_budget" in n_params else "flops"]
+    n, d, loss = as_points(n_params, n_tokens, loss, what="backtest_isoflop")
+    if budget is None or np.asarray(budget).size != n.size:
+        raise AnalysisError(
+            f"backtest_isoflop: budget needs one compute budget per run ({n.size}); pass budget="
+        )
+    budget = np.asarray(budget, float).ravel()
     c_max = budget.max()
     test = budget == c_max
     fit = fit_isoflop(n[~test], d[~test], loss[~test], budget[~test])
@@ -142,6 +209,3 @@ def convention_sensitivity(runs: pd.DataFrame, *, target_flops: float) -> pd.Dat
     out = pd.DataFrame(rows)
     out.attrs["target_flops"] = target_flops
     return out
-
-
-_ = math

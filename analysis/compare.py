@@ -21,20 +21,25 @@ from .errors import AnalysisError
 __all__ = ["build_comparison"]
 
 
-def _series(path: Path) -> list[dict]:
+def _series(path) -> list[dict]:
+    """The series of one source: a results folder, or a table (a DataFrame from `load_table`)."""
     from .chinchilla import fit_chinchilla
     from .envelope import fit_envelope
-    from .runs import fit_runs, load_runs
+    from .runs import fit_runs
+    from .sources import load_source
 
-    runs, curves = load_runs(path)
+    runs, curves = load_source(path)
+    table = runs.attrs.get("table")
+    name = str(table["name"]) if table else Path(path).resolve().name
     archs = sorted(runs["arch"].dropna().astype(str).unique()) or [""]
     out = []
     for arch in archs:
         sub = runs[runs["arch"] == arch] if arch else runs
         sub = sub.reset_index(drop=True)
         sub.attrs = dict(runs.attrs)
-        label = path.resolve().name + (f" ({arch})" if len(archs) > 1 or arch else "")
-        s: dict[str, Any] = {"label": label, "path": str(path), "arch": arch, "n_runs": len(sub)}
+        label = name + (f" ({arch})" if len(archs) > 1 or arch else "")
+        where = runs.attrs.get("path", "")
+        s: dict[str, Any] = {"label": label, "path": where, "arch": arch, "n_runs": len(sub)}
         try:
             data = fit_runs(sub)
         except AnalysisError as e:
@@ -57,7 +62,7 @@ def _series(path: Path) -> list[dict]:
 
 
 def build_comparison(
-    paths: list[str | os.PathLike[str]],
+    paths: list,
     *,
     out: str | os.PathLike[str],
     target_flops: float | None = None,
@@ -65,7 +70,8 @@ def build_comparison(
     seed: int = 0,
 ) -> tuple[Path, list[dict]]:
     """Fit each sweep (per arch) and write `<out>/report.md`, `compare.json` and the figures
-    `compare_compute` and `compare_size` (PNG and SVG). Returns (out folder, series)."""
+    `compare_compute` and `compare_size` (PNG and SVG). Returns (out folder, series).
+    `paths`: results folders, or tables (DataFrames from `load_table`: one series per group)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,7 +80,7 @@ def build_comparison(
     from .chinchilla import compute_optimal
 
     rng = np.random.default_rng(seed)
-    series = [s for p in paths for s in _series(Path(p))]
+    series = [s for p in paths for s in _series(p)]
     fitted = [s for s in series if "data" in s]
     if not fitted:
         raise AnalysisError(
@@ -137,6 +143,17 @@ def build_comparison(
         "![loss vs N](figures/compare_size.png)",
         "",
     ]
+    for s in series:  # a section per series, linking its own report where the CLI wrote one
+        f, own = s.get("fit"), out_dir / str(s["arch"]) / "report.md"
+        lines += [f"## {s['label']}", ""]
+        if f is None:
+            lines += [f"Skipped: {s.get('skipped')}", ""]
+            continue
+        p = f.params
+        lines.append(f"{len(s['data'])} runs; L = {p['E']:.4g} + {p['A']:.4g}/N^{p['alpha']:.3f} "
+                     f"+ {p['B']:.4g}/D^{p['beta']:.3f}.")  # fmt: skip
+        lines += [f"Full report: [{s['arch']}/report.md]({s['arch']}/report.md)", ""] if s[
+            "arch"] and own.exists() else [""]  # fmt: skip
     (out_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
     from .report import _jsonable
 

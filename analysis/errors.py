@@ -7,11 +7,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["AnalysisError", "AnalysisWarning", "check_points"]
+__all__ = ["AnalysisError", "AnalysisWarning", "TableError", "check_points"]
 
 
 class AnalysisError(ValueError):
     """Input the analysis cannot use (records, folders, fit data); the message says the fix."""
+
+
+class TableError(AnalysisError):
+    """A results table the analysis cannot use; the message names the column and the fix."""
 
 
 class AnalysisWarning(UserWarning):

@@ -22,7 +22,7 @@ import numpy as np
 from .errors import AnalysisError
 from .figures import draw_report_figures
 from .markdown import fmt, interval, noise_floor, pct, write_report_files
-from .results import Report
+from .results import MATMUL_CONVENTION, Report
 
 __all__ = ["Report", "build_report", "summarize"]
 
@@ -66,7 +66,9 @@ def _prediction(rep: Report, law: str) -> dict[str, Any] | None:
         **{k: a[k] for k in keys},
         "intervals": {k: list(iv[v]) for k, v in keys.items() if v in iv},
         "confidence": 0.95,
-        "convention": PREDICTION_CONVENTION,
+        "convention": {MATMUL_CONVENTION: PREDICTION_CONVENTION}.get(
+            rep.convention, rep.convention
+        ),
     }
 
 
@@ -118,12 +120,16 @@ def build_report(
     seed: int = 0,
     figures: bool = True,
     arch: str | None = None,
+    n_convention: str | None = None,
+    holdout: str | None = None,
 ) -> Report:
     """Fit, back-test, draw and write the report of the sweep at `path` (see module docstring).
 
     target_flops: compute (FLOPs, C = 6ND) for N*, D* and the predicted loss; default 10x the
     largest budget (or largest run compute) in the data. arch: keep only runs of this `arch`
     (a folder mixing architectures must name one; `python -m analysis` does it per arch).
+    `path` may be a table (file, or DataFrame from `load_table`: groups act as archs). n_convention:
+    a folder's N (matmul, total, non_embedding). holdout: approach 3's back-test split, "C>1e21".
     Raises AnalysisError if no run is usable.
     """
     from . import backtest as bt
@@ -139,28 +145,17 @@ def build_report(
     )
     from .kaplan import fit_kaplan_joint, fit_power_law
     from .kaplan_points import kaplan_points, not_falling
-    from .runs import excluded_counts, excluded_reasons, fit_runs, load_runs, seed_groups
+    from .runs import excluded_counts, excluded_reasons, seed_groups
     from .schedules import schedule_mix
+    from .sources import report_inputs
 
-    runs, curves = load_runs(path)
-    archs = sorted(runs["arch"].dropna().astype(str).unique())
-    if arch is not None:
-        runs = runs[runs["arch"] == arch].reset_index(drop=True)
-        curves = curves[curves["run_id"].isin(runs["run_id"])]
-        if runs.empty:
-            raise AnalysisError(f"{path}: no run has arch {arch!r} (found {archs})")
-    elif len(archs) > 1:
-        raise AnalysisError(
-            f"{path}: runs of {len(archs)} architectures ({', '.join(archs)}); laws differ by "
-            "architecture: pass arch=... (the CLI fits each and compares them)"
-        )
-    data = fit_runs(runs)
+    inp = report_inputs(path, arch=arch, n_convention=n_convention, out=out, holdout=holdout)
+    runs, curves, data, out_dir = inp.runs, inp.curves, inp.data, inp.out_dir
     mix = schedule_mix(data)
     budgets = budget_groups(data["flops_budget"], data["C"])
     has_budgets = bool(np.isfinite(data["flops_budget"].to_numpy(float)).any())
     if target_flops is None:
         target_flops = 10 * float(np.nanmax(budgets if has_budgets else data["C"]))
-    out_dir = Path(out) if out is not None else Path(path) / "report"
     out_dir.mkdir(parents=True, exist_ok=True)
     rep = Report(
         out_dir=out_dir,
@@ -169,8 +164,9 @@ def build_report(
         excluded_reasons=excluded_reasons(runs),
         n_runs=len(runs),
         n_fitted=len(data),
-        name=Path(path).resolve().name,
-        arch=arch or (archs[0] if archs else ""),
+        name=inp.name,
+        arch=arch or (inp.archs[0] if inp.archs else ""),
+        n_convention=inp.n_convention,
         seed_noise=seed_groups(runs),
         diagnostics=[mix] if mix else [],
     )
@@ -183,7 +179,7 @@ def build_report(
             fit, n, d, loss, target_flops=target_flops, n_resamples=n_bootstrap, rng=rng
         )
         rep.fits["chinchilla"] = fit
-        rep.convention = fit.convention
+        rep.convention = inp.convention
         rep.allocation["chinchilla"] = asdict(compute_optimal(fit.params, target_flops))
         rep.backtests["chinchilla"] = _try(
             rep,
@@ -193,8 +189,10 @@ def build_report(
             d,
             loss,
             budgets if has_budgets else None,
+            holdout=inp.test,
         )
-        rep.sensitivity = bt.convention_sensitivity(runs, target_flops=target_flops)
+        if "table" not in runs.attrs:  # a table has one N convention only
+            rep.sensitivity = bt.convention_sensitivity(runs, target_flops=target_flops)
     if has_budgets:
         e3 = fit.params["E"] if fit is not None else None
         iso = _try(rep, "isoflop", fit_isoflop, n, d, loss, budgets, irreducible=e3)
@@ -227,7 +225,7 @@ def build_report(
     if env is not None:
         rep.fits["envelope"] = bootstrap_envelope(env, used, n_resamples=n_bootstrap, rng=rng)
     elif "envelope" not in rep.skipped:
-        rep.skipped["envelope"] = "no curve.jsonl evaluations in the included runs"
+        rep.skipped["envelope"] = "no loss curves (curve.jsonl, or a table's step column)"
     groups = budgets if has_budgets else None
     for var in ("N", "D", "C"):  # each on Kaplan's own points: analysis/kaplan_points.py
         pts = _try(rep, f"kaplan_{var}", kaplan_points, var, n, d, data["C"], loss, groups)
@@ -252,7 +250,12 @@ def build_report(
         if pred is not None:
             rep.predictions[src] = pred
     rep.prediction = _choose_prediction(rep)
-    rep.verify = _read_verify(rep, Path(path))
+    if rep.prediction is not None:
+        from .calibrated import calibrated_prediction
+
+        cal = _try(rep, "recommended law", calibrated_prediction, data, budgets, rep.prediction)
+        rep.prediction = rep.prediction | ({"calibrated": cal} if cal else {})
+    rep.verify = None if "table" in runs.attrs else _read_verify(rep, Path(path))
     if figures:
         rep.figures = draw_report_figures(rep, data, used, budgets)
     write_report_files(rep, runs, fits_json(rep))
@@ -266,6 +269,7 @@ def fits_json(rep: Report) -> dict[str, Any]:
         "arch": rep.arch,
         "target_flops": rep.target_flops,
         "convention": rep.convention,
+        "n_convention": rep.n_convention,
         "prediction": rep.prediction,
         "fits": {
             k: {kk: vv for kk, vv in f.to_dict().items() if kk != "details"}
@@ -321,6 +325,10 @@ def summarize(rep: Report) -> str:
         out.append(f"  from {p['source']} ({p['reason']})")
         out.append(f"  N* {piv(p, 'n_params')}, D* {piv(p, 'n_tokens')}")
         out.append(f"  tokens/param {piv(p, 'tokens_per_param')}, loss {piv(p, 'loss')}")
+        if "calibrated" in p:
+            from .calibrated import calibrated_summary
+
+            out.append(calibrated_summary(p["calibrated"]))
         for src, q in rep.predictions.items():
             if src != p["source"]:
                 out.append(

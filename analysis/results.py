@@ -103,6 +103,7 @@ class Report:
     name: str = ""
     arch: str = ""
     convention: str = ""
+    n_convention: str = ""
     sensitivity: Any = None
     figures: list[str] = field(default_factory=list)
     seed_noise: list[dict[str, Any]] = field(default_factory=list)
