@@ -1,11 +1,18 @@
 """Predictions at points the user names, under the law this table's own back-test recommends.
 
-`recommend(table)` fits the candidate laws to a canonical results table (columns n_params, n_tokens,
-loss; see analysis/tables.py), chooses one by a back-test on that table alone and returns a
-`Recommendation`; `Recommendation.predict(N, D)` gives the predicted loss with an interval.
-
-First version: the only candidate is approach 3 (analysis/chinchilla.py) and the interval is the
-bootstrap percentile interval of the predicted loss (analysis/bootstrap.py).
+`recommend(table)` takes a canonical results table (columns n_params, n_tokens, loss; see
+analysis/tables.py) and:
+1. back-tests every candidate law (`ladder.CANDIDATES`: approach 3's form and Gadre et al.'s
+   over-training form, each on all runs or on runs chosen by a documented rule) on the table's
+   own scale ladder: hold out the largest rung of N (or of C for IsoFLOP grids), fit on the
+   smaller rungs, score the held-out runs' mean |log error|, repeat one rung lower
+   (`ladder.ladder_folds`). Nothing outside the table is looked at;
+2. recommends the candidate with the lowest mean score over the folds, refits it on the whole
+   table, bootstraps it, and calibrates its interval from its own back-test errors
+   (analysis/calibrate.py);
+3. flags what is ill-determined (E interval reaching 0, refits at a bound, huge condition number,
+   no back-test possible).
+`Recommendation.predict(N, D)` gives the predicted loss with that calibrated interval.
 """
 
 from __future__ import annotations
@@ -17,14 +24,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .bootstrap import bootstrap_chinchilla
-from .chinchilla import chinchilla_loss, fit_chinchilla
+from .calibrate import (
+    Calibration,
+    bootstrap_thetas,
+    calibrate,
+    fit_warnings,
+    log_sigma,
+    robust_scale,
+)
+from .chinchilla import chinchilla_loss
 from .errors import AnalysisError
+from .ladder import CANDIDATES, Candidate, distance, ladder_folds, log_errors, reach
 from .results import FitResult
 
-__all__ = ["Prediction", "Recommendation", "recommend"]
+__all__ = ["Prediction", "Recommendation", "backtest_candidates", "recommend"]
 
 _REQUIRED = ("n_params", "n_tokens", "loss")
+N_BOOTSTRAP = 200
 
 
 @dataclass(frozen=True)
@@ -55,53 +71,136 @@ class Prediction:
 class Recommendation:
     """The law a table's own back-test chose, why, and what looked ill-determined.
 
-    fit: the chosen law fitted to every run of the table; samples: bootstrap replicates of its
-    parameters (name -> array), from which `predict` takes its intervals.
+    fit: the chosen law refitted on the whole table (its rule's runs); thetas: bootstrap refits
+    (rows of log A, log B, log E, alpha, beta); calibration: its extrapolation-error model;
+    reach: the largest N, D and N x D it was fitted on; scores: back-test mean |log error| of
+    every candidate (NaN where its rule left too few runs).
     """
 
     law: str
     why: str
     warnings: tuple[str, ...] = ()
     fit: FitResult | None = field(default=None, repr=False, compare=False)
-    samples: dict[str, np.ndarray] = field(default_factory=dict, repr=False, compare=False)
+    thetas: np.ndarray | None = field(default=None, repr=False, compare=False)
+    calibration: Calibration | None = field(default=None, repr=False, compare=False)
+    reach: tuple[float, float, float] = (math.nan, math.nan, math.nan)
+    scores: dict[str, float] = field(default_factory=dict, repr=False, compare=False)
 
     def predict(self, n_params: float, n_tokens: float, *, level: float = 0.95) -> Prediction:
-        """Predicted loss at N = `n_params`, D = `n_tokens`, with a `level` interval."""
+        """Predicted loss at N = `n_params`, D = `n_tokens`, with a calibrated `level` interval."""
         if not 0 < level < 1:
             raise AnalysisError(f"predict: level={level} must lie strictly between 0 and 1")
         n, d = float(n_params), float(n_tokens)
         if not (math.isfinite(n) and math.isfinite(d) and n > 0 and d > 0):
             raise AnalysisError(
-                f"predict: N={n_params}, D={n_tokens}: both must be finite and positive"
+                f"predict: N={n_params}, D={n_tokens}: both must be finite and positive numbers"
             )
-        assert self.fit is not None
+        assert self.fit is not None and self.thetas is not None and self.calibration is not None
         loss = float(chinchilla_loss(self.fit.params, n, d))
-        reps = chinchilla_loss(self.samples, n, d)  # type: ignore[arg-type]
-        lo, hi = np.percentile(reps, [50 * (1 - level), 50 * (1 + level)])
-        return Prediction(n, d, 6 * n * d, loss, (float(lo), float(hi)), level, self.law)
+        th = self.thetas
+        reps = (
+            np.exp(th[:, 2]) + np.exp(th[:, 0]) * n ** -th[:, 3] + np.exp(th[:, 1]) * d ** -th[:, 4]
+        )
+        sd = float(np.std(np.log(reps))) if reps.size > 1 else 0.0
+        x = float(distance(self.reach, n, d))
+        half = self.calibration.quantile(level) * float(log_sigma(self.calibration, x, sd))
+        interval = (loss * math.exp(-half), loss * math.exp(half))
+        return Prediction(n, d, 6 * n * d, loss, interval, level, self.law)
 
     def to_dict(self) -> dict[str, Any]:
-        params = {} if self.fit is None else dict(self.fit.params)
-        return {"law": self.law, "why": self.why, "warnings": list(self.warnings),
-                "params": params}  # fmt: skip
+        c = self.calibration
+        out: dict[str, Any] = {"law": self.law, "why": self.why, "warnings": list(self.warnings)}
+        if self.fit is not None:
+            out["params"] = {k: self.fit.params[k] for k in ("E", "A", "B", "alpha", "beta")}
+        if c is not None:
+            out["calibration"] = {"s0": c.s0, "k": c.k, "n_folds": c.n_folds,
+                                  "n_points": c.n_points}  # fmt: skip
+        out["backtest"] = dict(self.scores)
+        return out
 
 
-def _columns(table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _columns(table: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in _REQUIRED if c not in table.columns]
     if missing:
         raise AnalysisError(
             f"recommend: the table has no column {', '.join(missing)}; "
             "map yours with --columns (e.g. --columns n_params=params)"
         )
-    return tuple(table[c].to_numpy(float) for c in _REQUIRED)  # type: ignore[return-value]
+    out = table[list(_REQUIRED)].astype(float).reset_index(drop=True)
+    out["flops"] = (table["flops"].to_numpy(float) if "flops" in table.columns
+                    else 6 * out["n_params"] * out["n_tokens"])  # fmt: skip
+    if not np.isfinite(out.to_numpy()).all() or (out.to_numpy() <= 0).any():
+        raise AnalysisError(
+            "recommend: n_params, n_tokens and loss must be finite and positive in every row; "
+            "drop diverged or incomplete runs first"
+        )
+    if out["n_params"].nunique() < 3:
+        raise AnalysisError(
+            f"recommend: {out['n_params'].nunique()} distinct model size(s) (column n_params); "
+            "a law that extrapolates in N needs at least 3, better 5 or more"
+        )
+    return out
+
+
+def backtest_candidates(
+    table: pd.DataFrame, candidates: tuple[Candidate, ...] = CANDIDATES
+) -> tuple[dict[str, float], dict[str, tuple[np.ndarray, np.ndarray]], int]:
+    """Back-test each candidate down `table`'s ladder: (score per candidate name: mean over folds
+    of the held-out runs' mean |log error|, NaN if any fold left it too few runs; per candidate
+    the held-out log errors and distances; the number of folds)."""
+    folds = ladder_folds(table)
+    scores: dict[str, float] = {}
+    errors: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for cand in candidates:
+        per_fold, es, xs = [], [], []
+        for fold in folds:
+            fit = cand.fit(fold.train)
+            if fit is None:
+                break
+            e = log_errors(fit, fold.test)
+            per_fold.append(float(np.mean(np.abs(e))))
+            es.append(e)
+            xs.append(distance(reach(fold.train), fold.test["n_params"], fold.test["n_tokens"]))
+        complete = folds and len(per_fold) == len(folds)
+        scores[cand.name] = float(np.mean(per_fold)) if complete else math.nan
+        if complete:
+            errors[cand.name] = (np.concatenate(es), np.concatenate(xs))
+    return scores, errors, len(folds)
 
 
 def recommend(table: pd.DataFrame, *, seed: int = 0) -> Recommendation:
-    """Fit the candidate laws to `table` and recommend one (see the module docstring)."""
-    n, d, loss = _columns(table)
-    fit = fit_chinchilla(n, d, loss)
-    fit, boot = bootstrap_chinchilla(fit, n, d, loss, n_resamples=400,
-                                     rng=np.random.default_rng(seed))  # fmt: skip
-    samples = {k: boot.samples[k] for k in ("E", "A", "B", "alpha", "beta")}
-    why = f"approach 3 fitted to all {n.size} runs (the only candidate law so far)"
-    return Recommendation("chinchilla", why, fit.warnings, fit, samples)
+    """Choose, fit and calibrate the law `table`'s own back-test recommends (module docstring)."""
+    data = _columns(table)
+    scores, errors, n_folds = backtest_candidates(data)
+    ranked = sorted((s, i) for i, s in enumerate(scores.values()) if math.isfinite(s))
+    warns: list[str] = []
+    if ranked:
+        cand = CANDIDATES[ranked[0][1]]
+        e, x = errors[cand.name]
+        axis = ladder_folds(data)[0].axis
+        why = (
+            f"{cand.name} had the lowest back-test error on this table: mean |log error| "
+            f"{ranked[0][0]:.2%} over {n_folds} fold(s) that hold out the largest "
+            f"{'N' if axis == 'n_params' else 'C'} rung(s) and fit the smaller ones"
+        )
+        if len(ranked) > 1:
+            why += f" (next: {CANDIDATES[ranked[1][1]].name}, {ranked[1][0]:.2%})"
+    else:
+        cand = CANDIDATES[0]
+        e, x = np.zeros(0), np.zeros(0)
+        why = f"{cand.name} by default: the table has too few rungs for a back-test"
+        warns.append(
+            "no back-test was possible (fewer than 4 model sizes or budgets): the interval covers "
+            "noise and estimation only, not the law's extrapolation error; add a larger rung"
+        )
+    sub = cand.select(data)
+    fit = cand.fit(data)
+    if sub is None or fit is None:  # the default candidate keeps every run
+        raise AnalysisError("recommend: too few runs to fit a law; add runs at more sizes")
+    n, d, loss = (sub[c].to_numpy(float) for c in _REQUIRED)
+    thetas = bootstrap_thetas(fit, n, d, loss, n_resamples=N_BOOTSTRAP,
+                              rng=np.random.default_rng(seed))  # fmt: skip
+    resid = np.log(chinchilla_loss(fit.params, n, d) / loss)
+    calib = calibrate(robust_scale(resid), e, x, n_folds)
+    warns += list(fit.warnings) + fit_warnings(fit, thetas, n, d)
+    return Recommendation(cand.name, why, tuple(warns), fit, thetas, calib, reach(data), scores)
