@@ -26,7 +26,10 @@ def _folder(name: str):
 def load_suite(name: str) -> pd.DataFrame:
     """The suite's runs as a canonical table (one row per run)."""
     with (_folder(name) / "runs.csv").open("r", encoding="utf-8") as f:
-        return pd.read_csv(f)
+        table = pd.read_csv(f)
+    # floats, so that products such as N x D cannot overflow int64
+    cols = [c for c in ("n_params", "n_tokens", "flops", "loss") if c in table]
+    return table.astype({c: float for c in cols})
 
 
 def suite_paper(name: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ A, B or E are needed and none can be missed: for each exponent pair their optimu
 Variants (keyword arguments of `fit_varpro`):
 - `equal_exponents=True`: alpha = beta, the form of Gadre et al. (2024, eq. 4) for over-trained
   models, L(C, M) = E + (a M^eta + b M^-eta) C^-eta with C = 6 N D and M = D / N, which is this
-  law with alpha = beta = 2 eta, a = A 6^eta, b = B 6^-eta (`overtrain_params` gives a, b, eta);
+  law with alpha = beta = 2 eta, a = A 6^eta, b = B 6^eta (`overtrain_params` gives a, b, eta);
 - `irreducible=E0`: E fixed at E0 (a prior, e.g. the entropy of the data where it is known);
   only A and B are solved for.
 
@@ -199,4 +199,4 @@ def overtrain_params(params: dict[str, float]) -> dict[str, float]:
     """Gadre et al.'s (a, b, eta, E) of L(C, M) = E + (a M^eta + b M^-eta) C^-eta from an
     equal-exponent fit (alpha = beta = 2 eta, C = 6 N D)."""
     eta = params["alpha"] / 2
-    return {"E": params["E"], "a": params["A"] * 6**eta, "b": params["B"] * 6**-eta, "eta": eta}
+    return {"E": params["E"], "a": params["A"] * 6**eta, "b": params["B"] * 6**eta, "eta": eta}
