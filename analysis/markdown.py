@@ -73,6 +73,10 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
             f"{cell('loss')} |",
             "",
         ]
+        if "calibrated" in p:
+            from .calibrated import calibrated_lines
+
+            lines += calibrated_lines(p["calibrated"])
     if rep.verify is not None:
         v = rep.verify
         lines += [
@@ -86,6 +90,15 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
             f"floor of {pct(noise_floor(rep))}.",
             "",
         ]
+        if v.get("interval"):
+            lo, hi = v["interval"]
+            where = "inside" if v.get("inside") else "OUTSIDE"
+            lines += [
+                f"The recommended law ({v.get('calibrated_law')}) predicted "
+                f"{v.get('calibrated_loss', math.nan):.4f} with calibrated 95% interval "
+                f"[{lo:.4f}, {hi:.4f}]: the achieved loss {v['achieved']:.4f} is {where} it.",
+                "",
+            ]
     lines += [
         "## Fits",
         "",

@@ -252,6 +252,11 @@ def build_report(
         if pred is not None:
             rep.predictions[src] = pred
     rep.prediction = _choose_prediction(rep)
+    if rep.prediction is not None:
+        from .calibrated import calibrated_prediction
+
+        cal = _try(rep, "recommended law", calibrated_prediction, data, budgets, rep.prediction)
+        rep.prediction = rep.prediction | ({"calibrated": cal} if cal else {})
     rep.verify = _read_verify(rep, Path(path))
     if figures:
         rep.figures = draw_report_figures(rep, data, used, budgets)
@@ -321,6 +326,10 @@ def summarize(rep: Report) -> str:
         out.append(f"  from {p['source']} ({p['reason']})")
         out.append(f"  N* {piv(p, 'n_params')}, D* {piv(p, 'n_tokens')}")
         out.append(f"  tokens/param {piv(p, 'tokens_per_param')}, loss {piv(p, 'loss')}")
+        if "calibrated" in p:
+            from .calibrated import calibrated_summary
+
+            out.append(calibrated_summary(p["calibrated"]))
         for src, q in rep.predictions.items():
             if src != p["source"]:
                 out.append(

@@ -135,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{verify['achieved']:.4f} with N={verify['n_params']:,} D={verify['n_tokens']:,} "
             f"-> error {100 * verify['rel_error']:+.2f}%"
         )
+        if verify["interval"] is not None:
+            lo, hi = verify["interval"]
+            where = "inside" if verify["inside"] else "OUTSIDE"
+            print(
+                f"recommended law {verify['calibrated_law']}: {verify['calibrated_loss']:.4f}, "
+                f"calibrated 95% interval [{lo:.4f}, {hi:.4f}]: the achieved loss is {where} it"
+            )
     print(
         f"\ndemo done in {time.time() - t0:.0f}s (sweeps {t_sweep:.0f}s); reports: "
         + ", ".join(str(d / "report" / "report.md") for d in sweep_dirs)
@@ -173,11 +180,18 @@ def _verify(
     ]
     rec = records.read_record(max(run_dirs, key=lambda d: d.stat().st_mtime))
     achieved = float(rec["loss"])
+    cal = opt.get("calibrated") or {}
+    interval = cal.get("interval")
     out = {
         "target_flops": target,
         "predicted": predicted,
         "achieved": achieved,
         "rel_error": (predicted - achieved) / achieved,
+        # the recommended law's calibrated 95% interval at the predicted optimum (N*, D*)
+        "calibrated_law": cal.get("law"),
+        "calibrated_loss": cal.get("loss"),
+        "interval": interval,
+        "inside": None if interval is None else bool(interval[0] <= achieved <= interval[1]),
         "n_params": rec["n_params"],
         "n_tokens": rec["n_tokens"],
         "flops": rec["flops"],

@@ -62,7 +62,9 @@ def test_report_prediction_noise_and_verify(iso, tmp_path):
     (iso / "report").mkdir()
     verify = {"target_flops": 1e16, "predicted": 2.40, "achieved": 2.45,
               "rel_error": (2.40 - 2.45) / 2.45, "n_params": 6_000_000, "n_tokens": 2.7e8,
-              "flops": 9.9e15, "run_id": "abc", "source": "approach2"}  # fmt: skip
+              "flops": 9.9e15, "run_id": "abc", "source": "approach2",
+              "calibrated_law": "chinchilla-vp", "calibrated_loss": 2.41,
+              "interval": [2.2, 2.6], "inside": True}  # fmt: skip
     (iso / "report" / "verify.json").write_text(json.dumps(verify))
     rep = build_report(iso, n_bootstrap=30, figures=True)
     fits = json.loads((iso / "report" / "fits.json").read_text())
@@ -80,9 +82,16 @@ def test_report_prediction_noise_and_verify(iso, tmp_path):
     for law in ("kaplan_N", "kaplan_D"):
         assert law not in rep.fits and "IsoFLOP grid" in rep.skipped[law]
     assert rep.backtests.get("kaplan_N") is None and "kaplan_joint" in rep.fits
+    cal = pred["calibrated"]  # the recommended law at the same N*, D*, its interval, its flags
+    assert cal["law"] and cal["why"] and cal["interval"][0] < cal["loss"] < cal["interval"][1]
+    assert cal["interval"][0] <= cal["interval_80"][0] < cal["interval_80"][1] <= cal["interval"][1]
+    assert any("no back-test" in w for w in cal["warnings"])  # 3 budgets: too few rungs
     md = (iso / "report" / "report.md").read_text()
     assert "Predict, then verify" in md and "Seed noise floor" in md
+    assert "Recommended law and its calibrated interval" in md and "- warning: no back-test" in md
+    assert "the achieved loss 2.4500 is inside" in md
     text = summarize(rep)
+    assert "recommended law" in text and "calibrated 95% interval" in text
     assert len(text.splitlines()) < 30
     for want in ("alpha", "beta", "E ", "N* ", "D* ", "tokens/param", "back-test",
                  "seed noise floor: rel sd", "predict, then verify", "report: "):  # fmt: skip
