@@ -32,7 +32,14 @@ from .objective import newton_batch
 from .results import FitResult
 from .varpro import reduced_design, to_full_theta
 
-__all__ = ["Calibration", "bootstrap_thetas", "calibrate", "fit_warnings", "log_sigma"]
+__all__ = [
+    "Calibration",
+    "bootstrap_thetas",
+    "calibrate",
+    "fit_warnings",
+    "log_sigma",
+    "robust_scale",
+]
 
 
 @dataclass(frozen=True)

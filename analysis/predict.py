@@ -101,7 +101,8 @@ class Recommendation:
         reps = (
             np.exp(th[:, 2]) + np.exp(th[:, 0]) * n ** -th[:, 3] + np.exp(th[:, 1]) * d ** -th[:, 4]
         )
-        sd = float(np.std(np.log(reps))) if reps.size > 1 else 0.0
+        log_reps = np.log(reps[np.isfinite(reps) & (reps > 0)])
+        sd = float(np.std(log_reps)) if log_reps.size > 1 else 0.0
         x = float(distance(self.reach, n, d))
         half = self.calibration.quantile(level) * float(log_sigma(self.calibration, x, sd))
         interval = (loss * math.exp(-half), loss * math.exp(half))
