@@ -2,8 +2,9 @@
 
 A table's ladder is the scale axis its grid was designed on: the column of N (model sizes) or of C
 (compute budgets, for IsoFLOP grids) with fewer distinct values. A fold holds out the largest rung
-and trains on every smaller one; the next fold repeats that one rung lower, as long as at least
-`MIN_TRAIN_RUNGS` rungs (and three model sizes) remain to train on, up to `MAX_FOLDS` folds. The
+and trains on every smaller one; the next fold repeats that one rung lower, as long as enough
+remains to train on (`MIN_TRAIN_RUNGS`: three model sizes on an N ladder; two budgets on a C
+ladder, whose slices still hold three or more model sizes), up to `MAX_FOLDS` folds. The
 back-test never sees anything above the table: a fold's training runs are all below its held-out
 rung, and the table itself is all the recommendation looks at.
 
@@ -44,7 +45,7 @@ __all__ = [
     "reach",
 ]
 
-MIN_TRAIN_RUNGS = 3
+MIN_TRAIN_RUNGS = {"n_params": 3, "flops": 2}
 MAX_FOLDS = 3
 
 
@@ -113,7 +114,7 @@ def ladder_folds(table: pd.DataFrame) -> list[Fold]:
     folds = []
     for rung in rungs[:MAX_FOLDS]:
         train = table[table[axis] < rung]
-        if train[axis].nunique() < MIN_TRAIN_RUNGS or train["n_params"].nunique() < 3:
+        if train[axis].nunique() < MIN_TRAIN_RUNGS[axis] or train["n_params"].nunique() < 3:
             break
         folds.append(Fold(axis, float(rung), train, table[table[axis] == rung]))
     return folds

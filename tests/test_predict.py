@@ -74,7 +74,8 @@ def test_ladder_is_the_axis_the_grid_was_designed_on():
     n, d, loss, c = isoflop_points(rng=np.random.default_rng(0))
     iso = pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss, "flops": c})
     assert ladder_axis(iso) == "flops"
-    assert [f.held_out for f in ladder_folds(iso)] == [1e17, 1e16]  # 3 budgets left to train
+    # 5 budgets: hold out 1e17, 1e16, 1e15 (two budgets are left to train on at the last)
+    assert [f.held_out for f in ladder_folds(iso)] == [1e17, 1e16, 1e15]
 
 
 def test_too_few_sizes_for_a_backtest_is_flagged_not_hidden():
