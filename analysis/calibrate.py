@@ -52,8 +52,11 @@ class Calibration:
     n_points: int  # held-out runs behind k
 
     def quantile(self, level: float) -> float:
-        """The two-sided `level` quantile multiplying sigma."""
-        return float(student_t.ppf(0.5 + level / 2, df=max(self.n_points - 1, 1)))
+        """The two-sided `level` quantile multiplying sigma (Gaussian when there was no
+        back-test: then k = 0 and the recommendation carries a warning)."""
+        # without a back-test sigma is bootstrap + noise only, both estimated from every run
+        df = max(self.n_points - 1, 1) if self.n_points else math.inf
+        return float(student_t.ppf(0.5 + level / 2, df=df))
 
 
 def calibrate(s0: float, errors: np.ndarray, distances: np.ndarray, n_folds: int) -> Calibration:

@@ -111,3 +111,12 @@ def test_calibrated_interval_holds_where_the_law_is_misspecified():
     inside = [p.interval[0] <= y <= p.interval[1] for p, y in zip(preds, far["loss"], strict=True)]
     assert np.mean(inside) >= 5 / 6
     assert rec.calibration is not None and rec.calibration.k > 0
+
+
+def test_calibration_quantile_is_student_t_on_the_backtest_runs():
+    from scipy.stats import norm, t
+
+    from analysis.calibrate import Calibration
+
+    assert Calibration(0.01, 0.02, 1, 8).quantile(0.95) == pytest.approx(t.ppf(0.975, 7))
+    assert Calibration(0.01, 0.0, 0, 0).quantile(0.8) == pytest.approx(norm.ppf(0.9))
