@@ -35,6 +35,9 @@ __all__ = [
     "convention_sensitivity",
     "build_report",
     "summarize",
+    "recommend",
+    "fit_varpro",
+    "load_suite",
 ]
 
 _WHERE = {
@@ -59,6 +62,9 @@ _WHERE = {
     "convention_sensitivity": "backtest",
     "build_report": "report",
     "summarize": "report",
+    "recommend": "predict",
+    "fit_varpro": "varpro",
+    "load_suite": "suites",
 }
 
 
