@@ -204,4 +204,9 @@ def recommend(table: pd.DataFrame, *, seed: int = 0) -> Recommendation:
     resid = np.log(chinchilla_loss(fit.params, n, d) / loss)
     calib = calibrate(robust_scale(resid), e, x, n_folds)
     warns += list(fit.warnings) + fit_warnings(fit, thetas, n, d)
+    if "group" in table.columns and table["group"].nunique() > 1:
+        warns.append(
+            f"the table mixes {table['group'].nunique()} groups (column group) in one law; laws "
+            "differ by corpus and architecture: fit each group apart (--group group)"
+        )
     return Recommendation(cand.name, why, tuple(warns), fit, thetas, calib, reach(data), scores)

@@ -120,3 +120,10 @@ def test_calibration_quantile_is_student_t_on_the_backtest_runs():
 
     assert Calibration(0.01, 0.02, 1, 8).quantile(0.95) == pytest.approx(t.ppf(0.975, 7))
     assert Calibration(0.01, 0.0, 0, 0).quantile(0.8) == pytest.approx(norm.ppf(0.9))
+
+
+def test_a_table_mixing_groups_is_flagged(rec):
+    table = _table()
+    mixed = recommend(table.assign(group=np.where(table.index % 2 == 0, "a", "b")), seed=0)
+    assert any("mixes 2 groups" in w for w in mixed.warnings)
+    assert not any("mixes" in w for w in rec.warnings)
