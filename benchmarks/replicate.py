@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -67,58 +68,65 @@ def _err(pred, obs) -> np.ndarray:
     return (np.asarray(pred, float) - np.asarray(obs, float)) / np.asarray(obs, float)
 
 
-def run() -> list[dict]:
-    rows = []
-    for name, train, test, paper, points in scenarios():
-        n, d, loss = (train[c].to_numpy(float) for c in ("n_params", "n_tokens", "loss"))
-        row: dict = {"dataset": name, "n_train": len(train), "n_test": len(test),
-                     "paper": float(np.mean(np.abs(paper)))}  # fmt: skip
-        for m, fit_fn in METHODS.items():
-            fit = fit_fn(n, d, loss)
-            row[m] = float(
-                np.mean(
-                    np.abs(
-                        _err(
-                            chinchilla_loss(fit.params, test["n_params"], test["n_tokens"]),
-                            test["loss"],
-                        )
+def _scenario(args) -> dict:
+    """Every number of one held-out split (runs in a worker process)."""
+    name, train, test, paper, points = args
+    n, d, loss = (train[c].to_numpy(float) for c in ("n_params", "n_tokens", "loss"))
+    row: dict = {"dataset": name, "n_train": len(train), "n_test": len(test),
+                 "paper": float(np.mean(np.abs(paper)))}  # fmt: skip
+    for m, fit_fn in METHODS.items():
+        fit = fit_fn(n, d, loss)
+        row[m] = float(
+            np.mean(
+                np.abs(
+                    _err(
+                        chinchilla_loss(fit.params, test["n_params"], test["n_tokens"]),
+                        test["loss"],
                     )
                 )
             )
-        rec = recommend(train, seed=0)
-        preds = {
-            lvl: [
-                rec.predict(a, b, level=lvl)
-                for a, b in zip(test["n_params"], test["n_tokens"], strict=True)
-            ]
-            for lvl in (0.8, 0.95)
-        }
-        y = test["loss"].to_numpy(float)
-        errs = _err([p.loss for p in preds[0.95]], y)
-        row |= {
-            "recommended": rec.law,
-            "ours": float(np.mean(np.abs(errs))),
-            "ours_max": float(np.max(np.abs(errs))),
-            "ours_each": errs.tolist(),
-            "paper_each": list(map(float, paper)),
-            "warnings": list(rec.warnings),
-        }
-        if points is not None:
-            c, star = points
-            assert rec.fit is not None
-            row["ours_at_paper_points"] = float(
-                np.mean(np.abs(_err(compute_optimal(rec.fit.params, c).loss, star)))
-            )
-        else:
-            row["ours_at_paper_points"] = row["ours"]
-        for lvl, ps in preds.items():
-            inside = [p.interval[0] <= t <= p.interval[1] for p, t in zip(ps, y, strict=True)]
-            row[f"in{int(lvl * 100)}"] = int(np.sum(inside))
-            row[f"width{int(lvl * 100)}"] = float(
-                np.median([(p.interval[1] - p.interval[0]) / p.loss for p in ps])
-            )
-        rows.append(row)
-    return rows
+        )
+    rec = recommend(train, seed=0)
+    preds = {
+        lvl: [
+            rec.predict(a, b, level=lvl)
+            for a, b in zip(test["n_params"], test["n_tokens"], strict=True)
+        ]
+        for lvl in (0.8, 0.95)
+    }
+    y = test["loss"].to_numpy(float)
+    errs = _err([p.loss for p in preds[0.95]], y)
+    row |= {
+        "recommended": rec.law,
+        "ours": float(np.mean(np.abs(errs))),
+        "ours_max": float(np.max(np.abs(errs))),
+        "ours_each": errs.tolist(),
+        "paper_each": list(map(float, paper)),
+        "warnings": list(rec.warnings),
+    }
+    if points is not None:
+        c, star = points
+        assert rec.fit is not None
+        row["ours_at_paper_points"] = float(
+            np.mean(np.abs(_err(compute_optimal(rec.fit.params, c).loss, star)))
+        )
+    else:
+        row["ours_at_paper_points"] = row["ours"]
+    for lvl, ps in preds.items():
+        inside = [p.interval[0] <= t <= p.interval[1] for p, t in zip(ps, y, strict=True)]
+        row[f"in{int(lvl * 100)}"] = int(np.sum(inside))
+        row[f"width{int(lvl * 100)}"] = float(
+            np.median([(p.interval[1] - p.interval[0]) / p.loss for p in ps])
+        )
+    return row
+
+
+def run(jobs: int = 2) -> list[dict]:
+    """All splits, `jobs` at a time (one process each)."""
+    if jobs <= 1:
+        return [_scenario(s) for s in scenarios()]
+    with ProcessPoolExecutor(jobs) as pool:
+        return list(pool.map(_scenario, scenarios()))
 
 
 def _table(rows: list[dict]) -> str:
@@ -142,9 +150,10 @@ def _table(rows: list[dict]) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, help="also write every number to this JSON file")
+    ap.add_argument("--jobs", type=int, default=2, help="splits at once (one process per core)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    rows = run()
+    rows = run(args.jobs)
     print(_table(rows))
     gadre = [r for r in rows if r["dataset"].startswith("gadre")]
     ours = np.abs(np.concatenate([r["ours_each"] for r in gadre]))
