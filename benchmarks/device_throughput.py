@@ -4,7 +4,7 @@ autocast, with and without `torch.compile`.
     python benchmarks/device_throughput.py              # CUDA if present, else the CPU
     python benchmarks/device_throughput.py --quick      # fewer steps (the CPU part of device_check)
 
-The step is the trainer's (sweeps/run/device.py): AdamW (fused on CUDA), TF32 for fp32 matmuls,
+The step is the trainer's (sweeps/run/device.py): AdamW (fused), TF32 for fp32 matmuls,
 bf16 autocast, compile through `CompileOrEager` (a failing compile falls back, and the row says
 "eager*"), on random tokens (vocab 256, context 256, batch 32). tokens/s is timed over the steps
 after warm-up with the device synchronised; MFU = exact FLOPs per token (models/counting.py) x

@@ -33,10 +33,24 @@ def test_precision_auto_is_bf16_on_cuda_and_follows_the_cpu_flags(monkeypatch) -
     assert dev.resolve_precision("fp32", CUDA) == "fp32"
 
 
-def test_cpu_gets_the_unfused_adamw_and_no_tf32_change() -> None:
+def test_cpu_gets_the_fused_adamw_with_the_same_steps_and_no_tf32_change() -> None:
+    torch.manual_seed(0)
     model = torch.nn.Linear(4, 4)
     opt = dev.make_optimizer(model, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, wd=0.1)
-    assert not opt.defaults.get("fused")
+    assert opt.defaults.get("fused") is True
+    plain = torch.nn.Linear(4, 4)
+    plain.load_state_dict(model.state_dict())
+    groups = [
+        {"params": [plain.weight], "weight_decay": 0.1},
+        {"params": [plain.bias], "weight_decay": 0.0},
+    ]
+    ref = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.95), eps=1e-8, foreach=False)
+    for _ in range(3):
+        for m, o in ((model, opt), (plain, ref)):
+            o.zero_grad()
+            m(torch.ones(2, 4)).square().sum().backward()
+            o.step()
+    assert torch.allclose(model.weight, plain.weight, rtol=1e-6, atol=1e-7)
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]  # matrix, bias
     before = torch.get_float32_matmul_precision()
     dev.setup_fast_path(CPU)
