@@ -128,9 +128,8 @@ def test_two_ranks_match_one_process_and_resume_after_sigkill(
         cwd=tmp_path,
         env=_env(),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+        stderr=subprocess.STDOUT,
+    )  # killed below by process tree, not by group: torchrun's ranks have sessions of their own
     try:
         deadline = time.time() + 240
         ckpt = None
