@@ -253,7 +253,9 @@ class BranchConfig:
 
     budgets: list[float] | None = None  # the sweep's values of this job's budget horizon
     role: str = "run"  # run | trunk | branch; trunk and branch are set by sweeps/branches/wsd.py
-    fork_steps: list[int] | None = None  # a trunk's kept checkpoints (set by sweeps/branches/wsd.py)
+    fork_steps: list[int] | None = (
+        None  # a trunk's kept checkpoints (set by sweeps/branches/wsd.py)
+    )
     keep_forks: bool = False  # keep a trunk's fork checkpoints after all their branches ended
 
     def __post_init__(self) -> None:
@@ -286,7 +288,10 @@ class RunConfig:
     #   ${isoflop_n_params:${budget.flops},${isoflop_tokens_per_param}} = sqrt(C / (6 r))
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 1  # torch.set_num_threads; fill cores with runs, not threads
-    compile: bool = False  # torch.compile the model (costs start-up; pays on GPU)
+    compile: bool | None = (
+        None  # torch.compile the model; null (auto): on CUDA only (it pays there)
+    )
+    gpus_per_run: int = 1  # GPUs per run (DDP over them); a local sweep runs G / k runs at once
     n_evals: int = 8  # evaluations on the held-out set over the run (the last is the final loss)
     checkpoint_every_s: float = 60.0  # also checkpoints at every evaluation
     results_dir: str = "results"
@@ -300,6 +305,7 @@ class RunConfig:
         _choice(self.device, DEVICES, "device")
         _choice(self.progress, ("auto", "bar", "log", "none"), "progress")
         require(self.threads >= 1, "threads", "must be >= 1", "e.g. threads=1")
+        require(self.gpus_per_run >= 1, "gpus_per_run", "must be >= 1", "e.g. gpus_per_run=1")
         require(self.n_evals >= 1, "n_evals", "must be >= 1", "e.g. n_evals=8")
         require(self.max_retries >= 0, "max_retries", "must be >= 0", "e.g. max_retries=1")
         require(bool(self.sweep_name), "sweep_name", "must not be empty", "sweep_name=mysweep")

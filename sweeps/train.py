@@ -1,7 +1,8 @@
 """Entry point: `python -m sweeps.train [overrides]` for one run, `-m` for a sweep.
 
 Hydra stays here, at the edge: it composes conf/ onto the schemas of sweeps/config.py; this
-module turns the result into a plain RunConfig and hands it to sweeps.run.runner.run_one (or, for
+module turns the result into a plain RunConfig and hands it to sweeps.run.runner.run_ranked
+(or, on a GPU machine, to a child process on devices of its own: sweeps/sweep/gpus.py; for
 a WSD branch-mode job, to sweeps.branches.wsd.run_job).
 """
 
@@ -23,9 +24,10 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeps.errors import UserError
-from sweeps.run.runner import run_one
+from sweeps.run.runner import run_ranked
 from sweeps.sweep.callbacks import JOB_ERRORS
 from sweeps.sweep.compose import register_configs, to_run_config
+from sweeps.sweep.gpus import run_on_gpus, wants_pool
 
 register_configs()
 
@@ -44,14 +46,18 @@ def main(cfg: DictConfig) -> float | None:
             run_cfg = to_run_config(cfg)
         except OmegaConfBaseException as e:
             raise _user_error_from_omegaconf(e) from e
-        if run_cfg.branch.budgets is None:
-            record = run_one(run_cfg, in_sweep=in_sweep)
-        else:
+        if run_cfg.branch.budgets is not None:
             # Imported here, not at the top: branch planning needs models/ and so torch (10-20 s
             # to import on this loaded 2-core Xeon), which run_one skips for a finished run.
             from sweeps.branches.wsd import run_job
 
-            record = run_job(run_cfg, in_sweep=in_sweep)
+            record = run_job(run_cfg, in_sweep=in_sweep)  # in this process (no GPU pool, no DDP)
+        elif wants_pool(
+            run_cfg, launcher=str(HydraConfig.get().launcher.get("_target_", "")), in_sweep=in_sweep
+        ):
+            record = run_on_gpus(run_cfg, in_sweep=in_sweep)  # own devices, own process
+        else:
+            record = run_ranked(run_cfg, in_sweep=in_sweep)  # here, as one rank or the only one
     except UserError as e:
         print(f"error: {e.line()}", file=sys.stderr, flush=True)
         if not in_sweep:
@@ -73,6 +79,11 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(1)
     loss = record.get("loss")
     return float(loss) if loss is not None else None
+
+
+def _launcher() -> str:
+    """The Hydra launcher's class path (the GPU pool serves local launchers only)."""
+    return str(HydraConfig.get().launcher.get("_target_", ""))
 
 
 def _compose_error(e: Exception) -> UserError:

@@ -8,16 +8,12 @@ on the CPU gives identical losses, interrupted or not: the batch at step s depen
 
 from __future__ import annotations
 
-import datetime as _dt
+import functools
 import math
 import os
-import platform
-import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,14 +25,27 @@ from sweeps.config import RunConfig
 from sweeps.data import TokenData, eval_windows, load_dataset
 from sweeps.run.checkpoint import check_same_inputs
 from sweeps.run.checkpoint import save_checkpoint as _save_checkpoint
+from sweeps.run.device import (
+    CompileOrEager,
+    make_optimizer,
+    resolve_compile,
+    resolve_device,
+    resolve_precision,
+    setup_fast_path,
+)
+from sweeps.run.distributed import Ranks, rows_of
+from sweeps.run.evaluate import evaluate, global_batch
 from sweeps.run.identity import run_id_for
 from sweeps.run.lr_schedule import lr_at
 from sweeps.run.plan import RunPlan, plan_run
+from sweeps.run.preempt import Preemption
 from sweeps.run.progress import Progress
-from sweeps.run.provenance import code_version, lib_versions
+from sweeps.run.record import make_record, mfu
 
 # _save_checkpoint is bound here so tests can patch loop._save_checkpoint (a kill mid-save).
-__all__ = ["train", "prepare", "Prepared", "resolve_device", "resolve_precision"]
+__all__ = ["train", "prepare", "Prepared", "resolve_device", "resolve_precision", "SYNC_EVERY"]
+
+SYNC_EVERY = 50  # CUDA: steps between host waits for the device (losses, bar, divergence)
 
 
 class Prepared:
@@ -54,55 +63,6 @@ def prepare(cfg: RunConfig, *, progress: bool = True) -> Prepared:
     return Prepared(data, plan, val)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def resolve_precision(name: str, device: torch.device) -> str:
-    """auto: bf16 on CUDA and on CPUs with native bf16 matmuls (AVX512-BF16/AMX), fp32 elsewhere."""
-    if name != "auto":
-        return name
-    if device.type == "cuda":
-        return "bf16"
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        flags = ""
-    return "bf16" if ("avx512_bf16" in flags or "amx_bf16" in flags) else "fp32"
-
-
-def _batch(train: np.ndarray, step: int, *, seed: int, batch_size: int, context: int):
-    """Random windows for step `step`: a function of (seed, step) alone, so resume replays
-    exactly."""
-    rng = np.random.default_rng([seed, step])
-    starts = rng.integers(0, len(train) - context - 1, size=batch_size)
-    rows = np.stack([train[s : s + context + 1] for s in starts]).astype(np.int64)
-    xy = torch.from_numpy(rows)
-    return xy[:, :-1], xy[:, 1:]  # (B, T), (B, T)
-
-
-@torch.no_grad()
-def _evaluate(model, val: np.ndarray, *, device, autocast, batch_size: int = 32):
-    """Mean cross-entropy (nats/token) over the fixed held-out windows, and its standard error
-    over sequences (the same windows for every run, so differences between runs are paired)."""
-    model.eval()
-    seq_losses = []
-    for i in range(0, len(val), batch_size):
-        xy = torch.from_numpy(val[i : i + batch_size]).to(device)
-        with autocast():
-            logits = model(xy[:, :-1])
-        loss = F.cross_entropy(
-            logits.float().transpose(1, 2), xy[:, 1:], reduction="none"
-        )  # (B, T)
-        seq_losses.append(loss.mean(dim=1).cpu())
-    model.train()
-    per_seq = torch.cat(seq_losses).double()
-    se = float(per_seq.std() / math.sqrt(len(per_seq))) if len(per_seq) > 1 else float("nan")
-    return float(per_seq.mean()), se
-
-
 def train(
     cfg: RunConfig,
     out_dir: str | os.PathLike[str],
@@ -111,6 +71,7 @@ def train(
     init_from: Path | None = None,
     keep_at: dict[int, Path] | None = None,
     on_eval: Callable[[int, float], bool] | None = None,
+    ranks: Ranks | None = None,
 ):
     """Train one run into `out_dir` (created if needed) and return its record (also written).
 
@@ -122,11 +83,18 @@ def train(
     WSD branches (sweeps/branches/wsd.py): `init_from` is a checkpoint (another run's, at step k)
     to start from when this run has none of its own; the record's `flops_marginal` then counts
     only steps k.. . `keep_at` maps steps to paths where a copy of the checkpoint is kept.
+
+    `ranks` (sweeps/run/distributed.py): this process's rank of a DistributedDataParallel run; every
+    rank takes its slice of the same global batch and only rank 0 writes anything.
     """
+    ranks = ranks or Ranks()
+    main = ranks.is_main
+    if ranks.active and main and not ranks.joined:
+        ranks.go(True)  # the other ranks wait for this word before loading anything
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Temp files of atomic writes cut short by a kill (this run's lock is held: none is live).
-    for stale in out_dir.glob(".*.tmp"):
+    for stale in out_dir.glob(".*.tmp") if main else ():
         stale.unlink(missing_ok=True)
     prep = prepared or prepare(cfg, progress=cfg.progress != "none")
     data, plan, val_np = prep.data, prep.plan, prep.val
@@ -134,26 +102,21 @@ def train(
 
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = ranks.device(cfg.device) if ranks.active else resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device)
+    setup_fast_path(device)
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
-    model = build_model(plan.shape).to(device)
-    # Decoupled weight decay on matrices only (not on norms, biases or embeddings' positions).
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": cfg.optim.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=plan.lr,
+    model = build_model(plan.shape).to(device)  # the same seed: the same init on every rank
+    opt = make_optimizer(
+        model,
+        lr=float(plan.lr),
         betas=(cfg.optim.beta1, cfg.optim.beta2),
         eps=cfg.optim.eps,
+        wd=cfg.optim.weight_decay,
     )
-    step_model = torch.compile(model) if cfg.compile else model
 
     n_steps, ctx, bs = plan.n_steps, cfg.model.context, plan.batch_size
     eval_steps = sorted(
@@ -169,7 +132,7 @@ def train(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
         start_step = init_step = int(state["step"])
-        if (out_dir / records.CURVE_FILE).exists():
+        if main and (out_dir / records.CURVE_FILE).exists():
             (out_dir / records.CURVE_FILE).unlink()
     elif ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=True)
@@ -181,11 +144,17 @@ def train(
         train_sum, train_count = float(state["train_sum"]), int(state["train_count"])
         last_train_loss = float(state["last_train_loss"])
         init_step = int(state.get("init_step", 0))
-        records.truncate_curve(out_dir, start_step)  # evaluations after the checkpoint are redone
-    elif (out_dir / records.CURVE_FILE).exists():
+        if main:
+            records.truncate_curve(out_dir, start_step)  # evaluations past the checkpoint: redone
+    elif main and (out_dir / records.CURVE_FILE).exists():
         (out_dir / records.CURVE_FILE).unlink()  # a start from scratch must not keep old points
+    ranks.barrier()  # every rank holds rank 0's state before any rank steps
+    # DDP averages the ranks' gradients, then compile; evaluation and saving use `model` itself
+    step_model = CompileOrEager(ranks.wrap(model, device), resolve_compile(cfg.compile, device))
 
     def checkpoint(step: int, path: Path = ckpt_path) -> None:
+        if not main:
+            return
         _save_checkpoint(
             path,
             {
@@ -203,58 +172,84 @@ def train(
             },
         )
 
-    progress = Progress(cfg.progress, total=n_steps, initial=start_step, desc=run_id)
+    progress = Progress(
+        cfg.progress if main else "none", total=n_steps, initial=start_step, desc=run_id
+    )
     t0 = time.perf_counter()
     last_ckpt = t0
     status, reason = "ok", None
     val_loss, val_se = float("nan"), float("nan")
     model.train()
-    step = start_step
+    rows = rows_of(bs, ranks.rank, ranks.world)  # this rank's rows of every global batch
+    # The host waits for the device only at these points (each step on the CPU, where it costs
+    # nothing and the bar moves per step; every SYNC_EVERY steps and at evaluations on CUDA).
+    sync_every = 1 if device.type == "cpu" else SYNC_EVERY
+    pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, this rank's loss share)
+    preempt = Preemption().install()  # submitit's timeout signal: checkpoint here, then requeue
+    step = n_done = start_step
     for step in range(start_step, n_steps):
         lr = lr_at(step, n_steps=n_steps, lr=plan.lr, cfg=cfg.schedule)
         for group in opt.param_groups:
             group["lr"] = lr
-        x, y = _batch(data.train, step, seed=cfg.seed, batch_size=bs, context=ctx)
-        x, y = x.to(device), y.to(device)
+        x, y = global_batch(
+            data.train, step, seed=cfg.seed, batch_size=bs, context=ctx, rows=rows, device=device
+        )  # (b, T) each, b = this rank's rows
         with autocast():
-            logits = step_model(x)  # (B, T, V)
-        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), y.reshape(-1))
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            status, reason = "diverged", f"non-finite training loss at step {step} (lr {lr:.3g})"
-            last_train_loss = loss_value
-            break
+            logits = step_model(x)  # (b, T, V)
+        # This rank's share of the GLOBAL mean: its summed loss over all bs * ctx tokens. DDP
+        # averages gradients over ranks, hence the factor world: the sum of the shares' gradients.
+        share = F.cross_entropy(
+            logits.float().reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum"
+        ) / (bs * ctx)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (share * ranks.world).backward()
         if cfg.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         opt.step()
-        train_sum += loss_value
-        train_count += 1
+        pending.append((step, lr, share.detach()))
         done = step + 1
+        if len(pending) < sync_every and done not in eval_steps and done not in keep_at:
+            if done != n_steps and preempt.pending is None:
+                continue
+        losses = ranks.all_sum(torch.stack([p[2] for p in pending])).tolist()
+        bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
+        if bad is not None:  # every rank sees the same sums, so every rank stops here
+            n_done, lr_bad = pending[bad][0], pending[bad][1]
+            status, reason = (
+                "diverged",
+                f"non-finite training loss at step {n_done} (lr {lr_bad:.3g})",
+            )
+            last_train_loss = losses[bad]
+            break
+        pending.clear()
+        train_sum += sum(losses)
+        train_count += len(losses)
+        n_done = done
         now = time.perf_counter()
         progress.update(
-            done, loss=loss_value, tokens_per_s=(done - start_step) * bs * ctx / (now - t0)
+            done, loss=losses[-1], tokens_per_s=(done - start_step) * bs * ctx / (now - t0)
         )
         if done in eval_steps:
             last_train_loss = train_sum / max(1, train_count)
             train_sum, train_count = 0.0, 0
-            val_loss, val_se = _evaluate(model, val_np, device=device, autocast=autocast)
-            records.append_curve(
-                out_dir,
-                {
-                    "step": done,
-                    "n_tokens": done * bs * ctx,
-                    "flops": plan.flops_per_token["six_n"] * done * bs * ctx,
-                    "loss": val_loss,
-                    "loss_se": val_se,
-                    "train_loss": last_train_loss,
-                    "lr": lr,
-                    "time_s": elapsed_s + (now - t0),
-                },
+            val_loss, val_se = evaluate(
+                model, val_np, device=device, autocast=autocast, ranks=ranks
             )
+            row = {
+                "step": done,
+                "n_tokens": done * bs * ctx,
+                "flops": plan.flops_per_token["six_n"] * done * bs * ctx,
+                "loss": val_loss,
+                "loss_se": val_se,
+                "train_loss": last_train_loss,
+                "lr": lr,
+                "time_s": elapsed_s + (now - t0),
+            }
+            if main:
+                records.append_curve(out_dir, row)
             if not math.isfinite(val_loss):
                 status, reason = "diverged", f"non-finite validation loss at step {done}"
+                n_done = step
                 break
             progress.note(f"step {done}/{n_steps} val loss {val_loss:.4f}")
         if done in keep_at:  # kept first: a kill between the two saves redoes it from before
@@ -264,16 +259,21 @@ def train(
         ):
             checkpoint(done)
             last_ckpt = time.perf_counter()
+        if preempt.pending is not None and done < n_steps:
+            preempt.hand_over(
+                functools.partial(checkpoint, done)
+            )  # exits: submitit requeues the job
         if on_eval is not None and done in eval_steps and done < n_steps:
             # the evaluation's nominal share of the run (25, 50, ...): comparable across batches
             if on_eval(round(100 * (eval_steps.index(done) + 1) / len(eval_steps)), val_loss):
                 progress.close()
+                preempt.restore()
                 return {"status": "pruned", "run_id": run_id, "step": done, "loss": val_loss}
     progress.close()
+    preempt.restore()
     time_s = elapsed_s + (time.perf_counter() - t0)
-    n_done = (step + 1 if status == "ok" else step) if n_steps > 0 else 0
     n_tokens = n_done * bs * ctx
-    record = _make_record(
+    record = make_record(
         cfg,
         run_id=run_id,
         plan=plan,
@@ -289,82 +289,17 @@ def train(
         time_s=time_s,
         precision=precision,
         device=str(device),
+        world_size=ranks.world,
+        mfu=mfu(
+            plan,
+            n_tokens - start_step * bs * ctx,
+            time.perf_counter() - t0,
+            ranks,
+            device,
+            precision,
+        ),
     )
-    records.write_record(out_dir, record)
-    ckpt_path.unlink(missing_ok=True)
+    if main:
+        records.write_record(out_dir, record)
+        ckpt_path.unlink(missing_ok=True)
     return record
-
-
-def _make_record(
-    cfg: RunConfig,
-    *,
-    run_id: str,
-    plan: RunPlan,
-    data: TokenData,
-    status: str,
-    reason: str | None,
-    n_steps_done: int,
-    n_tokens: int,
-    n_tokens_marginal: int,
-    loss: float,
-    loss_se: float,
-    train_loss: float,
-    time_s: float,
-    precision: str,
-    device: str,
-) -> dict[str, Any]:
-    """Every field of the record contract (sweeps/records.py)."""
-    counts, fpt = plan.n_params_by_convention, plan.flops_per_token
-    n_params = counts["matmul"]
-    config = asdict(cfg)
-    config["resolved"] = {
-        "lr": plan.lr,
-        "batch_size": plan.batch_size,
-        "precision": precision,
-        "device": device,
-    }
-    return {
-        "run_id": run_id,
-        "sweep": cfg.sweep_name,
-        "status": status,
-        "reason": reason,
-        "config": config,
-        "arch": cfg.model.arch,
-        "shape": asdict(plan.shape),
-        "n_params": n_params,
-        "n_params_total": counts["total"],
-        "n_params_embedding": counts["embedding"],
-        "n_params_non_embedding": counts["non_embedding"],
-        "n_params_matmul": counts["matmul"],
-        "flops_per_token_6n": fpt["six_n"],
-        "flops_per_token_exact": fpt["exact"],
-        "n_tokens": n_tokens,
-        "flops": fpt["six_n"] * n_tokens,
-        "flops_exact": fpt["exact"] * n_tokens,
-        "flops_marginal": fpt["exact"] * n_tokens_marginal,
-        "flops_budget": cfg.budget.flops,
-        "loss": loss,
-        "loss_se": loss_se,
-        "perplexity": math.exp(loss) if math.isfinite(loss) else float("nan"),
-        "bits_per_byte": loss / math.log(2) / data.val_bytes_per_token,
-        "train_loss": train_loss,
-        "unigram_entropy": data.unigram_entropy,
-        "n_steps": n_steps_done,
-        "n_steps_planned": plan.n_steps,
-        "batch_size": plan.batch_size,
-        "context": cfg.model.context,
-        "lr": plan.lr,
-        "precision": precision,
-        "time_s": time_s,
-        "tokens_per_s": n_tokens / time_s if time_s > 0 else float("nan"),
-        "seed": cfg.seed,
-        "dataset_id": data.dataset_id,
-        "dataset": data.info,
-        "code_version": code_version(),
-        "lib_versions": lib_versions(),
-        "parent_run_id": cfg.parent_run_id,
-        "role": cfg.branch.role,
-        "host": platform.node(),
-        "python": sys.version.split()[0],
-        "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }

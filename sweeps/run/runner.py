@@ -19,7 +19,7 @@ from sweeps.config import RunConfig
 from sweeps.errors import UserError
 from sweeps.run.identity import run_id_for, semantic_config
 
-__all__ = ["run_dir_for", "run_one", "run_lock", "skipped_record"]
+__all__ = ["run_dir_for", "run_one", "run_lock", "skipped_record", "run_ranked"]
 
 CONFIG_FILE = records.CONFIG_FILE
 LOCK_FILE = ".lock"
@@ -228,3 +228,36 @@ def run_one(
             else f"[{run_dir.name}] {record['status']}: {record['reason']} -> {run_dir}"
         )
         return record
+
+
+def run_ranked(cfg: RunConfig, *, in_sweep: bool = False) -> dict[str, Any] | None:
+    """`run_one` for a process that may be one rank of several (torchrun, a multi-task submitit
+    job; sweeps/run/distributed.py). Rank 0 does everything `run_one` does (skip, lock, resume,
+    records); the other ranks wait for its word, then train their slices and write nothing."""
+    from sweeps.run.distributed import from_env
+
+    ranks = from_env(cfg.device)
+    if not ranks.active:
+        return run_one(cfg, in_sweep=in_sweep)
+    try:
+        if cfg.branch.budgets is not None:
+            raise UserError(
+                "branch.budgets",
+                f"WSD branches train in one process, not {ranks.world} ranks",
+                "run branch sweeps without torchrun (gpus_per_run=1, tasks_per_node=1)",
+            )
+        if ranks.is_main:
+            try:
+                return run_one(cfg, in_sweep=in_sweep, ranks=ranks)
+            finally:
+                if not ranks.joined:  # rank 0 ended without training: release the others
+                    ranks.go(False)
+        if not ranks.go():
+            return None  # rank 0 reports why
+        from sweeps.run.loop import prepare, train
+
+        # after rank 0's word: its data cache is written, so this only reads it
+        prep = prepare(cfg, progress=False)
+        return train(cfg, run_dir_for(cfg), prepared=prep, ranks=ranks)
+    finally:
+        ranks.close()

@@ -34,6 +34,10 @@ def register_configs() -> None:
         OmegaConf.register_new_resolver(
             "isoflop_n_params", lambda c, r: (float(c) / (6.0 * float(r))) ** 0.5
         )
+    if not OmegaConf.has_resolver("gpu_jobs"):  # launcher=joblib: G / k jobs with G GPUs
+        from sweeps.sweep.gpus import gpu_jobs
+
+        OmegaConf.register_new_resolver("gpu_jobs", gpu_jobs)
     cs = ConfigStore.instance()
     cs.store(name="run_schema", node=RunConfig)
     cs.store(group="model", name="schema", node=ModelConfig)
