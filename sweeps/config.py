@@ -253,7 +253,9 @@ class BranchConfig:
 
     budgets: list[float] | None = None  # the sweep's values of this job's budget horizon
     role: str = "run"  # run | trunk | branch; trunk and branch are set by sweeps/branches/wsd.py
-    fork_steps: list[int] | None = None  # a trunk's kept checkpoints (set by sweeps/branches/wsd.py)
+    fork_steps: list[int] | None = (
+        None  # a trunk's kept checkpoints (set by sweeps/branches/wsd.py)
+    )
     keep_forks: bool = False  # keep a trunk's fork checkpoints after all their branches ended
 
     def __post_init__(self) -> None:
@@ -302,6 +304,12 @@ class RunConfig:
         require(self.threads >= 1, "threads", "must be >= 1", "e.g. threads=1")
         require(self.n_evals >= 1, "n_evals", "must be >= 1", "e.g. n_evals=8")
         require(self.max_retries >= 0, "max_retries", "must be >= 0", "e.g. max_retries=1")
+        require(
+            self.checkpoint_every_s >= 0,
+            "checkpoint_every_s",
+            "must be >= 0",
+            "e.g. checkpoint_every_s=60 (0: after every step)",
+        )
         require(bool(self.sweep_name), "sweep_name", "must not be empty", "sweep_name=mysweep")
         require(
             not (self.optim.batch_size == "auto" and self.budget.steps is not None),

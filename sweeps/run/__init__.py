@@ -3,7 +3,8 @@
 Owns: the run id (identity.py: the semantic config and its hash), what a run will do before it
 trains (plan.py: shape, N, lr and batch, steps, D, C), the "auto" lr and batch rules it applies
 (hparam_rules.py), the learning-rate schedule (lr_schedule.py), the training loop and its record
-(loop.py), checkpoints (checkpoint.py), progress (progress.py), provenance (provenance.py), and
+(loop.py), checkpoints (checkpoint.py), progress (progress.py), provenance (provenance.py), the
+checks made before anything is written (preflight.py) and the memory estimate (memory.py), and
 running a config exactly once: skip, resume, retry, lock (runner.py).
 
 May import: sweeps.errors, sweeps.config, sweeps.records, sweeps.data, models/, torch, numpy.
