@@ -4,8 +4,8 @@ splits against the context, the BPE vocabulary against the corpus, and the memor
 
 Every entry point goes through here: `sweeps.train` (one run, and each job of a sweep before
 its folder exists, via sweeps.run.runner.run_one), `sweeps.tune` (each trial, the same way),
-`sweeps.plan` and the demo (whose steps are those commands). Each failure is a UserError: one line, the field,
-the fix.
+`sweeps.plan` and the demo (whose steps are those commands). Each failure is a UserError: one
+line, the field, the fix.
 
 Two stages: `check_before_data` needs only the config (the vocabulary it asks for, the split sizes
 a synthetic or token-file corpus will have), so an impossible run is refused before a cache entry
