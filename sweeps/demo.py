@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 
 from sweeps import records
 from sweeps.errors import UserError
-from sweeps.preflight import check_results_dir
+from sweeps.run.preflight import check_results_dir
 
 __all__ = ["main", "preset_values"]
 

@@ -50,8 +50,8 @@ biases excluded), so that 6 * n_params * n_tokens is the matmul part of training
     code_version            str, git commit (or package version) of the code that trained it
     lib_versions            dict, python, torch, numpy, hydra
     parent_run_id           str | None, the trunk a branch forked from
-    role                    "run" | "trunk" | "branch" (WSD branches, sweeps/branches/wsd.py); a trunk
-                            never cooled down: leave it out of fits
+    role                    "run" | "trunk" | "branch" (WSD branches, sweeps/branches/wsd.py);
+                            a trunk never cooled down: leave it out of fits
     created_at              str, ISO 8601 UTC time the record was written
 
 Each line of curve.jsonl: step, n_tokens, flops, loss (validation), train_loss, lr, time_s.

@@ -1,4 +1,4 @@
-"""Hostile inputs met in-process: the checks made before anything is written (sweeps/preflight.py),
+"""Hostile inputs met in-process: the checks made before anything is written (sweeps/run/preflight.py),
 the memory estimate's refusal, corrupt checkpoints and records set aside, an edited record
 refused, failed cache builds that leave nothing, and `sweeps.status` on unreadable runs."""
 

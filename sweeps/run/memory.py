@@ -43,7 +43,7 @@ __all__ = [
     "fmt_bytes",
 ]
 
-EVAL_BATCH_SIZE = 32  # sequences per evaluation forward (sweeps/trainer.py reads it from here)
+EVAL_BATCH_SIZE = 32  # sequences per evaluation forward (sweeps/run/loop.py reads it here)
 OVERHEAD_BYTES = 512 * 2**20
 _FLOAT = 4  # bytes: fp32, the upper bound under bf16 autocast too
 _SAVED_PER_WIDTH = {"gpt": 20, "lstm": 10}  # floats saved for backward per layer, token, unit of d
