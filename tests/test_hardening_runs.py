@@ -1,6 +1,7 @@
-"""Hostile inputs met in-process: the checks made before anything is written (sweeps/run/preflight.py),
-the memory estimate's refusal, corrupt checkpoints and records set aside, an edited record
-refused, failed cache builds that leave nothing, and `sweeps.status` on unreadable runs."""
+"""Hostile inputs met in-process: the checks made before anything is written
+(sweeps/run/preflight.py), the memory estimate's refusal, corrupt checkpoints and records set
+aside, an edited record refused, failed cache builds that leave nothing, and `sweeps.status` on
+unreadable runs."""
 
 from __future__ import annotations
 
