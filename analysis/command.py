@@ -96,6 +96,10 @@ def _check_args(args: argparse.Namespace) -> list[tuple[float, float]]:
         raise AnalysisError(
             f"--target-flops {tf}: must be a finite positive FLOP count (e.g. 1e13)"
         )
+    if args.seed < 0:
+        raise AnalysisError(f"--seed {args.seed}: must be >= 0 (e.g. 0)")
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise AnalysisError(f"--out {args.out}: is a file; give a folder for the report")
     if not 0 < args.level < 1:
         raise AnalysisError(f"--level {args.level}: must lie strictly between 0 and 1 (e.g. 0.95)")
     if len(args.paths) > 1 and not args.compare:
@@ -214,8 +218,15 @@ def main(argv: list[str] | None = None) -> int:
     def say(line: str) -> None:
         print(line, file=text_out)
 
+    # Each run is loaded once per report (and once to list its archs): the same warning about a
+    # run comes several times, so each text is shown once (the "once" filter keys on the module
+    # that called, and the loads are called from different modules).
+    seen: set[str] = set()
+
     def one_line(message, category, filename, lineno, file=None, line=None) -> None:
-        print(f"warning: {message}", file=sys.stderr)
+        if str(message) not in seen:
+            seen.add(str(message))
+            print(f"warning: {message}", file=sys.stderr)
 
     try:
         points = _check_args(args)

@@ -308,6 +308,12 @@ class RunConfig:
         require(self.gpus_per_run >= 1, "gpus_per_run", "must be >= 1", "e.g. gpus_per_run=1")
         require(self.n_evals >= 1, "n_evals", "must be >= 1", "e.g. n_evals=8")
         require(self.max_retries >= 0, "max_retries", "must be >= 0", "e.g. max_retries=1")
+        require(
+            self.checkpoint_every_s >= 0,
+            "checkpoint_every_s",
+            "must be >= 0",
+            "e.g. checkpoint_every_s=60 (0: after every step)",
+        )
         require(bool(self.sweep_name), "sweep_name", "must not be empty", "sweep_name=mysweep")
         require(
             not (self.optim.batch_size == "auto" and self.budget.steps is not None),

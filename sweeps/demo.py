@@ -24,6 +24,8 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from sweeps import records
+from sweeps.errors import UserError
+from sweeps.run.preflight import check_results_dir
 
 __all__ = ["main", "preset_values"]
 
@@ -57,6 +59,24 @@ def preset_values(preset: str, key: str) -> list[float]:
     return [float(v) for v in str(params[key]).split(",")]
 
 
+def _argument_problem(args: argparse.Namespace) -> UserError | None:
+    """The demo's own options, checked as its steps would check them (they would refuse later,
+    after an echoed command, or with joblib's traceback for --n-jobs 0)."""
+    if args.n_jobs == 0 or args.n_jobs < -1:
+        return UserError(
+            "--n-jobs", f"must be >= 1 (or -1: every core), got {args.n_jobs}", "e.g. --n-jobs 2"
+        )
+    if args.n_bootstrap is not None and args.n_bootstrap < 1:
+        return UserError("--n-bootstrap", "must be >= 1", "e.g. --n-bootstrap 1000")
+    try:
+        check_results_dir(args.results_dir, "demo")
+    except UserError as e:
+        return UserError(
+            "--results-dir", e.problem, "choose a writable folder, e.g. --results-dir results"
+        )
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sweeps.demo", description=__doc__.split("\n")[0])
     p.add_argument("--arch", choices=["gpt", "lstm", "both"], default="gpt")
@@ -70,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-jobs", type=int, default=2, help="runs at once (one per core)")
     p.add_argument("--n-bootstrap", type=int, default=None)
     args = p.parse_args(argv)
+    problem = _argument_problem(args)
+    if problem is not None:  # before the first step writes anything
+        print(f"error: {problem.line()}", file=sys.stderr)
+        return 2
 
     t0 = time.time()
     preset = "demo_mini" if args.mini else "demo"

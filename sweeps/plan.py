@@ -16,7 +16,8 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from sweeps.errors import UserError
-from sweeps.sweep.plan import format_report, plan_sweep, summary
+from sweeps.sweep.compose import compose_error
+from sweeps.sweep.plan import format_report, memory_problem, plan_sweep, summary
 
 __all__ = ["main"]
 
@@ -31,22 +32,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. sweep=isoflop")
     args, extra = parser.parse_known_args(argv)
     overrides = [o for o in [*args.overrides, *extra] if o not in ("-m", "--multirun")]
+    if args.jobs is not None and args.jobs < 1:
+        print(f"error: --jobs: must be >= 1, got {args.jobs}. Fix: e.g. --jobs 2", file=sys.stderr)
+        return 2
     try:
         runs, info = plan_sweep(overrides)
     except UserError as e:
         print(f"error: {e.line()}", file=sys.stderr)
         return 2
-    except (HydraException, OmegaConfBaseException, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"error: {first}", file=sys.stderr)
+    except (HydraException, OmegaConfBaseException) as e:
+        print(f"error: {compose_error(e).line()}", file=sys.stderr)
         return 2
     if args.jobs:
         info["n_jobs"] = args.jobs
     total = summary(runs, info)
+    mem_line, refusal = memory_problem(total, device=info["device"])
     if args.json:
         print(json.dumps({"runs": [asdict(r) for r in runs], "totals": total, **info}, indent=1))
-        return 0
-    print(format_report(runs, info, total))
+    else:
+        print(format_report(runs, info, total))
+        print(mem_line)
+    if refusal is not None:  # after the table: the estimate is shown, then refused
+        print(f"error: {refusal.line()}", file=sys.stderr)
+        return 2
     return 0
 
 

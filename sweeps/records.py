@@ -50,8 +50,8 @@ biases excluded), so that 6 * n_params * n_tokens is the matmul part of training
     code_version            str, git commit (or package version) of the code that trained it
     lib_versions            dict, python, torch, numpy, hydra
     parent_run_id           str | None, the trunk a branch forked from
-    role                    "run" | "trunk" | "branch" (WSD branches, sweeps/branches/wsd.py); a trunk
-                            never cooled down: leave it out of fits
+    role                    "run" | "trunk" | "branch" (WSD branches, sweeps/branches/wsd.py);
+                            a trunk never cooled down: leave it out of fits
     created_at              str, ISO 8601 UTC time the record was written
 
 Each line of curve.jsonl: step, n_tokens, flops, loss (validation), train_loss, lr, time_s.
@@ -84,6 +84,7 @@ __all__ = [
     "truncate_curve",
     "run_state",
     "iter_run_dirs",
+    "set_aside",
 ]
 
 SCHEMA_VERSION = 1
@@ -198,6 +199,18 @@ def truncate_curve(run_dir: str | os.PathLike[str], max_step: int) -> None:
         for r in rows:
             f.write(json.dumps(r, sort_keys=True) + "\n")
     os.replace(tmp, path)
+
+
+def set_aside(path: str | os.PathLike[str]) -> Path:
+    """Rename an unusable file to `<name>.corrupt-<UTC time>` beside it (kept for a post-mortem,
+    out of the way of a rerun); returns the new path."""
+    import datetime as dt
+
+    path = Path(path)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    os.replace(path, aside)
+    return aside
 
 
 def run_state(run_dir: str | os.PathLike[str]) -> str:

@@ -8,17 +8,13 @@ a WSD branch-mode job, to sweeps.branches.wsd.run_job).
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import CompactHydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
@@ -26,7 +22,7 @@ from omegaconf.errors import OmegaConfBaseException
 from sweeps.errors import UserError
 from sweeps.run.runner import run_ranked
 from sweeps.sweep.callbacks import JOB_ERRORS
-from sweeps.sweep.compose import register_configs, to_run_config
+from sweeps.sweep.compose import register_configs, run_hydra_cli, to_run_config
 from sweeps.sweep.gpus import run_on_gpus, wants_pool
 
 register_configs()
@@ -86,49 +82,9 @@ def _launcher() -> str:
     return str(HydraConfig.get().launcher.get("_target_", ""))
 
 
-def _compose_error(e: Exception) -> UserError:
-    """Hydra's compose-time errors (unknown key, wrong type, unknown option) as one UserError."""
-    cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else e
-    first = " ".join(str(cause).split("\n")[0].split()) or type(cause).__name__
-    if isinstance(e, MissingConfigException) and e.missing_cfg_file:
-        group, _, name = e.missing_cfg_file.rpartition("/")
-        options = [o for o in (e.options or []) if o != "schema"]
-        return UserError(
-            group or "config", f"no option {name!r}", f"use one of {options}" if options else ""
-        )
-    if isinstance(e, OverrideParseException):
-        return UserError(
-            e.override or "overrides", first, "write each override as key=value, e.g. optim.lr=3e-3"
-        )
-    key = getattr(cause, "full_key", None) or "overrides"
-    schema = getattr(cause, "object_type", None)
-    if "not in" in first and dataclasses.is_dataclass(schema):  # an unknown key
-        names = [f.name for f in dataclasses.fields(schema)]
-        close = difflib.get_close_matches(str(key).rpartition(".")[2], names, n=1)
-        prefix = str(key).rpartition(".")[0]
-        guess = f"{prefix}.{close[0]}" if prefix and close else (close[0] if close else None)
-        fix = f"did you mean {guess}?" if guess else f"valid keys here: {', '.join(names)}"
-        return UserError(str(key), f"unknown key ({first})", fix)
-    return UserError(
-        str(key),
-        first,
-        "give it a value of the type in sweeps/config.py (`python -m sweeps.train --cfg job` "
-        "shows every key with its default)",
-    )
-
-
 def cli() -> None:
     """`main()`, with Hydra's own config errors printed as one `error:` line, exit code 2."""
-    keep_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
-    # Let Hydra's errors reach us instead of its own multi-line printer (our bugs keep a traceback).
-    os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
-        main()
-    except (CompactHydraException, OmegaConfBaseException) as e:
-        if keep_traceback:
-            raise
-        print(f"error: {_compose_error(e).line()}", file=sys.stderr, flush=True)
-        sys.exit(2)
+    run_hydra_cli(main)
 
 
 if __name__ == "__main__":

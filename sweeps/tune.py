@@ -55,7 +55,7 @@ def _hydra_main() -> None:
     from omegaconf import DictConfig
     from omegaconf.errors import OmegaConfBaseException
 
-    from sweeps.sweep.compose import register_configs, to_run_config
+    from sweeps.sweep.compose import register_configs, run_hydra_cli, to_run_config
     from sweeps.tuning.search import tune_size
     from sweeps.tuning.study import TuneConfig, TuneRunConfig
 
@@ -80,7 +80,7 @@ def _hydra_main() -> None:
         losses = [t["loss"] for t in summary["trials"] if t["loss"] is not None]
         return min(losses) if losses else None
 
-    run()
+    run_hydra_cli(run)
 
 
 def main() -> None:

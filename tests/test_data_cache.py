@@ -35,7 +35,7 @@ def _fail(*args, **kwargs):
 
 @pytest.mark.parametrize("tok", ["bytes", "bpe"])
 def test_second_load_is_a_cache_hit(tmp_path, monkeypatch, tok):
-    cfg = text_cfg(tmp_path, tokenizer=tok, **({"vocab_size": 300} if tok == "bpe" else {}))
+    cfg = text_cfg(tmp_path, tokenizer=tok, **({"vocab_size": 270} if tok == "bpe" else {}))
     first = load_dataset(cfg, progress=False)
     monkeypatch.setattr(tokenizer, "encode_texts", _fail)
     monkeypatch.setattr(tokenizer, "train_bpe", _fail)

@@ -119,7 +119,7 @@ def test_dataset_id_changes_with_content_tokenizer_and_split(tmp_path):
     base = load(tmp_path, name="text", path=str(folder)).dataset_id
     assert load(tmp_path, name="text", path=str(folder), val_fraction=0.2).dataset_id != base
     assert (
-        load(tmp_path, name="text", path=str(folder), tokenizer="bpe", vocab_size=300).dataset_id
+        load(tmp_path, name="text", path=str(folder), tokenizer="bpe", vocab_size=290).dataset_id
         != base
     )
     (folder / "doc0.txt").write_text("changed\n" + TEXT)
@@ -131,9 +131,9 @@ def test_dataset_id_changes_with_content_tokenizer_and_split(tmp_path):
 
 def test_bpe_round_trip_and_train_only(tmp_path):
     folder = write_corpus(tmp_path / "corpus")
-    d = load(tmp_path, name="text", path=str(folder), tokenizer="bpe", vocab_size=300)
-    assert 256 < d.vocab_size <= 300 and int(d.train.max()) < d.vocab_size
-    assert d.info["tokenizer"] == "bpe-300" and d.val_bytes_per_token > 1.0
+    d = load(tmp_path, name="text", path=str(folder), tokenizer="bpe", vocab_size=290)
+    assert d.vocab_size == 290 and int(d.train.max()) < d.vocab_size
+    assert d.info["tokenizer"] == "bpe-290" and d.val_bytes_per_token > 1.0
     from tokenizers import Tokenizer
 
     tok_file = tmp_path / "cache" / d.dataset_id / "tokenizer.json"

@@ -165,7 +165,7 @@ def test_plan_warns_when_two_size_targets_train_the_same_model(tmp_path: Path, c
 @pytest.mark.parametrize(
     "args, says",
     [
-        (["sweep=nope"], "sweep/nope"),
+        (["sweep=nope"], "error: sweep: no option 'nope'"),
         (["sweep=smoke", "model.n_params=-1"], "model.n_params"),
         (["sweep=smoke", "optim.lr=abc"], "optim.lr"),
     ],
@@ -202,7 +202,8 @@ def test_status_counts_states_and_partial_progress(tmp_path: Path, capsys) -> No
     records.append_curve(part, {"step": 25, "n_tokens": 6400, "loss": 3.5, "time_s": 2.0})
     st = sweep_status(sweep)
     assert st["counts"] == {
-        "ok": 1, "diverged": 0, "skipped": 1, "failed": 1, "partial": 1, "pending": 0
+        "ok": 1, "diverged": 0, "non-finite": 0, "skipped": 1, "failed": 1, "unreadable": 0,
+        "partial": 1, "pending": 0,
     }  # fmt: skip
     (p,) = [r for r in st["runs"] if r["state"] == "partial"]
     assert p["progress"] == 0.25 and p["tokens_per_s"] == 3200

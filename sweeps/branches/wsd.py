@@ -51,6 +51,7 @@ from sweeps.run.identity import run_id_for, semantic_config
 from sweeps.run.loop import prepare
 from sweeps.run.lr_schedule import decay_start, warmup_steps
 from sweeps.run.plan import RunPlan, plan_run
+from sweeps.run.preflight import check_before_data
 from sweeps.run.runner import run_dir_for, run_lock, run_one, skipped_record
 
 __all__ = [
@@ -184,6 +185,7 @@ def run_job(
     """One sweep job or tune trial: a branch-mode config (`branch.budgets` set, role run) through
     `run_branch`, any other through `run_one` (with `train_kwargs`, e.g. a trial's on_eval)."""
     if cfg.branch.budgets is not None and cfg.branch.role == "run":
+        check_before_data(cfg)  # before the trunk's data, folders or fork are written
         return run_branch(cfg, in_sweep=in_sweep)
     return run_one(cfg, in_sweep=in_sweep, **train_kwargs)
 

@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from sweeps.config import DataConfig
-from sweeps.data import build, cache, sources
+from sweeps.data import build, cache, sources, tokenizer
 from sweeps.data.synthetic import GENERATOR_VERSION, synthetic_seed
 from sweeps.data.windows import eval_windows
 from sweeps.errors import UserError
 
-__all__ = ["TokenData", "load_dataset", "eval_windows", "SPLIT_VERSION"]
+__all__ = ["TokenData", "load_dataset", "eval_windows", "check_bpe_vocab", "SPLIT_VERSION"]
 
 # Part of every dataset id: bump when the split or encoding rules change (old caches go unused).
 SPLIT_VERSION = 1
@@ -146,6 +146,8 @@ def load_dataset(cfg: DataConfig, *, progress: bool = True) -> TokenData:
         st = p.stat()
         files = [sources.SourceFile(p.name, str(p), st.st_size, st.st_mtime_ns)]
         listing_name = "tokens" if p.suffix == ".npy" else f"tokens-{cfg.token_dtype}"
+    if cfg.tokenizer == "bpe":
+        tokenizer.check_bpe_vocab(cfg.vocab_size, sum(f.size for f in files))
     listing_path = root / "listings" / f"{sources.listing_key(listing_name, src_root, files)}.json"
     listing = cache.read_json(listing_path)
     if listing is not None:
@@ -168,7 +170,6 @@ def load_dataset(cfg: DataConfig, *, progress: bool = True) -> TokenData:
         }
         if cfg.name == "pystdlib":
             fingerprint["python_version"] = platform.python_version()
-    cache.write_json_atomic(listing_path, {**fingerprint, "listing": listing_name})
     key = _dataset_id(cfg, content_hash)
     source = files[0].path if cfg.name == "tokens" else str(src_root)
     info = {**base, **fingerprint, "source": source, "dataset_id": key}
@@ -191,7 +192,19 @@ def load_dataset(cfg: DataConfig, *, progress: bool = True) -> TokenData:
             )
 
     entry = cache.build_entry(root, key, _build)
+    # the listing only once its entry exists: a failed build leaves neither behind
+    cache.write_json_atomic(listing_path, {**fingerprint, "listing": listing_name})
     return _token_data(entry) or _missing(entry)
+
+
+def check_bpe_vocab(cfg: DataConfig) -> None:
+    """A BPE vocabulary the corpus cannot make, refused from a listing of its files (no read)."""
+    if cfg.tokenizer != "bpe" or cfg.name not in ("text", "pystdlib"):
+        return
+    _, files = (
+        sources.list_pystdlib() if cfg.name == "pystdlib" else sources.list_text(cfg.path or "")
+    )
+    tokenizer.check_bpe_vocab(cfg.vocab_size, sum(f.size for f in files))
 
 
 def _missing(entry: Path) -> TokenData:

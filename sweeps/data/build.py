@@ -102,6 +102,13 @@ def build_text(
     bpe = None
     if bpe_vocab_size is not None:
         bpe = tokenizer.train_bpe(train_texts, vocab_size=bpe_vocab_size, progress=progress)
+        if bpe.get_vocab_size() < bpe_vocab_size:  # the record would name a vocabulary never made
+            raise UserError(
+                "data.vocab_size",
+                f"the BPE trained on this corpus's train split stops at {bpe.get_vocab_size():,} "
+                f"symbols (no pair left to merge), fewer than the {bpe_vocab_size:,} asked",
+                f"use data.vocab_size={bpe.get_vocab_size()} or less, or a larger corpus",
+            )
         bpe.save(str(out / "tokenizer.json"))
     train = tokenizer.encode_texts(train_texts, bpe=bpe, progress=progress, desc="encode train")
     val = tokenizer.encode_texts(val_texts, bpe=bpe, progress=progress, desc="encode val")

@@ -99,12 +99,23 @@ def open_entry(entry: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray] | N
 @contextlib.contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
     # The kernel drops a flock when its process dies: a killed builder never wedges the others.
-    with open(lock_path, "a") as f:
+    # A failed build deletes its lock file (nothing left behind), so a waiter may wake up holding
+    # a lock on a deleted file: it then locks the path's current file instead.
+    while True:
+        f = open(lock_path, "a")
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+            same = os.path.samestat(os.fstat(f.fileno()), os.stat(lock_path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        f.close()
+    try:
+        yield
+    finally:
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        f.close()
 
 
 def build_entry(root: Path, key: str, build: Callable[[Path], None]) -> Path:
@@ -128,5 +139,7 @@ def build_entry(root: Path, key: str, build: Callable[[Path], None]) -> Path:
             os.replace(tmp, entry)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
+            # still under the lock: a waiter re-locks the path (see _locked) and builds itself
+            (root / f"{key}.lock").unlink(missing_ok=True)
             raise
     return entry

@@ -12,7 +12,9 @@ from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
 from tokenizers import models as bpe_models
 from tqdm import tqdm
 
-__all__ = ["dtype_for", "train_bpe", "encode_texts"]
+from sweeps.errors import UserError
+
+__all__ = ["dtype_for", "train_bpe", "encode_texts", "check_bpe_vocab"]
 
 _BATCH_BYTES = 1 << 20  # encode_batch chunks: big enough for its threads, small for the bar
 
@@ -20,6 +22,18 @@ _BATCH_BYTES = 1 << 20  # encode_batch chunks: big enough for its threads, small
 def dtype_for(vocab_size: int) -> np.dtype:
     """The smallest unsigned dtype that holds every id of a `vocab_size` vocabulary."""
     return np.dtype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+
+
+def check_bpe_vocab(vocab_size: int, n_bytes: int) -> None:
+    """Refuse a BPE vocabulary no corpus of `n_bytes` can make: each merge beyond the 256 byte
+    symbols needs a pair of symbols in the text, so at most 256 + n_bytes symbols exist."""
+    if vocab_size > 256 + n_bytes:
+        raise UserError(
+            "data.vocab_size",
+            f"a BPE of {vocab_size:,} symbols needs more merges than the corpus's {n_bytes:,} "
+            "bytes can give",
+            f"use data.vocab_size <= {256 + n_bytes} (far less in practice), or a larger corpus",
+        )
 
 
 def train_bpe(texts: list[str], *, vocab_size: int, progress: bool) -> Tokenizer:

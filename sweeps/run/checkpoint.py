@@ -1,9 +1,12 @@
-"""Checkpoints of one run: written atomically, resumed only on the same inputs."""
+"""Checkpoints of one run: written atomically, resumed only on the same inputs; one that cannot
+be loaded (truncated by a kill mid-copy, another format, a foreign pickle that weights_only
+refuses, another model's tensors) is moved aside and the run starts again from scratch."""
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,9 @@ import torch
 
 from sweeps.errors import UserError
 
-__all__ = ["check_same_inputs", "save_checkpoint"]
+__all__ = ["check_same_inputs", "save_checkpoint", "load_checkpoint"]
+
+REQUIRED_KEYS = ("model", "optim", "step")
 
 
 def check_same_inputs(state: dict[str, Any], path: Path, dataset_id: str, precision: str) -> None:
@@ -42,3 +47,56 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _unusable(state: Any, model: torch.nn.Module, opt: torch.optim.Optimizer) -> str | None:
+    """Why `state` cannot resume `model` and `opt`, or None. Checked before anything is copied,
+    so a refused checkpoint leaves the fresh model and optimizer untouched."""
+    if not isinstance(state, dict) or any(k not in state for k in REQUIRED_KEYS):
+        return f"not a checkpoint of this project (no {', '.join(REQUIRED_KEYS)})"
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    saved = state["model"]
+    if not isinstance(saved, dict):
+        return "its model entry is not a state dict"
+    have = {k: tuple(getattr(v, "shape", ())) for k, v in saved.items()}
+    if have != want:
+        wrong = sorted(set(have) ^ set(want)) or sorted(k for k in want if have[k] != want[k])
+        return f"another model's weights ({', '.join(wrong[:3])} differ)"
+    groups = state["optim"].get("param_groups") if isinstance(state["optim"], dict) else None
+    mine = opt.state_dict()["param_groups"]
+    if not isinstance(groups, list) or [len(g.get("params", [])) for g in groups] != [
+        len(g["params"]) for g in mine
+    ]:
+        return "its optimizer state belongs to another model"
+    return None
+
+
+def load_checkpoint(
+    path: Path,
+    *,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    device: torch.device,
+    dataset_id: str,
+    precision: str,
+    say: Callable[[str], None],
+) -> dict[str, Any] | None:
+    """Load `path` into `model` and `opt` and return its state; None (after moving the file aside
+    to `<name>.corrupt-<time>` and saying so) when it cannot be used. A checkpoint of other data
+    or precision is not corrupt: that stays a UserError (check_same_inputs)."""
+    from sweeps.records import set_aside
+
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        problem = _unusable(state, model, opt)
+    except Exception as e:  # truncated zip, not a zip, a pickle weights_only refuses, ...
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        problem = f"cannot be loaded ({type(e).__name__}: {first})"
+    if problem is None:
+        check_same_inputs(state, path, dataset_id, precision)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optim"])
+        return state
+    aside = set_aside(path)
+    say(f"{path}: {problem}; moved aside to {aside.name}, training from scratch")
+    return None

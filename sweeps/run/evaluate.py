@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from sweeps.run.distributed import Ranks, rows_of
+from sweeps.run.memory import EVAL_BATCH_SIZE
 
 __all__ = ["global_batch", "evaluate"]
 
@@ -51,7 +52,7 @@ def evaluate(
     device: torch.device,
     autocast: Callable[[], AbstractContextManager],
     ranks: Ranks,
-    batch_size: int = 32,
+    batch_size: int = EVAL_BATCH_SIZE,
 ) -> tuple[float, float]:
     """Mean cross-entropy (nats/token) over the fixed held-out windows, and its standard error
     over sequences (the same windows for every run, so differences between runs are paired).

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from models import build_model
 from sweeps import records
 from sweeps.config import RunConfig
 from sweeps.data import TokenData, eval_windows, load_dataset
-from sweeps.run.checkpoint import check_same_inputs
+from sweeps.run.checkpoint import check_same_inputs, load_checkpoint
 from sweeps.run.checkpoint import save_checkpoint as _save_checkpoint
 from sweeps.run.device import (
     CompileOrEager,
@@ -134,15 +135,24 @@ def train(
         start_step = init_step = int(state["step"])
         if main and (out_dir / records.CURVE_FILE).exists():
             (out_dir / records.CURVE_FILE).unlink()
-    elif ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
-        check_same_inputs(state, ckpt_path, data.dataset_id, precision)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optim"])
+    elif ckpt_path.exists() and (
+        state := load_checkpoint(
+            ckpt_path,
+            model=model,
+            opt=opt,
+            device=device,
+            dataset_id=data.dataset_id,
+            precision=precision,
+            say=lambda text: print(f"[{run_id}] {text}", file=sys.stderr, flush=True),
+        )
+    ):
         start_step = int(state["step"])
-        elapsed_s = float(state["elapsed_s"])
-        train_sum, train_count = float(state["train_sum"]), int(state["train_count"])
-        last_train_loss = float(state["last_train_loss"])
+        elapsed_s = float(state.get("elapsed_s", 0.0))
+        train_sum, train_count = (
+            float(state.get("train_sum", 0.0)),
+            int(state.get("train_count", 0)),
+        )
+        last_train_loss = float(state.get("last_train_loss", float("nan")))
         init_step = int(state.get("init_step", 0))
         if main:
             records.truncate_curve(out_dir, start_step)  # evaluations past the checkpoint: redone

@@ -3,6 +3,7 @@ failed (up to `max_retries`), and never let two processes train the same run (a 
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -17,6 +18,7 @@ from typing import Any
 from sweeps import records
 from sweeps.config import RunConfig
 from sweeps.errors import UserError
+from sweeps.run import preflight
 from sweeps.run.identity import run_id_for, semantic_config
 
 __all__ = ["run_dir_for", "run_one", "run_lock", "skipped_record", "run_ranked"]
@@ -28,21 +30,6 @@ PLAN_FILE = "plan.json"  # the run's planned steps and tokens, written when it s
 
 def run_dir_for(cfg: RunConfig) -> Path:
     return Path(cfg.results_dir) / cfg.sweep_name / run_id_for(cfg)
-
-
-def _check_writable(results_dir: Path) -> None:
-    """Refuse before creating anything when the results folder cannot be written."""
-    probe = results_dir
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise UserError(
-            "results_dir",
-            f"cannot write under {probe}",
-            "choose a writable folder, e.g. results_dir=$HOME/results",
-        )
 
 
 @contextmanager
@@ -88,6 +75,61 @@ def _check_identity(run_dir: Path, cfg: RunConfig) -> None:
         )
 
 
+def _config_from_record(record: dict[str, Any]) -> RunConfig:
+    """The RunConfig a record was trained with (its semantic part; execution knobs at defaults)."""
+    from sweeps import config as schemas
+
+    raw = record["config"]
+    groups = {
+        "model": schemas.ModelConfig,
+        "data": schemas.DataConfig,
+        "optim": schemas.OptimConfig,
+        "schedule": schemas.ScheduleConfig,
+        "budget": schemas.BudgetConfig,
+        "branch": schemas.BranchConfig,
+    }
+    parts: dict[str, Any] = {k: cls(**raw[k]) for k, cls in groups.items() if k in raw}
+    top = {f.name for f in dataclasses.fields(RunConfig)} - set(groups)
+    parts.update({k: raw[k] for k in ("seed", "precision", "parent_run_id") if k in top & set(raw)})
+    return RunConfig(**parts)
+
+
+def _check_record_identity(run_dir: Path, cfg: RunConfig, record: dict[str, Any]) -> None:
+    """A finished record whose config (or resolved seed / lr) no longer names this run id was
+    edited or written by other code: refused, as a disagreeing config.json is."""
+    path = run_dir / records.RECORD_FILE
+    fix = f"move or delete {run_dir} (it was made by other code or edited by hand)"
+    try:
+        then = semantic_config(_config_from_record(record))
+    except (KeyError, TypeError, AttributeError, UserError) as e:
+        problem = e.line() if isinstance(e, UserError) else f"{type(e).__name__}: {e}"
+        raise UserError(str(path), f"its config cannot be read back ({problem})", fix) from None
+    now = semantic_config(cfg)
+    then, now = (json.loads(json.dumps(c, sort_keys=True, default=str)) for c in (then, now))
+    diff = sorted(k for k in set(then) | set(now) if then.get(k) != now.get(k))
+    if record.get("seed") is not None and record.get("seed") != cfg.seed:
+        diff.append("seed")
+    if isinstance(cfg.optim.lr, float) and record.get("lr") not in (None, cfg.optim.lr):
+        diff.append("lr")
+    if diff:
+        raise UserError(
+            str(path), f"the recorded config disagrees with the run id in {', '.join(diff)}", fix
+        )
+
+
+def _read_or_set_aside(run_dir: Path) -> dict[str, Any] | None:
+    """The run's record, or None when there is none; an unreadable one is moved aside (with a
+    message) so that the run trains again instead of counting as done or partial forever."""
+    if not (run_dir / records.RECORD_FILE).exists():
+        return None
+    try:
+        return records.read_record(run_dir)
+    except records.RecordError as e:
+        aside = records.set_aside(run_dir / records.RECORD_FILE)
+        _say(f"[{run_dir.name}] {e}; moved aside to {aside.name}, the run trains again")
+        return None
+
+
 def skipped_record(cfg: RunConfig, reason: str, prep: Any) -> dict[str, Any]:
     """The record of a run that never trained (skipped, failed, or a branch whose trunk failed)."""
     plan = prep.plan
@@ -126,10 +168,11 @@ def _finished(run_dir: Path, cfg: RunConfig) -> dict[str, Any] | None:
     try:
         record = records.read_record(run_dir)
     except records.RecordError:
-        return None
+        return None  # set aside under the run's lock (run_one)
     if record.get("status") not in ("ok", "diverged"):
         return None
     _check_identity(run_dir, cfg)
+    _check_record_identity(run_dir, cfg, record)
     _say_done(run_dir, record)
     return record
 
@@ -153,8 +196,9 @@ def run_one(
     # (`import sweeps.run.loop` costs TORCH_IMPORT_S, most of a finished job's time).
     from sweeps.run.loop import prepare, train
 
-    _check_writable(Path(cfg.results_dir))
+    preflight.check_before_data(cfg)  # before a cache entry or a folder is written
     prep = prepare(cfg, progress=cfg.progress != "none")
+    preflight.check_with_data(cfg, prep.data, prep.plan)
     if prep.plan.problem and not in_sweep:
         raise UserError(
             "budget",
@@ -167,9 +211,11 @@ def run_one(
             _say(f"[{run_dir.name}] is being trained by another process; skipped here")
             return None
         _check_identity(run_dir, cfg)
+        _read_or_set_aside(run_dir)
         state = records.run_state(run_dir)
         if state == "done":
             record = records.read_record(run_dir)
+            _check_record_identity(run_dir, cfg, record)
             _say_done(run_dir, record)
             return record
         attempts = 0

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from sweeps import records
 from sweeps.run.identity import run_id_for
+from sweeps.run.preflight import check_seed
 from sweeps.sweep.compose import to_run_config
 from sweeps.sweep.expand import job_overrides, task_config
 
@@ -38,8 +39,9 @@ def _run_ids(config: DictConfig) -> list[str | None]:
     ids: list[str | None] = []
     for overrides in job_overrides(config, config_loader=loader):
         try:
-            cfg = task_config(loader.load_sweep_config(config, list(overrides)))
-            ids.append(run_id_for(to_run_config(cfg)))
+            cfg = to_run_config(task_config(loader.load_sweep_config(config, list(overrides))))
+            check_seed(cfg.seed)  # the job refuses it before its folder exists: not a run
+            ids.append(run_id_for(cfg))
         except Exception:  # reported by the job itself, with the field at fault
             ids.append(None)
     return ids
@@ -96,7 +98,26 @@ def _tune_line(sweep_dir: Path) -> str | None:
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
+        n_jobs = config.hydra.launcher.get("n_jobs")
+        if isinstance(n_jobs, int) and (n_jobs == 0 or n_jobs < -1):  # joblib's traceback else
+            print(
+                f"error: hydra.launcher.n_jobs: must be >= 1 (or -1: every core), got {n_jobs}. "
+                "Fix: e.g. hydra.launcher.n_jobs=2",
+                file=sys.stderr,
+                flush=True,
+            )
+            sys.exit(2)
+        try:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # before any job: one line, nothing launched
+            print(
+                f"error: results_dir: cannot create the sweep folder {sweep_dir} "
+                f"({e.strerror or type(e).__name__}). Fix: choose a writable folder, "
+                "e.g. results_dir=$HOME/results",
+                file=sys.stderr,
+                flush=True,
+            )
+            sys.exit(2)
         (sweep_dir / JOB_ERRORS).unlink(missing_ok=True)
         self.t0 = time.time()
         self.tune = "tune" in config  # sweeps.tune: each job is a study, its trials the runs

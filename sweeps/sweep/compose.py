@@ -8,6 +8,7 @@ sweeps.tune) and the sweep modules (expansion, plan, callback) import this modul
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -23,7 +24,7 @@ from sweeps.config import (
 )
 from sweeps.errors import UserError
 
-__all__ = ["register_configs", "to_run_config"]
+__all__ = ["register_configs", "to_run_config", "compose_error", "run_hydra_cli"]
 
 
 def register_configs() -> None:
@@ -93,3 +94,60 @@ def to_run_config(cfg: Any) -> RunConfig:
             "set optim.lr=auto and/or optim.batch_size=auto, or drop optim.rules",
         )
     return obj
+
+
+def compose_error(e: Exception) -> UserError:
+    """Hydra's compose-time errors (unknown key, wrong type, unknown option) as one UserError."""
+    import difflib
+
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import OmegaConfBaseException
+
+    cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else e
+    first = " ".join(str(cause).split("\n")[0].split()) or type(cause).__name__
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file:
+        group, _, name = e.missing_cfg_file.rpartition("/")
+        options = [o for o in (e.options or []) if o != "schema"]
+        return UserError(
+            group or "config", f"no option {name!r}", f"use one of {options}" if options else ""
+        )
+    if isinstance(e, OverrideParseException):
+        return UserError(
+            e.override or "overrides", first, "write each override as key=value, e.g. optim.lr=3e-3"
+        )
+    key = getattr(cause, "full_key", None) or "overrides"
+    schema = getattr(cause, "object_type", None)
+    if "not in" in first and dataclasses.is_dataclass(schema):  # an unknown key
+        names = [f.name for f in dataclasses.fields(schema)]
+        close = difflib.get_close_matches(str(key).rpartition(".")[2], names, n=1)
+        prefix = str(key).rpartition(".")[0]
+        guess = f"{prefix}.{close[0]}" if prefix and close else (close[0] if close else None)
+        fix = f"did you mean {guess}?" if guess else f"valid keys here: {', '.join(names)}"
+        return UserError(str(key), f"unknown key ({first})", fix)
+    return UserError(
+        str(key),
+        first,
+        "give it a value of the type in sweeps/config.py (`python -m sweeps.train --cfg job` "
+        "shows every key with its default)",
+    )
+
+
+def run_hydra_cli(main: Callable[[], Any]) -> None:
+    """Call a `@hydra.main` function with Hydra's own config errors (unknown key, wrong type,
+    unknown option) printed as one `error:` line, exit code 2 (every Hydra entry point)."""
+    import os
+    import sys
+
+    from hydra.errors import CompactHydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    keep_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    # Let Hydra's errors reach us instead of its own multi-line printer (our bugs keep a traceback).
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        main()
+    except (CompactHydraException, OmegaConfBaseException) as e:
+        if keep_traceback:
+            raise
+        print(f"error: {compose_error(e).line()}", file=sys.stderr, flush=True)
+        sys.exit(2)

@@ -24,6 +24,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from sweeps.errors import UserError
 from sweeps.sweep.compose import register_configs
 
 __all__ = [
@@ -71,7 +72,11 @@ def job_overrides(master: DictConfig, *, config_loader: Any = None) -> list[list
     sweeper = master.hydra.sweeper
     target = sweeper.get("_target_", "")
     if not str(target).endswith("BasicSweeper"):
-        raise ValueError(f"only Hydra's basic sweeper can be expanded, this config uses {target}")
+        raise UserError(
+            "hydra/sweeper",
+            f"only Hydra's basic sweeper can be planned, this config uses {target}",
+            "plan the grid with the basic sweeper (drop the hydra/sweeper override)",
+        )
     params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {}
     task = OmegaConf.to_container(master.hydra.overrides.task)
     assert isinstance(params, dict) and isinstance(task, list)

@@ -20,14 +20,16 @@ from sweeps import records
 from sweeps.branches.wsd import branch_costs, branch_plan
 from sweeps.data import load_dataset
 from sweeps.errors import UserError
+from sweeps.run import preflight
 from sweeps.run.identity import run_id_for
+from sweeps.run.memory import available_memory, fmt_bytes
 from sweeps.run.plan import plan_run
 from sweeps.run.runner import run_dir_for
 from sweeps.sweep.compose import to_run_config
 from sweeps.sweep.expand import expand_sweep
 from sweeps.sweep.timemodel import TimeModel, fit_time_model, schedule_wall_s
 
-__all__ = ["PlannedRun", "plan_sweep", "format_table", "format_report", "summary"]
+__all__ = ["PlannedRun", "plan_sweep", "format_table", "format_report", "summary", "memory_problem"]
 
 
 @dataclass
@@ -47,6 +49,7 @@ class PlannedRun:
     problem: str | None  # set: the run will be recorded as skipped with this reason
     est_s: float  # estimated seconds to train it from scratch (setup included)
     remaining_s: float  # what is left of it (0 when done)
+    memory_bytes: int  # estimated peak memory of training it (sweeps/run/memory.py)
 
 
 def _existing_state(run_dir: Path, n_steps: int) -> tuple[str, float]:
@@ -69,6 +72,7 @@ def plan_sweep(
     expansion = expand_sweep(overrides, config_dir=config_dir)
     master = expansion.master
     results_dir = str(master.get("results_dir", "results"))
+    preflight.check_results_dir(results_dir, str(master.get("sweep_name", "default")))
     model = time_model or fit_time_model(results_dir)
     datasets: dict[str, Any] = {}
     runs: list[PlannedRun] = []
@@ -84,9 +88,18 @@ def plan_sweep(
             raise UserError(
                 str(key), str(e).splitlines()[0], f"job {' '.join(job.overrides)}"
             ) from e
+        preflight.check_seed(cfg.seed)
+        preflight.check_device(cfg.device)
+        split = preflight.predicted_split(cfg.data)
+        if split is not None:  # before a cache entry is built
+            preflight.check_split(*split, context=cfg.model.context, where=f"data={cfg.data.name}")
         key = json.dumps(asdict(cfg.data), sort_keys=True)
         if key not in datasets:
             datasets[key] = load_dataset(cfg.data, progress=False)
+        data = datasets[key]
+        preflight.check_split(
+            len(data.train), len(data.val), context=cfg.model.context, where=data.dataset_id
+        )
         vocab_size = datasets[key].vocab_size
         cfgs.append(cfg)
         bp = None
@@ -149,6 +162,7 @@ def plan_sweep(
                 problem=plan.problem,
                 est_s=est,
                 remaining_s=0.0 if state in ("done", "diverged", "skipped") else est * (1 - frac),
+                memory_bytes=preflight.memory_estimate(cfg, plan).total,
             )
         )
     launcher = master.hydra.launcher
@@ -159,6 +173,7 @@ def plan_sweep(
     else:  # submitit_local, ray: every run at once, cores permitting
         n_jobs = os.cpu_count() or 1
     info = {
+        "device": str(master.get("device", "auto")),
         "sweep_name": str(master.sweep_name),
         "results_dir": results_dir,
         "n_jobs": n_jobs,
@@ -197,7 +212,7 @@ def format_table(runs: list[PlannedRun]) -> str:
         "D/N",
         "steps",
     )
-    head += ("state", "est")
+    head += ("state", "est", "memory")
     rows = [head]
     for r in runs:
         rows.append(
@@ -214,6 +229,7 @@ def format_table(runs: list[PlannedRun]) -> str:
                 str(r.n_steps),
                 r.state if not (r.problem and r.state == "new") else "new->skip",
                 _fmt_s(r.est_s),
+                fmt_bytes(r.memory_bytes),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
@@ -242,7 +258,38 @@ def summary(runs: list[PlannedRun], info: dict[str, Any]) -> dict[str, Any]:
         "wall_s_all": schedule_wall_s([r.est_s for r in runs], info["n_jobs"], model["startup_s"]),
         "wall_s_remaining": schedule_wall_s(todo, info["n_jobs"], model["startup_s"]),
         "serial_s_all": sum(r.est_s for r in runs),
+        "memory_max_bytes": max((r.memory_bytes for r in runs), default=0),
+        # the n_jobs largest runs at once: the worst case of the launcher's parallelism
+        "memory_parallel_bytes": sum(
+            sorted((r.memory_bytes for r in runs), reverse=True)[: max(1, info["n_jobs"])]
+        ),
     }
+
+
+def memory_problem(total: dict[str, Any], *, device: str) -> tuple[str, UserError | None]:
+    """(the memory line plan prints, the refusal when the largest run does not fit)."""
+    available, where = available_memory(device)
+    line = (
+        f"memory: up to {fmt_bytes(total['memory_max_bytes'])} per run, "
+        f"{fmt_bytes(total['memory_parallel_bytes'])} with {total['n_jobs']} at once; "
+        + (f"{fmt_bytes(available)} {where}" if available is not None else "available unknown")
+    )
+    if available is None:
+        return line, None
+    if total["memory_max_bytes"] > available:
+        return line, UserError(
+            "memory",
+            f"the largest run needs about {fmt_bytes(total['memory_max_bytes'])}, more than the "
+            f"{fmt_bytes(available)} {where}",
+            "lower model.n_params, optim.batch_size or model.context (the memory column shows "
+            "each run's estimate)",
+        )
+    if total["memory_parallel_bytes"] > available:
+        line += (
+            f"\nwarning: {total['n_jobs']} runs at once may need more than that; lower "
+            "hydra.launcher.n_jobs (or --jobs here)"
+        )
+    return line, None
 
 
 def format_report(runs: list[PlannedRun], info: dict[str, Any], total: dict[str, Any]) -> str:

@@ -3,12 +3,14 @@
 Reads only JSON (record.json, curve.jsonl, plan.json, .sweep.json): no torch, no Hydra, so it is
 instant and works on a copied folder. States: ok, diverged, skipped (a record), failed, partial
 (started, no record: progress = last evaluated step / planned steps, ETA from the tokens/s it
-showed), and pending (a job of the last launch that has no folder yet).
+showed), unreadable (a record.json that is not a record), non-finite (status ok, loss not a
+finite number), and pending (a job of the last launch that has no folder yet).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ __all__ = ["sweep_status", "format_status"]
 
 PLAN_FILE = "plan.json"  # written by sweeps.run.runner when a run starts
 SWEEP_FILE = ".sweep.json"  # written by sweeps.sweep.callbacks at the start of a launch
-ORDER = ("ok", "diverged", "skipped", "failed", "partial", "pending")
+ORDER = ("ok", "diverged", "non-finite", "skipped", "failed", "unreadable", "partial", "pending")
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -32,11 +34,19 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _run_status(run_dir: Path, now: float) -> dict[str, Any]:
     row: dict[str, Any] = {"run_id": run_dir.name}
-    state = records.run_state(run_dir)
-    if state in ("done", "failed"):
-        rec = records.read_record(run_dir)
+    if (run_dir / records.RECORD_FILE).exists():
+        try:
+            rec = records.read_record(run_dir)
+        except records.RecordError as e:  # a rerun moves it aside and trains the run again
+            row.update(state="unreadable", reason=f"{e}; a rerun sets it aside and retrains")
+            return row
+        loss = rec.get("loss")
+        state = str(rec.get("status", "?"))
+        if state == "ok" and not (isinstance(loss, int | float) and math.isfinite(loss)):
+            state = "non-finite"  # the analysis leaves it out of every fit
+            rec = {**rec, "reason": f"status ok but its loss is {loss!r}, not a finite number"}
         row.update(
-            state=rec.get("status", "?"),
+            state=state,
             n_params=rec.get("n_params"),
             n_tokens=rec.get("n_tokens"),
             flops=rec.get("flops"),
@@ -88,11 +98,13 @@ def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str
     counts = {s: 0 for s in ORDER}
     for r in runs:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
-    finished = sum(counts[s] for s in ("ok", "diverged", "skipped", "failed"))
+    finished = sum(counts[s] for s in ("ok", "diverged", "non-finite", "skipped", "failed"))
     eta = None
     if launch.get("started_at") and expected:
         done_now = sum(
-            1 for r in runs if r["run_id"] in expected and r["state"] not in ("partial", "pending")
+            1
+            for r in runs
+            if r["run_id"] in expected and r["state"] not in ("partial", "pending", "unreadable")
         )
         k_new = done_now - int(launch.get("n_finished_at_start", 0))
         left = len(expected) - done_now

@@ -42,6 +42,7 @@ from optuna.trial import TrialState
 from sweeps import records
 from sweeps.branches.wsd import run_job
 from sweeps.errors import UserError
+from sweeps.run.preflight import check_device, check_results_dir, check_seed
 from sweeps.run.runner import run_dir_for, run_lock
 from sweeps.tuning.study import (
     TuneConfig,
@@ -98,6 +99,10 @@ def tune_size(cfg: TuneRunConfig) -> dict[str, Any]:
 
     Returns the study summary (also written to results/<sweep>/tune/<study>.json).
     """
+    # what every trial would refuse, refused once before the study's database is written
+    check_seed(cfg.seed)
+    check_device(cfg.device)
+    check_results_dir(cfg.results_dir, cfg.sweep_name)
     study = open_study(cfg)
     check_study_base(study, cfg)
     _recover_interrupted(study)
