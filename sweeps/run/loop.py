@@ -31,9 +31,11 @@ from sweeps.run.checkpoint import check_same_inputs
 from sweeps.run.checkpoint import save_checkpoint as _save_checkpoint
 from sweeps.run.identity import run_id_for
 from sweeps.run.lr_schedule import lr_at
-from sweeps.run.plan import RunPlan, plan_run
+from sweeps.run.plan import RunPlan, plan_run, resolved_config
 from sweeps.run.progress import Progress
 from sweeps.run.provenance import code_version, lib_versions
+from sweeps.tracking.fanout import Tracking
+from sweeps.tracking.meter import Meter
 
 # _save_checkpoint is bound here so tests can patch loop._save_checkpoint (a kill mid-save).
 __all__ = ["train", "prepare", "Prepared", "resolve_device", "resolve_precision"]
@@ -111,6 +113,7 @@ def train(
     init_from: Path | None = None,
     keep_at: dict[int, Path] | None = None,
     on_eval: Callable[[int, float], bool] | None = None,
+    tracking: Tracking | None = None,
 ):
     """Train one run into `out_dir` (created if needed) and return its record (also written).
 
@@ -122,6 +125,8 @@ def train(
     WSD branches (sweeps/branches/wsd.py): `init_from` is a checkpoint (another run's, at step k)
     to start from when this run has none of its own; the record's `flops_marginal` then counts
     only steps k.. . `keep_at` maps steps to paths where a copy of the checkpoint is kept.
+    `tracking` (opened by the runner) gets metrics through sweeps/tracking/meter.py, each step's
+    before that step's checkpoint; it never changes what is trained or recorded.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -163,6 +168,7 @@ def train(
     start_step, elapsed_s, train_sum, train_count, last_train_loss = 0, 0.0, 0.0, 0, float("nan")
     init_step = 0  # steps inherited from init_from (not spent by this run)
     keep_at = keep_at or {}
+    resumed: dict[str, Any] = {}  # the checkpoint resumed from, if any
     if not ckpt_path.exists() and init_from is not None:
         state = torch.load(init_from, map_location=device, weights_only=True)
         check_same_inputs(state, Path(init_from), data.dataset_id, precision)
@@ -172,7 +178,7 @@ def train(
         if (out_dir / records.CURVE_FILE).exists():
             (out_dir / records.CURVE_FILE).unlink()
     elif ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=True)
+        state = resumed = torch.load(ckpt_path, map_location=device, weights_only=True)
         check_same_inputs(state, ckpt_path, data.dataset_id, precision)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optim"])
@@ -185,7 +191,11 @@ def train(
     elif (out_dir / records.CURVE_FILE).exists():
         (out_dir / records.CURVE_FILE).unlink()  # a start from scratch must not keep old points
 
+    meter = Meter.for_run(tracking, cfg, plan, data.val_bytes_per_token, str(device), precision)
+    meter.resume(resumed)
+
     def checkpoint(step: int, path: Path = ckpt_path) -> None:
+        meter.flush()  # what the trackers got up to this step survives a kill after it
         _save_checkpoint(
             path,
             {
@@ -200,10 +210,12 @@ def train(
                 "init_step": init_step,
                 "dataset_id": data.dataset_id,
                 "precision": precision,
+                **meter.state(),
             },
         )
 
     progress = Progress(cfg.progress, total=n_steps, initial=start_step, desc=run_id)
+    meter.start(start_step)
     t0 = time.perf_counter()
     last_ckpt = t0
     status, reason = "ok", None
@@ -236,6 +248,7 @@ def train(
         progress.update(
             done, loss=loss_value, tokens_per_s=(done - start_step) * bs * ctx / (now - t0)
         )
+        meter.step(done, loss_value, lr)
         if done in eval_steps:
             last_train_loss = train_sum / max(1, train_count)
             train_sum, train_count = 0.0, 0
@@ -253,6 +266,7 @@ def train(
                     "time_s": elapsed_s + (now - t0),
                 },
             )
+            meter.evaluation(done, val_loss, val_se)
             if not math.isfinite(val_loss):
                 status, reason = "diverged", f"non-finite validation loss at step {done}"
                 break
@@ -316,13 +330,7 @@ def _make_record(
     """Every field of the record contract (sweeps/records.py)."""
     counts, fpt = plan.n_params_by_convention, plan.flops_per_token
     n_params = counts["matmul"]
-    config = asdict(cfg)
-    config["resolved"] = {
-        "lr": plan.lr,
-        "batch_size": plan.batch_size,
-        "precision": precision,
-        "device": device,
-    }
+    config = resolved_config(cfg, plan, precision=precision, device=device)
     return {
         "run_id": run_id,
         "sweep": cfg.sweep_name,
