@@ -12,6 +12,9 @@ never stops a run. What each module owns:
   when used (each takes 0.5-3 s to import, and is an optional extra).
 - `peak`: a matmul probe of the device's peak FLOP/s for MFU (the only module that imports torch).
 
-Imports: the standard library, `sweeps.errors` and the trackers' own packages; no torch (except
-`peak`), no Hydra, so `analysis/` opens its summary run through the same backends.
+May import: the standard library, `sweeps.errors` and the trackers' own packages (inside the
+backends' methods: each is an optional extra, slow to import); `meter` names `sweeps.config` and
+`sweeps.run.plan` for type checking only. Never torch (except `peak`) or Hydra: `analysis/` opens
+its summary run through the same backends. `sweeps.config` imports `settings`; `sweeps.run`
+imports `fanout`, `meter` and `peak`.
 """
