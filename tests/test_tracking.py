@@ -79,7 +79,7 @@ def test_a_missing_package_is_one_line_naming_the_extra(tiny_overrides, tmp_path
 
 
 def test_the_tracker_node_changes_neither_the_run_id_nor_the_record_config(tiny_cfg):
-    from sweeps.config import run_id_for
+    from sweeps.run.identity import run_id_for
 
     plain, tracked = tiny_cfg(), tiny_cfg(tracker=TrackerConfig(tensorboard=True))
     assert run_id_for(plain) == run_id_for(tracked)
