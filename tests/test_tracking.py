@@ -371,7 +371,7 @@ def test_analysis_logs_laws_and_figures_to_one_mlflow_summary_run(iso_report):
 def test_analysis_logs_to_tensorboard_without_torch(iso_report):
     sweep, rep = iso_report
     code = (
-        "import sys; from pathlib import Path; from analysis.report import Report; "
+        "import sys; from pathlib import Path; from analysis.results import Report; "
         "from analysis.trackers import log_report; "
         f"rep = Report(out_dir=Path({str(rep.out_dir)!r}), target_flops={rep.target_flops!r}, "
         f"figures={rep.figures!r}); print(log_report(rep, {str(sweep)!r}, tracker='tensorboard')); "
