@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import AnalysisError
+from .trackers import TRACKERS, check_tracker, log_report
 
 __all__ = ["main", "build_parser"]
 
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--compare", action="store_true",
                    help="several sweeps (or archs) on one figure")  # fmt: skip
+    p.add_argument("--tracker", choices=TRACKERS, default=None,
+                   help="also log the laws and figures to one summary run of the sweep "
+                   "(docs/trackers.md)")  # fmt: skip
     return p
 
 
@@ -110,6 +114,10 @@ def _check_args(args: argparse.Namespace) -> list[tuple[float, float]]:
     if args.compare and (table_opts or args.holdout):
         raise AnalysisError("--compare takes folders only; drop --columns/--group/--predict/"
                             "--json/--holdout or analyse one source")  # fmt: skip
+    if args.tracker and args.compare:
+        raise AnalysisError("--tracker logs one sweep's report: drop --compare")
+    if args.tracker:
+        check_tracker(args.tracker)  # its package, before any fit
     if args.json and not args.predict:
         raise AnalysisError("--json prints the predictions: add --predict N=..,D=..")
     parse_columns(args.columns)
@@ -146,6 +154,8 @@ def _report_one(args, source, out: Path | None, arch: str | None, say) -> None:
                        out=out, seed=args.seed, arch=arch, n_convention=args.n_convention,
                        holdout=args.holdout)  # fmt: skip
     say(summarize(rep) + ("\n" if arch is not None else ""))
+    if args.tracker:
+        say(log_report(rep, args.paths[0], tracker=args.tracker, per_arch=arch is not None))
 
 
 def _run(args: argparse.Namespace, points, say, stdout: TextIO) -> None:

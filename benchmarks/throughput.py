@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from models import GPTShape, build_model, flops_per_token, param_counts, solve_shape
+from sweeps.tracking.peak import matmul_peak
 
 __all__ = ["Result", "main", "matmul_peak", "train_throughput"]
 
@@ -55,21 +56,6 @@ def _autocast(dtype: str) -> contextlib.AbstractContextManager:
     if dtype == "bf16":
         return torch.autocast(device_type="cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-def matmul_peak(dtype: str, *, size: int, repeats: int) -> float:
-    """Best FLOP/s of a (size x size) @ (size x size) matmul in `dtype` at the current threads."""
-    torch_dtype = torch.bfloat16 if dtype == "bf16" else torch.float32
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=g).to(torch_dtype)
-    b = torch.randn(size, size, generator=g).to(torch_dtype)
-    torch.mm(a, b)  # warm-up: thread pool, packing buffers
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        torch.mm(a, b)
-        best = min(best, time.perf_counter() - start)
-    return 2 * size**3 / best
 
 
 def _batches(shape: GPTShape, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -13,6 +13,8 @@ Layout by concern (each subpackage's docstring says what it owns and what it may
     sweeps/sweep/       a sweep: the Hydra edge (compose, expansion, callback), its plan, status
                         and time model
     sweeps/tuning/      lr and batch size by scale: Optuna studies, the rules fitted from them
+    sweeps/tracking/    trackers (TensorBoard, W&B, MLflow) mirroring each run; settings and
+                        backends import no torch or Hydra, so analysis/ logs its summary run there
 
 Entry points (argument wiring only): `python -m sweeps.train`, `.plan`, `.status`, `.tune`,
 `.demo`. Imports go one way: errors/config/records <- data <- run <- branches <- sweep, tuning

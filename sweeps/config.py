@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from sweeps.errors import require
+from sweeps.tracking.settings import TrackerConfig
 
 __all__ = [
     "ModelConfig",
@@ -22,6 +23,7 @@ __all__ = [
     "BudgetConfig",
     "BranchConfig",
     "RunConfig",
+    "TrackerConfig",
 ]
 
 ARCHS = ("gpt", "lstm")
@@ -298,6 +300,7 @@ class RunConfig:
     sweep_name: str = "default"
     progress: str = "auto"  # auto (bar on a terminal, log lines otherwise) | bar | log | none
     max_retries: int = 1  # a failed run is retried this many times by a rerun
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)  # sweeps/tracking/settings.py
 
     def __post_init__(self) -> None:
         self.budget.check()

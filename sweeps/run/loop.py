@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,6 +43,8 @@ from sweeps.run.plan import RunPlan, plan_run
 from sweeps.run.preempt import Preemption
 from sweeps.run.progress import Progress
 from sweeps.run.record import make_record, mfu
+from sweeps.tracking.fanout import Tracking
+from sweeps.tracking.meter import Meter
 
 # _save_checkpoint is bound here so tests can patch loop._save_checkpoint (a kill mid-save).
 __all__ = ["train", "prepare", "Prepared", "resolve_device", "resolve_precision", "SYNC_EVERY"]
@@ -73,6 +76,7 @@ def train(
     keep_at: dict[int, Path] | None = None,
     on_eval: Callable[[int, float], bool] | None = None,
     ranks: Ranks | None = None,
+    tracking: Tracking | None = None,
 ):
     """Train one run into `out_dir` (created if needed) and return its record (also written).
 
@@ -87,6 +91,9 @@ def train(
 
     `ranks` (sweeps/run/distributed.py): this process's rank of a DistributedDataParallel run; every
     rank takes its slice of the same global batch and only rank 0 writes anything.
+
+    `tracking` (opened by the runner) gets metrics through sweeps/tracking/meter.py, each step's
+    before that step's checkpoint; it never changes what is trained or recorded.
     """
     ranks = ranks or Ranks()
     main = ranks.is_main
@@ -127,6 +134,7 @@ def train(
     start_step, elapsed_s, train_sum, train_count, last_train_loss = 0, 0.0, 0.0, 0, float("nan")
     init_step = 0  # steps inherited from init_from (not spent by this run)
     keep_at = keep_at or {}
+    resumed: dict[str, Any] = {}  # the checkpoint resumed from, if any
     if not ckpt_path.exists() and init_from is not None:
         state = torch.load(init_from, map_location=device, weights_only=True)
         check_same_inputs(state, Path(init_from), data.dataset_id, precision)
@@ -146,6 +154,7 @@ def train(
             say=lambda text: print(f"[{run_id}] {text}", file=sys.stderr, flush=True),
         )
     ):
+        resumed = state
         start_step = int(state["step"])
         elapsed_s = float(state.get("elapsed_s", 0.0))
         train_sum, train_count = (
@@ -162,9 +171,13 @@ def train(
     # DDP averages the ranks' gradients, then compile; evaluation and saving use `model` itself
     step_model = CompileOrEager(ranks.wrap(model, device), resolve_compile(cfg.compile, device))
 
+    meter = Meter.for_run(tracking, cfg, plan, data.val_bytes_per_token, str(device), precision)
+    meter.resume(resumed)
+
     def checkpoint(step: int, path: Path = ckpt_path) -> None:
         if not main:
             return
+        meter.flush()  # what the trackers got up to this step survives a kill after it
         _save_checkpoint(
             path,
             {
@@ -179,12 +192,14 @@ def train(
                 "init_step": init_step,
                 "dataset_id": data.dataset_id,
                 "precision": precision,
+                **meter.state(),
             },
         )
 
     progress = Progress(
         cfg.progress if main else "none", total=n_steps, initial=start_step, desc=run_id
     )
+    meter.start(start_step)
     t0 = time.perf_counter()
     last_ckpt = t0
     status, reason = "ok", None
@@ -231,6 +246,8 @@ def train(
             )
             last_train_loss = losses[bad]
             break
+        for (s, lr_s, _), v in zip(pending, losses, strict=True):
+            meter.step(s + 1, v, lr_s)  # per step, in bursts where the host syncs rarely (CUDA)
         pending.clear()
         train_sum += sum(losses)
         train_count += len(losses)
@@ -257,6 +274,7 @@ def train(
             }
             if main:
                 records.append_curve(out_dir, row)
+            meter.evaluation(done, val_loss, val_se)
             if not math.isfinite(val_loss):
                 status, reason = "diverged", f"non-finite validation loss at step {done}"
                 n_done = step

@@ -6,7 +6,7 @@ and the records agree by construction (D and C are rounded down to whole optimiz
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from models import flops_per_token, make_shape, param_counts, solve_shape
@@ -14,7 +14,7 @@ from sweeps.config import RunConfig
 from sweeps.errors import UserError
 from sweeps.run.hparam_rules import resolve_hparams
 
-__all__ = ["RunPlan", "plan_run", "shape_for"]
+__all__ = ["RunPlan", "plan_run", "resolved_config", "shape_for"]
 
 
 @dataclass(frozen=True)
@@ -119,3 +119,17 @@ def plan_run(cfg: RunConfig, *, vocab_size: int) -> RunPlan:
         tokens_per_step=tokens_per_step,
         problem=problem,
     )
+
+
+def resolved_config(cfg: RunConfig, plan: RunPlan, *, precision: str, device: str) -> dict:
+    """The record's config: every field but the tracker node (a record is the same with or
+    without trackers), and what "auto" settings resolved to."""
+    config = asdict(cfg)
+    del config["tracker"]
+    config["resolved"] = {
+        "lr": plan.lr,
+        "batch_size": plan.batch_size,
+        "precision": precision,
+        "device": device,
+    }
+    return config

@@ -17,7 +17,7 @@ from sweeps.config import RunConfig
 from sweeps.data import TokenData
 from sweeps.run.device import known_peak
 from sweeps.run.distributed import Ranks
-from sweeps.run.plan import RunPlan
+from sweeps.run.plan import RunPlan, resolved_config
 from sweeps.run.provenance import code_version, lib_versions
 
 __all__ = ["make_record", "mfu"]
@@ -61,12 +61,8 @@ def make_record(
     """Every field of the record contract (sweeps/records.py)."""
     counts, fpt = plan.n_params_by_convention, plan.flops_per_token
     n_params = counts["matmul"]
-    config = asdict(cfg)
-    config["resolved"] = {
-        "lr": plan.lr,
-        "batch_size": plan.batch_size,
-        "precision": precision,
-        "device": device,
+    config = resolved_config(cfg, plan, precision=precision, device=device)
+    config["resolved"] |= {
         "world_size": world_size,
         "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
     }

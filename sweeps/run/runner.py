@@ -20,12 +20,35 @@ from sweeps.config import RunConfig
 from sweeps.errors import UserError
 from sweeps.run import preflight
 from sweeps.run.identity import run_id_for, semantic_config
+from sweeps.tracking.fanout import RunInfo, Tracking, flatten, open_tracking
 
 __all__ = ["run_dir_for", "run_one", "run_lock", "skipped_record", "run_ranked"]
 
 CONFIG_FILE = records.CONFIG_FILE
 LOCK_FILE = ".lock"
 PLAN_FILE = "plan.json"  # the run's planned steps and tokens, written when it starts
+# the record's fields a tracker run gets as its summary when the run ends
+SUMMARY_FIELDS = (
+    "status",
+    "reason",
+    "loss",
+    "loss_se",
+    "perplexity",
+    "bits_per_byte",
+    "train_loss",
+    "n_params",
+    "n_params_total",
+    "n_params_embedding",
+    "n_params_non_embedding",
+    "n_params_matmul",
+    "n_tokens",
+    "flops",
+    "flops_exact",
+    "flops_marginal",
+    "n_steps",
+    "time_s",
+    "tokens_per_s",
+)
 
 
 def run_dir_for(cfg: RunConfig) -> Path:
@@ -138,7 +161,7 @@ def skipped_record(cfg: RunConfig, reason: str, prep: Any) -> dict[str, Any]:
         "sweep": cfg.sweep_name,
         "status": "skipped",
         "reason": reason,
-        "config": asdict(cfg),
+        "config": {k: v for k, v in asdict(cfg).items() if k != "tracker"},
         "arch": cfg.model.arch,
         "shape": asdict(plan.shape),
         "n_params": plan.n_params,
@@ -151,6 +174,41 @@ def skipped_record(cfg: RunConfig, reason: str, prep: Any) -> dict[str, Any]:
         "dataset_id": prep.data.dataset_id,
         "parent_run_id": cfg.parent_run_id,
     }
+
+
+def _open_tracking(cfg: RunConfig, prep: Any) -> Tracking | None:
+    """The run's trackers (None when none is chosen), named by its run id and sweep, tagged with
+    its architecture, corpus, role and parent (a WSD trunk) and `tracker.tags` (a tuning study)."""
+    if not cfg.tracker.backends:
+        return None
+    from sweeps.run.loop import resolve_device, resolve_precision  # torch: a tracked run only
+    from sweeps.run.plan import resolved_config
+
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    params = flatten(resolved_config(cfg, prep.plan, precision=precision, device=str(device)))
+    run_id = run_id_for(cfg)
+    tags = {
+        "sweep": cfg.sweep_name,
+        "run_id": run_id,
+        "arch": cfg.model.arch,
+        "dataset_id": prep.data.dataset_id,
+        "data": cfg.data.name,
+        "role": cfg.branch.role,
+    }
+    if cfg.parent_run_id:
+        tags["parent_run_id"] = cfg.parent_run_id
+    info = RunInfo(run_id, cfg.sweep_name, cfg.results_dir, params, {**tags, **cfg.tracker.tags})
+    return open_tracking(cfg.tracker, info, label=run_id)
+
+
+def _end_tracking(tracking: Tracking | None, record: dict[str, Any]) -> None:
+    if tracking is None:
+        return
+    status = str(record.get("status"))
+    if status != "pruned":  # a pruned trial is partial: a later run of it resumes the same run
+        tracking.summary({k: record[k] for k in SUMMARY_FIELDS if k in record})
+    tracking.finish(status)
 
 
 def _say_done(run_dir: Path, record: dict[str, Any]) -> None:
@@ -249,17 +307,24 @@ def run_one(
             records.write_record(run_dir, record)
             _say(f"[{run_dir.name}] skipped: {prep.plan.problem}")
             return record
+        tracking = _open_tracking(cfg, prep)
         try:
-            record = train(cfg, run_dir, prepared=prep, **train_kwargs)
+            record = train(cfg, run_dir, prepared=prep, tracking=tracking, **train_kwargs)
         except Exception as e:  # a crash of one run must not stop a sweep
             (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
             record = skipped_record(cfg, f"{type(e).__name__}: {e}", prep)
             record.update(status="failed", attempts=attempts + 1)
             records.write_record(run_dir, record)
+            _end_tracking(tracking, record)
             _say(f"[{run_dir.name}] failed: {type(e).__name__}: {e} (see {run_dir}/error.log)")
             if not in_sweep:
                 raise
             return record
+        except BaseException:  # Ctrl-C (a SIGKILL ends everything; a rerun resumes the run)
+            if tracking is not None:
+                tracking.finish("interrupted")
+            raise
+        _end_tracking(tracking, record)
         if record["status"] == "pruned":  # stopped by `on_eval`: partial, resumable, no record
             _say(
                 f"[{run_dir.name}] pruned at step {record['step']} (val loss "

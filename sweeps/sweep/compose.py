@@ -21,6 +21,7 @@ from sweeps.config import (
     OptimConfig,
     RunConfig,
     ScheduleConfig,
+    TrackerConfig,
 )
 from sweeps.errors import UserError
 
@@ -46,6 +47,7 @@ def register_configs() -> None:
     cs.store(group="optim", name="schema", node=OptimConfig)
     cs.store(group="schedule", name="schema", node=ScheduleConfig)
     cs.store(group="budget", name="schema", node=BudgetConfig)
+    cs.store(group="tracker", name="schema", node=TrackerConfig)
 
 
 def _refuse_unknown_keys(node: Any, prefix: str) -> None:

@@ -120,6 +120,10 @@ def tune_size(cfg: TuneRunConfig) -> dict[str, Any]:
         run_cfg = trial_config(
             cfg, lr=p["lr"], batch_size=2 ** p["log2_batch_size"], warmup_frac=p.get("warmup_frac")
         )
+        tags = {**run_cfg.tracker.tags, "study": name, "trial": str(trial.number)}
+        run_cfg = dataclasses.replace(
+            run_cfg, tracker=dataclasses.replace(run_cfg.tracker, tags=tags)
+        )  # trackers group a study's trials (the run id ignores the tracker node)
         trial.set_user_attr("run_dir", str(run_dir_for(run_cfg)))
         _say(
             f"[{name}] trial {n_done + 1}/{cfg.tune.n_trials}: lr {p['lr']:.3g}, "

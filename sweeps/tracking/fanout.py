@@ -1,0 +1,175 @@
+"""`Tracking`: the one object the runner and the trainer call, fanning out to the chosen backends.
+
+Every call to a backend goes through `Tracking._call`, which runs it on one worker thread per run:
+an exception there becomes one warning per backend per run (on stderr, naming the tracker and the
+error) and the run goes on; the record is written exactly as without trackers. A backend is a
+class with these methods:
+
+    start(*, resume_step)      open (or continue) the run's tracker run; steps > resume_step
+                               logged by an interrupted attempt are dropped or overwritten
+    log(step, metrics)         scalars against the optimizer step
+    summary(values)            the record's summary at the end (and tags)
+    flush()                    make what was logged so far durable (called before checkpoints)
+    finish(status)             close it: "ok", "diverged", "failed", "pruned" or "interrupted"
+
+    images(paths)              figures (PNG), for the analysis' summary run
+"""
+
+from __future__ import annotations
+
+import importlib
+import queue
+import sys
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sweeps.tracking.settings import TrackerConfig
+
+__all__ = ["Backend", "RunInfo", "Tracking", "open_tracking", "flatten", "FACTORIES"]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What names a tracker run and what it is tagged with."""
+
+    run_id: str  # the project's run id (or "analysis" for a sweep's summary run)
+    sweep: str
+    results_dir: str
+    params: dict[str, Any]  # flat hyper-parameters (the resolved config)
+    tags: dict[str, str] = field(default_factory=dict)  # sweep, run_id, arch, corpus, parent, ...
+
+
+class Backend(Protocol):
+    def start(self, *, resume_step: int) -> None: ...
+    def log(self, step: int, metrics: Mapping[str, float]) -> None: ...
+    def summary(self, values: Mapping[str, Any]) -> None: ...
+    def images(self, paths: Iterable[Path]) -> None: ...
+    def flush(self) -> None: ...
+    def finish(self, status: str) -> None: ...
+
+
+# name -> "module:Class"; imported on use (each tracker library is an optional extra)
+FACTORIES: dict[str, str] = {
+    "tensorboard": "sweeps.tracking.tb_backend:TensorBoardBackend",
+    "wandb": "sweeps.tracking.wandb_backend:WandbBackend",
+    "mlflow": "sweeps.tracking.mlflow_backend:MlflowBackend",
+}
+
+
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> {"a.b.c": leaf}; lists become strings (trackers take scalars)."""
+    out: dict[str, Any] = {}
+    if isinstance(obj, Mapping):
+        for k, v in obj.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    key = prefix[:-1]
+    out[key] = str(obj) if isinstance(obj, list | tuple) else obj
+    return out
+
+
+class Tracking:
+    """The chosen backends of one run, called from one worker thread: the training loop only
+    queues a call (microseconds), so a tracker's latency (a SQLite commit, an event flush, W&B's
+    start-up) overlaps training, and a tracker's error never reaches the caller."""
+
+    def __init__(self, backends: dict[str, Backend], *, label: str, wait_s: float = 300.0) -> None:
+        self.backends = backends
+        self.label = label
+        self.wait_s = wait_s  # the longest a flush or the finish waits for the trackers
+        self.warned: set[str] = set()
+        self.calls: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self.worker: threading.Thread | None = None
+
+    def warn(self, name: str, method: str, error: Exception) -> None:
+        """One warning per tracker per run; later errors of that tracker stay quiet."""
+        if name in self.warned:
+            return
+        self.warned.add(name)
+        first = (str(error).splitlines() or [""])[0][:300]
+        print(
+            f"[{self.label}] warning: tracker {name}: {method} failed "
+            f"({type(error).__name__}: {first}); the run goes on, the record is unaffected "
+            "(further errors of this tracker in this run are not shown)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _work(self) -> None:
+        while (call := self.calls.get()) is not None:
+            call()
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
+        def run() -> None:
+            for name, backend in self.backends.items():
+                try:
+                    getattr(backend, method)(*args, **kwargs)
+                except Exception as e:  # noqa: BLE001 - a tracker never kills a run
+                    self.warn(name, method, e)
+
+        if self.worker is None:
+            self.worker = threading.Thread(target=self._work, name=f"tracking-{self.label}")
+            self.worker.daemon = True  # a tracker stuck past `wait_s` must not keep the process
+            self.worker.start()
+        self.calls.put(run)
+
+    def start(self, *, resume_step: int) -> None:
+        self._call("start", resume_step=resume_step)
+
+    def log(self, step: int, metrics: Mapping[str, float]) -> None:
+        self._call("log", step, dict(metrics))
+
+    def summary(self, values: Mapping[str, Any]) -> None:
+        self._call("summary", dict(values))
+
+    def images(self, paths: Iterable[Path]) -> None:
+        self._call("images", list(paths))
+
+    def flush(self) -> None:
+        """Wait until every call so far reached the trackers' files (before a checkpoint: what
+        was logged up to it survives a kill after it)."""
+        done = threading.Event()
+        self._call("flush")
+        self.calls.put(done.set)
+        if not done.wait(self.wait_s):
+            self._late("flush")
+
+    def finish(self, status: str) -> None:
+        if self.worker is None:
+            return  # nothing was started (the run failed before training)
+        self._call("finish", status)
+        self.calls.put(None)
+        assert self.worker is not None
+        self.worker.join(self.wait_s)
+        if self.worker.is_alive():
+            self._late("finish")
+
+    def _late(self, method: str) -> None:
+        print(
+            f"[{self.label}] warning: the trackers did not {method} within {self.wait_s:.0f} s; "
+            "the run goes on without waiting for them",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _factory(name: str) -> Callable[[RunInfo, TrackerConfig], Backend]:
+    module, _, cls = FACTORIES[name].partition(":")
+    return getattr(importlib.import_module(module), cls)  # type: ignore[no-any-return]
+
+
+def open_tracking(cfg: TrackerConfig, info: RunInfo, *, label: str) -> Tracking | None:
+    """The run's Tracking, or None when no tracker is chosen. Building a backend only stores its
+    settings; its library is imported and its run opened at `start` (inside the guard)."""
+    if not cfg.backends:
+        return None
+    tracking = Tracking({}, label=label)
+    for name in cfg.backends:
+        try:
+            tracking.backends[name] = _factory(name)(info, cfg)
+        except Exception as e:  # noqa: BLE001 - as any tracker call
+            tracking.warn(name, "open", e)
+    return tracking

@@ -1,0 +1,442 @@
+"""Trackers (sweeps/tracking/) with the real libraries, offline, on tiny runs: TensorBoard's own
+reader against curve.jsonl, one MLflow run and one W&B run directory per run id after a SIGKILL and
+a rerun, a 6-run joblib sweep into one MLflow experiment, and a tracker that raises on every call
+leaving the record as it is without one."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_module
+
+from sweeps import records
+from sweeps.config import TrackerConfig
+from sweeps.errors import UserError
+from sweeps.run import loop
+from sweeps.run.runner import run_dir_for, run_one
+from sweeps.sweep.compose import register_configs, to_run_config
+from sweeps.tracking import fanout, settings
+
+REPO = Path(__file__).resolve().parent.parent
+# the record's fields that measure time or when it was written: the only ones a tracker may change
+TIME_FIELDS = ("time_s", "tokens_per_s", "created_at")
+
+
+def composed(overrides: list[str]):
+    register_configs()
+    with initialize_config_module("conf", version_base="1.3"):
+        return to_run_config(compose("config", overrides=overrides))
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    env.pop("PYTEST_CURRENT_TEST", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
+    env.pop("WANDB_MODE", None)
+    return env
+
+
+def _val_curve(run_dir: Path) -> list[tuple[int, float]]:
+    return [(row["step"], row["loss"]) for row in records.read_curve(run_dir)]
+
+
+# ---- the setting ---------------------------------------------------------------------------
+
+
+def test_tracker_group_selects_one_or_several(tiny_overrides):
+    assert composed(tiny_overrides).tracker.backends == []
+    assert composed([*tiny_overrides, "tracker=mlflow"]).tracker.backends == ["mlflow"]
+    both = composed([*tiny_overrides, "tracker=[tensorboard,mlflow]"]).tracker
+    assert both.backends == ["tensorboard", "mlflow"]
+    flags = composed([*tiny_overrides, "tracker.wandb=true", "+tracker.tags.team=lm"]).tracker
+    assert flags.backends == ["wandb"] and flags.tags == {"team": "lm"}
+
+
+def test_a_missing_package_is_one_line_naming_the_extra(tiny_overrides, tmp_path, monkeypatch):
+    real = settings.importlib.util.find_spec
+    monkeypatch.setattr(
+        settings.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "wandb" else real(name, *a),
+    )
+    with pytest.raises(UserError) as e:
+        composed([*tiny_overrides, "tracker=wandb"])
+    line = e.value.line()
+    assert "\n" not in line and line.startswith("tracker.wandb: needs the wandb package")
+    assert "pip install -e '.[wandb]'" in line
+    assert not (tmp_path / "results").exists()  # raised at validation, before anything is written
+
+
+def test_the_tracker_node_changes_neither_the_run_id_nor_the_record_config(tiny_cfg):
+    from sweeps.run.identity import run_id_for
+
+    plain, tracked = tiny_cfg(), tiny_cfg(tracker=TrackerConfig(tensorboard=True))
+    assert run_id_for(plain) == run_id_for(tracked)
+
+
+# ---- a tracker never kills a run, and a skipped run logs nothing ----------------------------
+
+
+class Raising:
+    """A tracker that raises on every call."""
+
+    instances = 0
+
+    def __init__(self, info, cfg) -> None:
+        Raising.instances += 1
+
+    def _raise(self, *args, **kwargs):
+        raise RuntimeError("tracker server unreachable")
+
+    start = log = summary = flush = images = finish = _raise
+
+
+def test_a_tracker_that_raises_leaves_the_record_as_without_it(tiny_cfg, monkeypatch, capsys):
+    cfg = tiny_cfg(n_evals=4, checkpoint_every_s=0.0)
+    run_dir = run_dir_for(cfg)
+    assert run_one(cfg) is not None
+    plain, plain_curve = records.read_record(run_dir), records.read_curve(run_dir)
+    shutil.rmtree(run_dir)
+    capsys.readouterr()
+    monkeypatch.setitem(fanout.FACTORIES, "tensorboard", "tests.test_tracking:Raising")
+    tracked = run_one(replace(cfg, tracker=TrackerConfig(tensorboard=True, log_every=1)))
+    err = capsys.readouterr().err
+    assert tracked is not None and tracked["status"] == "ok"
+    assert Raising.instances >= 1
+    assert err.count("warning: tracker tensorboard") == 1  # once per run, not once per call
+    assert "tracker server unreachable" in err
+    on_disk = records.read_record(run_dir)
+    assert set(on_disk) == set(plain)
+    assert {k: v for k, v in on_disk.items() if k not in TIME_FIELDS} == {
+        k: v for k, v in plain.items() if k not in TIME_FIELDS
+    }
+    assert [{k: v for k, v in r.items() if k != "time_s"} for r in records.read_curve(run_dir)] == [
+        {k: v for k, v in r.items() if k != "time_s"} for r in plain_curve
+    ]
+
+
+def test_a_finished_run_skipped_by_a_rerun_logs_nothing(tiny_cfg, monkeypatch):
+    cfg = tiny_cfg(tracker=TrackerConfig(tensorboard=True))
+    monkeypatch.setitem(fanout.FACTORIES, "tensorboard", "tests.test_tracking:Raising")
+    run_one(cfg)
+    before = Raising.instances
+    run_one(cfg)
+    assert Raising.instances == before  # no tracker opened for a run that is already done
+
+
+# ---- TensorBoard: its own reader against curve.jsonl ----------------------------------------
+
+
+def _tb_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(log_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    return {t: [(e.step, e.value) for e in acc.Scalars(t)] for t in acc.Tags()["scalars"]}
+
+
+class Killed(BaseException):
+    """Stands in for a kill right after a checkpoint (nothing in the trainer catches it)."""
+
+
+def test_tensorboard_holds_the_curves_validation_losses_also_after_a_resume(tiny_cfg, monkeypatch):
+    cfg = tiny_cfg(
+        n_evals=4, checkpoint_every_s=0.0, tracker=TrackerConfig(tensorboard=True, log_every=5)
+    )
+    run_dir = run_dir_for(cfg)
+    save = loop._save_checkpoint
+
+    def save_then_die(path, state):
+        if state["step"] == 25:  # killed before this save: the last checkpoint is at step 24,
+            raise Killed  # the point at 25 was logged, and TensorBoard must purge it
+        save(path, state)
+
+    with monkeypatch.context() as m:
+        m.setattr(loop, "_save_checkpoint", save_then_die)
+        with pytest.raises(Killed):
+            run_one(cfg)
+    record = run_one(cfg)
+    assert record is not None and record["status"] == "ok"
+    scalars = _tb_scalars(Path(cfg.results_dir) / cfg.sweep_name / "tensorboard" / record["run_id"])
+    curve = _val_curve(run_dir)
+    assert len(curve) == 4
+    assert [s for s, _ in scalars["val/loss"]] == [s for s, _ in curve]
+    assert [v for _, v in scalars["val/loss"]] == pytest.approx([v for _, v in curve], rel=1e-6)
+    steps = [s for s, _ in scalars["train/loss"]]
+    assert steps == sorted(set(steps)) and steps[-1] == record["n_steps"]  # no duplicates
+    assert steps == [*range(5, record["n_steps"], 5), record["n_steps"]]
+
+
+# ---- MLflow and W&B after a real SIGKILL --------------------------------------------------
+
+
+@contextmanager
+def _background(cmd: list[str], **kwargs) -> Iterator[subprocess.Popen]:
+    """A process in its own session, SIGKILLed with its children when the block ends."""
+    out = subprocess.DEVNULL
+    proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True, **kwargs)
+    try:
+        yield proc
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _kill_after_first_checkpoint(overrides: list[str], tmp_path: Path) -> Path:
+    cfg = composed(overrides)
+    run_dir = run_dir_for(cfg)
+    cmd = [sys.executable, "-m", "sweeps.train", *overrides]
+    with _background(cmd, cwd=tmp_path, env=_env()) as proc:
+        deadline = time.time() + 240
+        while not (run_dir / records.CHECKPOINT_FILE).exists():
+            assert proc.poll() is None, "the run ended before its first checkpoint"
+            assert time.time() < deadline, "no checkpoint within 240 s"
+            time.sleep(0.02)
+    assert not (run_dir / records.RECORD_FILE).exists(), "killed too late: the run had ended"
+    return run_dir
+
+
+def _run_cli(overrides: list[str], tmp_path: Path, timeout: float = 300):
+    """`python -m sweeps.train` to its end (a hang fails at `timeout`), with no tracker warning."""
+    res = subprocess.run(
+        [sys.executable, "-m", "sweeps.train", *overrides],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "warning: tracker" not in res.stderr, res.stderr[-3000:]
+    return res
+
+
+def _long(tiny_overrides: list[str], *extra: str) -> list[str]:
+    # ~400 steps, a checkpoint every 0.1 s: the kill lands well before the end
+    return [*tiny_overrides, "budget.tokens=1e5", "n_evals=4", "checkpoint_every_s=0.1", *extra]
+
+
+def _mlflow_history(db: Path, sweep: str) -> dict[str, dict[str, list[tuple[int, float]]]]:
+    """run id tag -> metric -> [(step, value)], over the experiment's active runs."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    exp = client.get_experiment_by_name(sweep)
+    assert exp is not None
+    out: dict[str, dict[str, list[tuple[int, float]]]] = {}
+    for run in client.search_runs([exp.experiment_id]):
+        rid = run.data.tags["run_id"]
+        assert rid not in out, f"two MLflow runs for run id {rid}"
+        out[rid] = {
+            key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+            for key in run.data.metrics
+        }
+        assert run.info.status == "FINISHED"
+    return out
+
+
+@pytest.mark.slow
+def test_mlflow_one_run_per_run_id_with_the_same_history_after_sigkill(tiny_overrides, tmp_path):
+    killed = _long(tiny_overrides, "tracker=mlflow", "sweep_name=killed")
+    run_dir = _kill_after_first_checkpoint(killed, tmp_path)
+    _run_cli(killed, tmp_path)
+    whole = _long(tiny_overrides, "tracker=mlflow", "sweep_name=whole")
+    _run_cli(whole, tmp_path)
+
+    results = tmp_path / "results"
+    ((rid, got),) = _mlflow_history(results / "killed" / "mlflow.db", "killed").items()
+    ((_, ref),) = _mlflow_history(results / "whole" / "mlflow.db", "whole").items()
+    assert rid == run_dir.name
+    assert set(got) == set(ref)
+    for key in got:
+        steps = [s for s, _ in got[key]]
+        assert steps == sorted(set(steps)), f"{key}: duplicated steps"
+        assert steps == [s for s, _ in ref[key]], key
+        deterministic = key.startswith(("train/", "val/", "progress/")) or key in (
+            "summary/loss",
+            "summary/n_tokens",
+            "summary/flops",
+        )
+        if deterministic:  # the same batches, the same losses (time-like ones differ)
+            assert [v for _, v in got[key]] == [v for _, v in ref[key]], key
+    assert [(s, v) for s, v in got["val/loss"]] == _val_curve(run_dir)
+
+
+def _wandb_dirs(sweep_dir: Path) -> list[Path]:
+    return sorted((sweep_dir / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.slow
+def test_wandb_offline_one_run_directory_per_run_id_after_sigkill(tiny_overrides, tmp_path):
+    from sweeps.tracking.wandb_backend import wandb_id
+
+    overrides = _long(tiny_overrides, "tracker=wandb", "sweep_name=wb")
+    run_dir = _kill_after_first_checkpoint(overrides, tmp_path)
+    sweep_dir = run_dir.parent
+    wid = wandb_id("wb", run_dir.name)
+    assert wid == f"wb-{run_dir.name}"
+    _run_cli(overrides, tmp_path)
+    (only,) = _wandb_dirs(sweep_dir)
+    assert only.name.endswith(f"-{wid}") and (only / f"run-{wid}.wandb").exists()
+    points = [json.loads(line) for line in (sweep_dir / "wandb" / f"{wid}.jsonl").open()]
+    steps = [p["step"] for p in points]
+    assert steps == sorted(steps)  # replayed up to the checkpoint, then continued in order
+    val = [(p["step"], p["metrics"]["val/loss"]) for p in points if "val/loss" in p["metrics"]]
+    assert val == _val_curve(run_dir)
+    again = _run_cli(overrides, tmp_path)  # finished: skipped, nothing logged
+    assert "already done" in again.stderr and _wandb_dirs(sweep_dir) == [only]
+
+
+@pytest.mark.slow
+def test_six_run_joblib_sweep_gives_six_mlflow_runs_in_one_experiment(tmp_path):
+    args = [
+        "-m",
+        "sweep=smoke",
+        "model.n_params=2e3,5e3",
+        "seed=0,1,2",
+        "budget.tokens=2e4",
+        "tracker=mlflow",
+        "sweep_name=ml6",
+        f"results_dir={tmp_path / 'results'}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "precision=fp32",
+        "device=cpu",
+    ]
+    _run_cli(args, tmp_path, timeout=600)  # a hang (a tracker left open under loky) fails
+    sweep_dir = tmp_path / "results" / "ml6"
+    folders = {d.name for d in records.iter_run_dirs(sweep_dir)}
+    assert len(folders) == 6
+    history = _mlflow_history(sweep_dir / "mlflow.db", "ml6")
+    assert set(history) == folders
+    for rid, metrics in history.items():
+        assert [(s, v) for s, v in metrics["val/loss"]] == _val_curve(sweep_dir / rid)
+
+
+# ---- the analysis' summary run --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def iso_report(tmp_path_factory):
+    """One synthetic IsoFLOP sweep and its report (fits take a while: built once)."""
+    import numpy as np
+
+    from analysis.report import build_report
+    from analysis.synthetic import isoflop_points, write_sweep
+
+    n, d, loss, c = isoflop_points(rng=np.random.default_rng(0), budgets=(1e13, 1e14, 1e15),
+                                   n_per_budget=5)  # fmt: skip
+    sweep = tmp_path_factory.mktemp("analysis") / "iso"
+    write_sweep(sweep, n_params=n, n_tokens=d, loss=loss, flops_budget=c)
+    return sweep, build_report(sweep, n_bootstrap=20, seed=0)
+
+
+def test_analysis_logs_laws_and_figures_to_one_mlflow_summary_run(iso_report):
+    from mlflow import MlflowClient
+
+    from analysis.trackers import log_report
+
+    sweep, rep = iso_report
+    for _ in range(2):  # a rerun replaces the summary run
+        assert log_report(rep, sweep, tracker="mlflow") == (
+            "mlflow: summary run 'analysis' of sweep 'iso'"
+        )
+    fits = json.loads((rep.out_dir / "fits.json").read_text())
+    client = MlflowClient(tracking_uri=f"sqlite:///{sweep / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("iso")
+    assert exp is not None
+    (run,) = client.search_runs([exp.experiment_id], filter_string="tags.run_id = 'analysis'")
+    metrics = run.data.metrics
+    params = fits["fits"]["chinchilla"]["params"]
+    assert metrics["summary/fits.chinchilla.params.alpha"] == pytest.approx(params["alpha"])
+    lo, hi = fits["fits"]["chinchilla"]["intervals"]["alpha"]  # the estimate's interval
+    assert metrics["summary/fits.chinchilla.intervals.alpha.lo"] == pytest.approx(lo)
+    assert metrics["summary/fits.chinchilla.intervals.alpha.hi"] == pytest.approx(hi)
+    assert any(k.startswith("summary/backtests.") for k in metrics)
+    assert any(k.startswith("summary/prediction.") for k in metrics)
+    figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
+    assert len(figures) == len(rep.figures) and all(p.endswith(".png") for p in figures)
+
+
+def test_analysis_logs_to_tensorboard_without_torch(iso_report):
+    sweep, rep = iso_report
+    code = (
+        "import sys; from pathlib import Path; from analysis.results import Report; "
+        "from analysis.trackers import log_report; "
+        f"rep = Report(out_dir=Path({str(rep.out_dir)!r}), target_flops={rep.target_flops!r}, "
+        f"figures={rep.figures!r}); print(log_report(rep, {str(sweep)!r}, tracker='tensorboard')); "
+        "assert 'torch' not in sys.modules and 'hydra' not in sys.modules, 'imported'"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(sweep / "tensorboard" / "analysis"))
+    acc.Reload()
+    assert len(acc.Tags()["images"]) == len(rep.figures)
+
+
+def test_analysis_tracker_missing_package_is_one_line(iso_report, tmp_path, capsys, monkeypatch):
+    from analysis.__main__ import main
+
+    sweep, _ = iso_report
+    monkeypatch.setattr(settings.importlib.util, "find_spec", lambda name, *a: None)
+    out = tmp_path / "never"
+    assert main([str(sweep), "--tracker", "wandb", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "pip install -e '.[wandb]'" in err
+    assert not out.exists()  # refused before any fit
+
+
+# ---- Optuna's dashboard on the tuning studies' storage --------------------------------------
+
+
+@pytest.mark.slow
+def test_optuna_dashboard_serves_the_tuning_studies(tiny_cfg):
+    import dataclasses
+    import shutil as sh
+    import socket
+    import urllib.request
+
+    from sweeps.tuning.study import TuneConfig, TuneRunConfig, open_study
+
+    if sh.which("optuna-dashboard") is None:
+        pytest.skip("optuna-dashboard is not installed (pip install optuna-dashboard)")
+    base = tiny_cfg()
+    cfg = TuneRunConfig(
+        **{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, tune=TuneConfig()
+    )
+    study = open_study(cfg)  # results/<sweep>/optuna.db, as sweeps.tune opens it
+    study.enqueue_trial({"lr": 1e-3, "log2_batch_size": 3})
+    trial = study.ask()
+    study.tell(trial, 2.5)
+    db = Path(cfg.results_dir) / cfg.sweep_name / "optuna.db"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = ["optuna-dashboard", f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port)]
+    with _background(cmd) as proc:  # its gunicorn workers go with it
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
+                    body = json.load(r)
+                break
+            except OSError:
+                assert proc.poll() is None, "optuna-dashboard exited"
+                assert time.time() < deadline, "optuna-dashboard did not answer within 120 s"
+                time.sleep(0.5)
+    names = [s["study_name"] for s in body["study_summaries"]]
+    assert names == [study.study_name]
