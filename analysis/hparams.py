@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
+from sweeps.config import HORIZONS
 from sweeps.records import RECORD_FILE, iter_run_dirs
+from sweeps.run.hparam_rules import batch_rule, lr_rule
 
 __all__ = [
     "tune_points",
@@ -46,7 +48,6 @@ COLUMNS = [
     "loss",
     "status",
 ]
-HORIZONS = ("tokens", "flops", "tokens_per_param", "steps")
 
 
 def tune_points(sweep_dir: str | Path) -> pd.DataFrame:
@@ -108,11 +109,8 @@ def read_rules(path: str | Path) -> dict[str, Any]:
 
 
 def rule_lr(rules: dict[str, Any], n_params: Any, batch_size: Any = 1) -> np.ndarray:
-    """lr*(N, B) = c N^-gamma B^delta (delta 0 when the rules have no batch term)."""
-    lr = rules["lr"]
-    n = np.asarray(n_params, float)
-    b = np.asarray(batch_size, float) ** float(lr.get("delta", 0.0))
-    return float(lr["c"]) * n ** -float(lr["gamma"]) * b
+    """lr*(N, B) = c N^-gamma B^delta, as the runs apply it (sweeps.run.hparam_rules.lr_rule)."""
+    return lr_rule(rules, np.asarray(n_params, float), np.asarray(batch_size, float))
 
 
 def rule_batch(rules: dict[str, Any], flops: Any, n_tokens: Any = None) -> np.ndarray:
@@ -120,7 +118,7 @@ def rule_batch(rules: dict[str, Any], flops: Any, n_tokens: Any = None) -> np.nd
     as the runs would use it."""
     b = rules["batch_size"]
     x = n_tokens if b.get("of") == "tokens" else flops
-    raw = float(b["k"]) * np.asarray(x, float) ** float(b["p"])
+    raw = batch_rule(rules, np.asarray(x, float))
     return np.clip(np.round(raw), b.get("min", 1), b.get("max", 1024))
 
 

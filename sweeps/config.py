@@ -24,6 +24,7 @@ __all__ = [
     "BranchConfig",
     "RunConfig",
     "TrackerConfig",
+    "HORIZONS",
 ]
 
 ARCHS = ("gpt", "lstm")
@@ -33,6 +34,7 @@ SCHEDULES = ("cosine", "wsd", "constant")
 DECAY_SHAPES = ("1-sqrt", "linear")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+HORIZONS = ("tokens", "flops", "tokens_per_param", "steps")  # BudgetConfig's, exactly one is set
 
 
 def _choice(value: str, options: tuple[str, ...], field_name: str) -> None:
@@ -225,8 +227,7 @@ class BudgetConfig:
 
     def check(self) -> None:
         """Called by RunConfig: the schema's default (no horizon) must stay constructible."""
-        horizons = ("tokens", "flops", "tokens_per_param", "steps")
-        given = {k: getattr(self, k) for k in horizons if getattr(self, k) is not None}
+        given = {k: getattr(self, k) for k in HORIZONS if getattr(self, k) is not None}
         require(
             len(given) == 1,
             "budget",
@@ -255,9 +256,7 @@ class BranchConfig:
 
     budgets: list[float] | None = None  # the sweep's values of this job's budget horizon
     role: str = "run"  # run | trunk | branch; trunk and branch are set by sweeps/branches/wsd.py
-    fork_steps: list[int] | None = (
-        None  # a trunk's kept checkpoints (set by sweeps/branches/wsd.py)
-    )
+    fork_steps: list[int] | None = None  # a trunk's kept checkpoints (set by branches/wsd.py)
     keep_forks: bool = False  # keep a trunk's fork checkpoints after all their branches ended
 
     def __post_init__(self) -> None:

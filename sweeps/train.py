@@ -17,7 +17,6 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
 
 from sweeps.errors import UserError
 from sweeps.run.runner import run_ranked
@@ -28,20 +27,11 @@ from sweeps.sweep.gpus import run_on_gpus, wants_pool
 register_configs()
 
 
-def _user_error_from_omegaconf(e: OmegaConfBaseException) -> UserError:
-    key = getattr(e, "full_key", None) or "config"
-    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-    return UserError(str(key), msg, f"check the value of {key} on the command line or in conf/")
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
-        try:
-            run_cfg = to_run_config(cfg)
-        except OmegaConfBaseException as e:
-            raise _user_error_from_omegaconf(e) from e
+        run_cfg = to_run_config(cfg)  # OmegaConf's refusals too, as one UserError
         if run_cfg.branch.budgets is not None:
             # Imported here, not at the top: branch planning needs models/ and so torch (10-20 s
             # to import on this loaded 2-core Xeon), which run_one skips for a finished run.

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from sweeps import records
-from sweeps.config import BranchConfig, BudgetConfig, RunConfig
+from sweeps.config import HORIZONS, BranchConfig, BudgetConfig, RunConfig
 from sweeps.errors import UserError
 from sweeps.run.identity import run_id_for, semantic_config
 from sweeps.run.loop import prepare
@@ -65,7 +65,6 @@ __all__ = [
     "run_branch",
 ]
 
-HORIZONS = ("tokens", "flops", "tokens_per_param", "steps")
 POLL_S = 1.0  # how often a branch waiting for another process's trunk looks for its fork
 
 

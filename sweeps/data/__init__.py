@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from sweeps import records
 from sweeps.config import DataConfig
 from sweeps.data import build, cache, sources, tokenizer
 from sweeps.data.synthetic import GENERATOR_VERSION, synthetic_seed
@@ -193,7 +194,7 @@ def load_dataset(cfg: DataConfig, *, progress: bool = True) -> TokenData:
 
     entry = cache.build_entry(root, key, _build)
     # the listing only once its entry exists: a failed build leaves neither behind
-    cache.write_json_atomic(listing_path, {**fingerprint, "listing": listing_name})
+    records.write_json_atomic(listing_path, {**fingerprint, "listing": listing_name})
     return _token_data(entry) or _missing(entry)
 
 

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from sweeps.data import tokenizer
-from sweeps.data.cache import write_json_atomic
 from sweeps.data.sources import Corpus, split_by_file
 from sweeps.data.synthetic import markov_tokens
 from sweeps.errors import UserError
+from sweeps.records import write_json_atomic
 
 __all__ = ["unigram_entropy", "build_text", "build_tokens", "build_synthetic"]
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from sweeps.errors import UserError
 
-__all__ = ["cache_root", "read_json", "write_json_atomic", "open_entry", "build_entry"]
+__all__ = ["cache_root", "read_json", "open_entry", "build_entry"]
 
 META = "meta.json"
 
@@ -69,20 +69,6 @@ def read_json(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return obj if isinstance(obj, dict) else None
-
-
-def write_json_atomic(path: Path, obj: dict[str, Any]) -> None:
-    """Write to a temp file in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def open_entry(entry: Path) -> tuple[dict[str, Any], np.ndarray, np.ndarray] | None:

@@ -25,7 +25,15 @@ from typing import Any
 from sweeps.config import BudgetConfig, OptimConfig
 from sweeps.errors import UserError
 
-__all__ = ["DEFAULT_RULES", "BATCH_OF", "rules_fingerprint", "load_rules", "resolve_hparams"]
+__all__ = [
+    "DEFAULT_RULES",
+    "BATCH_OF",
+    "rules_fingerprint",
+    "load_rules",
+    "resolve_hparams",
+    "lr_rule",
+    "batch_rule",
+]
 
 # Built-in defaults, calibrated on the default corpus (pystdlib bytes, GPT, context 256, cosine to
 # 0.1 x lr, 2 x 1 thread) at four horizons, 13 studies, 172 trials (TPE over lr and batch):
@@ -116,6 +124,22 @@ def rules_fingerprint(path: str) -> str:
 BATCH_OF = ("compute", "tokens")  # what the batch rule is a power law of
 
 
+def lr_rule(rules: dict[str, Any], n_params: Any, batch_size: Any = 1.0) -> Any:
+    """lr*(N, B) = c N^-gamma B^delta (delta 0 when the rules have no batch term). Floats or numpy
+    arrays: the one formula of the runs (`resolve_hparams`) and of analysis/hparams.py's plots."""
+    lr = rules["lr"]
+    return (
+        float(lr["c"]) * n_params ** -float(lr["gamma"]) * batch_size ** float(lr.get("delta", 0.0))
+    )
+
+
+def batch_rule(rules: dict[str, Any], x: Any) -> Any:
+    """batch*(X) = k X^p before rounding and clamping, X the compute C or the tokens D as the
+    rules' `of` says. Floats or numpy arrays, like `lr_rule`."""
+    b = rules["batch_size"]
+    return float(b["k"]) * x ** float(b["p"])
+
+
 def resolve_hparams(
     optim: OptimConfig, *, n_params: int, budget: BudgetConfig
 ) -> tuple[float, int]:
@@ -127,14 +151,12 @@ def resolve_hparams(
     if optim.batch_size == "auto":
         br = rules["batch_size"]
         x = _budget_x(budget, n_params, str(br.get("of", "compute")))
-        raw = float(br["k"]) * (x ** float(br["p"]) if x else 1.0)
+        raw = batch_rule(rules, x) if x else float(br["k"])
         batch_size = int(min(br.get("max", 1024), max(br.get("min", 1), round(raw))))
     else:
         batch_size = int(optim.batch_size)
     if optim.lr == "auto":
-        lr_rule = rules["lr"]
-        lr = float(lr_rule["c"]) * n_params ** -float(lr_rule["gamma"])
-        lr *= batch_size ** float(lr_rule.get("delta", 0.0))
+        lr = lr_rule(rules, n_params, batch_size)
     else:
         lr = float(optim.lr)
     return lr, batch_size

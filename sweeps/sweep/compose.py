@@ -13,6 +13,7 @@ from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from sweeps.config import (
     BudgetConfig,
@@ -25,7 +26,7 @@ from sweeps.config import (
 )
 from sweeps.errors import UserError
 
-__all__ = ["register_configs", "to_run_config", "compose_error", "run_hydra_cli"]
+__all__ = ["register_configs", "to_run_config", "value_error", "compose_error", "run_hydra_cli"]
 
 
 def register_configs() -> None:
@@ -70,7 +71,15 @@ def _refuse_unknown_keys(node: Any, prefix: str) -> None:
 
 
 def to_run_config(cfg: Any) -> RunConfig:
-    """A composed DictConfig -> a validated plain RunConfig (raises UserError on a bad value)."""
+    """A composed DictConfig -> a validated plain RunConfig (raises UserError on a bad value,
+    OmegaConf's own refusals included, through `value_error`)."""
+    try:
+        return _to_run_config(cfg)
+    except OmegaConfBaseException as e:
+        raise value_error(e) from e
+
+
+def _to_run_config(cfg: Any) -> RunConfig:
     _refuse_unknown_keys(cfg, "")
     r = cfg.get("isoflop_tokens_per_param") if hasattr(cfg, "get") else None
     if r is not None and "model" in cfg:
@@ -96,6 +105,14 @@ def to_run_config(cfg: Any) -> RunConfig:
             "set optim.lr=auto and/or optim.batch_size=auto, or drop optim.rules",
         )
     return obj
+
+
+def value_error(e: Exception) -> UserError:
+    """A value OmegaConf refused while building the RunConfig, naming its full key (the one
+    translation every entry point gets through `to_run_config`)."""
+    key = getattr(e, "full_key", None) or "config"
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    return UserError(str(key), msg, f"check the value of {key} on the command line or in conf/")
 
 
 def compose_error(e: Exception) -> UserError:

@@ -14,8 +14,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from omegaconf.errors import OmegaConfBaseException
-
 from sweeps import records
 from sweeps.branches.wsd import branch_costs, branch_plan
 from sweeps.data import load_dataset
@@ -83,11 +81,9 @@ def plan_sweep(
     for job in expansion.jobs:
         try:
             cfg = to_run_config(job.cfg)
-        except OmegaConfBaseException as e:
-            key = getattr(e, "full_key", None) or "config"
-            raise UserError(
-                str(key), str(e).splitlines()[0], f"job {' '.join(job.overrides)}"
-            ) from e
+        except UserError as e:  # a sweep has many jobs: name this one
+            fix = f"{e.fix} (job {' '.join(job.overrides)})".strip()
+            raise UserError(e.field, e.problem, fix) from e
         preflight.check_seed(cfg.seed)
         preflight.check_device(cfg.device)
         split = preflight.predicted_split(cfg.data)

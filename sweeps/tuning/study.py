@@ -18,7 +18,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from sweeps import records
-from sweeps.config import RunConfig
+from sweeps.config import HORIZONS, RunConfig
 from sweeps.errors import UserError, require
 from sweeps.run.identity import semantic_config
 
@@ -124,11 +124,7 @@ def study_name_for(cfg: TuneRunConfig) -> str:
     """<prefix>-N<size>-<horizon>: one study per size and horizon, so a sweep over budget.tokens
     (the horizon the batch optimum follows) keeps its studies apart in one storage."""
     b = cfg.budget
-    key, value = next(
-        (k, getattr(b, k))
-        for k in ("tokens", "flops", "tokens_per_param", "steps")
-        if getattr(b, k) is not None
-    )
+    key, value = next((k, getattr(b, k)) for k in HORIZONS if getattr(b, k) is not None)
     return f"{cfg.tune.study_prefix}-N{cfg.model.n_params:g}-{key}{float(value):g}"
 
 
