@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .chinchilla import HUBER_DELTA, _theta, chinchilla_params, compute_optimal
+from .chinchilla import HUBER_DELTA, chinchilla_params, compute_optimal, params_to_theta
 from .kaplan import refit_kaplan_joint
 from .objective import (
     CHINCHILLA_PARAMS,
@@ -119,7 +119,7 @@ def bootstrap_chinchilla(
     log_loss = np.log(np.asarray(loss, float))
     design = chinchilla_design(n, d)
     counts = resample_weights(n.size, n_resamples, rng, weights)
-    theta_hat = _theta(fit.params)
+    theta_hat = params_to_theta(fit.params)
     sol = _refits(theta_hat, design, log_loss, counts, delta)
     theta, ok, obj = sol.theta.copy(), sol.converged.copy(), sol.objective.copy()
     if not ok.all():

@@ -65,7 +65,8 @@ def chinchilla_loss(params: dict[str, float], n_params, n_tokens) -> np.ndarray:
     return params["E"] + params["A"] * n ** -params["alpha"] + params["B"] * d ** -params["beta"]
 
 
-def _theta(params: dict[str, float]) -> np.ndarray:
+def params_to_theta(params: dict[str, float]) -> np.ndarray:
+    """The fitted parameters as the optimiser's vector, in CHINCHILLA_PARAMS order."""
     return np.array([params[k] for k in CHINCHILLA_PARAMS])
 
 
@@ -194,7 +195,7 @@ def fit_chinchilla_likelihood(
     if start is None:
         start = fit_chinchilla(n, d, loss, convention=convention)
     design, log_loss = chinchilla_design(n, d), np.log(loss)
-    theta0 = _theta(start.params)
+    theta0 = params_to_theta(start.params)
     r0 = np.log(chinchilla_loss(start.params, n, d)) - log_loss
     sigma0 = max(1.4826 * float(np.median(np.abs(r0 - np.median(r0)))), 1e-6)
     m = loss.size

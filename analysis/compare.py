@@ -155,9 +155,9 @@ def build_comparison(
         lines += [f"Full report: [{s['arch']}/report.md]({s['arch']}/report.md)", ""] if s[
             "arch"] and own.exists() else [""]  # fmt: skip
     (out_dir / "report.md").write_text("\n".join(lines), encoding="utf-8")
-    from .report import _jsonable
+    from .report import jsonable
 
     (out_dir / "compare.json").write_text(
-        json.dumps(_jsonable({"target_flops": target_flops, "series": rows}), indent=2) + "\n"
+        json.dumps(jsonable({"target_flops": target_flops, "series": rows}), indent=2) + "\n"
     )
     return out_dir, series

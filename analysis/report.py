@@ -27,11 +27,11 @@ from .results import MATMUL_CONVENTION, Report
 __all__ = ["Report", "build_report", "summarize"]
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, float | np.floating):
         return float(obj) if math.isfinite(obj) else None
     if isinstance(obj, np.integer):
@@ -291,7 +291,7 @@ def fits_json(rep: Report) -> dict[str, Any]:
         out["verify"] = rep.verify
     if rep.sensitivity is not None:
         out["convention_sensitivity"] = rep.sensitivity.to_dict(orient="records")
-    return _jsonable(out)
+    return jsonable(out)
 
 
 def summarize(rep: Report) -> str:

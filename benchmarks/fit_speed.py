@@ -57,14 +57,14 @@ def main() -> None:
     # the straightforward bootstrap: L-BFGS-B refit of each resample from the full-data optimum;
     # timed on 50 resamples and extrapolated
     from analysis.bootstrap import resample_counts
-    from analysis.chinchilla import _theta
+    from analysis.chinchilla import params_to_theta
     from analysis.objective import chinchilla_design, minimize_lbfgs
 
     design, y = chinchilla_design(n, d), np.log(loss)
     counts = resample_counts(n.size, 50, np.random.default_rng(1))
     t0 = time.perf_counter()
     for w in counts:
-        minimize_lbfgs(_theta(fit.params), design, y, delta=1e-3, weights=w)
+        minimize_lbfgs(params_to_theta(fit.params), design, y, delta=1e-3, weights=w)
     t_boot_ref = (time.perf_counter() - t0) / len(counts) * args.n_bootstrap
     print(
         f"scipy loop: {len(starts)} starts in {t_ref:.2f} s ({per_start * 1e3:.1f} ms/start); "
