@@ -118,12 +118,13 @@ def train(
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
     model = build_model(plan.shape).to(device)  # the same seed: the same init on every rank
+    optim = plan.optim  # cfg.optim with "auto" resolved: optim.lr is the peak learning rate
     opt = make_optimizer(
         model,
-        lr=float(plan.lr),
-        betas=(cfg.optim.beta1, cfg.optim.beta2),
-        eps=cfg.optim.eps,
-        wd=cfg.optim.weight_decay,
+        lr=float(optim.lr),
+        betas=(optim.beta1, optim.beta2),
+        eps=optim.eps,
+        wd=optim.weight_decay,
     )
 
     n_steps, ctx, bs = plan.n_steps, cfg.model.context, plan.batch_size
@@ -213,7 +214,7 @@ def train(
     preempt = Preemption().install()  # submitit's timeout signal: checkpoint here, then requeue
     step = n_done = start_step
     for step in range(start_step, n_steps):
-        lr = lr_at(step, n_steps=n_steps, lr=plan.lr, cfg=cfg.schedule)
+        lr = lr_at(step, n_steps=n_steps, lr=float(optim.lr), cfg=cfg.schedule)
         for group in opt.param_groups:
             group["lr"] = lr
         x, y = global_batch(
@@ -228,8 +229,8 @@ def train(
         ) / (bs * ctx)
         opt.zero_grad(set_to_none=True)
         (share * ranks.world).backward()
-        if cfg.optim.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+        if optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), optim.grad_clip)
         opt.step()
         pending.append((step, lr, share.detach()))
         done = step + 1

@@ -6,11 +6,11 @@ and the records agree by construction (D and C are rounded down to whole optimiz
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from models import flops_per_token, make_shape, param_counts, solve_shape
-from sweeps.config import RunConfig
+from sweeps.config import OptimConfig, RunConfig
 from sweeps.errors import UserError
 from sweeps.run.hparam_rules import resolve_hparams
 
@@ -24,11 +24,20 @@ class RunPlan:
     shape: Any  # models.GPTShape | models.LSTMShape
     n_params_by_convention: dict[str, int]
     flops_per_token: dict[str, float]  # six_n, forward, exact
-    lr: float
-    batch_size: int
+    optim: OptimConfig  # the run's optim, numbers in place of "auto": optim.lr is what AdamW gets
     n_steps: int
     tokens_per_step: int
     problem: str | None  # why the run cannot be trained sensibly (a sweep skips it), else None
+
+    @property
+    def lr(self) -> float:
+        """optim.lr as trained: the configured number, or the rules' value for "auto"."""
+        return float(self.optim.lr)
+
+    @property
+    def batch_size(self) -> int:
+        """optim.batch_size as trained (sequences per step)."""
+        return int(self.optim.batch_size)
 
     @property
     def n_params(self) -> int:
@@ -113,8 +122,7 @@ def plan_run(cfg: RunConfig, *, vocab_size: int) -> RunPlan:
         shape=shape,
         n_params_by_convention=counts,
         flops_per_token=fpt,
-        lr=lr,
-        batch_size=batch_size,
+        optim=replace(cfg.optim, lr=lr, batch_size=batch_size),
         n_steps=n_steps,
         tokens_per_step=tokens_per_step,
         problem=problem,

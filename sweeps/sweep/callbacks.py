@@ -24,6 +24,7 @@ from sweeps.run.identity import run_id_for
 from sweeps.run.preflight import check_seed
 from sweeps.sweep.compose import to_run_config
 from sweeps.sweep.expand import job_overrides, task_config
+from sweeps.sweep.status import fmt_seconds
 
 __all__ = ["SweepSummary", "SWEEP_FILE", "JOB_ERRORS", "progress_line"]
 
@@ -51,15 +52,6 @@ def _finished(sweep_dir: Path, ids: list[str]) -> int:
     return sum(records.run_state(sweep_dir / i) in ("done", "failed") for i in set(ids))
 
 
-def _fmt_s(s: float) -> str:
-    s = max(0.0, s)
-    if s < 90:
-        return f"{s:.0f}s"
-    if s < 5400:
-        return f"{s / 60:.1f}m"
-    return f"{s / 3600:.1f}h"
-
-
 def progress_line(sweep_dir: Path, *, now: float | None = None) -> str | None:
     """`[sweep] k/total runs done, ETA ...` from the sweep file and the run folders, or None."""
     try:
@@ -76,10 +68,10 @@ def progress_line(sweep_dir: Path, *, now: float | None = None) -> str | None:
     if k >= total:
         eta = "all done"
     elif k_new > 0:
-        eta = f"ETA {_fmt_s(elapsed / k_new * (total - k))}"
+        eta = f"ETA {fmt_seconds(elapsed / k_new * (total - k))}"
     else:
         eta = "ETA after the first run"
-    return f"[sweep] {k}/{total} runs done ({k_new} this launch, {_fmt_s(elapsed)}), {eta}"
+    return f"[sweep] {k}/{total} runs done ({k_new} this launch, {fmt_seconds(elapsed)}), {eta}"
 
 
 def _tune_line(sweep_dir: Path) -> str | None:

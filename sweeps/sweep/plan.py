@@ -25,6 +25,7 @@ from sweeps.run.plan import plan_run
 from sweeps.run.runner import run_dir_for
 from sweeps.sweep.compose import to_run_config
 from sweeps.sweep.expand import expand_sweep
+from sweeps.sweep.status import fmt_seconds
 from sweeps.sweep.timemodel import TimeModel, fit_time_model, schedule_wall_s
 
 __all__ = ["PlannedRun", "plan_sweep", "format_table", "format_report", "summary", "memory_problem"]
@@ -186,14 +187,6 @@ def plan_sweep(
     return runs, info
 
 
-def _fmt_s(s: float) -> str:
-    if s < 90:
-        return f"{s:.0f}s"
-    if s < 5400:
-        return f"{s / 60:.1f}m"
-    return f"{s / 3600:.1f}h"
-
-
 def format_table(runs: list[PlannedRun]) -> str:
     """The plan as a text table, one row per run."""
     head: tuple[str, ...] = (
@@ -224,7 +217,7 @@ def format_table(runs: list[PlannedRun]) -> str:
                 f"{r.tokens_per_param:.0f}",
                 str(r.n_steps),
                 r.state if not (r.problem and r.state == "new") else "new->skip",
-                _fmt_s(r.est_s),
+                fmt_seconds(r.est_s),
                 fmt_bytes(r.memory_bytes),
             )
         )
@@ -322,7 +315,8 @@ def format_report(runs: list[PlannedRun], info: dict[str, Any], total: dict[str,
         )
     lines.append(
         f"estimated wall time on {total['n_jobs']} process(es): "
-        f"{_fmt_s(total['wall_s_remaining'])} left, {_fmt_s(total['wall_s_all'])} from scratch "
-        f"({_fmt_s(total['serial_s_all'])} of run time); {info['time_model']['source']}"
+        f"{fmt_seconds(total['wall_s_remaining'])} left, "
+        f"{fmt_seconds(total['wall_s_all'])} from scratch "
+        f"({fmt_seconds(total['serial_s_all'])} of run time); {info['time_model']['source']}"
     )
     return "\n".join(lines)

@@ -17,7 +17,7 @@ from typing import Any
 
 from sweeps import records
 
-__all__ = ["sweep_status", "format_status"]
+__all__ = ["sweep_status", "format_status", "fmt_seconds"]
 
 PLAN_FILE = "plan.json"  # written by sweeps.run.runner when a run starts
 SWEEP_FILE = ".sweep.json"  # written by sweeps.sweep.callbacks at the start of a launch
@@ -130,9 +130,12 @@ def _fmt(v: Any, spec: str) -> str:
     return "-" if v is None else format(v, spec)
 
 
-def _fmt_s(s: float | None) -> str:
+def fmt_seconds(s: float | None) -> str:
+    """A duration as people read it: `42s`, `3.5m`, `1.2h` (negative as 0, unknown as `-`); the
+    one format of sweeps.status, sweeps.plan and the sweep callback's progress lines."""
     if s is None:
         return "-"
+    s = max(0.0, s)
     return f"{s:.0f}s" if s < 90 else (f"{s / 60:.1f}m" if s < 5400 else f"{s / 3600:.1f}h")
 
 
@@ -156,7 +159,7 @@ def format_status(status: dict[str, Any]) -> str:
                 _fmt(r.get("loss"), ".4f"),
                 progress,
                 _fmt(r.get("tokens_per_s"), ",.0f"),
-                _fmt_s(r.get("eta_s") if partial else r.get("time_s")),
+                fmt_seconds(r.get("eta_s") if partial else r.get("time_s")),
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
@@ -175,6 +178,6 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append(
         f"\n{status['n_runs']} runs{expected}: {counts or 'none yet'}; "
         f"C done = {status['flops_done']:.3g} FLOPs; "
-        f"sweep ETA {_fmt_s(status['eta_s'])}"
+        f"sweep ETA {fmt_seconds(status['eta_s'])}"
     )
     return "\n".join(lines)
