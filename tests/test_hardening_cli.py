@@ -176,7 +176,8 @@ MEASURE = r"""
 import json, resource, sys, torch
 from models import build_model, param_counts
 from sweeps.run.memory import estimate_memory
-from sweeps.run import loop as trainer
+from sweeps.run.distributed import Ranks
+from sweeps.run.evaluate import evaluate, global_batch
 import numpy as np
 torch.set_num_threads(1)
 arch, n_layer, d, ctx, v, bs = json.loads(sys.argv[1])
@@ -185,7 +186,7 @@ from models import make_shape
 shape = make_shape(arch, n_head=4, **shape_kw) if arch == "gpt" else make_shape(arch, **shape_kw)
 train = np.random.default_rng(0).integers(0, v, 100_000).astype(np.uint16)
 val = np.random.default_rng(1).integers(0, v, (64, ctx + 1)).astype(np.int64)
-x, y = trainer._batch(train, 0, seed=0, batch_size=bs, context=ctx)
+x, y = global_batch(train, 0, seed=0, batch_size=bs, context=ctx)
 def steps(shape, x, y, val):
     model = build_model(shape)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -195,7 +196,7 @@ def steps(shape, x, y, val):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    trainer._evaluate(model, val, device=torch.device("cpu"), autocast=lambda: torch.autocast(
+    evaluate(model, val, device=torch.device("cpu"), ranks=Ranks(), autocast=lambda: torch.autocast(
         "cpu", enabled=False))
 # the same operations on a tiny model first: torch's code pages and thread pools are not the run's
 tiny = make_shape(arch, n_head=1, n_layer=1, d_model=4, vocab_size=v, context=4) if arch == "gpt" \
