@@ -10,8 +10,26 @@ import numpy as np
 import pandas as pd
 
 from .predict import recommend
+from .results import Backtest
 
-__all__ = ["calibrated_prediction", "calibrated_lines", "calibrated_summary"]
+__all__ = [
+    "calibrated_prediction",
+    "calibrated_lines",
+    "calibrated_summary",
+    "recommended_backtest",
+]
+
+
+def _table(data: pd.DataFrame, budgets) -> pd.DataFrame:
+    """`recommend`'s input from `runs.fit_runs` output (columns N, D, L, C) and each run's
+    IsoFLOP budget (NaN where none), which makes the budgets the back-test's ladder."""
+    flops = np.asarray(budgets, float)
+    return pd.DataFrame({
+        "n_params": data["N"].to_numpy(float),
+        "n_tokens": data["D"].to_numpy(float),
+        "loss": data["L"].to_numpy(float),
+        "flops": np.where(np.isfinite(flops), flops, data["C"].to_numpy(float)),
+    })  # fmt: skip
 
 
 def calibrated_prediction(
@@ -21,14 +39,7 @@ def calibrated_prediction(
 
     data: `runs.fit_runs` output (columns N, D, L, C); budgets: each run's IsoFLOP budget (NaN
     where none), which makes the budgets the back-test's ladder."""
-    flops = np.asarray(budgets, float)
-    table = pd.DataFrame({
-        "n_params": data["N"].to_numpy(float),
-        "n_tokens": data["D"].to_numpy(float),
-        "loss": data["L"].to_numpy(float),
-        "flops": np.where(np.isfinite(flops), flops, data["C"].to_numpy(float)),
-    })  # fmt: skip
-    rec = recommend(table, seed=seed)
+    rec = recommend(_table(data, budgets), seed=seed)
     n, d = float(prediction["n_params"]), float(prediction["n_tokens"])
     p95, p80 = rec.predict(n, d, level=0.95), rec.predict(n, d, level=0.8)
     return {
@@ -69,4 +80,39 @@ def calibrated_summary(c: dict[str, Any]) -> str:
     return (
         f"  recommended law {c['law']}: loss {c['loss']:.4f}, calibrated 95% interval "
         f"[{lo:.4f}, {hi:.4f}] ({len(c['warnings'])} warning(s): report.md)"
+    )
+
+
+def recommended_backtest(data: pd.DataFrame, budgets, test, *, seed: int = 0) -> Backtest:
+    """The user's split (`--holdout`) applied to the recommended law itself: `recommend` sees the
+    training runs only (it chooses its law, fits and calibrates on them), then predicts each
+    held-out run; the errors and how many runs its 80% and 95% intervals hold.
+
+    test: a boolean Series over `data`'s rows (True = held out), named by the split's text."""
+    mask = np.asarray(test, bool)
+    table = _table(data, budgets)
+    rec = recommend(table[~mask].reset_index(drop=True), seed=seed)
+    held = table[mask]
+    obs = held["loss"].to_numpy(float)
+    points = list(zip(held["n_params"], held["n_tokens"], strict=True))
+    p95 = [rec.predict(n, d, level=0.95) for n, d in points]
+    p80 = [rec.predict(n, d, level=0.8) for n, d in points]
+    pred = np.array([p.loss for p in p95])
+    rel = (pred - obs) / obs
+
+    def share(ps: list) -> float:
+        inside = [p.interval[0] <= y <= p.interval[1] for p, y in zip(ps, obs, strict=True)]
+        return float(np.mean(inside))
+
+    return Backtest(
+        law=f"recommended ({rec.law})",
+        held_out=str(getattr(test, "name", None) or "user split"),
+        n_train=int((~mask).sum()),
+        n_test=int(mask.sum()),
+        rel_errors=tuple(float(v) for v in rel),
+        mean_abs_rel_error=float(np.mean(np.abs(rel))),
+        max_abs_rel_error=float(np.max(np.abs(rel))),
+        coverage_80=share(p80),
+        coverage_95=share(p95),
+        message=rec.why,
     )

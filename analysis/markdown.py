@@ -140,6 +140,14 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
                 f"{pct(b.max_abs_rel_error)} | {pct(b.loss_star_rel_error)} | "
                 f"{pct(b.n_star_rel_error)} |"
             )
+    rb = rep.backtests.get("recommended")
+    if rb is not None:
+        lines.append(
+            f"\nThe recommended law on the split {rb.held_out}: {rb.law}, chosen, fitted and "
+            f"calibrated on the {rb.n_train} training runs alone ({rb.message}); its 80% and 95% "
+            f"intervals hold {pct(rb.coverage_80)} and {pct(rb.coverage_95)} of the "
+            f"{rb.n_test} held-out runs."
+        )
     lines += [""]
     if rep.seed_noise:
         lines += [

@@ -169,9 +169,24 @@ def backtest_candidates(
     return scores, errors, len(folds)
 
 
+# The CLI asks twice for the same table (the report's calibrated prediction and --predict's
+# points): a Recommendation is immutable, so the second answer is the first (a few seconds saved).
+_MEMO: dict[tuple[bytes, int, int], Recommendation] = {}
+
+
 def recommend(table: pd.DataFrame, *, seed: int = 0) -> Recommendation:
     """Choose, fit and calibrate the law `table`'s own back-test recommends (module docstring)."""
     data = _columns(table)
+    n_groups = int(table["group"].nunique()) if "group" in table.columns else 0
+    key = (np.ascontiguousarray(data.to_numpy(float)).tobytes(), n_groups, seed)
+    if key not in _MEMO:
+        if len(_MEMO) >= 8:
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[key] = _recommend(table, data, seed)
+    return _MEMO[key]
+
+
+def _recommend(table: pd.DataFrame, data: pd.DataFrame, seed: int) -> Recommendation:
     scores, errors, n_folds = backtest_candidates(data)
     ranked = sorted((s, i) for i, s in enumerate(scores.values()) if math.isfinite(s))
     warns: list[str] = []

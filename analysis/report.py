@@ -255,6 +255,12 @@ def build_report(
 
         cal = _try(rep, "recommended law", calibrated_prediction, data, budgets, rep.prediction)
         rep.prediction = rep.prediction | ({"calibrated": cal} if cal else {})
+    if inp.test is not None:  # the user's split, applied to the recommended law too
+        from .calibrated import recommended_backtest
+
+        rep.backtests["recommended"] = _try(
+            rep, "recommended back-test", recommended_backtest, data, budgets, inp.test, seed=seed
+        )
     rep.verify = None if "table" in runs.attrs else _read_verify(rep, Path(path))
     if figures:
         rep.figures = draw_report_figures(rep, data, used, budgets)
@@ -342,7 +348,11 @@ def summarize(rep: Report) -> str:
         extra = ""
         if math.isfinite(b.loss_star_rel_error):
             extra = f"; optimal loss {b.loss_star_rel_error:+.2%}, N* {b.n_star_rel_error:+.1%}"
-        label = {"chinchilla": "approach 3", "isoflop": "approach 2"}.get(name, name)
+        if math.isfinite(b.coverage_95):
+            extra = f"; inside its 80% / 95% intervals: {b.coverage_80:.0%} / {b.coverage_95:.0%}"
+        label = {"chinchilla": "approach 3", "isoflop": "approach 2", "recommended": b.law}.get(
+            name, name
+        )
         out.append(
             f"  {label}, held out {b.held_out}: mean {pct(b.mean_abs_rel_error)}, "
             f"max {pct(b.max_abs_rel_error)}{extra}"

@@ -72,6 +72,8 @@ class Backtest:
     relative error of the predicted compute-optimal N at the held-out budget; loss_star_rel_error:
     of the predicted optimal loss there (against the held-out budget's own parabola). The last
     two exist only when the runs have compute budgets; they compare approaches 2 and 3 fairly.
+    coverage_80, coverage_95: the share of held-out runs inside the law's calibrated 80% and 95%
+    intervals (the recommended law's back-test on a user's split only).
     """
 
     law: str
@@ -83,6 +85,8 @@ class Backtest:
     max_abs_rel_error: float
     n_star_rel_error: float = math.nan
     loss_star_rel_error: float = math.nan
+    coverage_80: float = math.nan
+    coverage_95: float = math.nan
     message: str = ""
 
 

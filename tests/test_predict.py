@@ -127,3 +127,40 @@ def test_a_table_mixing_groups_is_flagged(rec):
     mixed = recommend(table.assign(group=np.where(table.index % 2 == 0, "a", "b")), seed=0)
     assert any("mixes 2 groups" in w for w in mixed.warnings)
     assert not any("mixes" in w for w in rec.warnings)
+
+
+@pytest.mark.slow
+def test_holdout_split_back_tests_the_recommended_law_on_the_training_runs_alone(tmp_path):
+    """--holdout drives the recommended law's back-test too (not only approach 3's): it is chosen,
+    fitted and calibrated without the held-out runs, and its intervals are scored on them."""
+    from analysis.report import build_report
+
+    t = _table()
+    t["loss"] = 1.69 + 406.4 / t["n_params"] ** 0.34 + 410.7 / t["n_tokens"] ** 0.28  # no noise
+    rep = build_report(t, out=tmp_path / "rep", n_bootstrap=10, holdout="N>3e8", figures=False)
+    b = rep.backtests["recommended"]
+    held = t["n_params"] > 3e8
+    assert b.held_out == "N>3e8" and b.n_test == held.sum() and b.n_train == (~held).sum()
+    assert b.law.startswith("recommended (") and b.message
+    assert b.max_abs_rel_error < 0.01  # an exact law, extrapolated 1e9 from 4e8: tiny error
+    assert b.coverage_80 == 1.0 and b.coverage_95 == 1.0
+    # the training runs alone decide: recommend on them chooses the same law
+    assert b.law == f"recommended ({recommend(t[~held], seed=0).law})"
+    fits = json.loads((tmp_path / "rep" / "fits.json").read_text())
+    assert fits["backtests"]["recommended"]["coverage_95"] == 1.0
+    assert "The recommended law on the split N>3e8" in (tmp_path / "rep" / "report.md").read_text()
+
+
+def test_the_same_table_is_recommended_once(monkeypatch):
+    """The CLI's report and its --predict points ask for the same table: the back-test and the
+    bootstrap run once (a Recommendation is immutable, so sharing it is safe)."""
+    import analysis.predict as predict
+
+    calls = []
+    real = predict.backtest_candidates
+    monkeypatch.setattr(predict, "backtest_candidates", lambda t: calls.append(1) or real(t))
+    t = _table(seed=7)
+    first = recommend(t, seed=3)
+    assert recommend(t.copy(), seed=3) is first and len(calls) == 1
+    recommend(t, seed=4)  # another seed: another bootstrap
+    assert len(calls) == 2
