@@ -69,6 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="back-test split, e.g. 'C>1e21', 'N>=1e9', 'M>100' (M = D/N)",
     )
     p.add_argument(
+        "--isoflop-from-curves",
+        action="store_true",
+        help="a curve table's runs kept a constant lr: read approach 2's IsoFLOP slices off them",
+    )
+    p.add_argument(
         "--target-flops",
         type=float,
         default=None,
@@ -91,6 +96,7 @@ def _check_args(args: argparse.Namespace) -> list[tuple[float, float]]:
     """Every argument that can be checked without the data; returns the --predict points."""
     from .points import parse_holdout
     from .prediction_points import parse_point
+    from .sources import is_table
     from .tables import parse_columns
 
     if args.n_bootstrap < 1:
@@ -114,6 +120,11 @@ def _check_args(args: argparse.Namespace) -> list[tuple[float, float]]:
     if args.compare and (table_opts or args.holdout):
         raise AnalysisError("--compare takes folders only; drop --columns/--group/--predict/"
                             "--json/--holdout or analyse one source")  # fmt: skip
+    if args.isoflop_from_curves and not is_table(args.paths[0]):
+        raise AnalysisError(
+            "--isoflop-from-curves applies to curve tables; a results folder's constant-lr "
+            "runs (schedule=constant, WSD trunks) are used already"
+        )
     if args.tracker and args.compare:
         raise AnalysisError("--tracker logs one sweep's report: drop --compare")
     if args.tracker:
@@ -152,7 +163,8 @@ def _report_one(args, source, out: Path | None, arch: str | None, say) -> None:
 
     rep = build_report(source, target_flops=args.target_flops, n_bootstrap=args.n_bootstrap,
                        out=out, seed=args.seed, arch=arch, n_convention=args.n_convention,
-                       holdout=args.holdout)  # fmt: skip
+                       holdout=args.holdout,
+                       isoflop_from_curves=args.isoflop_from_curves)  # fmt: skip
     say(summarize(rep) + ("\n" if arch is not None else ""))
     if args.tracker:
         say(log_report(rep, args.paths[0], tracker=args.tracker, per_arch=arch is not None))

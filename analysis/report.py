@@ -122,6 +122,7 @@ def build_report(
     arch: str | None = None,
     n_convention: str | None = None,
     holdout: str | None = None,
+    isoflop_from_curves: bool = False,
 ) -> Report:
     """Fit, back-test, draw and write the report of the sweep at `path` (see module docstring).
 
@@ -129,12 +130,14 @@ def build_report(
     largest budget (or largest run compute) in the data. arch: keep only runs of this `arch`
     (a folder mixing architectures must name one; `python -m analysis` does it per arch).
     `path` may be a table (file, or DataFrame from `load_table`: groups act as archs). n_convention:
-    a folder's N (matmul, total, non_embedding). holdout: approach 3's back-test split, "C>1e21".
-    Raises AnalysisError if no run is usable.
+    a folder's N (matmul, total, non_embedding). holdout: the back-tests' split, "C>1e21".
+    isoflop_from_curves: a curve table's runs had a constant lr (approach 2 from its curves;
+    analysis/curve_isoflop.py). Raises AnalysisError if no run is usable.
     """
     from . import backtest as bt
     from .bootstrap import bootstrap_chinchilla, bootstrap_kaplan_joint, bootstrap_power_law
     from .chinchilla import compute_optimal, fit_chinchilla
+    from .curve_isoflop import constant_lr_curves, isoflop_points_from_curves
     from .envelope import bootstrap_envelope, fit_envelope
     from .isoflop import (
         accelerating_frontier,
@@ -193,12 +196,29 @@ def build_report(
         )
         if "table" not in runs.attrs:  # a table has one N convention only
             rep.sensitivity = bt.convention_sensitivity(runs, target_flops=target_flops)
-    if has_budgets:
+    iso_in = (n, d, loss, budgets) if has_budgets else None
+    if not has_budgets:  # approach 2 from constant-lr loss curves, where there are some
+        qualified, why = constant_lr_curves(runs, curves, from_table=isoflop_from_curves)
+        pts = (
+            None
+            if qualified is None
+            else _try(rep, "isoflop", isoflop_points_from_curves, qualified)
+        )
+        if qualified is None:
+            rep.skipped["isoflop"] = why
+        elif pts is not None:
+            iso_in = tuple(pts[c].to_numpy(float) for c in ("N", "D", "L", "budget"))
+            rep.diagnostics.append(
+                f"approach 2 reads its IsoFLOP slices ({pts['budget'].nunique()} budgets) off "
+                f"{why}: analysis/curve_isoflop.py"
+            )
+    if iso_in is not None:
+        ni, di, li, bi = iso_in
         e3 = fit.params["E"] if fit is not None else None
-        iso = _try(rep, "isoflop", fit_isoflop, n, d, loss, budgets, irreducible=e3)
+        iso = _try(rep, "isoflop", fit_isoflop, ni, di, li, bi, irreducible=e3)
         if iso is not None:
             iso = bootstrap_isoflop(
-                iso, n, loss, budgets, target_flops=target_flops, n_resamples=n_bootstrap, rng=rng
+                iso, ni, li, bi, target_flops=target_flops, n_resamples=n_bootstrap, rng=rng
             )
             rep.fits["isoflop"] = iso
             n_s, d_s, l_s = (float(v) for v in isoflop_optimum(iso, target_flops))
@@ -210,16 +230,15 @@ def build_report(
                 "loss": l_s,
             }
             rep.backtests["isoflop"] = _try(
-                rep, "isoflop back-test", bt.backtest_isoflop, n, d, loss, budgets
+                rep, "isoflop back-test", bt.backtest_isoflop, ni, di, li, bi
             )
+    if has_budgets:
         floor = noise_floor(rep)
         note = accelerating_frontier(loss, budgets, rel_noise=floor if floor > 0 else 0.01)
         if note is not None:
             rep.diagnostics.append(
                 note + ("" if floor > 0 else " (seed noise not measured: 1% assumed)")
             )
-    else:
-        rep.skipped["isoflop"] = "no run has a flops_budget (not an IsoFLOP sweep)"
     used = curves[curves["included"].fillna(False).astype(bool)]
     env = _try(rep, "envelope", fit_envelope, used) if len(used) else None
     if env is not None:

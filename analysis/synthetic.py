@@ -93,11 +93,13 @@ def write_sweep(
     params: dict[str, float] = TRUE_PARAMS,
     n_curve_points: int = 8,
     seed: int = 0,
+    schedule: str | None = None,
 ) -> Path:
     """Write one run folder per point under `path` (the sweep folder); returns the folder.
 
     Curves hold `n_curve_points` evaluations at log-spaced fractions of the run's tokens, with the
-    law's loss at that many tokens (as if each prefix were a cooled-down run).
+    law's loss at that many tokens (as if each prefix were a cooled-down run). `schedule` goes
+    into each config as `schedule.name` (e.g. "constant": curves that give IsoFLOP slices).
     """
     root = Path(path)
     n_params = np.asarray(n_params, float)
@@ -112,6 +114,8 @@ def write_sweep(
             "seed": seed,
             "index": i,
         }
+        if schedule is not None:
+            config["schedule"] = {"name": schedule}
         run_id = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
         embedding = 256.0 * max(16.0, round((n / 12) ** 0.5))
         record = {
