@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sweeps.records import write_json_atomic, write_record
+from sweeps.records import RunRecord, write_json_atomic, write_record
 
 __all__ = ["TRUE_PARAMS", "law_loss", "grid_points", "isoflop_points", "write_sweep"]
 
@@ -117,7 +117,8 @@ def write_sweep(
         if schedule is not None:
             config["schedule"] = {"name": schedule}
         run_id = hashlib.sha1(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
-        embedding = 256.0 * max(16.0, round((n / 12) ** 0.5))
+        d_model = max(16, round((n / 12) ** 0.5))  # N ~ 12 d^2: one layer
+        embedding = 256.0 * d_model
         record = {
             "run_id": run_id,
             "sweep": sweep,
@@ -125,6 +126,7 @@ def write_sweep(
             "reason": None if statuses[i] == "ok" else statuses[i],
             "config": config,
             "arch": "gpt",
+            "shape": {"n_layer": 1, "d_model": d_model, "vocab_size": 256},
             "n_params": int(n),
             "n_params_total": int(n + 2 * embedding),
             "n_params_embedding": int(2 * embedding),
@@ -170,7 +172,7 @@ def write_sweep(
         (run_dir / "curve.jsonl").write_text(
             "".join(json.dumps(r, allow_nan=True) + "\n" for r in lines), encoding="utf-8"
         )
-        write_record(run_dir, record)
+        write_record(run_dir, RunRecord(**record))
     return root
 
 

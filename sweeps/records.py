@@ -11,16 +11,22 @@ Layout of one run (the folder is named by a hash of the resolved, semantic confi
         checkpoint.pt  the last checkpoint (weights_only-loadable); removed when the run ends ok
     results/<sweep>/tune/<study>.json   an lr_tune study's search space and trials (sweeps/tuning)
 
-Fields of record.json (schema version 1). Conventions: losses are in nats per token; N counts
-parameters under several conventions, and `n_params` is the *matmul* convention (every weight that
-takes part in a matrix multiply per token, output head included, embedding lookups, norms and
-biases excluded), so that 6 * n_params * n_tokens is the matmul part of training compute.
+Fields of record.json (schema version 1), the fields of `sweeps.run_record.RunRecord`; every
+record has every field, None where a run measured nothing (it never trained) or the field did not
+exist yet. Conventions: losses are in nats per token; N counts parameters under several
+conventions, and `n_params` is the *matmul* convention (every weight that takes part in a matrix
+multiply per token, output head included, embedding lookups, norms and biases excluded), so that
+6 * n_params * n_tokens is the matmul part of training compute.
 
-    schema_version          int, == SCHEMA_VERSION
+    schema_version          int, == SCHEMA_VERSION (the layout of this file)
+    id_version              int, the run-id rule that named the folder (RUN_ID_VERSION = 2; a
+                            record without it is 1: reported by status/plan, left out of fits)
     run_id                  str, the folder name
     sweep                   str, sweep name (the folder above)
     status                  "ok" | "diverged" | "failed" | "skipped"
     reason                  str | None, why a run is not ok
+    attempts                int | None, a failed run: how many times it failed (retries stop
+                            past max_retries); None otherwise
     config                  dict, the resolved config (model, data, optim, schedule, budget, ...)
     arch                    "gpt" | "lstm"
     shape                   dict, model shape (n_layer, d_model, n_head, context, vocab_size, tied)
@@ -31,19 +37,24 @@ biases excluded), so that 6 * n_params * n_tokens is the matmul part of training
     n_params_matmul         int, == n_params
     flops_per_token_6n      float, 6 * n_params
     flops_per_token_exact   float, forward+backward FLOPs per token: all matmuls, head, attention
-    n_tokens                int, tokens actually trained on (D)
+    n_tokens                int, tokens actually trained on (D; planned, for a run never trained)
     flops                   float, 6 * n_params * n_tokens (C, the convention used for fits)
     flops_exact             float, flops_per_token_exact * n_tokens
     flops_marginal          float, FLOPs this run actually spent (less than `flops` for a branch)
     flops_budget            float | None, the compute budget the run was planned for (IsoFLOP group)
     loss                    float, final validation loss (nats/token) on the fixed held-out set
+    loss_se                 float, its standard error over the evaluation windows
     perplexity              float, exp(loss)
     bits_per_byte           float, loss / ln 2 * tokens / bytes of the validation text
     train_loss              float, mean training loss over the last evaluation interval
     unigram_entropy         float, entropy (nats/token) of the train split's unigram distribution
-    n_steps, batch_size     int, optimizer steps and sequences per step
-    lr                      float, peak learning rate
+    n_steps, batch_size     int, optimizer steps done and sequences per step
+    n_steps_planned         int, the steps the run's horizon asked for
+    context                 int, tokens per sequence
+    lr                      float, peak learning rate (optim.lr as trained, "auto" resolved)
+    precision               str, the arithmetic it trained in (fp32 | bf16, "auto" resolved)
     time_s, tokens_per_s    float, wall time of training (s) and throughput
+    mfu                     float | None, exact FLOPs/s over the GPU's datasheet bf16 peak
     seed                    int
     dataset_id              str, fingerprint of the data + tokenizer; fits refuse to mix two
     dataset                 dict, name, content hash, bytes, tokenizer, vocab_size, python version
@@ -52,6 +63,7 @@ biases excluded), so that 6 * n_params * n_tokens is the matmul part of training
     parent_run_id           str | None, the trunk a branch forked from
     role                    "run" | "trunk" | "branch" (WSD branches, sweeps/branches/wsd.py);
                             a trunk never cooled down: leave it out of fits
+    host, python            str, the machine's name and the Python version that trained it
     created_at              str, ISO 8601 UTC time the record was written
 
 Each line of curve.jsonl: step, n_tokens, flops, loss (validation), train_loss, lr, time_s.
@@ -67,8 +79,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sweeps.run_record import (
+    RUN_ID_VERSION,
+    SCHEMA_VERSION,
+    STATUSES,
+    RecordError,
+    RunRecord,
+    id_version_of,
+)
+
 __all__ = [
     "SCHEMA_VERSION",
+    "RUN_ID_VERSION",
+    "RunRecord",
     "RECORD_FILE",
     "CURVE_FILE",
     "CHECKPOINT_FILE",
@@ -79,6 +102,8 @@ __all__ = [
     "write_json_atomic",
     "write_record",
     "read_record",
+    "load_record",
+    "folder_id_version",
     "append_curve",
     "read_curve",
     "truncate_curve",
@@ -87,17 +112,11 @@ __all__ = [
     "set_aside",
 ]
 
-SCHEMA_VERSION = 1
 RECORD_FILE = "record.json"
 CURVE_FILE = "curve.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"  # the semantic config, written when a run starts (checks its id)
-STATUSES = ("ok", "diverged", "failed", "skipped")
 TUNE_DIR = "tune"  # results/<sweep>/tune/<study>.json: the search space and every trial
-
-
-class RecordError(ValueError):
-    """A record file that cannot be used: names the file and why."""
 
 
 def _json_default(obj: Any) -> Any:
@@ -137,13 +156,12 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
         raise
 
 
-def write_record(run_dir: str | os.PathLike[str], record: dict[str, Any]) -> Path:
+def write_record(run_dir: str | os.PathLike[str], record: RunRecord) -> Path:
     """Write `record.json` atomically (the last thing a run does)."""
-    if record.get("status") not in STATUSES:
-        raise RecordError(f"status must be one of {STATUSES}, got {record.get('status')!r}")
-    record = {"schema_version": SCHEMA_VERSION, **record}
+    if not isinstance(record, RunRecord):
+        raise TypeError(f"write_record takes a RunRecord, not {type(record).__name__}")
     path = Path(run_dir) / RECORD_FILE
-    write_json_atomic(path, record)
+    write_json_atomic(path, record.to_json())
     return path
 
 
@@ -160,6 +178,25 @@ def read_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(record, dict) or "schema_version" not in record:
         raise RecordError(f"{path}: not a run record (no schema_version)")
     return record
+
+
+def load_record(run_dir: str | os.PathLike[str]) -> RunRecord:
+    """A run's record as a RunRecord: `read_record`, then every field checked against the
+    contract (RecordError naming the file and the field that does not fit)."""
+    return RunRecord.from_json(read_record(run_dir), source=str(Path(run_dir) / RECORD_FILE))
+
+
+def folder_id_version(run_dir: str | os.PathLike[str]) -> int | None:
+    """The run-id version a run folder was named under: from its record, else its config.json
+    (1 when the file has no `id_version`); None when neither file can be read."""
+    for name in (RECORD_FILE, CONFIG_FILE):
+        try:
+            obj = json.loads((Path(run_dir) / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(obj, dict):
+            return id_version_of(obj)
+    return None
 
 
 def append_curve(run_dir: str | os.PathLike[str], row: dict[str, Any]) -> None:

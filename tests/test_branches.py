@@ -197,9 +197,15 @@ def test_branch_mode_refuses_a_budget_outside_the_list_and_a_non_wsd_schedule(br
         branch_plan(replace(cfg, schedule=ScheduleConfig(name="cosine")), vocab_size=64)
 
 
-def test_run_ids_of_ordinary_runs_do_not_see_the_branch_fields(tiny_cfg):
+def test_run_ids_hash_the_branch_node_and_warmup_steps_plainly(tiny_cfg):
+    # id_version 2 dropped version 1's deletions of both at their defaults (kept only old ids);
+    # keep_forks stays out: housekeeping, not the result
     sem = semantic_config(tiny_cfg())
-    assert "branch" not in sem and "warmup_steps" not in sem["schedule"]
+    assert sem["id_version"] == records.RUN_ID_VERSION == 2
+    assert sem["branch"] == {"budgets": None, "role": "run", "fork_steps": None}
+    assert sem["schedule"]["warmup_steps"] is None
+    kept = tiny_cfg(branch=replace(tiny_cfg().branch, keep_forks=True))
+    assert run_id_for(kept) == run_id_for(tiny_cfg())
 
 
 def test_one_trunk_per_size_whatever_the_cooldown_shape(branch_cfgs):
@@ -218,7 +224,7 @@ def test_settings_a_schedule_never_reads_do_not_change_the_run_id(tiny_cfg):
     def rid(**kw):
         return run_id_for(tiny_cfg(schedule=ScheduleConfig(**kw)))
 
-    # unread: same model, same id (defaults left alone keep the ids runs had before)
+    # unread: same model, same id
     assert rid(name="cosine", decay_shape="linear", decay_frac=0.5) == rid(name="cosine")
     assert rid(name="wsd", min_lr_frac=0.0) == rid(name="wsd")
     assert rid(name="constant", min_lr_frac=0.0, decay_frac=0.3) == rid(name="constant")

@@ -85,6 +85,7 @@ FORBIDDEN = [
     ("sweeps.sweep", ("sweeps.tuning",)),
     ("sweeps.sweep.status", ("torch", "hydra", "omegaconf", "models")),  # instant, on a laptop
     ("sweeps.records", ("torch", "hydra", "omegaconf", "numpy", "models")),  # stdlib only
+    ("sweeps.run_record", ("torch", "hydra", "omegaconf", "numpy", "models", "sweeps.run")),
     ("sweeps.config", ("torch", "hydra", "omegaconf", "numpy", "models")),
     ("sweeps", ("analysis",)),
 ]

@@ -214,23 +214,16 @@ def test_pruned_run_keeps_its_checkpoint_writes_no_record_and_resumes_exactly(ti
 def test_n_head_with_n_params_trains_that_head_count_under_a_new_id(tiny_cfg):
     # Bug: model.n_head was ignored when the shape was solved from model.n_params, so a sweep over
     # heads trained one 1-head model under several run ids.
-    import hashlib
-
     base = tiny_cfg(model=ModelConfig(n_params=1e4, context=32))
     two = tiny_cfg(model=ModelConfig(n_params=1e4, context=32, n_head=2))
     assert plan_run(base, vocab_size=256).shape.n_head == 1
     assert plan_run(two, vocab_size=256).shape.n_head == 2
     assert run_id_for(base) != run_id_for(two)
-    # not the id the old code gave this config, whose record holds a 1-head model
-    sem = semantic_config(two)
-    del sem["model"]["n_head_solved"]
-    old_id = hashlib.sha256(json.dumps(sem, sort_keys=True, default=str).encode()).hexdigest()[:12]
-    assert run_id_for(two) != old_id
-    # an explicit shape keeps its id: there n_head was always honoured
-    explicit = tiny_cfg(
-        model=ModelConfig(n_params=None, n_layer=2, d_model=16, n_head=2, context=32)
-    )
-    assert "n_head_solved" not in semantic_config(explicit)["model"]
+    # the head count is in the id as given (id_version 2 dropped version 1's n_head_solved marker,
+    # which kept other configs' old ids); every version-1 id differs, as id_version is hashed too
+    assert semantic_config(two)["model"]["n_head"] == 2
+    assert "n_head_solved" not in semantic_config(two)["model"]
+    assert semantic_config(two)["id_version"] == records.RUN_ID_VERSION
 
 
 def test_a_checkpoint_resumes_only_on_its_own_data_and_precision(tiny_cfg, tmp_path, monkeypatch):

@@ -47,12 +47,12 @@ from typing import Any
 from sweeps import records
 from sweeps.config import HORIZONS, BranchConfig, BudgetConfig, RunConfig
 from sweeps.errors import UserError
-from sweeps.run.identity import run_id_for, semantic_config
+from sweeps.run.identity import run_id_for
 from sweeps.run.loop import prepare
 from sweeps.run.lr_schedule import decay_start, warmup_steps
 from sweeps.run.plan import RunPlan, plan_run
 from sweeps.run.preflight import check_before_data
-from sweeps.run.runner import run_dir_for, run_lock, run_one, skipped_record
+from sweeps.run.runner import run_dir_for, run_lock, run_one, write_untrained
 
 __all__ = [
     "run_job",
@@ -210,12 +210,8 @@ def run_branch(cfg: RunConfig, *, in_sweep: bool = False) -> dict[str, Any] | No
                     f"delete {fork.parent} to retrain the trunk",
                 )
             reason = f"trunk {fork.parent.name} ended {status}: {trunk_record.get('reason')}"
-            record = skipped_record(bp.branch_cfg, reason, prep)
-            record.update(status="diverged" if status == "diverged" else "failed")
-            records.write_json_atomic(
-                branch_dir / records.CONFIG_FILE, semantic_config(bp.branch_cfg)
-            )
-            records.write_record(branch_dir, record)
+            ended_as = "diverged" if status == "diverged" else "failed"
+            record = write_untrained(branch_dir, bp.branch_cfg, prep, ended_as, reason)
             print(f"[{branch_dir.name}] {record['status']}: {reason}", file=sys.stderr)
             return record
     ended = run_one(bp.branch_cfg, in_sweep=in_sweep, init_from=fork)

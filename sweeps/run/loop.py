@@ -42,7 +42,7 @@ from sweeps.run.lr_schedule import lr_at
 from sweeps.run.plan import RunPlan, plan_run
 from sweeps.run.preempt import Preemption
 from sweeps.run.progress import Progress
-from sweeps.run.record import make_record, mfu
+from sweeps.run.record import Measured, make_record, mfu
 from sweeps.tracking.fanout import Tracking
 from sweeps.tracking.meter import Meter
 
@@ -77,8 +77,9 @@ def train(
     on_eval: Callable[[int, float], bool] | None = None,
     ranks: Ranks | None = None,
     tracking: Tracking | None = None,
-):
-    """Train one run into `out_dir` (created if needed) and return its record (also written).
+) -> dict[str, Any]:
+    """Train one run into `out_dir` (created if needed) and return its record (also written) as
+    the JSON object record.json holds (`RunRecord.to_json()`; a diverged loss NaN, not null).
 
     `on_eval(percent_done, val_loss)` is called after each evaluation before the last (with the
     checkpoint saved); returning True stops the run there (pruning, sweeps/tuning/search.py): no
@@ -302,14 +303,8 @@ def train(
     preempt.restore()
     time_s = elapsed_s + (time.perf_counter() - t0)
     n_tokens = n_done * bs * ctx
-    record = make_record(
-        cfg,
-        run_id=run_id,
-        plan=plan,
-        data=data,
-        status=status,
-        reason=reason,
-        n_steps_done=n_done,
+    measured = Measured(
+        n_steps=n_done,
         n_tokens=n_tokens,
         n_tokens_marginal=max(0, n_done - init_step) * bs * ctx,
         loss=val_loss if status == "ok" else float("nan"),
@@ -328,7 +323,10 @@ def train(
             precision,
         ),
     )
+    record = make_record(
+        cfg, plan=plan, data=data, status=status, reason=reason, measured=measured
+    )
     if main:
         records.write_record(out_dir, record)
         ckpt_path.unlink(missing_ok=True)
-    return record
+    return record.to_json()

@@ -11,7 +11,6 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from sweeps.run import preflight
 from sweeps.run.identity import run_id_for, semantic_config
 from sweeps.tracking.fanout import RunInfo, Tracking, flatten, open_tracking
 
-__all__ = ["run_dir_for", "run_one", "run_lock", "skipped_record", "run_ranked"]
+__all__ = ["run_dir_for", "run_one", "run_lock", "write_untrained", "run_ranked"]
 
 CONFIG_FILE = records.CONFIG_FILE
 LOCK_FILE = ".lock"
@@ -153,27 +152,26 @@ def _read_or_set_aside(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def skipped_record(cfg: RunConfig, reason: str, prep: Any) -> dict[str, Any]:
-    """The record of a run that never trained (skipped, failed, or a branch whose trunk failed)."""
-    plan = prep.plan
-    return {
-        "run_id": run_id_for(cfg),
-        "sweep": cfg.sweep_name,
-        "status": "skipped",
-        "reason": reason,
-        "config": {k: v for k, v in asdict(cfg).items() if k != "tracker"},
-        "arch": cfg.model.arch,
-        "shape": asdict(plan.shape),
-        "n_params": plan.n_params,
-        **{f"n_params_{k}": v for k, v in plan.n_params_by_convention.items()},
-        "n_tokens": plan.n_tokens,
-        "flops": plan.flops,
-        "flops_budget": cfg.budget.flops,
-        "loss": None,
-        "seed": cfg.seed,
-        "dataset_id": prep.data.dataset_id,
-        "parent_run_id": cfg.parent_run_id,
-    }
+def write_untrained(
+    run_dir: Path,
+    cfg: RunConfig,
+    prep: Any,
+    status: str,
+    reason: str,
+    *,
+    attempts: int | None = None,
+) -> dict[str, Any]:
+    """Record a run that did not train (skipped by its plan, failed, a branch whose trunk failed):
+    its config.json, then its record (the plan's N, D and C; nothing measured). Returns the
+    record's JSON object. `prep` is `sweeps.run.loop.prepare`'s (torch is loaded by then)."""
+    from sweeps.run.record import make_record
+
+    record = make_record(
+        cfg, plan=prep.plan, data=prep.data, status=status, reason=reason, attempts=attempts
+    )
+    records.write_json_atomic(run_dir / CONFIG_FILE, semantic_config(cfg))
+    records.write_record(run_dir, record)
+    return record.to_json()
 
 
 def _open_tracking(cfg: RunConfig, prep: Any) -> Tracking | None:
@@ -303,8 +301,7 @@ def run_one(
             },
         )
         if prep.plan.problem:
-            record = skipped_record(cfg, prep.plan.problem, prep)
-            records.write_record(run_dir, record)
+            record = write_untrained(run_dir, cfg, prep, "skipped", prep.plan.problem)
             _say(f"[{run_dir.name}] skipped: {prep.plan.problem}")
             return record
         tracking = _open_tracking(cfg, prep)
@@ -312,9 +309,8 @@ def run_one(
             record = train(cfg, run_dir, prepared=prep, tracking=tracking, **train_kwargs)
         except Exception as e:  # a crash of one run must not stop a sweep
             (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
-            record = skipped_record(cfg, f"{type(e).__name__}: {e}", prep)
-            record.update(status="failed", attempts=attempts + 1)
-            records.write_record(run_dir, record)
+            why = f"{type(e).__name__}: {e}"
+            record = write_untrained(run_dir, cfg, prep, "failed", why, attempts=attempts + 1)
             _end_tracking(tracking, record)
             _say(f"[{run_dir.name}] failed: {type(e).__name__}: {e} (see {run_dir}/error.log)")
             if not in_sweep:
