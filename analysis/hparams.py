@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ from matplotlib.axes import Axes
 from sweeps.config import HORIZONS
 from sweeps.records import RECORD_FILE, iter_run_dirs
 from sweeps.run.hparam_rules import batch_rule, lr_rule
+from sweeps.run_record import RUN_ID_VERSION, id_version_of
+
+from .errors import AnalysisWarning
 
 __all__ = [
     "tune_points",
@@ -57,12 +61,15 @@ def tune_points(sweep_dir: str | Path) -> pd.DataFrame:
     A diverged or failed trial keeps its row with loss NaN (plotted as a cross on the axis floor).
     The studies are told apart by size and horizon, as sweeps.tune names them.
     """
-    rows = []
+    rows, older = [], 0
     for run_dir in iter_run_dirs(sweep_dir):
         path = Path(run_dir) / RECORD_FILE
         if not path.exists():
             continue
         rec = json.loads(path.read_text(encoding="utf-8"))
+        if id_version_of(rec) < RUN_ID_VERSION:  # not a trial of this code's studies
+            older += 1
+            continue
         cfg = rec.get("config", {})
         resolved = cfg.get("resolved", {})
         loss = rec.get("loss")
@@ -83,6 +90,14 @@ def tune_points(sweep_dir: str | Path) -> pd.DataFrame:
                 "loss": float(loss) if loss is not None else np.nan,
                 "status": rec.get("status"),
             }
+        )
+    if older:
+        warnings.warn(
+            f"{older} trial record(s) in {sweep_dir} from an older run-id version (this code's "
+            f"is {RUN_ID_VERSION}): left out of the trials and their optima; re-run the study "
+            "with this code",
+            AnalysisWarning,
+            stacklevel=2,
         )
     df = pd.DataFrame(rows, columns=[c for c in COLUMNS if c != "study"])
     one_horizon = df["horizon"].nunique() <= 1

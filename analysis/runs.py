@@ -4,8 +4,8 @@
 and returns two frames: one row per run (the record's scalar fields; `config.*` columns
 flattened) and one row per evaluation of each training curve. Runs that a fit should not use
 stay in the frame with `included = False` and an `excluded_reason` (diverged, failed, skipped,
-non-finite loss, duplicate, WSD trunk), so the report can count them. Conventions are the record's:
-loss in nats/token, `n_params` the matmul N of C = 6ND.
+non-finite loss, duplicate, WSD trunk, older run-id version), so the report can count them.
+Conventions are the record's: loss in nats/token, `n_params` the matmul N of C = 6ND.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from sweeps.records import (
     read_curve,
     read_record,
 )
+from sweeps.run_record import RUN_ID_VERSION, id_version_of
 
 from .errors import AnalysisError, AnalysisWarning
 
@@ -44,6 +45,9 @@ __all__ = [
 # a WSD trunk (sweeps/branches/wsd.py) trains at constant lr and never cools down: its final loss is
 # not a finished run's loss, so fits leave it out unless told otherwise
 TRUNK_REASON = "WSD trunk (constant lr, never cooled down; its branches are the runs)"
+# a folder named by an older run-id rule (sweeps/run_record.py) is no run of this code's sweeps:
+# a rerun never reuses it (it trains the run again under its new id), so it must not be fitted
+OLDER_ID_REASON = "older run-id version"
 
 RUN_COLUMNS = (
     "run_id",
@@ -79,6 +83,7 @@ RUN_COLUMNS = (
     "role",
     "code_version",
     "created_at",
+    "id_version",
 )
 CURVE_COLUMNS = (
     "run_id",
@@ -98,6 +103,8 @@ N_CONVENTIONS = {
     "non_embedding": "n_params_non_embedding",
 }
 _REQUIRED = ("run_id", "status", "n_params", "n_tokens")
+_NUMERIC = ("perplexity", "bits_per_byte", "train_loss", "unigram_entropy", "lr", "time_s",
+            "tokens_per_s")  # fmt: skip
 
 
 def _flatten(prefix: str, obj: Any, out: dict[str, Any]) -> None:
@@ -133,7 +140,7 @@ def _row(run_dir: Path, record: dict[str, Any]) -> dict[str, Any] | None:
             stacklevel=3,
         )
         return None
-    row = {k: record.get(k) for k in RUN_COLUMNS}
+    row = {k: record.get(k) for k in RUN_COLUMNS} | {"id_version": id_version_of(record)}
     row["sweep"] = row["sweep"] or run_dir.parent.name
     config: dict[str, Any] = {}
     _flatten("config", record.get("config") or {}, config)
@@ -200,21 +207,7 @@ def load_runs(
     for col in RUN_COLUMNS:
         if col not in runs:
             runs[col] = None
-    numeric = [
-        c
-        for c in RUN_COLUMNS
-        if c.startswith(("n_", "flops", "loss"))
-        or c
-        in (
-            "perplexity",
-            "bits_per_byte",
-            "train_loss",
-            "unigram_entropy",
-            "lr",
-            "time_s",
-            "tokens_per_s",
-        )
-    ]
+    numeric = [c for c in RUN_COLUMNS if c.startswith(("n_", "flops", "loss")) or c in _NUMERIC]
     for col in numeric:
         runs[col] = pd.to_numeric(runs[col], errors="coerce").astype(float)
     if dataset_id is not None:
@@ -236,6 +229,19 @@ def _mark_exclusions(runs: pd.DataFrame, *, include_trunks: bool = False) -> pd.
     reason = pd.Series("", index=runs.index, dtype=object)
     not_ok = runs["status"] != "ok"
     reason[not_ok] = runs.loc[not_ok, "status"].astype(str)
+    older = runs["id_version"] < RUN_ID_VERSION
+    reason[older] = OLDER_ID_REASON
+    not_ok = not_ok | older
+    if older.any():
+        versions = ", ".join(str(v) for v in sorted(runs.loc[older, "id_version"].unique()))
+        warnings.warn(
+            f"{int(older.sum())} record(s) from an older run-id version (id_version {versions}; "
+            f"this code names runs with version {RUN_ID_VERSION}): excluded from fits, as a rerun "
+            "never reuses them; re-run the sweep with this code (it trains them under new ids, "
+            "the old folders stay) or analyse them with the code that wrote them (code_version)",
+            AnalysisWarning,
+            stacklevel=3,
+        )
     if not include_trunks:
         trunk = ~not_ok & (runs["role"] == "trunk")
         reason[trunk] = TRUNK_REASON

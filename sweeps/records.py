@@ -103,7 +103,7 @@ __all__ = [
     "write_record",
     "read_record",
     "load_record",
-    "folder_id_version",
+    "older_id_version",
     "append_curve",
     "read_curve",
     "truncate_curve",
@@ -186,16 +186,18 @@ def load_record(run_dir: str | os.PathLike[str]) -> RunRecord:
     return RunRecord.from_json(read_record(run_dir), source=str(Path(run_dir) / RECORD_FILE))
 
 
-def folder_id_version(run_dir: str | os.PathLike[str]) -> int | None:
-    """The run-id version a run folder was named under: from its record, else its config.json
-    (1 when the file has no `id_version`); None when neither file can be read."""
+def older_id_version(run_dir: str | os.PathLike[str]) -> int | None:
+    """The run-id version a run folder was named under when it is older than RUN_ID_VERSION (a
+    rerun never reuses such a folder), else None. Read from its record, else its config.json (1
+    when the file has no `id_version`); None too when neither file can be read."""
     for name in (RECORD_FILE, CONFIG_FILE):
         try:
             obj = json.loads((Path(run_dir) / name).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if isinstance(obj, dict):
-            return id_version_of(obj)
+            version = id_version_of(obj)
+            return version if version < RUN_ID_VERSION else None
     return None
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny, fast run config (synthetic data, ~1 s of training) as both a
-RunConfig and the equivalent command-line overrides, and a helper to run the CLI."""
+RunConfig and the equivalent command-line overrides, a helper to run the CLI, and a writer of
+hand-made run records (complete RunRecords, no training)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from sweeps import records
 from sweeps.config import (
     BudgetConfig,
     DataConfig,
@@ -50,6 +52,44 @@ def tiny_cfg(tmp_path: Path, data_cache: Path):
         return RunConfig(**parts, **top)
 
     return make
+
+
+@pytest.fixture
+def hand_record():
+    """`write(run_dir, **fields) -> RunRecord`: a complete record written into run_dir (its name
+    the run id, its parent's the sweep), plausible defaults for every field not given."""
+
+    def write(run_dir: Path, **fields) -> records.RunRecord:
+        n = int(fields.get("n_params", 1000))
+        d = int(fields.get("n_tokens", 10000))
+        base = {
+            "run_id": run_dir.name,
+            "sweep": run_dir.parent.name,
+            "status": "ok",
+            "reason": None,
+            "config": {"model": {"n_params": float(n)}, "budget": {"tokens": float(d)}},
+            "arch": "gpt",
+            "shape": {"n_layer": 1, "d_model": 8},
+            "n_params": n,
+            "n_params_total": n,
+            "n_params_embedding": 0,
+            "n_params_non_embedding": n,
+            "n_params_matmul": n,
+            "n_tokens": d,
+            "flops": 6.0 * n * d,
+            "flops_budget": None,
+            "loss": 3.0,
+            "seed": 0,
+            "dataset_id": "hand-made",
+            "parent_run_id": None,
+            "time_s": 2.0,
+            "tokens_per_s": d / 2.0,
+        }
+        record = records.RunRecord(**(base | fields))
+        records.write_record(run_dir, record)
+        return record
+
+    return write
 
 
 @pytest.fixture

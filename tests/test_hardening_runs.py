@@ -245,10 +245,10 @@ def test_edited_finished_record_is_refused(tiny_cfg, edit, named):
     assert named in e.value.problem and "move or delete" in e.value.fix
 
 
-def test_status_shows_a_non_finite_ok_run_as_such(tmp_path):
+def test_status_shows_a_non_finite_ok_run_as_such(tmp_path, hand_record):
     sweep = tmp_path / "s"
     for name, loss in (("aaa", 3.0), ("bbb", float("nan")), ("ccc", None)):
-        records.write_record(sweep / name, {"run_id": name, "status": "ok", "loss": loss})
+        hand_record(sweep / name, status="ok", loss=loss)
     status = sweep_status(sweep)
     assert status["counts"]["ok"] == 1 and status["counts"]["non-finite"] == 2
     reasons = [r["reason"] for r in status["runs"] if r["state"] == "non-finite"]

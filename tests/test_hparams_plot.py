@@ -18,10 +18,10 @@ from analysis.hparams import (  # noqa: E402
     tune_optima,
     tune_points,
 )
-from sweeps.records import write_record  # noqa: E402
 
 
 def _write(
+    hand_record,
     sweep: Path,
     i: int,
     size: float,
@@ -30,36 +30,32 @@ def _write(
     loss: float | None,
     tokens: float = 1e6,
 ) -> None:
-    write_record(
+    hand_record(
         sweep / f"run{i:03d}",
-        {
-            "run_id": f"run{i:03d}",
-            "sweep": "lr_tune",
-            "status": "ok" if loss is not None else "diverged",
-            "config": {
-                "model": {"n_params": size},
-                "optim": {"lr": lr, "batch_size": batch},
-                "budget": {"tokens": tokens},
-            },
-            "n_params": int(size * 1.2),
-            "lr": lr,
-            "batch_size": batch,
-            "flops": 6 * tokens * size,
-            "n_tokens": tokens,
-            "loss": loss if loss is not None else float("nan"),
+        status="ok" if loss is not None else "diverged",
+        config={
+            "model": {"n_params": size},
+            "optim": {"lr": lr, "batch_size": batch},
+            "budget": {"tokens": tokens},
         },
+        n_params=int(size * 1.2),
+        lr=lr,
+        batch_size=batch,
+        flops=6 * tokens * size,
+        n_tokens=int(tokens),
+        loss=loss if loss is not None else float("nan"),
     )
 
 
-def test_points_optima_and_plots(tmp_path: Path) -> None:
+def test_points_optima_and_plots(tmp_path: Path, hand_record) -> None:
     sweep = tmp_path / "lr_tune"
     i = 0
     for size, best in ((3e3, 1e-2), (3e4, 4e-3)):
         for lr in (1e-3, 3e-3, 1e-2, 3e-2):
             loss = 2.0 + (np.log(lr / best)) ** 2 / 10 - np.log10(size) / 10
-            _write(sweep, i, size, lr, 16, float(loss))
+            _write(hand_record, sweep, i, size, lr, 16, float(loss))
             i += 1
-    _write(sweep, i, 3e3, 1.0, 16, None)
+    _write(hand_record, sweep, i, 3e3, 1.0, 16, None)
     points = tune_points(sweep)
     assert len(points) == 9 and points["loss"].isna().sum() == 1
     best = tune_optima(points)
@@ -82,12 +78,12 @@ def test_points_optima_and_plots(tmp_path: Path) -> None:
     assert len(fig.axes) == 3
 
 
-def test_one_size_at_two_horizons_is_two_studies(tmp_path: Path) -> None:
+def test_one_size_at_two_horizons_is_two_studies(tmp_path: Path, hand_record) -> None:
     sweep = tmp_path / "lr_tune"
     i = 0
     for tokens, best, batch in ((5e5, 1e-2, 1), (8e6, 3e-2, 16)):
         for lr in (3e-3, 1e-2, 3e-2):
-            _write(sweep, i, 3e3, lr, batch, 2.0 + abs(np.log(lr / best)) / 10, tokens)
+            _write(hand_record, sweep, i, 3e3, lr, batch, 2.0 + abs(np.log(lr / best)) / 10, tokens)
             i += 1
     points = tune_points(sweep)
     assert sorted(points["study"].unique()) == ["N=3000, tokens=500000", "N=3000, tokens=8e+06"]

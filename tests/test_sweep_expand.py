@@ -177,33 +177,18 @@ def test_plan_user_error_is_one_line_exit_2(args, says, tmp_path: Path, capsys) 
     assert says in err and len(err.splitlines()) == 1
 
 
-def _fake_record(run_dir: Path, **over) -> None:
-    rec = {
-        "run_id": run_dir.name,
-        "status": "ok",
-        "n_params": 1000,
-        "n_tokens": 10000,
-        "flops": 6e7,
-        "loss": 3.0,
-        "time_s": 2.0,
-        "tokens_per_s": 5000.0,
-        **over,
-    }
-    records.write_record(run_dir, rec)
-
-
-def test_status_counts_states_and_partial_progress(tmp_path: Path, capsys) -> None:
+def test_status_counts_states_and_partial_progress(tmp_path: Path, capsys, hand_record):
     sweep = tmp_path / "s"
-    _fake_record(sweep / "aaa")
-    _fake_record(sweep / "bbb", status="skipped", reason="too few steps", loss=None)
-    _fake_record(sweep / "ccc", status="failed", reason="RuntimeError: boom", loss=None)
+    hand_record(sweep / "aaa")
+    hand_record(sweep / "bbb", status="skipped", reason="too few steps", loss=None)
+    hand_record(sweep / "ccc", status="failed", reason="RuntimeError: boom", loss=None)
     part = sweep / "ddd"
     records.write_json_atomic(part / "plan.json", {"n_steps": 100, "tokens_per_step": 256})
     records.append_curve(part, {"step": 25, "n_tokens": 6400, "loss": 3.5, "time_s": 2.0})
     st = sweep_status(sweep)
     assert st["counts"] == {
         "ok": 1, "diverged": 0, "non-finite": 0, "skipped": 1, "failed": 1, "unreadable": 0,
-        "partial": 1, "pending": 0,
+        "partial": 1, "pending": 0, "older-id": 0,
     }  # fmt: skip
     (p,) = [r for r in st["runs"] if r["state"] == "partial"]
     assert p["progress"] == 0.25 and p["tokens_per_s"] == 3200
@@ -221,30 +206,30 @@ def test_status_missing_folder_is_one_line_exit_2(tmp_path: Path, capsys) -> Non
     assert str(tmp_path / "nope") in err and len(err.splitlines()) == 1
 
 
-def test_progress_line_counts_this_launch(tmp_path: Path) -> None:
+def test_progress_line_counts_this_launch(tmp_path: Path, hand_record) -> None:
     now = time.time()
     records.write_json_atomic(
         tmp_path / SWEEP_FILE,
         {"started_at": now - 100, "run_ids": ["a", "b", "c", "d", None], "n_finished_at_start": 1},
     )
     for name in ("a", "b"):
-        _fake_record(tmp_path / name)
+        hand_record(tmp_path / name)
     line = progress_line(tmp_path, now=now)
     assert line is not None
     assert line.startswith("[sweep] 2/4 runs done (1 this launch")
     assert "ETA 3.3m" in line  # 100 s for 1 run, 2 left
 
 
-def test_time_model_fit_recovers_constants(tmp_path: Path) -> None:
+def test_time_model_fit_recovers_constants(tmp_path: Path, hand_record) -> None:
     truth = TimeModel(a=0.5, b=2e-6, c=4e-11, source="truth")
     import platform
 
     for i, (n_tokens, fpt) in enumerate([(1e5, 1e4), (3e5, 1e5), (1e6, 1e6), (2e5, 3e6)]):
         cfg = {"n_evals": 2, "data": {"n_val_tokens": 3000}}
         t = truth.run_s(n_tokens=n_tokens, flops_per_token=fpt, n_eval_tokens=6000)
-        _fake_record(
+        hand_record(
             tmp_path / "sw" / f"r{i}",
-            n_tokens=n_tokens,
+            n_tokens=int(n_tokens),
             flops_per_token_exact=fpt,
             time_s=t,
             config=cfg,

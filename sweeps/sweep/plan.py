@@ -25,7 +25,7 @@ from sweeps.run.plan import plan_run
 from sweeps.run.runner import run_dir_for
 from sweeps.sweep.compose import to_run_config
 from sweeps.sweep.expand import expand_sweep
-from sweeps.sweep.status import fmt_seconds
+from sweeps.sweep.status import fmt_seconds, older_id_line
 from sweeps.sweep.timemodel import TimeModel, fit_time_model, schedule_wall_s
 
 __all__ = ["PlannedRun", "plan_sweep", "format_table", "format_report", "summary", "memory_problem"]
@@ -180,6 +180,12 @@ def plan_sweep(
         "same_model": [ids for ids in same_model.values() if len(ids) > 1],
         # jobs whose overrides differ only in settings their config does not read: one run
         "repeated": repeated,
+        # folders named by an older run-id version: never reused (their runs train again), kept
+        "older_id": [
+            d.name
+            for d in records.iter_run_dirs(Path(results_dir) / str(master.sweep_name))
+            if records.older_id_version(d) is not None
+        ],
     }
     if any(c.branch.budgets is not None for c in cfgs):
         costs = branch_costs(cfgs, vocab_size=vocab_size)
@@ -302,6 +308,9 @@ def format_report(runs: list[PlannedRun], info: dict[str, Any], total: dict[str,
             "targets resolve to one shape; drop all but one, or space the targets further apart "
             "(~1.5x at the smallest sizes)"
         )
+    if info["older_id"]:
+        where = Path(info["results_dir"]) / info["sweep_name"]
+        lines.append("warning: " + older_id_line(len(info["older_id"]), where))
     states = ", ".join(f"{n} {s}" for s, n in sorted(total["states"].items()))
     lines.append(
         f"\n{total['n_runs']} runs ({states}; {total['n_will_skip']} to skip), "

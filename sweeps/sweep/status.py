@@ -4,7 +4,9 @@ Reads only JSON (record.json, curve.jsonl, plan.json, .sweep.json): no torch, no
 instant and works on a copied folder. States: ok, diverged, skipped (a record), failed, partial
 (started, no record: progress = last evaluated step / planned steps, ETA from the tokens/s it
 showed), unreadable (a record.json that is not a record), non-finite (status ok, loss not a
-finite number), and pending (a job of the last launch that has no folder yet).
+finite number), pending (a job of the last launch that has no folder yet), and older-id (a folder
+named by an older run-id version, sweeps/run_record.py: a rerun never reuses it and analysis/
+never fits it; it is counted and said, never retrained over nor deleted).
 """
 
 from __future__ import annotations
@@ -17,11 +19,21 @@ from typing import Any
 
 from sweeps import records
 
-__all__ = ["sweep_status", "format_status", "fmt_seconds"]
+__all__ = ["sweep_status", "format_status", "fmt_seconds", "older_id_line"]
 
 PLAN_FILE = "plan.json"  # written by sweeps.run.runner when a run starts
 SWEEP_FILE = ".sweep.json"  # written by sweeps.sweep.callbacks at the start of a launch
-ORDER = ("ok", "diverged", "non-finite", "skipped", "failed", "unreadable", "partial", "pending")
+ORDER = (
+    "ok",
+    "diverged",
+    "non-finite",
+    "skipped",
+    "failed",
+    "unreadable",
+    "partial",
+    "pending",
+    "older-id",
+)
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -33,6 +45,14 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def _run_status(run_dir: Path, now: float) -> dict[str, Any]:
+    row = _state(run_dir, now)
+    version = records.older_id_version(run_dir)
+    if version is not None:
+        row.update(state="older-id", id_version=version, eta_s=None)
+    return row
+
+
+def _state(run_dir: Path, now: float) -> dict[str, Any]:
     row: dict[str, Any] = {"run_id": run_dir.name}
     if (run_dir / records.RECORD_FILE).exists():
         try:
@@ -139,6 +159,15 @@ def fmt_seconds(s: float | None) -> str:
     return f"{s:.0f}s" if s < 90 else (f"{s / 60:.1f}m" if s < 5400 else f"{s / 3600:.1f}h")
 
 
+def older_id_line(n: int, sweep_dir: str | Path) -> str:
+    """What sweeps.status and sweeps.plan say of a sweep folder's older-id folders."""
+    return (
+        f"{n} folder(s) in {sweep_dir} are from an older run-id version (this code names runs "
+        f"with id_version {records.RUN_ID_VERSION}): they are not reused (a rerun trains their "
+        "runs again under new ids) and not fitted; kept as they are: move or delete them yourself"
+    )
+
+
 def format_status(status: dict[str, Any]) -> str:
     """The status as a text table (runs by state), the reasons of runs not ok, and the totals."""
     head = ("run_id", "state", "N", "D", "C", "loss", "progress", "tok/s", "time/ETA")
@@ -171,8 +200,10 @@ def format_status(status: dict[str, Any]) -> str:
         for row in rows
     ]
     for r in runs:
-        if r.get("reason") and r["state"] != "ok":
+        if r.get("reason") and r["state"] not in ("ok", "older-id"):  # older-id: one line below
             lines.append(f"  {r['run_id']} {r['state']}: {r['reason']}")
+    if status["counts"]["older-id"]:
+        lines.append("  " + older_id_line(status["counts"]["older-id"], status["sweep_dir"]))
     counts = ", ".join(f"{n} {s}" for s, n in status["counts"].items() if n)
     expected = f" of {status['n_expected']} in the last launch" if status["n_expected"] else ""
     lines.append(
