@@ -262,6 +262,24 @@ def test_a_study_from_before_the_mark_is_checked_through_its_trials(
     assert tune_size(gpt)["n_trials"] == 1  # the same settings adopt it
 
 
+def test_a_study_of_an_older_run_id_version_is_refused_as_such(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sweeps.run.identity as identity
+
+    gpt = _cfg(tmp_path, n_trials=1)
+    with monkeypatch.context() as m:  # the study and its trial, named by run-id version 1
+        m.setattr(identity, "RUN_ID_VERSION", 1)
+        tune_size(gpt)
+    (run_dir,) = records.iter_run_dirs(Path(gpt.results_dir) / gpt.sweep_name)
+    rec = json.loads((run_dir / records.RECORD_FILE).read_text()) | {"id_version": 1}
+    records.write_json_atomic(run_dir / records.RECORD_FILE, rec)
+    with pytest.raises(UserError, match=r"tune\.study_prefix: .*older run-id version") as err:
+        tune_size(gpt)
+    assert "new tune.study_prefix" in str(err.value)
+    assert records.read_record(run_dir) == rec  # the old trial stays as it was
+
+
 def test_searches_that_would_do_nothing_are_refused() -> None:
     with pytest.raises(UserError, match=r"tune\.warmup_min/tune\.warmup_max: .*warmup_steps"):
         TuneRunConfig(

@@ -164,6 +164,16 @@ def check_study_base(study: Any, cfg: TuneRunConfig) -> None:
                 seen.add(_base_key(json.loads(path.read_text(encoding="utf-8")), searched))
                 break
     other = ({mark} | seen) - {None, key}
+    dirs = [Path(str(t.user_attrs["run_dir"])) for t in study.get_trials(deepcopy=False)
+            if t.user_attrs.get("run_dir")]  # fmt: skip
+    if other and any(records.older_id_version(d) is not None for d in dirs):
+        raise UserError(
+            "tune.study_prefix",
+            f"the study {study.study_name!r} holds trials of an older run-id version (its base "
+            "key hashed the old id rule, and a rerun never reuses their folders)",
+            "give this search a new tune.study_prefix, or move the study's file in "
+            "results/<sweep>/tune/ aside; the old trials stay where they are",
+        )
     if other:
         raise UserError(
             "tune.study_prefix",
