@@ -1,19 +1,16 @@
 """Trackers (sweeps/tracking/) with the real libraries, offline, on tiny runs: TensorBoard's own
 reader against curve.jsonl, one MLflow run and one W&B run directory per run id after a SIGKILL and
 a rerun, a 6-run joblib sweep into one MLflow experiment, and a tracker that raises on every call
-leaving the record as it is without one."""
+leaving the record as it is without one. Trackers outside a run (the analysis' summary run, Optuna's
+dashboard): tests/test_tracking_summary.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,8 +24,8 @@ from sweeps.run import loop
 from sweeps.run.runner import run_dir_for, run_one
 from sweeps.sweep.compose import register_configs, to_run_config
 from sweeps.tracking import fanout, settings
+from tests.processes import background, child_env
 
-REPO = Path(__file__).resolve().parent.parent
 # the record's fields that measure time or when it was written: the only ones a tracker may change
 TIME_FIELDS = ("time_s", "tokens_per_s", "created_at")
 
@@ -37,14 +34,6 @@ def composed(overrides: list[str]):
     register_configs()
     with initialize_config_module("conf", version_base="1.3"):
         return to_run_config(compose("config", overrides=overrides))
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    env.pop("PYTEST_CURRENT_TEST", None)
-    env.pop("MLFLOW_TRACKING_URI", None)
-    env.pop("WANDB_MODE", None)
-    return env
 
 
 def _val_curve(run_dir: Path) -> list[tuple[int, float]]:
@@ -181,23 +170,11 @@ def test_tensorboard_holds_the_curves_validation_losses_also_after_a_resume(tiny
 # ---- MLflow and W&B after a real SIGKILL --------------------------------------------------
 
 
-@contextmanager
-def _background(cmd: list[str], **kwargs) -> Iterator[subprocess.Popen]:
-    """A process in its own session, SIGKILLed with its children when the block ends."""
-    out = subprocess.DEVNULL
-    proc = subprocess.Popen(cmd, stdout=out, stderr=out, start_new_session=True, **kwargs)
-    try:
-        yield proc
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def _kill_after_first_checkpoint(overrides: list[str], tmp_path: Path) -> Path:
     cfg = composed(overrides)
     run_dir = run_dir_for(cfg)
     cmd = [sys.executable, "-m", "sweeps.train", *overrides]
-    with _background(cmd, cwd=tmp_path, env=_env()) as proc:
+    with background(cmd, cwd=tmp_path, env=child_env()) as proc:
         deadline = time.time() + 240
         while not (run_dir / records.CHECKPOINT_FILE).exists():
             assert proc.poll() is None, "the run ended before its first checkpoint"
@@ -212,7 +189,7 @@ def _run_cli(overrides: list[str], tmp_path: Path, timeout: float = 300):
     res = subprocess.run(
         [sys.executable, "-m", "sweeps.train", *overrides],
         cwd=tmp_path,
-        env=_env(),
+        env=child_env(),
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -321,122 +298,3 @@ def test_six_run_joblib_sweep_gives_six_mlflow_runs_in_one_experiment(tmp_path):
     assert set(history) == folders
     for rid, metrics in history.items():
         assert [(s, v) for s, v in metrics["val/loss"]] == _val_curve(sweep_dir / rid)
-
-
-# ---- the analysis' summary run --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def iso_report(tmp_path_factory):
-    """One synthetic IsoFLOP sweep and its report (fits take a while: built once)."""
-    import numpy as np
-
-    from analysis.report import build_report
-    from analysis.synthetic import isoflop_points, write_sweep
-
-    n, d, loss, c = isoflop_points(rng=np.random.default_rng(0), budgets=(1e13, 1e14, 1e15),
-                                   n_per_budget=5)  # fmt: skip
-    sweep = tmp_path_factory.mktemp("analysis") / "iso"
-    write_sweep(sweep, n_params=n, n_tokens=d, loss=loss, flops_budget=c)
-    return sweep, build_report(sweep, n_bootstrap=20, seed=0)
-
-
-def test_analysis_logs_laws_and_figures_to_one_mlflow_summary_run(iso_report):
-    from mlflow import MlflowClient
-
-    from analysis.trackers import log_report
-
-    sweep, rep = iso_report
-    for _ in range(2):  # a rerun replaces the summary run
-        assert log_report(rep, sweep, tracker="mlflow") == (
-            "mlflow: summary run 'analysis' of sweep 'iso'"
-        )
-    fits = json.loads((rep.out_dir / "fits.json").read_text())
-    client = MlflowClient(tracking_uri=f"sqlite:///{sweep / 'mlflow.db'}")
-    exp = client.get_experiment_by_name("iso")
-    assert exp is not None
-    (run,) = client.search_runs([exp.experiment_id], filter_string="tags.run_id = 'analysis'")
-    metrics = run.data.metrics
-    params = fits["fits"]["chinchilla"]["params"]
-    assert metrics["summary/fits.chinchilla.params.alpha"] == pytest.approx(params["alpha"])
-    lo, hi = fits["fits"]["chinchilla"]["intervals"]["alpha"]  # the estimate's interval
-    assert metrics["summary/fits.chinchilla.intervals.alpha.lo"] == pytest.approx(lo)
-    assert metrics["summary/fits.chinchilla.intervals.alpha.hi"] == pytest.approx(hi)
-    assert any(k.startswith("summary/backtests.") for k in metrics)
-    assert any(k.startswith("summary/prediction.") for k in metrics)
-    figures = {a.path for a in client.list_artifacts(run.info.run_id, "figures")}
-    assert len(figures) == len(rep.figures) and all(p.endswith(".png") for p in figures)
-
-
-def test_analysis_logs_to_tensorboard_without_torch(iso_report):
-    sweep, rep = iso_report
-    code = (
-        "import sys; from pathlib import Path; from analysis.results import Report; "
-        "from analysis.trackers import log_report; "
-        f"rep = Report(out_dir=Path({str(rep.out_dir)!r}), target_flops={rep.target_flops!r}, "
-        f"figures={rep.figures!r}); print(log_report(rep, {str(sweep)!r}, tracker='tensorboard')); "
-        "assert 'torch' not in sys.modules and 'hydra' not in sys.modules, 'imported'"
-    )
-    res = subprocess.run(
-        [sys.executable, "-c", code], env=_env(), capture_output=True, text=True, timeout=300
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(sweep / "tensorboard" / "analysis"))
-    acc.Reload()
-    assert len(acc.Tags()["images"]) == len(rep.figures)
-
-
-def test_analysis_tracker_missing_package_is_one_line(iso_report, tmp_path, capsys, monkeypatch):
-    from analysis.__main__ import main
-
-    sweep, _ = iso_report
-    monkeypatch.setattr(settings.importlib.util, "find_spec", lambda name, *a: None)
-    out = tmp_path / "never"
-    assert main([str(sweep), "--tracker", "wandb", "--out", str(out)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "pip install -e '.[wandb]'" in err
-    assert not out.exists()  # refused before any fit
-
-
-# ---- Optuna's dashboard on the tuning studies' storage --------------------------------------
-
-
-@pytest.mark.slow
-def test_optuna_dashboard_serves_the_tuning_studies(tiny_cfg):
-    import dataclasses
-    import shutil as sh
-    import socket
-    import urllib.request
-
-    from sweeps.tuning.study import TuneConfig, TuneRunConfig, open_study
-
-    if sh.which("optuna-dashboard") is None:
-        pytest.skip("optuna-dashboard is not installed (pip install optuna-dashboard)")
-    base = tiny_cfg()
-    cfg = TuneRunConfig(
-        **{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, tune=TuneConfig()
-    )
-    study = open_study(cfg)  # results/<sweep>/optuna.db, as sweeps.tune opens it
-    study.enqueue_trial({"lr": 1e-3, "log2_batch_size": 3})
-    trial = study.ask()
-    study.tell(trial, 2.5)
-    db = Path(cfg.results_dir) / cfg.sweep_name / "optuna.db"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = ["optuna-dashboard", f"sqlite:///{db}", "--host", "127.0.0.1", "--port", str(port)]
-    with _background(cmd) as proc:  # its gunicorn workers go with it
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as r:
-                    body = json.load(r)
-                break
-            except OSError:
-                assert proc.poll() is None, "optuna-dashboard exited"
-                assert time.time() < deadline, "optuna-dashboard did not answer within 120 s"
-                time.sleep(0.5)
-    names = [s["study_name"] for s in body["study_summaries"]]
-    assert names == [study.study_name]

@@ -1,0 +1,27 @@
+"""Tiny results tables for the tests of analysis/tables.py and its CLI: a size x tokens grid from
+the known Chinchilla law (analysis.synthetic.TRUE_PARAMS) with seeded log-normal noise, under the
+canonical column names or the foreign ones a user's trainer might write."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.synthetic import TRUE_PARAMS, law_loss
+
+__all__ = ["FOREIGN", "grid", "foreign"]
+
+FOREIGN = "n_params=params,n_tokens=tokens,loss=val_loss"
+
+
+def grid(seed=0, sizes=(1e5, 3e5, 1e6, 3e6, 1e7), tokens=(1e7, 4e7, 1.6e8, 6.4e8), noise=0.005):
+    """A size x tokens grid from TRUE_PARAMS with log-normal noise, canonical names."""
+    n, d = (x.ravel() for x in np.meshgrid(sizes, tokens, indexing="ij"))
+    loss = law_loss(TRUE_PARAMS, n, d) * np.exp(
+        np.random.default_rng(seed).normal(0, noise, n.size)
+    )
+    return pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss})
+
+
+def foreign(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.rename(columns={"n_params": "params", "n_tokens": "tokens", "loss": "val_loss"})

@@ -1,0 +1,267 @@
+"""`python -m analysis` on a results table (analysis/tables.py): predictions as one JSON document,
+groups fitted and drawn together, curve tables, and the bad tables and options it must refuse in
+one line, exit 2, writing nothing. Reading and mapping tables: tests/test_analysis_tables.py.
+
+Tables are tiny synthetic grids from a known Chinchilla law with seeded log-normal noise
+(tests/tables_data.py)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.command import main
+from analysis.errors import AnalysisError
+from analysis.synthetic import TRUE_PARAMS, law_loss, write_sweep
+from tests.tables_data import FOREIGN, foreign, grid
+
+# ---------------------------------------------------------------- the CLI
+
+
+@pytest.mark.slow
+def test_must_show_predict_json_on_foreign_column_names(tmp_path):
+    """`python -m analysis TABLE.csv --columns ... --predict N=..,D=.. --json`: one JSON document
+    on stdout whose predicted loss and interval hold the generating law."""
+    foreign(grid(noise=0.003)).to_csv(tmp_path / "runs.csv", index=False)
+    points = [(3e7, 1e9), (1e8, 2e9)]
+    cmd = [sys.executable, "-m", "analysis", str(tmp_path / "runs.csv"), "--columns", FOREIGN,
+           "--n-bootstrap", "20", "--json"]  # fmt: skip
+    for n, d in points:
+        cmd += ["--predict", f"N={n:g},D={d:g}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)  # stdout is the JSON document and nothing else
+    assert {"predictions", "law", "why", "warnings"} <= set(doc) and doc["law"] and doc["why"]
+    assert len(doc["predictions"]) == 2
+    for p, (n, d) in zip(doc["predictions"], points, strict=True):
+        assert (p["n_params"], p["n_tokens"], p["flops"]) == pytest.approx((n, d, 6 * n * d))
+        truth = float(law_loss(TRUE_PARAMS, n, d))
+        lo, hi = p["interval"]
+        assert lo <= truth <= hi, (lo, truth, hi)
+        assert lo <= p["loss"] <= hi and abs(p["loss"] / truth - 1) < 0.02
+        assert p["level"] == 0.95 and p["law"] == doc["law"]
+    assert "report:" in proc.stderr and (tmp_path / "runs_report" / "fits.json").exists()
+    fits = json.loads((tmp_path / "runs_report" / "fits.json").read_text())
+    assert fits["n_convention"] == "as_given" and "as given" in fits["convention"]
+
+
+@pytest.mark.slow
+def test_cli_group_fits_each_group_and_draws_them_together(tmp_path, capsys):
+    a, b = grid(seed=1), grid(seed=2)
+    b["loss"] *= 1.1
+    t = pd.concat([foreign(a).assign(corpus="c4"), foreign(b).assign(corpus="rpj")])
+    t.to_csv(tmp_path / "r.csv", index=False)
+    out = tmp_path / "rep"
+    rc = main([str(tmp_path / "r.csv"), "--columns", FOREIGN, "--group", "corpus", "--out",
+               str(out), "--n-bootstrap", "10", "--predict", "N=1e8,C=1e18", "--json",
+               "--n-convention", "total", "--holdout", "N>=1e7"])  # fmt: skip
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    doc = json.loads(cap.out)
+    assert [p["group"] for p in doc["predictions"]] == ["c4", "rpj"]
+    assert set(doc["groups"]) == {"c4", "rpj"}
+    assert doc["predictions"][1]["loss"] > doc["predictions"][0]["loss"]
+    for g in ("c4", "rpj"):
+        fits = json.loads((out / g / "fits.json").read_text())
+        assert fits["arch"] == g and fits["n_convention"] == "total"
+        assert fits["backtests"]["chinchilla"]["held_out"] == "N>=1e7"
+    report = (out / "report.md").read_text()
+    assert "## r (c4)" in report and "## r (rpj)" in report
+    assert (out / "figures" / "compare_compute.png").exists()
+
+
+def _rows(**cols) -> pd.DataFrame:
+    t = foreign(grid())
+    for k, v in cols.items():
+        t[k] = v
+    return t
+
+
+def _bad(tmp_path, name: str, content) -> str:
+    path = tmp_path / name
+    if isinstance(content, pd.DataFrame):
+        content.to_csv(path, index=False)
+    else:
+        path.write_text(content)
+    return str(path)
+
+
+def _dup():
+    t = foreign(grid())
+    return pd.concat([t, t.iloc[[3]]], ignore_index=True)
+
+
+def _one_size():
+    t = foreign(grid())
+    return t.assign(params=1e6).drop_duplicates(["params", "tokens"])
+
+
+def _nan_loss():
+    t = foreign(grid())
+    t.loc[4, "val_loss"] = np.nan
+    return t
+
+
+def _text(col):
+    t = foreign(grid()).astype({col: object})
+    t.loc[2, col] = "1.3B"
+    return t
+
+
+BAD = [  # (file name, content, extra args, text the one line must hold)
+    ("r.csv", lambda: grid().drop(columns="loss"), [], "no column loss (loss in nats/token)"),
+    (
+        "r.csv",
+        lambda: foreign(grid()),
+        ["--columns", "n_params=params,n_tokens=tokens,loss=vl"],
+        "no column 'vl'",
+    ),
+    ("r.csv", lambda: foreign(grid()), ["--columns", "n_params:params"], "'n_params:params'"),
+    ("r.csv", lambda: foreign(grid()), ["--columns", "size=params"], "'size' is not a canonical"),
+    ("r.csv", lambda: _text("params"), [], "'params' (n_params) has non-numeric value '1.3B'"),
+    (
+        "r.csv",
+        lambda: _rows(tokens=-1.0),
+        [],
+        "'tokens' (n_tokens) has 20 value(s) that are not positive",
+    ),
+    (
+        "r.csv",
+        _nan_loss,
+        [],
+        "'val_loss' (loss) has 1 value(s) that are not positive (first: nan at row 5)",
+    ),
+    ("r.csv", lambda: _rows(val_loss=math.inf), [], "'val_loss' (loss)"),
+    ("r.csv", _dup, [], "rows 4 and 21 repeat the same point (params=1e+05, tokens=6.4e+08"),
+    ("r.csv", _one_size, [], "single model size (n_params=1e+06)"),
+    (
+        "r.csv",
+        lambda: _rows(corpus=["b" if i in (0, 4, 8) else "a" for i in range(20)]),
+        ["--group", "corpus"],
+        "group 'b' has 3 run(s); a law needs at least 6",
+    ),
+    (
+        "r.csv",
+        lambda: _rows(corpus=[None] + ["a"] * 19),
+        ["--group", "corpus"],
+        "'corpus' (group) is empty at row 1",
+    ),
+    ("r.csv", lambda: _rows(), ["--group", "corpus"], "no column 'corpus'"),
+    ("r.csv", lambda: "", [], "empty file"),
+    ("r.csv", lambda: "params,tokens,val_loss\n", [], "no rows"),
+    ("r.xlsx", lambda: "x", [], "unknown table type '.xlsx'"),
+    ("r.jsonl", lambda: "{not json\n", [], "cannot be read as jsonl"),
+    ("r.parquet", lambda: "not parquet", [], "cannot be read as parquet"),
+    ("r.csv", lambda: _rows(), ["--holdout", "C>1e30"], "no point is held out"),
+    ("r.csv", lambda: _rows(), ["--holdout", "N>=1e5"], "leaves 0 point(s) to fit"),
+    ("r.csv", lambda: _rows(), ["--holdout", "size>1"], "unknown column 'size'"),
+    ("r.csv", lambda: _rows(), ["--predict", "N=abc,D=1e9"], "N=abc must be a finite positive"),
+    ("r.csv", lambda: _rows(), ["--predict", "N=1e9"], "give exactly two of N, D and C"),
+    ("r.csv", lambda: _rows(), ["--target-flops", "-1"], "--target-flops -1.0"),
+    ("r.csv", lambda: _rows(), ["--json"], "--json prints the predictions"),
+]
+
+
+@pytest.mark.parametrize("name, make, extra, expect", BAD, ids=[b[3][:30] for b in BAD])
+def test_bad_table_is_one_line_exit_2_nothing_written(tmp_path, capsys, name, make, extra, expect):
+    if name.endswith(".parquet"):
+        pytest.importorskip("pyarrow")
+    path = _bad(tmp_path, name, make())
+    args = [path, *extra]
+    if "--columns" not in extra:
+        args += ["--columns", FOREIGN] if "val_loss" in open(path).read() else []
+    rc = main([*args, "--n-bootstrap", "5"])
+    cap = capsys.readouterr()
+    assert rc == 2, cap.err
+    lines = [x for x in cap.err.splitlines() if not x.startswith("warning: ")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), cap.err
+    assert expect in lines[0], lines[0]
+    assert "Traceback" not in cap.err and cap.out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no report folder
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_target_flops_checked_before_a_folder_report_is_written(tmp_path, capsys, value):
+    t = grid()
+    sweep = write_sweep(tmp_path / "s", n_params=t["n_params"], n_tokens=t["n_tokens"],
+                        loss=t["loss"])  # fmt: skip
+    assert main([str(sweep), "--target-flops", value]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--target-flops" in err and "finite positive" in err
+    assert not (sweep / "report").exists()
+
+
+def test_predict_points_parse_and_json_is_strict():
+    from types import SimpleNamespace
+
+    from analysis.prediction_points import parse_point, predictions_json
+
+    assert parse_point("N=1e9,D=2e10") == (1e9, 2e10)
+    assert parse_point("N=1e9,C=1.2e20") == pytest.approx((1e9, 2e10))
+    assert parse_point("D=2e10, C=1.2e20") == pytest.approx((1e9, 2e10))
+    assert parse_point("n_params=1e9,n_tokens=2e10") == (1e9, 2e10)
+    for bad in ("N=1e9,N=2e9", "N=1e9,D=2e10,C=1e20", "X=1", "N=-1,D=1", "N=1e9,D=inf"):
+        with pytest.raises(AnalysisError, match="--predict"):
+            parse_point(bad)
+    rec = SimpleNamespace(law="chinchilla", why="back-test", warnings=("E reaches 0",),
+                          to_dict=lambda: {"law": "chinchilla"})  # fmt: skip
+    pred = {"n_params": 1e9, "n_tokens": 2e10, "flops": 1.2e20, "loss": np.float64(2.5),
+            "interval": [math.nan, 2.6], "level": 0.95, "law": "chinchilla"}  # fmt: skip
+    doc = predictions_json([{"group": None, "recommendation": rec, "predictions": [pred]}],
+                           table=pd.DataFrame())  # fmt: skip
+    text = json.dumps(doc, allow_nan=False)  # NaN would raise here
+    assert json.loads(text)["predictions"][0]["interval"] == [None, 2.6]
+    assert doc["warnings"] == ["E reaches 0"] and "groups" not in doc
+
+
+def test_backtest_isoflop_takes_a_table():
+    from analysis.backtest import backtest_isoflop
+    from analysis.synthetic import isoflop_points
+
+    n, d, loss, c = isoflop_points(rng=np.random.default_rng(0), budgets=(1e13, 1e14, 1e15, 1e16))
+    table = pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss, "flops": c})
+    a, b = backtest_isoflop(n, d, loss, c), backtest_isoflop(table)
+    assert a.rel_errors == pytest.approx(b.rel_errors) and b.held_out == "C = 1e+16"
+    with pytest.raises(AnalysisError, match="one compute budget per run"):
+        backtest_isoflop(n, d, loss, c[:3])
+
+
+def test_folder_options_checked_before_writing(tmp_path, capsys):
+    t = grid()
+    sweep = write_sweep(tmp_path / "s", n_params=t["n_params"], n_tokens=t["n_tokens"],
+                        loss=t["loss"])  # fmt: skip
+    for extra, expect in ((["--n-convention", "weights"], "n_convention='weights'"),
+                          (["--columns", "n_params=x"], "apply to tables"),
+                          (["--holdout", "N>1e30"], "no point is held out")):  # fmt: skip
+        assert main([str(sweep), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and expect in err, err
+        assert not (sweep / "report").exists()
+
+
+@pytest.mark.slow
+def test_cli_curve_table_fits_end_points_and_envelope(tmp_path, capsys):
+    rows = []
+    for n in (1e5, 3e5, 1e6, 3e6):
+        for d_total in (1e7, 4e7, 1.6e8):
+            for step in (1, 2, 4, 8):
+                d = d_total * step / 8
+                rows.append({"size": n, "seen": d, "iter": step, "name": f"{n:g}-{d_total:g}",
+                             "val": float(law_loss(TRUE_PARAMS, n, d))})  # fmt: skip
+    pd.DataFrame(rows).to_json(tmp_path / "curves.jsonl", orient="records", lines=True)
+    cols = "n_params=size,n_tokens=seen,step=iter,run=name,loss=val"
+    args = [str(tmp_path / "curves.jsonl"), "--columns", cols, "--n-bootstrap", "5"]
+    assert main([*args, "--predict", "N=1e7,D=1e9", "--json"]) == 0
+    cap = capsys.readouterr()
+    assert "curves: 12 runs, 12 fitted" in cap.err
+    pred = json.loads(cap.out)["predictions"][0]  # fitted to the 12 end points, not 48 rows
+    assert pred["loss"] == pytest.approx(float(law_loss(TRUE_PARAMS, 1e7, 1e9)), rel=0.01)
+    fits = json.loads((tmp_path / "curves_report" / "fits.json").read_text())
+    assert fits["n_fitted"] == 12 and "envelope" in fits["fits"]
+    assert fits["fits"]["chinchilla"]["params"]["alpha"] == pytest.approx(0.35, abs=0.03)
