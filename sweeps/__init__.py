@@ -6,6 +6,7 @@ Layout by concern (each subpackage's docstring says what it owns and what it may
     sweeps/config.py    the typed config schemas (dataclasses Hydra composes conf/ onto)
     sweeps/records.py   the run record and results layout: the contract analysis/ reads
                         (standard library only)
+    sweeps/run_record.py  RunRecord, the typed record.json, and the run-id version (stdlib only)
     sweeps/data/        corpus -> cached token arrays and the fixed evaluation set
     sweeps/run/         one run, from a plain RunConfig to its record: id, plan, lr rules,
                         schedule, training loop, checkpoints, skip/resume/retry
@@ -17,6 +18,6 @@ Layout by concern (each subpackage's docstring says what it owns and what it may
                         backends import no torch or Hydra, so analysis/ logs its summary run there
 
 Entry points (argument wiring only): `python -m sweeps.train`, `.plan`, `.status`, `.tune`,
-`.demo`. Imports go one way: errors/config/records <- data <- run <- branches <- sweep, tuning
-<- entry points; `run/` never imports Hydra; nothing here imports analysis/.
+`.demo`. Imports go one way: errors/config/run_record/records <- data <- run <- branches <- sweep,
+tuning <- entry points; `run/` never imports Hydra; nothing here imports analysis/.
 """
