@@ -141,7 +141,11 @@ def _ax(ax: Axes | None) -> Axes:
     return ax if ax is not None else plt.subplots(figsize=(5.5, 4))[1]
 
 
-def _plot_vs(points: pd.DataFrame, x: str, ax: Axes, marks: dict[Any, float]) -> None:
+def _plot_vs(
+    points: pd.DataFrame, x: str, ax: Axes | None, marks: dict[Any, float], xlabel: str, title: str
+) -> Axes:
+    """Loss against column `x` per study (stars: optima, crosses: diverged, dashed: `marks`)."""
+    ax = _ax(ax)
     order = list(dict.fromkeys(points["study"]))  # size, then horizon (tune_points' order)
     cmap = plt.get_cmap("viridis")
     colors = {s: cmap(i / max(1, len(order) - 1)) for i, s in enumerate(order)}
@@ -166,7 +170,10 @@ def _plot_vs(points: pd.DataFrame, x: str, ax: Axes, marks: dict[Any, float]) ->
         lo = float(finite.min())
         ax.set_ylim(lo - 0.02 * lo, min(float(finite.max()), 1.25 * lo) + 0.02 * lo)
     ax.set_ylabel("validation loss (nats/token)")
+    ax.set_xlabel(xlabel)
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
+    return ax
 
 
 def plot_loss_vs_lr(
@@ -174,23 +181,19 @@ def plot_loss_vs_lr(
 ) -> Axes:
     """Loss against peak lr per study; stars: optima; dashed: the rules' lr (if rules), at the
     batch the batch rule gives there (what optim.lr=auto optim.batch_size=auto would run)."""
-    ax = _ax(ax)
     marks = {}
     if rules is not None:
         for _, r in tune_optima(points).iterrows():
             batch = rule_batch(rules, r["flops"], r["n_tokens"])
             marks[r["study"]] = float(rule_lr(rules, r["n_params"], batch))
-    _plot_vs(points, "lr", ax, marks)
-    ax.set_xlabel("peak learning rate")
-    ax.set_title("loss vs lr (x: diverged/failed; dashed: rule)", fontsize=9)
-    return ax
+    title = "loss vs lr (x: diverged/failed; dashed: rule)"
+    return _plot_vs(points, "lr", ax, marks, "peak learning rate", title)
 
 
 def plot_loss_vs_batch(
     points: pd.DataFrame, *, rules: dict[str, Any] | None = None, ax: Axes | None = None
 ) -> Axes:
     """Loss against batch size (sequences) per study; dashed: the batch rule at the best C (D)."""
-    ax = _ax(ax)
     marks = {}
     if rules is not None:
         best = tune_optima(points)
@@ -198,10 +201,8 @@ def plot_loss_vs_batch(
             r["study"]: float(rule_batch(rules, r["flops"], r["n_tokens"]))
             for _, r in best.iterrows()
         }
-    _plot_vs(points, "batch_size", ax, marks)
-    ax.set_xlabel("batch size (sequences per step)")
-    ax.set_title("loss vs batch size", fontsize=9)
-    return ax
+    xlabel = "batch size (sequences per step)"
+    return _plot_vs(points, "batch_size", ax, marks, xlabel, "loss vs batch size")
 
 
 def plot_lr_rule(

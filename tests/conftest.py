@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ from sweeps.config import (
     RunConfig,
     ScheduleConfig,
 )
+from tests.processes import run_module
 
 
 @pytest.fixture(scope="session")
@@ -118,15 +118,7 @@ def cli(tmp_path: Path):
     def run(args: list[str], *, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("HYDRA_FULL_ERROR", None)
-        return subprocess.run(
-            [sys.executable, "-m", "sweeps.train", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            **kw,
-        )
+        return run_module("sweeps.train", args, cwd=tmp_path, env=env, timeout=timeout, **kw)
 
     return run
 

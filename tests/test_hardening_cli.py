@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from sweeps.plan import main as plan_main
+from tests.processes import run_module
 
 
 def _files(folder: Path) -> list[Path]:
@@ -35,14 +36,7 @@ def base(tiny_overrides, tmp_path: Path) -> list[str]:
 def _run(module: str, args: list[str], cwd: Path, timeout: float = 120):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_module(module, args, cwd=cwd, env=env, timeout=timeout)
 
 
 def _assert_one_line(proc, field: str, fix_word: str) -> None:

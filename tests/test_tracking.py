@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import replace
@@ -24,7 +23,7 @@ from sweeps.run import loop
 from sweeps.run.runner import run_dir_for, run_one
 from sweeps.sweep.compose import register_configs, to_run_config
 from sweeps.tracking import fanout, settings
-from tests.processes import background, child_env
+from tests.processes import background, child_env, run_module
 
 # the record's fields that measure time or when it was written: the only ones a tracker may change
 TIME_FIELDS = ("time_s", "tokens_per_s", "created_at")
@@ -186,14 +185,7 @@ def _kill_after_first_checkpoint(overrides: list[str], tmp_path: Path) -> Path:
 
 def _run_cli(overrides: list[str], tmp_path: Path, timeout: float = 300):
     """`python -m sweeps.train` to its end (a hang fails at `timeout`), with no tracker warning."""
-    res = subprocess.run(
-        [sys.executable, "-m", "sweeps.train", *overrides],
-        cwd=tmp_path,
-        env=child_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    res = run_module("sweeps.train", overrides, cwd=tmp_path, env=child_env(), timeout=timeout)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "warning: tracker" not in res.stderr, res.stderr[-3000:]
     return res

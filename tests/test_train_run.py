@@ -3,6 +3,7 @@ resume after an interruption, divergence, skipping a finished run, device and pr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -30,6 +31,12 @@ def record_fields() -> list[str]:
             names += m.group(1).split(", ")
     assert len(names) > 30, names  # the parse found the table
     return names
+
+
+def test_the_documented_fields_are_the_record_type_s_fields() -> None:
+    documented = record_fields()
+    assert len(documented) == len(set(documented))
+    assert sorted(documented) == sorted(f.name for f in dataclasses.fields(records.RunRecord))
 
 
 def curve_fields() -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from sweeps.run.runner import run_dir_for
 from sweeps.tuning.search import search_space, tune_size
 from sweeps.tuning.study import TuneConfig, TuneRunConfig, open_study, storage_for, trial_config
 from sweeps.tuning.summaries import fit_sweep
+from tests.processes import run_module
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -129,14 +129,7 @@ def test_bad_tune_values_name_the_field() -> None:
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(cwd / "cache")}
-    return subprocess.run(
-        [sys.executable, "-m", "sweeps.tune", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    return run_module("sweeps.tune", args, cwd=cwd, env=env, timeout=600)
 
 
 @pytest.mark.slow
