@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import AnalysisError
+from .runs import TRUNK_REASON
 
 __all__ = ["CONSTANT_SCHEDULES", "isoflop_points_from_curves"]
 
@@ -103,7 +104,10 @@ def constant_lr_curves(
             return None, "--isoflop-from-curves: the table has no step column (no loss curves)"
         return curves, "every curve of the table (--isoflop-from-curves: constant lr, as stated)"
     sched = runs.get("config.schedule.name", pd.Series(None, index=runs.index))
-    ok = (runs["status"] == "ok") & (sched.isin(CONSTANT_SCHEDULES) | (runs["role"] == "trunk"))
+    # the runs a fit may use, and trunks (left out of end-point fits only for never cooling down);
+    # not an older run-id version's, a duplicate's, a non-finite loss's
+    usable = runs["included"] | (runs["excluded_reason"] == TRUNK_REASON)
+    ok = usable & (sched.isin(CONSTANT_SCHEDULES) | (runs["role"] == "trunk"))
     ids = set(runs.loc[ok, "run_id"])
     if not ids:
         return None, (

@@ -109,6 +109,25 @@ def test_analysis_leaves_older_records_out_of_fits_with_one_warning(tmp_path: Pa
     assert len(fit_runs(runs)) == 16 - 5
 
 
+def test_older_constant_lr_runs_give_no_isoflop_slices(tmp_path: Path) -> None:
+    from analysis.curve_isoflop import constant_lr_curves
+
+    n, d = np.repeat([1e5, 1e6, 1e7], 2), np.tile([1e8, 4e8], 3)
+    sweep = write_sweep(tmp_path / "c", n_params=n, n_tokens=d, loss=np.full(6, 3.0),
+                        schedule="constant")  # fmt: skip
+    older = sorted(records.iter_run_dirs(sweep))[:2]
+    for run_dir in older:
+        rec = json.loads((run_dir / records.RECORD_FILE).read_text())
+        records.write_json_atomic(run_dir / records.RECORD_FILE, rec | {"id_version": 1})
+    with pytest.warns(AnalysisWarning, match="2 record"):
+        runs, curves = load_runs(sweep)
+    used, _ = constant_lr_curves(runs, curves)
+    assert used is not None
+    assert set(used["run_id"]) == {p.name for p in records.iter_run_dirs(sweep)} - {
+        p.name for p in older
+    }
+
+
 def test_analysis_of_only_older_records_says_why_nothing_is_fitted(tmp_path: Path) -> None:
     from analysis.errors import AnalysisError
 
