@@ -166,8 +166,18 @@ def test_edited_finished_record_is_refused_on_the_command_line(base, tmp_path):
     _assert_one_line(proc, str(record_path), "move or delete")
 
 
-MEASURE = r"""
-import json, resource, sys, torch
+# The peak RSS of this process image, from the kernel's high-water mark of its own address space
+# (VmHWM). Not getrusage's ru_maxrss: Linux carries the parent's RSS across fork and exec into
+# it, so a child of a large pytest process (1-2 GiB deep into the full suite) read its parent's
+# size as its own peak, and its growth as nothing.
+PEAK_RSS = r"""
+def peak_rss():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+"""
+
+MEASURE = PEAK_RSS + r"""
+import json, sys, torch
 from models import build_model, param_counts
 from sweeps.run.memory import estimate_memory
 from sweeps.run.distributed import Ranks
@@ -196,9 +206,9 @@ def steps(shape, x, y, val):
 tiny = make_shape(arch, n_head=1, n_layer=1, d_model=4, vocab_size=v, context=4) if arch == "gpt" \
     else make_shape(arch, n_layer=1, d_model=4, vocab_size=v, context=4)
 steps(tiny, x[:2, :4], y[:2, :4], val[:2, :5])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+base = peak_rss()
 steps(shape, x, y, val)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = peak_rss()
 est = estimate_memory(shape, n_params_total=param_counts(shape)["total"], batch_size=bs)
 got = {"measured": peak - base, "estimate": est.total - est.overhead, "peak": peak}
 print(json.dumps({**got, "total": est.total}))
@@ -215,11 +225,7 @@ print(json.dumps({**got, "total": est.total}))
     ],
     ids=["gpt_activations", "gpt_logits", "lstm"],
 )
-@pytest.mark.xfail(
-    strict=False,
-    reason="failed 3/3 inside the full suite on a fresh clone of 2e2645b, passes alone and after "
-    "its neighbours; cause not diagnosed before the session ended (see the closing note)",
-)
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's VmHWM")
 def test_memory_estimate_against_the_measured_peak(spec):
     """The estimate against a fresh process's peak RSS over three training steps and an
     evaluation (what the kernel kills on): above it, within 2x; and its part above the fixed
@@ -237,6 +243,26 @@ def test_memory_estimate_against_the_measured_peak(spec):
     assert got["peak"] <= got["total"] <= 2.0 * got["peak"], got
     # the part that scales with the run, against the growth it caused
     assert 0.5 <= got["estimate"] / got["measured"] <= 2.0, got
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads Linux's VmHWM")
+def test_a_child_measures_its_own_peak_not_its_parents():
+    """The probe's peak reading in a fresh interpreter while this process holds 512 MiB more:
+    a bare interpreter's own peak (tens of MiB), not this process's size. ru_maxrss read at
+    least the parent's RSS here, which failed the estimate test 3/3 in the full suite."""
+    import numpy as np
+
+    held = np.ones(2**26)  # 512 MiB of float64, every page written
+    proc = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS + "print(peak_rss())"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    child = int(proc.stdout)
+    assert held.sum() == 2**26
+    assert 0 < child < 128 * 2**20, f"the child read {child / 2**20:.0f} MiB as its own peak"
 
 
 # ---- other hostile inputs found on the way ----
