@@ -22,6 +22,20 @@ from sweeps.config import (
 from tests.processes import run_module
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_blas_thread():
+    """numpy's and scipy's OpenBLAS at one thread in this process. The fits here solve 5 x 5
+    systems, where a second BLAS thread only spins against the training subprocesses for the
+    other core: the reference L-BFGS-B loop of test_analysis_fits ran 3.5x faster with one
+    (same run, alternated, loaded 2-core Xeon). Child processes keep the user's setting."""
+    import scipy.linalg  # noqa: F401  (loads scipy's own OpenBLAS, so the limit reaches it)
+    import scipy.optimize  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def data_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One encoded-data cache for the session, so tests never touch the user's cache."""
