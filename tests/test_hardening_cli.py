@@ -176,7 +176,8 @@ def peak_rss():
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
 """
 
-MEASURE = PEAK_RSS + r"""
+# run as PEAK_RSS + MEASURE
+MEASURE = r"""
 import json, sys, torch
 from models import build_model, param_counts
 from sweeps.run.memory import estimate_memory
@@ -232,7 +233,7 @@ def test_memory_estimate_against_the_measured_peak(spec):
     overhead against the peak's growth, within 2x either way (glibc and torch's CPU allocator
     keep some freed memory, hence the tolerance)."""
     proc = subprocess.run(
-        [sys.executable, "-c", MEASURE, json.dumps(spec)],
+        [sys.executable, "-c", PEAK_RSS + MEASURE, json.dumps(spec)],
         capture_output=True,
         text=True,
         timeout=300,
