@@ -168,8 +168,8 @@ def test_edited_finished_record_is_refused_on_the_command_line(base, tmp_path):
 
 # The peak RSS of this process image, from the kernel's high-water mark of its own address space
 # (VmHWM). Not getrusage's ru_maxrss: Linux carries the parent's RSS across fork and exec into
-# it, so a child of a large pytest process (1-2 GiB deep into the full suite) read its parent's
-# size as its own peak, and its growth as nothing.
+# it, so a child of a pytest process grown large deep into the suite (490 MiB by this file in
+# the slow subset) read its parent's size as its own peak, and its growth as nothing.
 PEAK_RSS = r"""
 def peak_rss():
     with open("/proc/self/status") as f:
