@@ -87,7 +87,7 @@ class Raising:
     def _raise(self, *args, **kwargs):
         raise RuntimeError("tracker server unreachable")
 
-    start = log = summary = flush = images = finish = _raise
+    load = start = log = summary = flush = images = finish = _raise
 
 
 def test_a_tracker_that_raises_leaves_the_record_as_without_it(tiny_cfg, monkeypatch, capsys):
@@ -240,6 +240,52 @@ def test_mlflow_one_run_per_run_id_with_the_same_history_after_sigkill(tiny_over
         if deterministic:  # the same batches, the same losses (time-like ones differ)
             assert [v for _, v in got[key]] == [v for _, v in ref[key]], key
     assert [(s, v) for s, v in got["val/loss"]] == _val_curve(run_dir)
+
+
+def test_mlflow_writes_points_at_flush_into_a_store_copied_from_a_template(tmp_path, monkeypatch):
+    """Points wait in memory until a flush (one transaction, not one per point); a new store is a
+    copy of the migrated template, made once, which MLflow opens and checks as its own."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from sweeps.tracking.mlflow_backend import MlflowBackend
+
+    monkeypatch.setenv("SCALING_SWEEPS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    template = settings.mlflow_template(mlflow.__version__)
+    cfg = TrackerConfig(mlflow=True)
+
+    def backend(sweep: str) -> MlflowBackend:
+        info = fanout.RunInfo("r1", sweep, str(tmp_path / "results"), {"a": 1}, {"arch": "gpt"})
+        b = MlflowBackend(info, cfg)
+        b.load()
+        b.start(resume_step=0)
+        return b
+
+    first = backend("one")
+    assert template.exists()
+    made = template.stat().st_mtime_ns
+    first.log(1, {"train/loss": 3.0})
+    first.log(2, {"train/loss": 2.5, "val/loss": 2.7})
+    run_id = first.mlflow_run_id
+    store = MlflowClient(tracking_uri=first.uri)
+    assert store.get_run(run_id).data.metrics == {}  # nothing written before the flush
+    first.flush()
+    assert [(m.step, m.value) for m in store.get_metric_history(run_id, "train/loss")] == [
+        (1, 3.0),
+        (2, 2.5),
+    ]
+    first.log(3, {"train/loss": 2.0})
+    first.summary({"loss": 2.1, "status": "ok"})
+    first.finish("ok")
+    run = store.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["status"] == "ok"
+    assert run.data.metrics["train/loss"] == 2.0 and run.data.metrics["summary/loss"] == 2.1
+
+    second = backend("two")  # a second new store: a copy, the template is not made again
+    assert template.stat().st_mtime_ns == made
+    assert (tmp_path / "results" / "two" / "mlflow.db").exists()
+    second.finish("ok")
 
 
 def _wandb_dirs(sweep_dir: Path) -> list[Path]:

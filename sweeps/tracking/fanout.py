@@ -43,6 +43,7 @@ class RunInfo:
 
 
 class Backend(Protocol):
+    def load(self) -> None: ...
     def start(self, *, resume_step: int) -> None: ...
     def log(self, step: int, metrics: Mapping[str, float]) -> None: ...
     def summary(self, values: Mapping[str, Any]) -> None: ...
@@ -116,6 +117,9 @@ class Tracking:
             self.worker.start()
         self.calls.put(run)
 
+    def load(self) -> None:
+        self._call("load")
+
     def start(self, *, resume_step: int) -> None:
         self._call("start", resume_step=resume_step)
 
@@ -163,7 +167,8 @@ def _factory(name: str) -> Callable[[RunInfo, TrackerConfig], Backend]:
 
 def open_tracking(cfg: TrackerConfig, info: RunInfo, *, label: str) -> Tracking | None:
     """The run's Tracking, or None when no tracker is chosen. Building a backend only stores its
-    settings; its library is imported and its run opened at `start` (inside the guard)."""
+    settings; its library is imported (`load`, queued at once, so it overlaps the trainer's
+    set-up) and its run opened at `start`, both on the worker thread (inside the guard)."""
     if not cfg.backends:
         return None
     tracking = Tracking({}, label=label)
@@ -172,4 +177,5 @@ def open_tracking(cfg: TrackerConfig, info: RunInfo, *, label: str) -> Tracking 
             tracking.backends[name] = _factory(name)(info, cfg)
         except Exception as e:  # noqa: BLE001 - as any tracker call
             tracking.warn(name, "open", e)
+    tracking.load()
     return tracking

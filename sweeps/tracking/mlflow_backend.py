@@ -15,6 +15,8 @@ import fcntl
 import logging
 import math
 import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -22,12 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from sweeps.tracking.fanout import RunInfo
-from sweeps.tracking.settings import TrackerConfig, mlflow_uri, tracker_dir
+from sweeps.tracking.settings import TrackerConfig, mlflow_template, mlflow_uri, tracker_dir
 
 __all__ = ["MlflowBackend", "find_runs"]
 
 STATUS = {"ok": "FINISHED", "diverged": "FINISHED", "failed": "FAILED"}  # else KILLED
 BATCH = 100  # MLflow takes at most 100 params or tags per request
+METRIC_BATCH = 1000  # and at most 1000 metrics
+SQLITE = "sqlite:///"
 
 
 @contextmanager
@@ -39,6 +43,35 @@ def _locked(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _seed_store(uri: str) -> None:
+    """A SQLite store that does not exist yet starts as a copy of an empty, migrated one (made
+    here by MLflow itself the first time, under a lock); MLflow checks its schema on opening.
+    Without a writable cache folder MLflow creates the store itself, as it would anyway."""
+    if not uri.startswith(SQLITE) or Path(uri[len(SQLITE) :]).exists():
+        return
+    import mlflow
+    from mlflow import MlflowClient
+
+    try:
+        template = mlflow_template(mlflow.__version__)
+    except OSError:
+        return
+    with _locked(template.with_suffix(".lock")):
+        if not template.exists():
+            fd, tmp = tempfile.mkstemp(dir=template.parent, suffix=".db.tmp")
+            os.close(fd)
+            os.unlink(tmp)  # MLflow creates its tables only in a database it finds empty
+            try:
+                MlflowClient(tracking_uri=SQLITE + tmp).search_experiments()
+                os.replace(tmp, template)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+    target = Path(uri[len(SQLITE) :])
+    part = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(template, part)
+    os.replace(part, target)  # under the sweep's lock: no job opens it half-copied
 
 
 def find_runs(client: Any, experiment_id: str, run_id: str) -> list[Any]:
@@ -53,18 +86,28 @@ class MlflowBackend:
         self.sweep_dir = Path(info.results_dir) / info.sweep
         self.client: Any = None
         self.mlflow_run_id = ""
-        self.logged: dict[str, int] = {}  # metric -> last step the store holds
+        self.logged: dict[str, int] = {}  # metric -> last step the store holds or will hold
+        self.pending: list[Any] = []  # metric points not yet written (one log_batch per flush)
         self.last_step = 0
 
-    def start(self, *, resume_step: int) -> None:
+    def load(self) -> None:
+        """Import MLflow and open the store (a new one seeded from the template)."""
         from mlflow import MlflowClient
-        from mlflow.entities import Param
 
         for name in ("alembic", "mlflow"):  # table migrations and store notices: not ours to show
             logging.getLogger(name).setLevel(logging.WARNING)
-
         with _locked(self.sweep_dir / ".mlflow.lock"):
-            self.client = client = MlflowClient(tracking_uri=self.uri)
+            _seed_store(self.uri)
+            self.client = MlflowClient(tracking_uri=self.uri)
+            self.client.get_experiment_by_name(self.info.sweep)  # opens the store here
+
+    def start(self, *, resume_step: int) -> None:
+        from mlflow.entities import Param
+
+        if self.client is None:
+            self.load()
+        client = self.client
+        with _locked(self.sweep_dir / ".mlflow.lock"):
             exp = client.get_experiment_by_name(self.info.sweep)
             if exp is None:
                 artifacts = tracker_dir(self.info.results_dir, self.info.sweep, "mlartifacts")
@@ -102,11 +145,19 @@ class MlflowBackend:
             for k, v in metrics.items()
             if step > self.logged.get(k, -1)
         ]
-        if fresh:
-            self.client.log_batch(self.mlflow_run_id, metrics=fresh)
-            for m in fresh:
-                self.logged[m.key] = step
+        self.pending.extend(fresh)
+        for m in fresh:
+            self.logged[m.key] = step
         self.last_step = step
+
+    def _write(self, tags: list[Any] | None = None) -> None:
+        """The pending points (and `tags`) in as few `log_batch` transactions as MLflow takes."""
+        points, self.pending = self.pending, []
+        for i in range(0, max(len(points), 1), METRIC_BATCH):
+            chunk = points[i : i + METRIC_BATCH]
+            if chunk or tags:
+                self.client.log_batch(self.mlflow_run_id, metrics=chunk, tags=tags or [])
+            tags = None
 
     def summary(self, values: Mapping[str, Any]) -> None:
         from mlflow.entities import Metric, RunTag
@@ -119,10 +170,11 @@ class MlflowBackend:
                     metrics.append(Metric(f"summary/{k}", float(v), now, self.last_step))
             else:
                 tags.append(RunTag(k, str(v)[:5000]))
-        self.client.log_batch(self.mlflow_run_id, metrics=metrics, tags=tags[:BATCH])
+        self.pending.extend(metrics)
+        self._write(tags[:BATCH])
 
     def flush(self) -> None:
-        pass  # every write above is a committed SQLite transaction
+        self._write()  # one committed SQLite transaction
 
     def images(self, paths: Iterable[Path]) -> None:
         for path in paths:
@@ -130,4 +182,5 @@ class MlflowBackend:
 
     def finish(self, status: str) -> None:
         if self.mlflow_run_id:
+            self._write()
             self.client.set_terminated(self.mlflow_run_id, status=STATUS.get(status, "KILLED"))

@@ -21,6 +21,7 @@ __all__ = [
     "BACKENDS",
     "TrackerConfig",
     "check_installed",
+    "mlflow_template",
     "mlflow_uri",
     "tracker_dir",
     "wandb_mode",
@@ -105,6 +106,17 @@ def mlflow_uri(cfg: TrackerConfig, results_dir: str | os.PathLike[str], sweep: s
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
     return f"sqlite:///{(Path(results_dir) / sweep / 'mlflow.db').resolve()}"
+
+
+def mlflow_template(version: str) -> Path:
+    """The empty, migrated SQLite store that new MLflow stores are copied from, one per MLflow
+    version, in the project's cache ($SCALING_SWEEPS_CACHE, else the user cache folder)."""
+    root = os.environ.get("SCALING_SWEEPS_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "scaling-sweeps"
+    )
+    folder = Path(root).expanduser() / "mlflow"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"empty-store-{version}.db"
 
 
 def wandb_mode(cfg: TrackerConfig) -> str:

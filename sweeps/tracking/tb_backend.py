@@ -60,6 +60,9 @@ class TensorBoardBackend:
         value = Summary.Value(tag=tag, metadata=meta, tensor=tensor)
         self._add(step, summary=Summary(value=[value]))
 
+    def load(self) -> None:
+        import tensorboard.summary.writer.event_file_writer  # noqa: F401 - imported ahead
+
     def start(self, *, resume_step: int) -> None:
         from tensorboard.compat.proto.event_pb2 import SessionLog
         from tensorboard.summary.writer.event_file_writer import EventFileWriter

@@ -54,6 +54,9 @@ class WandbBackend:
         self.history.write_text("".join(json.dumps(p) + "\n" for p in points), encoding="utf-8")
         return points
 
+    def load(self) -> None:
+        import wandb  # noqa: F401 - imported ahead
+
     def start(self, *, resume_step: int) -> None:
         import wandb
 
@@ -74,7 +77,10 @@ class WandbBackend:
             config=self.info.params,
             tags=[f"{k}:{v}"[:64] for k, v in sorted(self.info.tags.items())],
             reinit="create_new",
-            settings=wandb.Settings(silent=True, console="off", x_disable_stats=True),
+            # no console capture, no system-metrics sampler, no `pip freeze` of the environment
+            settings=wandb.Settings(
+                silent=True, console="off", x_disable_stats=True, x_save_requirements=False
+            ),
         )
         for point in replay:
             self.run.log(point["metrics"], step=point["step"])
