@@ -1,22 +1,26 @@
-"""Tracking overhead: the same run with and without trackers, alternating (A B A B ...), each into
-a fresh results folder, timed in the same invocation. Prints the wall time of each process (what
-a user waits for: start-up, tracker start-up and finish included), the trainer's own time_s, the
-CPU time of the process and its children (W&B's service included; far less sensitive than wall
-time to other tenants on a shared machine), and the ratios of the means (tracked / plain).
+"""Tracking overhead: the same run without trackers and with each tracker (and all three at once),
+in rounds that rotate the order (round r starts at the r-th configuration) so that a change of the
+machine's load hits every configuration alike; each run in a fresh results folder (a new sweep:
+the worst case, a new MLflow store and W&B folder per run). Prints, per configuration, the mean
+wall time of the process (what a user waits for: start-up, tracker start-up and finish included),
+the trainer's own time_s and the CPU time of the process and its children, and their ratios to
+the plain runs of the same invocation, with the 1-minute load average at the start and the end.
 
-    python benchmarks/tracking_overhead.py                          # all three trackers, 2 pairs
-    python benchmarks/tracking_overhead.py --trackers mlflow --pairs 3
-    python benchmarks/tracking_overhead.py model.n_params=1e5       # extra overrides for both
+    python benchmarks/tracking_overhead.py                          # 2 rounds of 5 runs
+    python benchmarks/tracking_overhead.py --configs mlflow --rounds 3
+    python benchmarks/tracking_overhead.py budget.tokens=3e6         # extra overrides for all
     python benchmarks/tracking_overhead.py --calls-only              # the trackers' own CPU cost
 
-`--calls-only` makes, without training, the calls one run makes (start, 100 training points, 8
-evaluations, 12 flushes, the summary, the finish) and prints the CPU seconds they cost (this
-process and its children, W&B's service included): the overhead of a run is about that over the
+`--calls-only` makes, without training, the calls one run makes (load, start, 100 training points,
+8 evaluations, 12 flushes, the summary, the finish) in this process and prints the CPU seconds
+they cost (this process and its waited-for children): the overhead of a run is about that over the
 run's own CPU time, however loaded the machine.
 
-The default run (GPT N ~ 3e4 on the stdlib corpus, 4e6 tokens, one thread) takes a few minutes
-here. The encoded corpus is built once before timing; W&B is offline, MLflow on SQLite, as by
-default. Say which CPU and how loaded the machine was with any number this prints.
+The default run (GPT N ~ 3e4 on the stdlib corpus, 1.5e6 tokens, one thread) takes about 3 minutes
+on this project's 2-core Xeon under the load of two other engineers (load average ~5). The
+encoded corpus and MLflow's empty-store template are made by a warm-up run before timing; W&B is
+offline, MLflow on SQLite, as by default. Say which CPU and how loaded the machine was with any
+number this prints.
 """
 
 from __future__ import annotations
@@ -34,13 +38,22 @@ from pathlib import Path
 
 BASE = [
     "model.n_params=3e4",
-    "budget.tokens=4e6",
+    "budget.tokens=1.5e6",
     "optim.batch_size=16",
     "threads=1",
     "progress=none",
     "precision=fp32",
     "device=cpu",
 ]
+ALL = "all"  # every tracker at once
+TRACKERS = ("tensorboard", "wandb", "mlflow")
+
+
+def _tracker_overrides(config: str) -> list[str]:
+    if config == "plain":
+        return []
+    names = TRACKERS if config == ALL else (config,)
+    return [f"tracker=[{','.join(names)}]"]
 
 
 def _run(results: Path, cache: Path, overrides: list[str]) -> tuple[float, float, float]:
@@ -53,7 +66,7 @@ def _run(results: Path, cache: Path, overrides: list[str]) -> tuple[float, float
         f"data.cache_dir={cache}",
         *overrides,
     ]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", SCALING_SWEEPS_CACHE=str(cache))
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("WANDB_MODE", None)
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -77,6 +90,7 @@ def calls_only(trackers: list[str]) -> None:
         return time.process_time() + kids.ru_utime + kids.ru_stime
 
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SCALING_SWEEPS_CACHE"] = str(Path(tmp) / "cache")  # a cold template
         cfg = TrackerConfig(**{name: True for name in trackers})  # type: ignore[arg-type]
         params = {f"group.key{i}": float(i) for i in range(60)}
         info = RunInfo("abcdef012345", "overhead", tmp, params, {"arch": "gpt"})
@@ -98,42 +112,53 @@ def calls_only(trackers: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--trackers", nargs="+", default=["tensorboard", "wandb", "mlflow"])
-    parser.add_argument("--pairs", type=int, default=2, help="plain/tracked pairs, alternated")
+    parser.add_argument(
+        "--configs",
+        nargs="+",
+        default=[*TRACKERS, ALL],
+        choices=[*TRACKERS, ALL],
+        help="tracked configurations, each against the plain run ('all': the three at once)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of one run per config")
     parser.add_argument("--calls-only", action="store_true", help="the trackers' CPU cost only")
-    parser.add_argument("overrides", nargs="*", help="extra overrides for both runs")
+    parser.add_argument("overrides", nargs="*", help="extra overrides for every run")
     args = parser.parse_args()
     if args.calls_only:
-        for name in args.trackers:
-            calls_only([name])
-        calls_only(args.trackers)
+        for name in args.configs:
+            calls_only(list(TRACKERS) if name == ALL else [name])
         return
-    tracked = [f"tracker=[{','.join(args.trackers)}]"]
+    configs = ["plain", *args.configs]
+    load0 = os.getloadavg()[0]
+    times: dict[str, list[tuple[float, float, float]]] = {c: [] for c in configs}
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
-        _run(Path(tmp) / "warm", cache, [*args.overrides, "budget.tokens=1e4"])  # corpus once
-        times: dict[str, list[tuple[float, float, float]]] = {"plain": [], "tracked": []}
-        for i in range(args.pairs):
-            order = ("plain", "tracked") if i % 2 == 0 else ("tracked", "plain")
-            for kind in order:
-                extra = tracked if kind == "tracked" else []
-                t = _run(Path(tmp) / f"{kind}{i}", cache, [*args.overrides, *extra])
-                times[kind].append(t)
+        warm = [*args.overrides, "budget.tokens=1e4", *_tracker_overrides(ALL)]
+        _run(Path(tmp) / "warm", cache, warm)  # corpus, MLflow's template, the page cache
+        for r in range(args.rounds):
+            shift = r % len(configs)
+            for config in configs[shift:] + configs[:shift]:
+                extra = [*args.overrides, *_tracker_overrides(config)]
+                t = _run(Path(tmp) / f"{config}{r}", cache, extra)
+                times[config].append(t)
                 print(
-                    f"pair {i} {kind:>7}: wall {t[0]:7.1f} s, time_s {t[1]:7.1f} s, "
-                    f"CPU {t[2]:7.1f} s",
+                    f"round {r} {config:>11}: wall {t[0]:7.1f} s, time_s {t[1]:7.1f} s, "
+                    f"CPU {t[2]:7.1f} s, load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
-    mean = {k: [statistics.mean(x[j] for x in v) for j in (0, 1, 2)] for k, v in times.items()}
+    mean = {c: [statistics.mean(x[j] for x in v) for j in (0, 1, 2)] for c, v in times.items()}
     print(
-        f"trackers: {', '.join(args.trackers)}; {args.pairs} pairs; load {os.getloadavg()[0]:.1f}"
+        f"\n{args.rounds} rounds; runs: {' '.join(BASE + args.overrides)}; 1-minute load average "
+        f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end\n"
     )
-    for j, name in enumerate(("wall time", "trainer time_s", "CPU time")):
-        ratio = mean["tracked"][j] / mean["plain"][j]
-        print(
-            f"{name}: plain {mean['plain'][j]:.1f} s, tracked {mean['tracked'][j]:.1f} s, "
-            f"ratio {ratio:.4f} ({100 * (ratio - 1):+.2f}%)"
-        )
+    print("| tracker | wall s | wall ratio | trainer time_s | ratio | CPU s | ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for config in configs:
+        cells = []
+        for j in (0, 1, 2):
+            ratio = mean[config][j] / mean["plain"][j]
+            cells += [f"{mean[config][j]:.1f}", f"{ratio:.3f} ({100 * (ratio - 1):+.1f}%)"]
+        name = "all three" if config == ALL else config
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
