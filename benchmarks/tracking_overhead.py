@@ -1,12 +1,15 @@
 """Tracking overhead: the same run without trackers and with each tracker (and all three at once),
-in rounds that rotate the order (round r starts at the r-th configuration) so that a change of the
-machine's load hits every configuration alike; each run in a fresh results folder (a new sweep:
-the worst case, a new MLflow store and W&B folder per run). Prints, per configuration, the mean
-wall time of the process (what a user waits for: start-up, tracker start-up and finish included),
-the trainer's own time_s and the CPU time of the process and its children, and their ratios to
-the plain runs of the same invocation, with the 1-minute load average at the start and the end.
+as pairs (plain, tracked) started at the same time, so that the machine's load, which moves by 2x
+within minutes on a shared machine, hits both runs of a pair alike (`--sequential`: one after the
+other, alternating which goes first). Each run in a fresh results folder (a new sweep: a new
+MLflow store and W&B folder per run). Prints, per configuration, the mean wall time of the process
+(what a user waits for: start-up, tracker start-up and finish included), the trainer's own time_s
+and the CPU time of the process and its children, and the ratios tracked / plain, with the
+1-minute load average at the start and the end. A pair's two runs also compete with each other:
+the one that ends first leaves its core to the other, which slightly shrinks the wall-time gap;
+the CPU-time ratio has no such bias.
 
-    python benchmarks/tracking_overhead.py                          # 2 rounds of 5 runs
+    python benchmarks/tracking_overhead.py                          # 4 pairs: each tracker, all
     python benchmarks/tracking_overhead.py --configs mlflow --rounds 3
     python benchmarks/tracking_overhead.py budget.tokens=3e6         # extra overrides for all
     python benchmarks/tracking_overhead.py --calls-only              # the trackers' own CPU cost
@@ -57,29 +60,45 @@ def _tracker_overrides(config: str) -> list[str]:
     return [f"tracker=[{','.join(names)}]"]
 
 
-def _run(results: Path, cache: Path, overrides: list[str]) -> tuple[float, float, float]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "sweeps.train",
-        *BASE,
-        f"results_dir={results}",
-        f"data.cache_dir={cache}",
-        *overrides,
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1", SCALING_SWEEPS_CACHE=str(cache))
+Timing = tuple[float, float, float]  # wall s, the record's time_s, CPU s (process + children)
+
+
+def _launch(runs: list[tuple[Path, Path, list[str]]]) -> list[Timing]:
+    """Start these runs (results folder, cache, overrides) at once; each one's own wall and CPU
+    time (`os.wait4` reaps whichever ends first, with its rusage)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("WANDB_MODE", None)
-    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = cpu1.ru_utime - cpu0.ru_utime + cpu1.ru_stime - cpu0.ru_stime
-    if proc.returncode != 0 or "warning: tracker" in proc.stderr:
-        sys.exit(f"error: {' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    (record,) = results.glob("*/*/record.json")
-    return wall, float(json.loads(record.read_text())["time_s"]), cpu
+    procs: dict[int, tuple[int, subprocess.Popen[bytes], float, list[str]]] = {}
+    for i, (results, cache, overrides) in enumerate(runs):
+        cmd = [sys.executable, "-m", "sweeps.train", *BASE, f"results_dir={results}"]
+        cmd += [f"data.cache_dir={cache}", *overrides]
+        results.mkdir(parents=True)
+        err = open(results / "stderr.txt", "wb")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            env={**env, "SCALING_SWEEPS_CACHE": str(cache)},
+        )
+        err.close()
+        procs[proc.pid] = (i, proc, time.perf_counter(), cmd)
+    out: list[Timing | None] = [None] * len(runs)
+    while procs:
+        pid, status, usage = os.wait4(-1, 0)
+        if pid not in procs:
+            continue
+        i, proc, t0, cmd = procs.pop(pid)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        results = runs[i][0]
+        stderr = (results / "stderr.txt").read_text(errors="replace")
+        if proc.returncode != 0 or "warning: tracker" in stderr:
+            sys.exit(f"error: {' '.join(cmd)} failed:\n{stderr[-3000:]}")
+        (record,) = results.glob("*/*/record.json")
+        time_s = float(json.loads(record.read_text())["time_s"])
+        out[i] = (wall, time_s, usage.ru_utime + usage.ru_stime)
+    return [t for t in out if t is not None]
 
 
 def calls_only(trackers: list[str], note: str = "") -> None:
@@ -119,7 +138,12 @@ def main() -> None:
         choices=[*TRACKERS, ALL],
         help="tracked configurations, each against the plain run ('all': the three at once)",
     )
-    parser.add_argument("--rounds", type=int, default=2, help="rounds of one run per config")
+    parser.add_argument("--rounds", type=int, default=1, help="pairs per configuration")
+    parser.add_argument(
+        "--sequential",
+        action="store_true",
+        help="run each pair one after the other (alternating) instead of at the same time",
+    )
     parser.add_argument("--calls-only", action="store_true", help="the trackers' CPU cost only")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run")
     args = parser.parse_args()
@@ -133,36 +157,54 @@ def main() -> None:
                 code = f"import tracking_overhead as t; t.calls_only({names!r}, {note!r})"
                 subprocess.run([sys.executable, "-c", code], cwd=here, env=env, check=True)
         return
-    configs = ["plain", *args.configs]
     load0 = os.getloadavg()[0]
-    times: dict[str, list[tuple[float, float, float]]] = {c: [] for c in configs}
+    plain: dict[str, list[Timing]] = {c: [] for c in args.configs}  # each config's references
+    tracked: dict[str, list[Timing]] = {c: [] for c in args.configs}
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "cache"
         warm = [*args.overrides, "budget.tokens=1e4", *_tracker_overrides(ALL)]
-        _run(Path(tmp) / "warm", cache, warm)  # corpus, MLflow's template, the page cache
+        _launch([(Path(tmp) / "warm", cache, warm)])  # corpus, MLflow's template, page cache
         for r in range(args.rounds):
-            shift = r % len(configs)
-            for config in configs[shift:] + configs[:shift]:
-                extra = [*args.overrides, *_tracker_overrides(config)]
-                t = _run(Path(tmp) / f"{config}{r}", cache, extra)
-                times[config].append(t)
+            for config in args.configs:
+                runs = [
+                    (Path(tmp) / f"plain-{config}{r}", cache, list(args.overrides)),
+                    (
+                        Path(tmp) / f"{config}{r}",
+                        cache,
+                        [*args.overrides, *_tracker_overrides(config)],
+                    ),
+                ]
+                if args.sequential:  # alternate which goes first
+                    order = (0, 1) if (r + args.configs.index(config)) % 2 == 0 else (1, 0)
+                    got = {i: _launch([runs[i]])[0] for i in order}
+                    pair = [got[0], got[1]]
+                else:
+                    pair = _launch(runs)
+                plain[config].append(pair[0])
+                tracked[config].append(pair[1])
                 print(
-                    f"round {r} {config:>11}: wall {t[0]:7.1f} s, time_s {t[1]:7.1f} s, "
-                    f"CPU {t[2]:7.1f} s, load {os.getloadavg()[0]:.1f}",
+                    f"round {r} {config:>11}: "
+                    + ", ".join(
+                        f"{kind} wall {t[0]:6.1f} s time_s {t[1]:6.1f} s CPU {t[2]:6.1f} s"
+                        for kind, t in (("plain", pair[0]), ("tracked", pair[1]))
+                    )
+                    + f"; load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
-    mean = {c: [statistics.mean(x[j] for x in v) for j in (0, 1, 2)] for c, v in times.items()}
+    mode = "one after the other" if args.sequential else "each pair at the same time"
     print(
-        f"\n{args.rounds} rounds; runs: {' '.join(BASE + args.overrides)}; 1-minute load average "
-        f"{load0:.1f} at the start, {os.getloadavg()[0]:.1f} at the end\n"
+        f"\n{args.rounds} round(s), plain and tracked {mode}; "
+        f"runs: {' '.join(BASE + args.overrides)}; 1-minute load average {load0:.1f} "
+        f"at the start, {os.getloadavg()[0]:.1f} at the end\n"
     )
-    print("| tracker | wall s | wall ratio | trainer time_s | ratio | CPU s | ratio |")
+    print("| tracker | wall s plain / tracked | ratio | trainer time_s | ratio | CPU s | ratio |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
-    for config in configs:
+    for config in args.configs:
         cells = []
         for j in (0, 1, 2):
-            ratio = mean[config][j] / mean["plain"][j]
-            cells += [f"{mean[config][j]:.1f}", f"{ratio:.3f} ({100 * (ratio - 1):+.1f}%)"]
+            a = statistics.mean(t[j] for t in plain[config])
+            b = statistics.mean(t[j] for t in tracked[config])
+            cells += [f"{a:.1f} / {b:.1f}", f"{b / a:.3f} ({100 * (b / a - 1):+.1f}%)"]
         name = "all three" if config == ALL else config
         print(f"| {name} | " + " | ".join(cells) + " |")
 
