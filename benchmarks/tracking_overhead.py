@@ -11,7 +11,7 @@ the CPU-time ratio has no such bias.
 
     python benchmarks/tracking_overhead.py                          # 4 pairs: each tracker, all
     python benchmarks/tracking_overhead.py --configs mlflow --rounds 3
-    python benchmarks/tracking_overhead.py budget.tokens=3e6         # extra overrides for all
+    python benchmarks/tracking_overhead.py budget.tokens=1.2e7 --configs all   # overrides first
     python benchmarks/tracking_overhead.py --calls-only              # the trackers' own CPU cost
 
 `--calls-only` makes, without training, the calls one run makes (load, start, 100 training points,
