@@ -269,16 +269,15 @@ def build_report(
         if pred is not None:
             rep.predictions[src] = pred
     rep.prediction = _choose_prediction(rep)
-    if rep.prediction is not None:
-        from .calibrated import calibrated_prediction
+    from .calibrated import calibrated_prediction, recommended_backtest
 
-        cal = _try(rep, "recommended law", calibrated_prediction, data, budgets, rep.prediction)
+    planned = data["flops_budget"]  # NaN where none: recommend reads C there, as --predict does
+    if rep.prediction is not None:
+        cal = _try(rep, "recommended law", calibrated_prediction, data, planned, rep.prediction)
         rep.prediction = rep.prediction | ({"calibrated": cal} if cal else {})
     if inp.test is not None:  # the user's split, applied to the recommended law too
-        from .calibrated import recommended_backtest
-
         rep.backtests["recommended"] = _try(
-            rep, "recommended back-test", recommended_backtest, data, budgets, inp.test, seed=seed
+            rep, "recommended back-test", recommended_backtest, data, planned, inp.test, seed=seed
         )
     rep.verify = None if "table" in runs.attrs else _read_verify(rep, Path(path))
     if figures:

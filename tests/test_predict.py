@@ -164,3 +164,25 @@ def test_the_same_table_is_recommended_once(monkeypatch):
     assert recommend(t.copy(), seed=3) is first and len(calls) == 1
     recommend(t, seed=4)  # another seed: another bootstrap
     assert len(calls) == 2
+
+
+@pytest.mark.slow
+def test_cli_predict_and_report_share_one_recommendation(tmp_path, monkeypatch, capsys):
+    """`python -m analysis TABLE --predict ...`: the report's calibrated prediction and the
+    --predict points ask for the same table (the table's own C, not C rounded into budget
+    groups), so the back-test and bootstrap run once (twice before the report passed its rounded
+    budget groups)."""
+    import analysis.predict as predict
+    from analysis.__main__ import main
+
+    t = _table(seed=5)
+    t.drop(columns=["flops"]).rename(columns={"n_params": "params", "loss": "val"}).to_csv(
+        tmp_path / "m.csv", index=False
+    )
+    calls = []
+    real = predict._recommend
+    monkeypatch.setattr(predict, "_recommend", lambda *a: calls.append(1) or real(*a))
+    rc = main([str(tmp_path / "m.csv"), "--columns", "n_params=params,loss=val", "--predict",
+               "N=3e9,D=6e10", "--n-bootstrap", "10", "--out", str(tmp_path / "rep")])  # fmt: skip
+    assert rc == 0, capsys.readouterr().err
+    assert len(calls) == 1
