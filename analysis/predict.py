@@ -9,7 +9,8 @@ analysis/tables.py) and:
    (`ladder.ladder_folds`). Nothing outside the table is looked at;
 2. recommends the candidate with the lowest mean score over the folds, refits it on the whole
    table, bootstraps it, and calibrates its interval from its own back-test errors
-   (analysis/calibrate.py);
+   (analysis/calibrate.py), growing with the square of the distance where the table's IsoFLOP
+   frontier accelerates (a curvature no candidate law can follow);
 3. flags what is ill-determined (E interval reaching 0, refits at a bound, huge condition number,
    no back-test possible).
 `Recommendation.predict(N, D)` gives the predicted loss with that calibrated interval.
@@ -34,13 +35,17 @@ from .calibrate import (
 )
 from .chinchilla import chinchilla_loss
 from .errors import AnalysisError
-from .ladder import CANDIDATES, Candidate, distance, ladder_folds, log_errors, reach
+from .isoflop import accelerating_frontier
+from .ladder import CANDIDATES, Candidate, distance, ladder_axis, ladder_folds, log_errors, reach
 from .results import FitResult
 
 __all__ = ["Prediction", "Recommendation", "backtest_candidates", "recommend"]
 
 _REQUIRED = ("n_params", "n_tokens", "loss")
 N_BOOTSTRAP = 200
+# The relative noise below which an accelerating frontier is not believed: the report's own
+# fallback when no seeds were repeated (a table rarely says its seed noise).
+FRONTIER_NOISE = 0.01
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,7 @@ class Recommendation:
             out["params"] = {k: self.fit.params[k] for k in ("E", "A", "B", "alpha", "beta")}
         if c is not None:
             out["calibration"] = {"s0": c.s0, "k": c.k, "n_folds": c.n_folds,
-                                  "n_points": c.n_points}  # fmt: skip
+                                  "n_points": c.n_points, "growth": c.growth}  # fmt: skip
         out["backtest"] = dict(self.scores)
         return out
 
@@ -217,7 +222,14 @@ def _recommend(table: pd.DataFrame, data: pd.DataFrame, seed: int) -> Recommenda
     thetas = bootstrap_thetas(fit, n, d, loss, n_resamples=N_BOOTSTRAP,
                               rng=np.random.default_rng(seed))  # fmt: skip
     resid = np.log(chinchilla_loss(fit.params, n, d) / loss)
-    calib = calibrate(robust_scale(resid), e, x, n_folds)
+    bends = _accelerates(data)
+    calib = calibrate(robust_scale(resid), e, x, n_folds, growth=2.0 if bends else 1.0)
+    if bends:
+        warns.append(
+            f"{bends} ({FRONTIER_NOISE:.0%} noise assumed); so the calibrated interval's "
+            "extrapolation error grows with the square of the distance beyond the runs, not "
+            "linearly (analysis/calibrate.py)"
+        )
     warns += list(fit.warnings) + fit_warnings(fit, thetas, n, d)
     if "group" in table.columns and table["group"].nunique() > 1:
         warns.append(
@@ -225,3 +237,11 @@ def _recommend(table: pd.DataFrame, data: pd.DataFrame, seed: int) -> Recommenda
             "differ by corpus and architecture: fit each group apart (--group group)"
         )
     return Recommendation(cand.name, why, tuple(warns), fit, thetas, calib, reach(data), scores)
+
+
+def _accelerates(data: pd.DataFrame) -> str | None:
+    """The frontier warning of an IsoFLOP ladder (budgets as its rungs) whose best loss per budget
+    falls faster at every larger budget, or None (other ladders, or a frontier that slows)."""
+    if ladder_axis(data) != "flops":
+        return None
+    return accelerating_frontier(data["loss"], data["flops"], rel_noise=FRONTIER_NOISE)

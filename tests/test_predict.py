@@ -1,5 +1,6 @@
 """Predictions under the recommended law: the API the CLI's --predict uses."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -186,3 +187,44 @@ def test_cli_predict_and_report_share_one_recommendation(tmp_path, monkeypatch, 
                "N=3e9,D=6e10", "--n-bootstrap", "10", "--out", str(tmp_path / "rep")])  # fmt: skip
     assert rc == 0, capsys.readouterr().err
     assert len(calls) == 1
+
+
+def _isoflop_table(truth, budgets=(1e11, 3e11, 1e12), mults=(20, 60, 170, 500, 1500)):
+    rng = np.random.default_rng(0)
+    rows = []
+    for c in budgets:
+        for m in mults:
+            n = np.sqrt(c / (6 * m))
+            rows.append((n, c / (6 * n), truth(n, c / (6 * n)) * np.exp(rng.normal(0, 0.003)), c))
+    return pd.DataFrame(rows, columns=["n_params", "n_tokens", "loss", "flops"])
+
+
+def test_an_accelerating_frontier_widens_the_interval_with_the_square_of_the_distance():
+    """A pre-asymptotic IsoFLOP grid (loss still leaving its plateau: the best loss per budget
+    falls faster at each budget, as on the demo's grid) is flagged, and 10x beyond its largest
+    budget the 95% interval at the law's own optimum holds the truth; with the error growing
+    linearly it did not (its lower end was 2.700, the truth 2.686)."""
+    from analysis.calibrate import calibrate
+    from analysis.chinchilla import compute_optimal
+    from analysis.predict import backtest_candidates
+
+    def truth(n, d):
+        return 1.2 + 3.0 / (1 + (n / 3e4) ** 0.5 * (d / 2e8) ** 0.35)
+
+    table = _isoflop_table(truth)
+    rec = recommend(table, seed=0)
+    assert rec.calibration is not None and rec.calibration.growth == 2.0 and rec.fit is not None
+    assert any("frontier accelerates" in w and "square of the distance" in w for w in rec.warnings)
+    opt = compute_optimal(rec.fit.params, 1e13)
+    n, d = float(opt.n_params), float(opt.n_tokens)
+    lo, hi = rec.predict(n, d).interval
+    assert lo <= truth(n, d) <= hi
+    e, x = backtest_candidates(table)[1][rec.law]
+    linear = dataclasses.replace(rec, calibration=calibrate(rec.calibration.s0, e, x, 1))
+    assert linear.predict(n, d).interval[0] > truth(n, d)
+
+
+def test_a_frontier_that_slows_down_keeps_the_linear_error_model():
+    rec = recommend(_isoflop_table(lambda n, d: 1.69 + 406.4 / n**0.34 + 410.7 / d**0.28), seed=0)
+    assert rec.calibration is not None and rec.calibration.growth == 1.0
+    assert not any("frontier accelerates" in w for w in rec.warnings)
