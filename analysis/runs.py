@@ -85,6 +85,8 @@ RUN_COLUMNS = (
     "created_at",
     "id_version",
 )
+# the order of load_runs' rows: sweep, size, tokens, seed; the run id breaks the ties that remain
+RUN_ORDER = ("sweep", "n_params", "n_tokens", "seed", "run_id")
 CURVE_COLUMNS = (
     "run_id",
     "sweep",
@@ -215,6 +217,10 @@ def load_runs(
         if runs.empty:
             raise AnalysisError(f"{root}: no run has dataset_id {dataset_id!r}")
     runs = _mark_exclusions(runs, include_trunks=include_trunks)
+    # Rows in the order of what the runs are, not of their folder names (run ids are hashes, and
+    # their scheme changed once): the bootstrap's resamples, and so its intervals, follow row order.
+    runs = runs.sort_values(list(RUN_ORDER), kind="mergesort", na_position="last")
+    runs = runs.reset_index(drop=True)
     runs.attrs["skipped"] = skipped
     runs.attrs["path"] = str(root)
     curves = pd.DataFrame(curve_rows, columns=list(CURVE_COLUMNS))

@@ -176,3 +176,22 @@ def test_import_analysis_is_cheap_and_torch_free():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_runs_are_read_in_the_order_of_what_they_are_not_of_their_folder_names(tmp_path):
+    """The same runs under other run ids (another id scheme, another listing order) give the same
+    rows in the same order, so the same bootstrap resamples and intervals; before, rows followed
+    the folder names."""
+    from analysis.predict import recommend
+
+    n, d, loss = grid_points(rng=np.random.default_rng(0), n_sizes=5, n_token_counts=4)
+    order = np.argsort(-n * d)  # the same points written in another order: other run ids
+    a = write_sweep(tmp_path / "a", n_params=n, n_tokens=d, loss=loss)
+    b = write_sweep(tmp_path / "b", n_params=n[order], n_tokens=d[order], loss=loss[order])
+    fa, fb = fit_runs(load_runs(a)[0]), fit_runs(load_runs(b)[0])
+    assert list(fa["run_id"]) != list(fb["run_id"])
+    assert np.array_equal(fa[["N", "D", "L"]].to_numpy(), fb[["N", "D", "L"]].to_numpy())
+    cols = {"N": "n_params", "D": "n_tokens", "L": "loss"}
+    ia = recommend(fa[list(cols)].rename(columns=cols))
+    ib = recommend(fb[list(cols)].rename(columns=cols))
+    assert ia.predict(1e9, 2e10).interval == ib.predict(1e9, 2e10).interval
