@@ -92,3 +92,38 @@ def test_same_seed_same_model() -> None:
 def test_build_model_rejects_other_objects() -> None:
     with pytest.raises(TypeError, match="GPTShape or LSTMShape"):
         build_model({"arch": "gpt"})  # type: ignore[arg-type]
+
+
+def test_cpu_bf16_attention_runs_in_fp32_between_bf16_matmuls() -> None:
+    """Under CPU bf16 autocast the attention itself is computed on fp32 copies of q, k, v (the
+    CPU's bf16 flash-attention backward is slower than its fp32 one at narrow heads; see
+    models/gpt.py): its output is the fp32 attention of the bf16 q, k, v to fp32 round-off,
+    where a bf16 kernel is off by ~1e-2; the gradient reaches every weight."""
+    from models.gpt import CausalSelfAttention
+
+    torch.manual_seed(0)
+    shape = make_shape("gpt", n_layer=1, d_model=64, vocab_size=32, context=64)
+    attn = CausalSelfAttention(shape)
+    x = torch.randn(4, 64, 64)
+    seen = {}
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kw):
+        seen["dtype"] = q.dtype
+        return real(q, k, v, **kw)
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        q, k, v = attn.qkv(x).split(64, dim=2)
+        torch.nn.functional.scaled_dot_product_attention = spy
+        try:
+            y = attn(x)
+        finally:
+            torch.nn.functional.scaled_dot_product_attention = real
+    heads = [t.view(4, 64, shape.n_head, -1).transpose(1, 2).float() for t in (q, k, v)]
+    ref = real(*heads, is_causal=True).transpose(1, 2).reshape(4, 64, 64)
+    assert seen["dtype"] == torch.float32 and y.dtype == torch.bfloat16
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want = attn.proj(ref.to(torch.bfloat16))
+    assert torch.equal(y, want)
+    y.float().sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in attn.parameters())
