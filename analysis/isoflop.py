@@ -307,13 +307,16 @@ def bootstrap_isoflop(
     return fit.replace(intervals=intervals, warnings=warns)
 
 
-def accelerating_frontier(loss, budget, *, rel_noise: float) -> str | None:
+def accelerating_frontier(
+    loss, budget, *, rel_noise: float, noise: str = "the seed noise"
+) -> str | None:
     """A warning when the best loss per budget falls faster at every larger budget.
 
     E + k C^-gamma, and approach 3 along its optimum, can only fall more slowly as C grows; a
     frontier that accelerates (beyond 2 x the seed noise on each decrement) is pre-asymptotic,
     and laws fitted to it over-predict the loss of larger budgets. Needs >= 3 budgets; None when
-    the frontier slows down as it should (or the data cannot tell).
+    the frontier slows down as it should (or the data cannot tell). `noise` names `rel_noise` in
+    the message.
     """
     loss, budget = np.asarray(loss, float), np.asarray(budget, float)
     ok = np.isfinite(loss) & np.isfinite(budget)
@@ -330,7 +333,7 @@ def accelerating_frontier(loss, budget, *, rel_noise: float) -> str | None:
     at = ", ".join(f"{c:.3g}" for c in cs)
     return (
         f"frontier accelerates: the best loss per budget (C = {at}) falls by {per} nats per "
-        "decade of compute, faster at each larger budget (beyond 2x the seed noise); "
+        f"decade of compute, faster at each larger budget (beyond 2x {noise}); "
         "E + k C^-gamma and approach 3 can only slow down, so laws fitted here over-predict the "
         "loss at larger budgets (a pre-asymptotic regime: add larger budgets before trusting "
         "the extrapolation)"

@@ -226,9 +226,8 @@ def _recommend(table: pd.DataFrame, data: pd.DataFrame, seed: int) -> Recommenda
     calib = calibrate(robust_scale(resid), e, x, n_folds, growth=2.0 if bends else 1.0)
     if bends:
         warns.append(
-            f"{bends} ({FRONTIER_NOISE:.0%} noise assumed); so the calibrated interval's "
-            "extrapolation error grows with the square of the distance beyond the runs, not "
-            "linearly (analysis/calibrate.py)"
+            f"{bends}; so the calibrated interval's extrapolation error grows with the square "
+            "of the distance beyond the runs, not linearly (analysis/calibrate.py)"
         )
     warns += list(fit.warnings) + fit_warnings(fit, thetas, n, d)
     if "group" in table.columns and table["group"].nunique() > 1:
@@ -244,4 +243,5 @@ def _accelerates(data: pd.DataFrame) -> str | None:
     falls faster at every larger budget, or None (other ladders, or a frontier that slows)."""
     if ladder_axis(data) != "flops":
         return None
-    return accelerating_frontier(data["loss"], data["flops"], rel_noise=FRONTIER_NOISE)
+    return accelerating_frontier(data["loss"], data["flops"], rel_noise=FRONTIER_NOISE,
+                                 noise=f"an assumed {FRONTIER_NOISE:.0%} noise")  # fmt: skip
