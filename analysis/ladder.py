@@ -18,7 +18,11 @@ Candidates (`CANDIDATES`): two forms times two run-selection rules from the lite
   parameter; Gadre et al. fit near-compute-optimal runs), is implemented but not a candidate: on
   the shipped suites' held-out points it raised the error of the form it was applied to on
   Gadre C4 and RefinedWeb and on Porian cosine (docs/fidelity.md), and a rule that helps one
-  suite must not hurt another.
+  suite must not hurt another. A fourth, "drop-unwarmed" (without the runs that ended before
+  their learning-rate warmup did, for tables with a `warmup_tokens` column; Porian et al. 2024
+  trace part of the Kaplan-Chinchilla discrepancy to warmups too long for small models), is not
+  a candidate either: it lowers the worst Gadre C4 error but raises RedPajama's and
+  RefinedWeb's. `python benchmarks/replicate.py --rules` prints every rule's numbers.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from .varpro import fit_varpro
 
 __all__ = [
     "CANDIDATES",
+    "RULES",
     "MAX_FOLDS",
     "MIN_TRAIN_RUNGS",
     "Candidate",
@@ -46,6 +51,7 @@ __all__ = [
 ]
 
 MIN_TRAIN_RUNGS = {"n_params": 3, "flops": 2}
+RULES = ("all", "drop-smallest", "drop-overtrained", "drop-unwarmed")
 MAX_FOLDS = 3
 
 
@@ -54,7 +60,7 @@ class Candidate:
     """A law's form and the rule choosing which runs it is fitted on."""
 
     form: str  # "chinchilla" | "overtrain"
-    rule: str  # "all" | "drop-smallest" | "drop-overtrained"
+    rule: str  # one of RULES
 
     @property
     def name(self) -> str:
@@ -68,6 +74,10 @@ class Candidate:
         elif self.rule == "drop-overtrained":
             m = table["n_tokens"] / table["n_params"]
             table = table[m <= np.quantile(m, 0.75)]
+        elif self.rule == "drop-unwarmed":
+            if "warmup_tokens" not in table:
+                return None
+            table = table[~(table["warmup_tokens"] >= table["n_tokens"])]  # unknown: kept
         n_free = 4 if self.form == "overtrain" else 5
         if table["n_params"].nunique() < 3 or table["n_tokens"].nunique() < 2:
             return None

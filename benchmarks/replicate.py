@@ -1,7 +1,7 @@
 """Replicate the shipped published suites: each method's extrapolation error, the recommended
 law's error and its interval coverage, against the paper's own numbers.
 
-    python benchmarks/replicate.py [--json OUT.json]
+    python benchmarks/replicate.py [--json OUT.json] [--rules]
 
 Splits (fixed before looking at any result, from the papers themselves):
 - gadre2024, per corpus: fit the runs of at most 412M parameters (all M), predict the 1.4B and
@@ -16,6 +16,11 @@ fit each method to every training run; "recommended" is `analysis.predict.recomm
 training runs alone (its back-test never sees the held-out points). Coverage: the share
 of held-out runs inside the recommended law's 80% and 95% intervals; width: their median
 (hi - lo) / prediction.
+
+--rules adds the evidence behind the candidate set (analysis/ladder.py): for each form and each
+run-selection rule (`ladder.RULES`, candidates or not), its back-test score on the training runs
+(what `recommend` compares) and its error on the held-out runs (mean and max |error|; "n/a"
+where the rule leaves too few runs or the table lacks the column it needs).
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.chinchilla import chinchilla_loss, compute_optimal, fit_chinchilla  # noqa: E402
-from analysis.predict import recommend  # noqa: E402
+from analysis.ladder import RULES, Candidate  # noqa: E402
+from analysis.predict import backtest_candidates, recommend  # noqa: E402
 from analysis.suites import load_suite, suite_paper  # noqa: E402
 from analysis.varpro import fit_varpro  # noqa: E402
 
@@ -121,12 +127,45 @@ def _scenario(args) -> dict:
     return row
 
 
-def run(jobs: int = 2) -> list[dict]:
+def _rules(args) -> dict:
+    """Back-test score and held-out error of every form x rule on one split."""
+    name, train, test, _, _ = args
+    cands = tuple(Candidate(f, r) for f in ("chinchilla", "overtrain") for r in RULES)
+    scores, _, _ = backtest_candidates(train, cands)
+    row: dict = {"dataset": name}
+    for c in cands:
+        fit = c.fit(train)
+        held = (
+            np.abs(_err(chinchilla_loss(fit.params, test["n_params"], test["n_tokens"]),
+                        test["loss"]))
+            if fit is not None
+            else np.array([np.nan])
+        )  # fmt: skip
+        row[c.name] = (scores[c.name], float(np.mean(held)), float(np.max(held)))
+    return row
+
+
+def _rules_table(rows: list[dict]) -> str:
+    lines = ["| dataset | form | " + " | ".join(RULES) + " |", "|" + " --- |" * (len(RULES) + 2)]
+
+    def cell(v: tuple[float, float, float]) -> str:
+        bt, mean, mx = (("n/a" if np.isnan(x) else f"{x:.2%}") for x in v)
+        return f"{bt}; {mean} ({mx})"
+
+    for r in rows:
+        for form in ("chinchilla", "overtrain"):
+            cells = [cell(r[Candidate(form, rule).name]) for rule in RULES]
+            lines.append(f"| {r['dataset']} | {form}-vp | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run(jobs: int = 2, fn=None) -> list[dict]:
     """All splits, `jobs` at a time (one process each)."""
+    fn = fn or _scenario
     if jobs <= 1:
-        return [_scenario(s) for s in scenarios()]
+        return [fn(s) for s in scenarios()]
     with ProcessPoolExecutor(jobs) as pool:
-        return list(pool.map(_scenario, scenarios()))
+        return list(pool.map(fn, scenarios()))
 
 
 def _table(rows: list[dict]) -> str:
@@ -151,6 +190,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, help="also write every number to this JSON file")
     ap.add_argument("--jobs", type=int, default=2, help="splits at once (one process per core)")
+    ap.add_argument("--rules", action="store_true",
+                    help="also print each form x run-selection rule's back-test and held-out error")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     rows = run(args.jobs)
@@ -170,6 +211,10 @@ def main(argv=None) -> int:
     for r in rows:
         for w in r["warnings"]:
             print(f"warning [{r['dataset']}]: {w}")
+    if args.rules:
+        print("\nRun-selection rules, each cell 'back-test mean |log error| on the training runs; "
+              "mean (max) |error| on the held-out runs':")
+        print(_rules_table(run(args.jobs, _rules)))
     print(f"({time.perf_counter() - t0:.1f} s)")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")

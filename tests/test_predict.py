@@ -228,3 +228,21 @@ def test_a_frontier_that_slows_down_keeps_the_linear_error_model():
     rec = recommend(_isoflop_table(lambda n, d: 1.69 + 406.4 / n**0.34 + 410.7 / d**0.28), seed=0)
     assert rec.calibration is not None and rec.calibration.growth == 1.0
     assert not any("frontier accelerates" in w for w in rec.warnings)
+
+
+def test_run_selection_rules_keep_what_their_docstring_says():
+    from analysis.ladder import RULES, Candidate
+
+    n = np.repeat([1e6, 4e6, 1.6e7, 6.4e7], 4)
+    m = np.tile([5.0, 20.0, 80.0, 320.0], 4)
+    t = pd.DataFrame({"n_params": n, "n_tokens": n * m, "loss": 2.0 + 0 * n})
+    kept = {r: Candidate("overtrain", r).select(t) for r in RULES}
+    assert len(kept["all"]) == 16
+    assert kept["drop-smallest"]["n_params"].min() == 4e6
+    assert (kept["drop-overtrained"]["n_tokens"] / kept["drop-overtrained"]["n_params"]).max() == 80
+    assert kept["drop-unwarmed"] is None  # no warmup_tokens column: the rule does not apply
+    t["warmup_tokens"] = np.where(m == 5, 6 * n, np.nan)  # M = 5 runs end inside their warmup
+    t.loc[0, "warmup_tokens"] = 1.0  # known and short: kept
+    unwarmed = Candidate("overtrain", "drop-unwarmed").select(t)
+    assert unwarmed is not None and len(unwarmed) == 13  # 3 dropped; unknown warmups kept
+    assert Candidate("overtrain", "drop-unwarmed").name == "overtrain-vp[drop-unwarmed]"

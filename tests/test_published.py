@@ -99,3 +99,33 @@ def test_recommended_law_beats_the_paper_on_gadre_nine_points():
             errs.append(p.loss / y - 1)
             assert p.interval[0] <= y <= p.interval[1]
     assert len(errs) == 9 and np.mean(np.abs(errs)) <= 0.0115
+
+
+def test_gadre_warmup_column_says_which_runs_ended_before_their_warmup():
+    # warmup steps x global batch x 2048 tokens (the open_lm configs' seq_len), from the upstream
+    # JSONs; blank for the 6.9B runs, whose recorded global batch (1) is not their batch
+    t = load_suite("gadre2024")
+    assert t.loc[t["model"] == "open_lm_7b", "warmup_tokens"].isna().all()
+    assert t.loc[t["model"] != "open_lm_7b", "warmup_tokens"].gt(0).all()
+    unwarmed = t[t["warmup_tokens"] >= t["n_tokens"]]
+    # per corpus: 79M and 412M at M = 5 (400 of 376 and 2000 of 1963 steps were warmup)
+    assert sorted(unwarmed["model"].unique()) == ["d=1024_l=24_h=8", "d=512_l=8_h=4"]
+    assert (unwarmed["tokens_per_param"] == 5).all() and len(unwarmed) == 6
+
+
+def test_replicate_rules_table_reports_every_rule_of_a_split():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "replicate.py"
+    spec = importlib.util.spec_from_file_location("replicate", path)
+    rep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rep)
+    c4 = next(s for s in rep.scenarios() if s[0] == "gadre2024/C4")
+    row = rep._rules(c4)
+    bt, mean, worst = row["overtrain-vp[drop-unwarmed]"]
+    # the fit without the runs that ended inside their warmup, on the 1.4B and 6.9B runs
+    assert 0 < bt < 0.05 and 0 < mean <= worst < 0.05
+    assert np.isnan(row["overtrain-vp[drop-smallest]"][0])  # one fold left two sizes: no score
+    table = rep._rules_table([row])
+    assert table.count("| gadre2024/C4 |") == 2 and "n/a" in table
