@@ -33,13 +33,19 @@ def _table(data: pd.DataFrame, budgets) -> pd.DataFrame:
 
 
 def calibrated_prediction(
-    data: pd.DataFrame, budgets, prediction: dict[str, Any], *, seed: int = 0
+    data: pd.DataFrame,
+    budgets,
+    prediction: dict[str, Any],
+    *,
+    seed: int = 0,
+    noise: float | None = None,
 ) -> dict[str, Any]:
     """The recommended law's loss and 95% / 80% calibrated intervals at the prediction's N*, D*.
 
     data: `runs.fit_runs` output (columns N, D, L, C); budgets: each run's IsoFLOP budget (NaN
-    where none), which makes the budgets the back-test's ladder."""
-    rec = recommend(_table(data, budgets), seed=seed)
+    where none), which makes the budgets the back-test's ladder; noise: the measured seed noise
+    (`recommend`'s)."""
+    rec = recommend(_table(data, budgets), seed=seed, noise=noise)
     n, d = float(prediction["n_params"]), float(prediction["n_tokens"])
     p95, p80 = rec.predict(n, d, level=0.95), rec.predict(n, d, level=0.8)
     return {
@@ -83,7 +89,9 @@ def calibrated_summary(c: dict[str, Any]) -> str:
     )
 
 
-def recommended_backtest(data: pd.DataFrame, budgets, test, *, seed: int = 0) -> Backtest:
+def recommended_backtest(
+    data: pd.DataFrame, budgets, test, *, seed: int = 0, noise: float | None = None
+) -> Backtest:
     """The user's split (`--holdout`) applied to the recommended law itself: `recommend` sees the
     training runs only (it chooses its law, fits and calibrates on them), then predicts each
     held-out run; the errors and how many runs its 80% and 95% intervals hold.
@@ -91,7 +99,7 @@ def recommended_backtest(data: pd.DataFrame, budgets, test, *, seed: int = 0) ->
     test: a boolean Series over `data`'s rows (True = held out), named by the split's text."""
     mask = np.asarray(test, bool)
     table = _table(data, budgets)
-    rec = recommend(table[~mask].reset_index(drop=True), seed=seed)
+    rec = recommend(table[~mask].reset_index(drop=True), seed=seed, noise=noise)
     held = table[mask]
     obs = held["loss"].to_numpy(float)
     points = list(zip(held["n_params"], held["n_tokens"], strict=True))

@@ -6,7 +6,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from .seeds import pooled_rel_sd
 
 if TYPE_CHECKING:
     from .results import Report
@@ -30,9 +30,7 @@ def pct(x: float) -> str:
 
 def noise_floor(rep: Report) -> float:
     """The pooled relative seed-to-seed sd (rms over repeated configs), NaN without repeats."""
-    if not rep.seed_noise:
-        return math.nan
-    return float(np.sqrt(np.mean([g["rel_sd"] ** 2 for g in rep.seed_noise])))
+    return pooled_rel_sd(rep.seed_noise)
 
 
 def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:

@@ -43,8 +43,8 @@ __all__ = ["Prediction", "Recommendation", "backtest_candidates", "recommend"]
 
 _REQUIRED = ("n_params", "n_tokens", "loss")
 N_BOOTSTRAP = 200
-# The relative noise below which an accelerating frontier is not believed: the report's own
-# fallback when no seeds were repeated (a table rarely says its seed noise).
+# The relative noise below which an accelerating frontier is not believed, where the table's
+# seed noise was not measured (no configuration repeated with another seed): the report's too.
 FRONTIER_NOISE = 0.01
 
 
@@ -176,22 +176,28 @@ def backtest_candidates(
 
 # The CLI asks twice for the same table (the report's calibrated prediction and --predict's
 # points): a Recommendation is immutable, so the second answer is the first (a few seconds saved).
-_MEMO: dict[tuple[bytes, int, int], Recommendation] = {}
+_MEMO: dict[tuple[bytes, int, int, float | None], Recommendation] = {}
 
 
-def recommend(table: pd.DataFrame, *, seed: int = 0) -> Recommendation:
-    """Choose, fit and calibrate the law `table`'s own back-test recommends (module docstring)."""
+def recommend(table: pd.DataFrame, *, seed: int = 0, noise: float | None = None) -> Recommendation:
+    """Choose, fit and calibrate the law `table`'s own back-test recommends (module docstring).
+
+    noise: the table's measured relative seed noise (`seeds.pooled_rel_sd`), which a bend of the
+    IsoFLOP frontier must clear to count; None (or NaN) where not measured: 1% is assumed."""
     data = _columns(table)
     n_groups = int(table["group"].nunique()) if "group" in table.columns else 0
-    key = (np.ascontiguousarray(data.to_numpy(float)).tobytes(), n_groups, seed)
+    noise = noise if noise is not None and math.isfinite(noise) and noise > 0 else None
+    key = (np.ascontiguousarray(data.to_numpy(float)).tobytes(), n_groups, seed, noise)
     if key not in _MEMO:
         if len(_MEMO) >= 8:
             _MEMO.pop(next(iter(_MEMO)))
-        _MEMO[key] = _recommend(table, data, seed)
+        _MEMO[key] = _recommend(table, data, seed, noise)
     return _MEMO[key]
 
 
-def _recommend(table: pd.DataFrame, data: pd.DataFrame, seed: int) -> Recommendation:
+def _recommend(
+    table: pd.DataFrame, data: pd.DataFrame, seed: int, noise: float | None
+) -> Recommendation:
     scores, errors, n_folds = backtest_candidates(data)
     ranked = sorted((s, i) for i, s in enumerate(scores.values()) if math.isfinite(s))
     warns: list[str] = []
@@ -222,7 +228,7 @@ def _recommend(table: pd.DataFrame, data: pd.DataFrame, seed: int) -> Recommenda
     thetas = bootstrap_thetas(fit, n, d, loss, n_resamples=N_BOOTSTRAP,
                               rng=np.random.default_rng(seed))  # fmt: skip
     resid = np.log(chinchilla_loss(fit.params, n, d) / loss)
-    bends = _accelerates(data)
+    bends = _accelerates(data, noise)
     calib = calibrate(robust_scale(resid), e, x, n_folds, growth=2.0 if bends else 1.0)
     if bends:
         warns.append(
@@ -238,10 +244,13 @@ def _recommend(table: pd.DataFrame, data: pd.DataFrame, seed: int) -> Recommenda
     return Recommendation(cand.name, why, tuple(warns), fit, thetas, calib, reach(data), scores)
 
 
-def _accelerates(data: pd.DataFrame) -> str | None:
+def _accelerates(data: pd.DataFrame, noise: float | None) -> str | None:
     """The frontier warning of an IsoFLOP ladder (budgets as its rungs) whose best loss per budget
     falls faster at every larger budget, or None (other ladders, or a frontier that slows)."""
     if ladder_axis(data) != "flops":
         return None
-    return accelerating_frontier(data["loss"], data["flops"], rel_noise=FRONTIER_NOISE,
-                                 noise=f"an assumed {FRONTIER_NOISE:.0%} noise")  # fmt: skip
+    if noise is None:
+        return accelerating_frontier(data["loss"], data["flops"], rel_noise=FRONTIER_NOISE,
+                                     noise=f"an assumed {FRONTIER_NOISE:.0%} noise")  # fmt: skip
+    return accelerating_frontier(data["loss"], data["flops"], rel_noise=noise,
+                                 noise=f"the measured seed noise, {noise:.2%}")  # fmt: skip

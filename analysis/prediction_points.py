@@ -59,6 +59,8 @@ def predict_points(
     """One entry per group of `table` (one entry if it has none): the recommendation and its
     predictions at `points` (each a (N, D) pair). A curve table is reduced to its end points."""
     from .predict import recommend
+    from .seeds import pooled_rel_sd, seed_groups
+    from .sources import runs_from_table
     from .tables import fit_points
 
     table = fit_points(table)  # a curve table: each run's last step
@@ -67,7 +69,8 @@ def predict_points(
     for name, g in groups:
         g = g.drop(columns=["group"], errors="ignore").reset_index(drop=True)
         g.attrs = dict(table.attrs)
-        rec = recommend(g, seed=seed)
+        noise = pooled_rel_sd(seed_groups(runs_from_table(g)[0]))  # as the report measures it
+        rec = recommend(g, seed=seed, noise=noise)
         preds = [rec.predict(n, d, level=level).to_dict() for n, d in points]
         out.append({"group": name, "recommendation": rec, "predictions": preds})
     return out

@@ -148,8 +148,9 @@ def build_report(
     )
     from .kaplan import fit_kaplan_joint, fit_power_law
     from .kaplan_points import kaplan_points, not_falling
-    from .runs import excluded_counts, excluded_reasons, seed_groups
+    from .runs import excluded_counts, excluded_reasons
     from .schedules import schedule_mix
+    from .seeds import seed_groups
     from .sources import report_inputs
 
     inp = report_inputs(path, arch=arch, n_convention=n_convention, out=out, holdout=holdout)
@@ -232,13 +233,11 @@ def build_report(
             rep.backtests["isoflop"] = _try(
                 rep, "isoflop back-test", bt.backtest_isoflop, ni, di, li, bi
             )
+    noise = noise_floor(rep)  # NaN where no seed was repeated: 1% is assumed (as recommend does)
     if has_budgets:
-        floor = noise_floor(rep)
-        note = accelerating_frontier(loss, budgets, rel_noise=floor if floor > 0 else 0.01)
-        if note is not None:
-            rep.diagnostics.append(
-                note + ("" if floor > 0 else " (seed noise not measured: 1% assumed)")
-            )
+        note = accelerating_frontier(loss, budgets, rel_noise=noise if noise > 0 else 0.01)
+        tail = "" if noise > 0 else " (seed noise not measured: 1% assumed)"
+        rep.diagnostics += [note + tail] if note is not None else []
     used = curves[curves["included"].fillna(False).astype(bool)]
     env = _try(rep, "envelope", fit_envelope, used) if len(used) else None
     if env is not None:
@@ -272,12 +271,14 @@ def build_report(
     from .calibrated import calibrated_prediction, recommended_backtest
 
     planned = data["flops_budget"]  # NaN where none: recommend reads C there, as --predict does
+    kw = {"seed": seed, "noise": noise}
     if rep.prediction is not None:
-        cal = _try(rep, "recommended law", calibrated_prediction, data, planned, rep.prediction)
+        cal = _try(rep, "recommended law", calibrated_prediction, data, planned, rep.prediction,
+                   **kw)  # fmt: skip
         rep.prediction = rep.prediction | ({"calibrated": cal} if cal else {})
     if inp.test is not None:  # the user's split, applied to the recommended law too
         rep.backtests["recommended"] = _try(
-            rep, "recommended back-test", recommended_backtest, data, planned, inp.test, seed=seed
+            rep, "recommended back-test", recommended_backtest, data, planned, inp.test, **kw
         )
     rep.verify = None if "table" in runs.attrs else _read_verify(rep, Path(path))
     if figures:

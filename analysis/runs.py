@@ -39,7 +39,6 @@ __all__ = [
     "fit_runs",
     "excluded_counts",
     "excluded_reasons",
-    "seed_groups",
 ]
 
 # a WSD trunk (sweeps/branches/wsd.py) trains at constant lr and never cools down: its final loss is
@@ -319,44 +318,6 @@ def excluded_reasons(runs: pd.DataFrame) -> dict[str, dict[str, int]]:
     ):
         out.setdefault(str(kind), {})[why or "(no reason recorded)"] = len(g)
     return out
-
-
-def seed_groups(runs: pd.DataFrame) -> list[dict[str, Any]]:
-    """The seed noise floor: groups of >= 2 included runs whose configs are identical but for
-    `seed`. Each group: n_params, n_tokens, seeds, losses, mean, sd (ddof 1), rel_sd = sd/mean,
-    range and rel_range = (max - min)/mean, largest group first."""
-    use = runs[runs["included"]]
-    groups: dict[str, list[int]] = {}
-    for i, key in use["config_key"].items():
-        try:
-            cfg = json.loads(key)
-        except (TypeError, ValueError):
-            continue
-        if not isinstance(cfg, dict) or not cfg:
-            continue
-        cfg.pop("seed", None)
-        groups.setdefault(json.dumps(cfg, sort_keys=True, default=str), []).append(i)
-    out = []
-    for idx in groups.values():
-        if len(idx) < 2:
-            continue
-        g = use.loc[idx]
-        loss = g["loss"].to_numpy(float)
-        mean, sd = float(loss.mean()), float(loss.std(ddof=1))
-        out.append(
-            {
-                "n_params": float(g["n_params"].iloc[0]),
-                "n_tokens": float(g["n_tokens"].median()),
-                "seeds": [None if pd.isna(s) else int(s) for s in g["seed"]],
-                "losses": [float(v) for v in loss],
-                "mean": mean,
-                "sd": sd,
-                "rel_sd": sd / mean,
-                "range": float(loss.max() - loss.min()),
-                "rel_range": float(loss.max() - loss.min()) / mean,
-            }
-        )
-    return sorted(out, key=lambda g: (-len(g["losses"]), g["n_params"]))
 
 
 def fit_runs(runs: pd.DataFrame, *, n_convention: str = "matmul") -> pd.DataFrame:

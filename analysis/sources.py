@@ -9,6 +9,7 @@ and C mean under the table's N convention.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,17 @@ def convention_text(attrs: dict) -> str:
     return f"{c}, {_CONVENTIONS.get(conv, conv)}; loss in nats/token"
 
 
+def _config_keys(points: pd.DataFrame) -> list[str] | str:
+    """A table row's config for `seeds.seed_groups`: the columns that say what was trained (N, D,
+    group, lr) and its seed, so rows that differ only by seed give the seed noise floor; "null"
+    (no config) for a table without a seed column."""
+    if "seed" not in points:
+        return "null"
+    cols = [c for c in ("n_params", "n_tokens", "group", "lr", "seed") if c in points]
+    return [json.dumps(dict(zip(cols, row, strict=True)), default=str)
+            for row in points[cols].itertuples(index=False, name=None)]  # fmt: skip
+
+
 def runs_from_table(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A canonical table (`tables.load_table`) as the (runs, curves) frames of a results folder."""
     points = fit_points(table)
@@ -73,7 +85,7 @@ def runs_from_table(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     for col in runs.columns:
         if col.startswith(("n_", "flops")) or col in ("loss", "lr", "seed"):
             runs[col] = pd.to_numeric(runs[col], errors="coerce").astype(float)
-    runs["config_key"] = "null"
+    runs["config_key"] = _config_keys(points)
     runs["run_dir"] = table.attrs.get("source", "")
     runs["excluded_reason"] = ""
     runs["included"] = True

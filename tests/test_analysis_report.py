@@ -8,7 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from analysis.runs import TRUNK_REASON, excluded_reasons, load_runs, seed_groups
+from analysis.runs import TRUNK_REASON, excluded_reasons, load_runs
+from analysis.seeds import seed_groups
 from analysis.synthetic import isoflop_points, write_sweep
 
 

@@ -265,3 +265,23 @@ def test_cli_curve_table_fits_end_points_and_envelope(tmp_path, capsys):
     fits = json.loads((tmp_path / "curves_report" / "fits.json").read_text())
     assert fits["n_fitted"] == 12 and "envelope" in fits["fits"]
     assert fits["fits"]["chinchilla"]["params"]["alpha"] == pytest.approx(0.35, abs=0.03)
+
+
+def test_a_table_with_seeds_measures_its_seed_noise(tmp_path, capsys):
+    """Rows identical but for the seed column give the seed noise floor, as repeated records do;
+    before, a table's runs carried no config and the report said 'not measured'."""
+    rng = np.random.default_rng(0)
+    rows = [
+        {"params": n, "tokens": n * m, "seed": s,
+         "val": (1.7 + 400 / n**0.34 + 410 / (n * m) ** 0.28) * (1 + 0.004 * rng.normal())}
+        for n in (1e6, 2e6, 4e6, 8e6, 1.6e7) for m in (5, 20, 80) for s in (0, 1)
+    ]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "t.csv", index=False)
+    rc = main([str(tmp_path / "t.csv"), "--columns", "n_params=params,n_tokens=tokens,loss=val",
+               "--n-bootstrap", "20", "--out", str(tmp_path / "rep")])  # fmt: skip
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "seed noise floor: rel sd" in out and "not measured" not in out
+    fits = json.loads((tmp_path / "rep" / "fits.json").read_text())
+    assert len(fits["seed_noise"]["groups"]) == 15
+    assert 0.001 < fits["seed_noise"]["rel_sd"] < 0.01

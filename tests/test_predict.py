@@ -246,3 +246,20 @@ def test_run_selection_rules_keep_what_their_docstring_says():
     unwarmed = Candidate("overtrain", "drop-unwarmed").select(t)
     assert unwarmed is not None and len(unwarmed) == 13  # 3 dropped; unknown warmups kept
     assert Candidate("overtrain", "drop-unwarmed").name == "overtrain-vp[drop-unwarmed]"
+
+
+def test_a_measured_seed_noise_replaces_the_assumed_one_in_the_frontier_test():
+    """The report passes its measured seed noise: the recommendation's frontier test uses it and
+    says so (before, it assumed 1% even where the seeds had been measured), and a noise the
+    bends do not clear keeps the linear error model."""
+
+    def truth(n, d):
+        return 1.2 + 3.0 / (1 + (n / 3e4) ** 0.5 * (d / 2e8) ** 0.35)
+
+    table = _isoflop_table(truth)
+    measured = recommend(table, seed=0, noise=0.004)
+    assert any("the measured seed noise, 0.40%" in w for w in measured.warnings)
+    assert not any("assumed" in w for w in measured.warnings)
+    assert recommend(table, seed=0, noise=float("nan")) is recommend(table, seed=0)  # 1% assumed
+    huge = recommend(table, seed=0, noise=0.2)
+    assert huge.calibration is not None and huge.calibration.growth == 1.0
