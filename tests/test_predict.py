@@ -168,11 +168,12 @@ def test_the_same_table_is_recommended_once(monkeypatch):
 
 
 @pytest.mark.slow
-def test_cli_predict_and_report_share_one_recommendation(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("seed", ["0", "3"])
+def test_cli_predict_and_report_share_one_recommendation(tmp_path, monkeypatch, capsys, seed):
     """`python -m analysis TABLE --predict ...`: the report's calibrated prediction and the
     --predict points ask for the same table (the table's own C, not C rounded into budget
     groups), so the back-test and bootstrap run once (twice before the report passed its rounded
-    budget groups)."""
+    budget groups, and with --seed 3 before the report passed the seed on)."""
     import analysis.predict as predict
     from analysis.__main__ import main
 
@@ -182,9 +183,11 @@ def test_cli_predict_and_report_share_one_recommendation(tmp_path, monkeypatch, 
     )
     calls = []
     real = predict._recommend
+    monkeypatch.setattr(predict, "_MEMO", {})  # nothing remembered from an earlier test
     monkeypatch.setattr(predict, "_recommend", lambda *a: calls.append(1) or real(*a))
     rc = main([str(tmp_path / "m.csv"), "--columns", "n_params=params,loss=val", "--predict",
-               "N=3e9,D=6e10", "--n-bootstrap", "10", "--out", str(tmp_path / "rep")])  # fmt: skip
+               "N=3e9,D=6e10", "--n-bootstrap", "10", "--out", str(tmp_path / "rep"),
+               "--seed", seed])  # fmt: skip
     assert rc == 0, capsys.readouterr().err
     assert len(calls) == 1
 
