@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -191,6 +192,7 @@ def _run(args: argparse.Namespace, points, say, stdout: TextIO) -> None:
     archs = sorted(runs["arch"].dropna().astype(str).unique())
     if source is table and args.out is None:
         args.out = str(Path(path).with_name(Path(path).stem + "_report"))
+    _check_writable(Path(args.out) if args.out else Path(path) / "report")
     if args.holdout is not None:
         from .sources import report_inputs
 
@@ -232,18 +234,33 @@ def _print_comparison(out: Path, series: list[dict], say) -> None:
     say(f"comparison: {out / 'report.md'}")
 
 
+def _check_writable(out: Path) -> None:
+    """Refuse a report folder that cannot be written before any fit runs (a traceback after minutes
+    of fitting, and a half-written folder, otherwise)."""
+    where = out
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if where.is_dir() and not os.access(where, os.W_OK | os.X_OK):
+        raise AnalysisError(
+            f"--out {out}: cannot write in {where} (permission denied); choose a folder you can "
+            "write to with --out"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     stdout = sys.stdout
     text_out = sys.stderr if args.json else sys.stdout
 
-    def say(line: str) -> None:
-        print(line, file=text_out)
-
     # Each run is loaded once per report (and once to list its archs): the same warning about a
     # run comes several times, so each text is shown once (the "once" filter keys on the module
-    # that called, and the loads are called from different modules).
+    # that called, and the loads are called from different modules); the summary repeats the
+    # table's warnings among the report's, and those already shown are not printed again.
     seen: set[str] = set()
+
+    def say(text: str) -> None:
+        shown = {f"warning: {m}" for m in seen}
+        print("\n".join(ln for ln in text.split("\n") if ln not in shown), file=text_out)
 
     def one_line(message, category, filename, lineno, file=None, line=None) -> None:
         if str(message) not in seen:
@@ -258,4 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the machine's fault, not the table's: disk full, permissions
+        print(f"error: {e.filename or 'a report file'}: {e.strerror or e}; check the disk and "
+              "the permissions of the --out folder", file=sys.stderr)  # fmt: skip
+        return 1
     return 0

@@ -125,7 +125,8 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
         )
     lines += [
         "",
-        "## Back-tests (refit without the largest scale) and the seed noise floor",
+        "## Back-tests (refit without the held-out runs: the largest scale, or the --holdout "
+        "split) and the seed noise floor",
         "",
         "| law | held out | n test | mean abs rel err | max abs rel err | L* rel err | "
         "N* rel err |",

@@ -172,7 +172,7 @@ def build_report(
         arch=arch or (inp.archs[0] if inp.archs else ""),
         n_convention=inp.n_convention,
         seed_noise=seed_groups(runs),
-        diagnostics=[mix] if mix else [],
+        diagnostics=[*inp.warnings, *([mix] if mix else [])],
     )
     rng = np.random.default_rng(seed)
     n, d, loss = data["N"].to_numpy(), data["D"].to_numpy(), data["L"].to_numpy()
@@ -360,7 +360,7 @@ def summarize(rep: Report) -> str:
                     f"  ({src}: N* {fmt(q['n_params'])}, D* {fmt(q['n_tokens'])}, "
                     f"loss {fmt(q['loss'])})"
                 )
-    out.append("back-tests (refit without the largest scale; |relative error| of loss):")
+    out.append("back-tests (refit without the held-out runs; |relative error| of loss):")
     for name, b in rep.backtests.items():
         if b is None:
             continue

@@ -152,6 +152,7 @@ class ReportInputs:
     n_convention: str
     archs: list[str]
     test: pd.Series | None = None  # the user's held-out split of `data` (named by its text)
+    warnings: tuple[str, ...] = ()  # what reading the table warned of (perplexity, lr, tokens)
 
 
 def report_inputs(
@@ -216,4 +217,5 @@ def report_inputs(
         mask = h.mask(data)
         h.check(mask, min_train=MIN_POINTS)
         test = pd.Series(mask, name=h.text)
-    return ReportInputs(runs, curves, data, name, out_dir, text, conv, archs, test)
+    said = tuple(runs.attrs.get("table", {}).get("warnings", ()))
+    return ReportInputs(runs, curves, data, name, out_dir, text, conv, archs, test, said)

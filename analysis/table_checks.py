@@ -19,6 +19,7 @@ __all__ = [
     "MIN_POINTS",
     "PERPLEXITY_FLOOR",
     "check_values",
+    "check_curve_runs",
     "check_duplicates",
     "check_fit_size",
     "check_loss_units",
@@ -71,20 +72,52 @@ def check_values(t: pd.DataFrame, columns: dict[str, str], where: str) -> pd.Dat
     return t
 
 
+def _pair(t: pd.DataFrame, key: list[str], dup: pd.Series) -> tuple[int, int]:
+    """The first row flagged by `dup` and the next row equal to it on `key` (0-based)."""
+    ids = t.groupby(key, sort=False, dropna=False).ngroup().to_numpy()
+    i = int(np.flatnonzero(dup.to_numpy())[0])
+    return i, int(np.flatnonzero(ids == ids[i])[1])
+
+
+def _describe(row: pd.Series, cols: list[str], columns: dict[str, str]) -> str:
+    def one(c: str) -> str:
+        v, name = row[c], columns.get(c, c)
+        if pd.isna(v):
+            return f"{name} empty"
+        return f"{name}={v:.4g}" if isinstance(v, float | int) else f"{name}={v}"
+
+    return ", ".join(one(c) for c in cols)
+
+
 def check_duplicates(t: pd.DataFrame, columns: dict[str, str], where: str) -> None:
     key = [c for c in ("n_params", "n_tokens", "seed", "group", "lr", "step", "run") if c in t]
     dup = t.duplicated(subset=key, keep=False)
     if dup.any():
-        rows = np.flatnonzero(dup.to_numpy())[:2] + 1
-        first = t.iloc[rows[0] - 1]
-        at = ", ".join(f"{columns.get(c, c)}={first[c]:.4g}" for c in ("n_params", "n_tokens"))
+        i, j = _pair(t, key, dup)
         fix = "add a seed column (--columns seed=...)" if "seed" not in t else "drop one"
         if "step" in t and "run" not in t:
             fix = "add a run column naming each curve (--columns run=...)"
         raise TableError(
-            f"{where}: rows {rows[0]} and {rows[1]} repeat the same point ({at}, same "
-            f"{', '.join(columns.get(c, c) for c in key[2:]) or 'everything else'}); "
-            f"{fix} or average them"
+            f"{where}: rows {i + 1} and {j + 1} repeat the same point "
+            f"({_describe(t.iloc[i], key, columns)}); {fix} or average them"
+        )
+
+
+def check_curve_runs(t: pd.DataFrame, columns: dict[str, str], where: str) -> None:
+    """A curve table without a `run` column groups its rows into runs by N, seed, group and lr:
+    two rows of one such run at the same step (with different D) are two runs that would be
+    merged into one without a word."""
+    if "step" not in t or "run" in t:
+        return
+    key = [c for c in ("n_params", "seed", "group", "lr", "step") if c in t]
+    dup = t.duplicated(subset=key, keep=False)
+    if dup.any():
+        i, j = _pair(t, key, dup)
+        raise TableError(
+            f"{where}: rows {i + 1} and {j + 1} have the same "
+            f"{_describe(t.iloc[i], key, columns)} but other tokens, so they are two runs a "
+            "curve table cannot tell apart: add a run column naming each run (--columns "
+            "run=...), or drop the step column if each row is a finished run"
         )
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 from .errors import AnalysisWarning, TableError
 from .table_checks import (
     MIN_POINTS,
+    check_curve_runs,
     check_duplicates,
     check_fit_size,
     check_loss_units,
@@ -120,9 +121,11 @@ def read_table_file(path: str | os.PathLike[str]) -> pd.DataFrame:
                 ) from None
             frame = pd.read_parquet(path)
         elif kind == "jsonl":
+            _check_json_lines(path)
             frame = pd.read_json(path, lines=True)
         else:
             frame = pd.read_csv(path, sep="\t" if kind == "tsv" else ",")
+            _check_header(path, kind)
     except TableError:
         raise
     except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
@@ -136,14 +139,57 @@ def read_table_file(path: str | os.PathLike[str]) -> pd.DataFrame:
     return frame
 
 
+def _check_header(path: Path, kind: str) -> None:
+    """A CSV header that pandas would read wrongly without an error: one column holding ';' (a
+    semicolon-separated export), or a name given twice (pandas renames the second 'x.1')."""
+    head = pd.read_csv(path, sep="\t" if kind == "tsv" else ",", header=None, nrows=1, dtype=str)
+    names = [str(v).strip() for v in head.iloc[0]]
+    if len(names) == 1 and ";" in names[0]:
+        raise TableError(
+            f"{path}: the header {names[0][:60]!r} is one column holding ';': a semicolon-"
+            "separated export (a spreadsheet in a decimal-comma locale); save it as CSV with "
+            "commas between columns and points in numbers"
+        )
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise TableError(
+            f"{path}: column {twice[0]!r} appears {names.count(twice[0])} times in the header; "
+            "rename or drop the extra one(s) so each column has one meaning"
+        )
+
+
+def _check_json_lines(path: Path) -> None:
+    """Name the first line that is not one JSON object (pandas only gives a byte position)."""
+    import json
+
+    with path.open(encoding="utf-8") as f:
+        for i, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line.strip())
+            except json.JSONDecodeError as e:
+                raise TableError(
+                    f"{path}: line {i} is not valid JSON ({e.msg}, column {e.colno}); each line "
+                    "must be one JSON object such as {\"n_params\": 1e6, \"n_tokens\": 2e7, "
+                    "\"loss\": 3.1}"
+                ) from None
+            if not isinstance(obj, dict):
+                raise TableError(
+                    f"{path}: line {i} is a JSON {type(obj).__name__}, not an object; each line "
+                    "must be one object with the run's columns as keys"
+                )
+
+
 def _canonical(frame: pd.DataFrame, columns: dict[str, str], where: str) -> pd.DataFrame:
     """Rename the mapped columns to canonical names; check required ones exist."""
     have = [str(c) for c in frame.columns]
     for key, col in columns.items():
         if col not in frame.columns:
+            flag = "--group or --columns" if key == "group" else "--columns"
             raise TableError(
-                f"{where}: --columns {key}={col}: the table has no column {col!r} "
-                f"(it has {', '.join(have[:12])}); fix the name"
+                f"{where}: {key}={col}: the table has no column {col!r} "
+                f"(it has {', '.join(have[:12])}); fix the name given to {flag}"
             )
     # the mapping wins over a column already named like its canonical name (n_params=n_params_total)
     shadowed = [k for k, v in columns.items() if k != v and k in frame.columns]
@@ -265,14 +311,21 @@ def load_table(
     if not flops_given:
         t["flops"] = 6.0 * t["n_params"] * t["n_tokens"]
     check_duplicates(t, mapping, where)
-    if "step" in t:
-        t = _tokens_along_curves(t, where)
-    ends = _best_lr(end_points(t), where)
-    check_fit_size(ends, where)
-    check_loss_units(ends, mapping, where)
+    check_curve_runs(t, mapping, where)
+    with warnings.catch_warnings(record=True) as caught:  # shown, and kept for the report
+        warnings.simplefilter("always")
+        if "step" in t:
+            t = _tokens_along_curves(t, where)
+        ends = _best_lr(end_points(t), where)
+        check_fit_size(ends, where)
+        check_loss_units(ends, mapping, where)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     out = (ends if points == "final" else t).reset_index(drop=True)
     out.attrs = {"source": src, "name": name, "n_convention": conv, "columns": dict(mapping),
-                 "points": points, "kind": "table", "flops_given": flops_given}  # fmt: skip
+                 "points": points, "kind": "table", "flops_given": flops_given,
+                 "warnings": [str(w.message) for w in caught
+                              if issubclass(w.category, AnalysisWarning)]}  # fmt: skip
     return out
 
 

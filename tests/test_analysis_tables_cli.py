@@ -11,6 +11,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -108,6 +109,20 @@ def _nan_loss():
     return t
 
 
+def _two_dups(seed=None):
+    """Two repeated rows (4 and 6): the error names a real pair, 4 and 21 (it said 4 and 6)."""
+    t = foreign(grid())
+    if seed is not None:
+        t["seed"] = seed
+    return pd.concat([t, t.iloc[[3, 5]]], ignore_index=True)
+
+
+def _one_step_per_run():
+    """A curve table whose runs each logged one step, without a run column: rows at the same N and
+    step but other D are other runs (they were merged into one run per N without a word)."""
+    return _rows(step=1000)
+
+
 def _text(col):
     t = foreign(grid()).astype({col: object})
     t.loc[2, col] = "1.3B"
@@ -153,10 +168,21 @@ BAD = [  # (file name, content, extra args, text the one line must hold)
         "'corpus' (group) is empty at row 1",
     ),
     ("r.csv", lambda: _rows(), ["--group", "corpus"], "no column 'corpus'"),
+    ("r.csv", lambda: _rows(), ["--group", "corpus"], "fix the name given to --group"),
+    ("r.csv", _two_dups, [], "rows 4 and 21 repeat the same point (params=1e+05, tokens=6.4e+08)"),
+    ("r.csv", lambda: _two_dups(np.nan), [], "rows 4 and 21 repeat the same point (params=1e+05, "
+     "tokens=6.4e+08, seed empty)"),
+    ("r.csv", _one_step_per_run, [], "rows 1 and 2 have the same params=1e+05, step=1000 but "
+     "other tokens, so they are two runs"),
+    ("r.csv", lambda: "params;tokens;val_loss\n1e6;2e7;3,1\n", [], "semicolon-separated"),
+    ("r.csv", lambda: _rows().assign(extra=1.0).rename(columns={"extra": "val_loss"}), [],
+     "column 'val_loss' appears 2 times in the header"),
+    ("r.jsonl", lambda: '{"n_params": 1e6, "n_tokens": 2e7, "loss": 3.1}\n{"n_params": 2e6,\n',
+     [], "line 2 is not valid JSON"),
     ("r.csv", lambda: "", [], "empty file"),
     ("r.csv", lambda: "params,tokens,val_loss\n", [], "no rows"),
     ("r.xlsx", lambda: "x", [], "unknown table type '.xlsx'"),
-    ("r.jsonl", lambda: "{not json\n", [], "cannot be read as jsonl"),
+    ("r.jsonl", lambda: "{not json\n", [], "line 1 is not valid JSON"),
     ("r.parquet", lambda: "not parquet", [], "cannot be read as parquet"),
     ("r.csv", lambda: _rows(), ["--holdout", "C>1e30"], "no point is held out"),
     ("r.csv", lambda: _rows(), ["--holdout", "N>=1e5"], "leaves 0 point(s) to fit"),
@@ -285,3 +311,46 @@ def test_a_table_with_seeds_measures_its_seed_noise(tmp_path, capsys):
     fits = json.loads((tmp_path / "rep" / "fits.json").read_text())
     assert len(fits["seed_noise"]["groups"]) == 15
     assert 0.001 < fits["seed_noise"]["rel_sd"] < 0.01
+
+
+def test_a_table_warning_reaches_the_report_and_is_printed_once(tmp_path, capsys):
+    """A loss column that looks like perplexity: the warning is in report.md and fits.json (it
+    was only on stderr, and the report said 'loss in nats/token'), and the CLI prints it once."""
+    t = grid()
+    t["loss"] = np.exp(t["loss"])
+    t.to_csv(tmp_path / "p.csv", index=False)
+    rc = main([str(tmp_path / "p.csv"), "--n-bootstrap", "5", "--out", str(tmp_path / "rep")])
+    cap = capsys.readouterr()
+    assert rc == 0
+    assert (cap.out + cap.err).count("looks like perplexity") == 1
+    assert "looks like perplexity" in (tmp_path / "rep" / "report.md").read_text()
+    fits = json.loads((tmp_path / "rep" / "fits.json").read_text())
+    assert any("looks like perplexity" in d for d in fits["diagnostics"])
+
+
+def test_an_unwritable_report_folder_is_refused_before_any_fit(tmp_path, capsys, monkeypatch):
+    import analysis.command as command
+
+    grid().to_csv(tmp_path / "r.csv", index=False)
+    (tmp_path / "ro").mkdir()
+    real = command.os.access
+    monkeypatch.setattr(command.os, "access", lambda p, m: Path(p).name != "ro" and real(p, m))
+    fits = []
+    monkeypatch.setattr("analysis.report.build_report", lambda *a, **k: fits.append(1))
+    rc = main([str(tmp_path / "r.csv"), "--out", str(tmp_path / "ro" / "rep")])
+    err = capsys.readouterr().err
+    assert rc == 2 and not fits
+    assert err.count("\n") == 1 and "cannot write in" in err and "--out" in err
+    assert list((tmp_path / "ro").iterdir()) == []
+
+
+def test_a_write_that_fails_midway_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    def fail(*a, **k):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "rep" / "runs.csv"))
+
+    grid().to_csv(tmp_path / "r.csv", index=False)
+    monkeypatch.setattr("analysis.report.build_report", fail)
+    rc = main([str(tmp_path / "r.csv"), "--out", str(tmp_path / "rep")])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback" not in err
+    assert err.count("\n") == 1 and "runs.csv: Permission denied" in err
