@@ -166,7 +166,9 @@ def write_record(run_dir: str | os.PathLike[str], record: RunRecord) -> Path:
 
 
 def read_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read a run's record; RecordError naming the file if it is missing, malformed or foreign."""
+    """Read a run's record; RecordError naming the file if it is missing, malformed or foreign,
+    or if a field is missing or of the wrong type (the contract `load_record` checks: a record
+    without n_tokens, or with loss "4.65x", is not a finished run, for a rerun or for status)."""
     path = Path(run_dir) / RECORD_FILE
     try:
         with open(path, encoding="utf-8") as f:
@@ -177,12 +179,13 @@ def read_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise RecordError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
     if not isinstance(record, dict) or "schema_version" not in record:
         raise RecordError(f"{path}: not a run record (no schema_version)")
+    RunRecord.from_json(record, source=str(path))
     return record
 
 
 def load_record(run_dir: str | os.PathLike[str]) -> RunRecord:
-    """A run's record as a RunRecord: `read_record`, then every field checked against the
-    contract (RecordError naming the file and the field that does not fit)."""
+    """A run's record as a RunRecord (`read_record` has checked every field against the contract:
+    RecordError naming the file and the field that does not fit)."""
     return RunRecord.from_json(read_record(run_dir), source=str(Path(run_dir) / RECORD_FILE))
 
 

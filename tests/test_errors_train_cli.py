@@ -106,3 +106,20 @@ def test_bad_input_gives_one_line(
     left = sorted(p for p in results.rglob("*")) if results.exists() else []
     assert left == [], f"left behind: {left}"
     assert a_file.is_file()
+
+
+def test_ctrl_c_is_one_line_saying_how_to_resume(capsys, monkeypatch):
+    """Ctrl-C during a run printed ~40 lines of torch traceback and nothing about resuming."""
+    from sweeps.sweep.compose import run_hydra_cli
+
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+
+    def main():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as e:
+        run_hydra_cli(main)
+    err = capsys.readouterr().err
+    assert e.value.code == 130
+    assert err.strip().startswith("interrupted:") and "rerun the same command" in err
+    assert "Traceback" not in err

@@ -202,17 +202,34 @@ def test_unloadable_checkpoint_is_set_aside_and_the_run_starts_over(
     assert not (run_dir / "error.log").exists() and not ckpt.exists()
 
 
-def test_unreadable_record_is_set_aside_and_the_run_retrained(tiny_cfg, capsys):
+def _drop_tokens(text: str) -> str:
+    rec = json.loads(text)
+    del rec["n_tokens"]
+    return json.dumps(rec)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "reason"),
+    [
+        (lambda text: text[:100], "not valid JSON"),
+        # valid JSON that breaks the contract: counted as done by a rerun (never retrained,
+        # never fitted) and crashing `status` and the sweep's return value, before
+        (_drop_tokens, "field 'n_tokens' is missing"),
+        (lambda text: json.dumps(json.loads(text) | {"loss": "4.65x"}), "field 'loss' is '4.65x'"),
+    ],
+    ids=["truncated", "no_n_tokens", "loss_text"],
+)
+def test_unreadable_record_is_set_aside_and_the_run_retrained(tiny_cfg, capsys, corrupt, reason):
     cfg = tiny_cfg()
     first = run_one(cfg)
     assert first is not None
     run_dir = run_dir_for(cfg)
     path = run_dir / records.RECORD_FILE
-    path.write_text(path.read_text()[:100])  # truncated
+    path.write_text(corrupt(path.read_text()))
     status = sweep_status(run_dir.parent)
     assert status["counts"]["unreadable"] == 1
     (row,) = status["runs"]
-    assert "not valid JSON" in row["reason"]
+    assert reason in row["reason"]
     capsys.readouterr()
     again = run_one(cfg)
     err = capsys.readouterr().err

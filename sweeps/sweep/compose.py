@@ -153,7 +153,8 @@ def compose_error(e: Exception) -> UserError:
 
 def run_hydra_cli(main: Callable[[], Any]) -> None:
     """Call a `@hydra.main` function with Hydra's own config errors (unknown key, wrong type,
-    unknown option) printed as one `error:` line, exit code 2 (every Hydra entry point)."""
+    unknown option) printed as one `error:` line, exit code 2 (every Hydra entry point), and
+    Ctrl-C as one line saying how to resume, exit code 130 (not a torch traceback)."""
     import os
     import sys
 
@@ -170,3 +171,13 @@ def run_hydra_cli(main: Callable[[], Any]) -> None:
             raise
         print(f"error: {compose_error(e).line()}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except KeyboardInterrupt:
+        if keep_traceback:
+            raise
+        print(
+            "\ninterrupted: finished runs are kept; rerun the same command to go on (a run with "
+            "a checkpoint resumes from it, the others start over)",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(130)
