@@ -178,10 +178,12 @@ def load_runs(
     rows: list[dict[str, Any]] = []
     curve_rows: list[dict[str, Any]] = []
     skipped: list[str] = []
+    unfinished: list[str] = []
     for sweep_dir in _sweep_dirs(root):
         for run_dir in iter_run_dirs(sweep_dir):
             if not (run_dir / RECORD_FILE).exists():
-                continue  # still running or interrupted: no final loss to fit
+                unfinished.append(run_dir.name)  # still running or interrupted: no final loss
+                continue
             try:
                 record = read_record(run_dir)
             except RecordError as e:
@@ -198,10 +200,21 @@ def load_runs(
                     {"run_id": row["run_id"], "sweep": row["sweep"]}
                     | {k: ev.get(k) for k in CURVE_COLUMNS[2:]}
                 )
+    if unfinished:
+        names = ", ".join(unfinished[:5]) + (" ..." if len(unfinished) > 5 else "")
+        warnings.warn(
+            f"{root}: {len(unfinished)} run folder(s) without a record, not fitted (still "
+            f"training, or interrupted: rerun the sweep to finish them): {names}",
+            AnalysisWarning,
+            stacklevel=2,
+        )
     if not rows:
+        found = (f"{len(skipped)} record(s) could not be used (the warnings say why)" if skipped
+                 else f"no */{RECORD_FILE} or */*/{RECORD_FILE}")  # fmt: skip
         raise AnalysisError(
-            f"{root}: no run records found (looked for */{RECORD_FILE} and */*/{RECORD_FILE}); "
-            "run a sweep first (e.g. `python -m sweeps.train -m sweep=demo`) "
+            f"{root}: no usable run record ({found}"
+            + (f"; {len(unfinished)} run(s) not finished yet" if unfinished else "")
+            + "); run a sweep first (e.g. `python -m sweeps.train -m sweep=demo`) "
             "or point at results/<sweep>"
         )
     runs = pd.DataFrame(rows)

@@ -170,7 +170,7 @@ class OptimConfig:
             require(
                 math.isfinite(self.lr) and self.lr > 0,
                 "optim.lr",
-                f"must be > 0, got {self.lr}",
+                f"must be a finite number > 0, got {self.lr}",
                 "e.g. optim.lr=3e-3",
             )
         if isinstance(self.batch_size, str):
@@ -240,7 +240,7 @@ class BudgetConfig:
         require(
             math.isfinite(float(value)) and value > 0,
             f"budget.{key}",
-            f"must be > 0, got {value}",
+            f"must be a finite number > 0, got {value}",
             f"e.g. budget.{key}=" + {"tokens": "1e6", "flops": "1e12"}.get(key, "20"),
         )
         require(self.min_steps >= 1, "budget.min_steps", "must be >= 1", "e.g. budget.min_steps=50")

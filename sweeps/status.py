@@ -11,9 +11,25 @@ import json
 import sys
 from pathlib import Path
 
-from sweeps.sweep.status import format_status, sweep_status
+from sweeps import records
+from sweeps.sweep.status import SWEEP_FILE, format_status, sweep_status
 
 __all__ = ["main"]
+
+
+def _wrong_level(folder: Path) -> str | None:
+    """What to pass instead when `folder` is one run's folder or the results folder above the
+    sweeps (both read as an empty sweep before), else None."""
+    if records.iter_run_dirs(folder) or (folder / SWEEP_FILE).exists():
+        return None
+    if any((folder / n).exists() for n in (records.RECORD_FILE, records.CONFIG_FILE)):
+        return (f"{folder} is one run's folder. Fix: give the sweep folder above it, "
+                f"{folder.parent}")  # fmt: skip
+    sweeps = [p.name for p in sorted(folder.iterdir()) if p.is_dir() and records.iter_run_dirs(p)]
+    if sweeps:
+        return (f"{folder} holds {len(sweeps)} sweep folder(s) ({', '.join(sweeps[:5])}). Fix: "
+                f"give one of them, e.g. {folder / sweeps[0]}")  # fmt: skip
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
             "e.g. results/isoflop",
             file=sys.stderr,
         )
+        return 2
+    wrong = _wrong_level(sweep_dir)
+    if wrong:
+        print(f"error: sweep_dir: {wrong}", file=sys.stderr)
         return 2
     status = sweep_status(sweep_dir)
     if args.json:

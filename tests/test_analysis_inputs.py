@@ -41,8 +41,26 @@ def test_missing_folder_and_no_records(tmp_path):
     with pytest.raises(AnalysisError, match="no such folder"):
         load_runs(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(AnalysisError, match="no run records found"):
+    with pytest.raises(AnalysisError, match="no usable run record"):
         load_runs(tmp_path / "empty")
+
+
+def test_unfinished_and_unreadable_runs_are_named_not_passed_over(tmp_path, hand_record):
+    """A run folder without a record was passed over in silence ('1 runs, 1 fitted'), and a
+    folder whose records were all unreadable said 'no run records found'."""
+    for name, n in (("aaa", 1000), ("bbb", 2000)):
+        hand_record(tmp_path / "s" / name, n_params=n, config={"model": {"n_params": float(n)}})
+    (tmp_path / "s" / "ccc").mkdir()
+    (tmp_path / "s" / "ccc" / "curve.jsonl").write_text("")
+    with pytest.warns(AnalysisWarning, match="1 run folder.s. without a record.*: ccc"):
+        runs, _ = load_runs(tmp_path / "s")
+    assert sorted(runs["run_id"]) == ["aaa", "bbb"]
+    for name in ("aaa", "bbb"):
+        (tmp_path / "s" / name / "record.json").write_text("{")
+    with pytest.warns(AnalysisWarning), pytest.raises(
+        AnalysisError, match="2 record.s. could not be used.*1 run.s. not finished yet"
+    ):
+        load_runs(tmp_path / "s")
 
 
 def test_malformed_and_foreign_records_are_skipped_with_warning(sweep):

@@ -35,6 +35,7 @@ CASES = [
     ("wrong_type_lr", ["optim.lr=fast"], None, "optim.lr", "auto"),
     ("negative_tokens", ["budget.tokens=-5"], None, "budget.tokens", "budget.tokens="),
     ("zero_tokens", ["budget.tokens=0"], None, "budget.tokens", "budget.tokens="),
+    ("infinite_tokens", ["budget.tokens=inf"], None, "budget.tokens", "budget.tokens="),
     ("two_horizons", ["budget.flops=1e9"], None, "budget", "budget=flops"),
     ("budget_below_one_batch", ["budget.tokens=100"], None, "budget", "raise the budget"),
     ("n_params_too_small", ["model.n_params=10"], None, "model.n_params", "model.n_params >="),

@@ -306,3 +306,21 @@ def test_bpe_vocabulary_the_corpus_cannot_make_is_refused(tmp_path):
     assert _files(cache) == []
     ok = load_dataset(replace(base, vocab_size=made, cache_dir=str(cache)), progress=False)
     assert ok.vocab_size == made
+
+
+def test_status_on_a_run_folder_or_the_results_folder_says_which_to_give(
+    tmp_path, hand_record, capsys
+):
+    """Both read as an empty sweep ('0 runs: none yet', exit 0) before."""
+    from sweeps.status import main as status_main
+
+    hand_record(tmp_path / "results" / "iso" / "aaa")
+    assert status_main([str(tmp_path / "results" / "iso" / "aaa")]) == 2
+    err = capsys.readouterr().err
+    assert "is one run's folder" in err and str(tmp_path / "results" / "iso") in err
+    assert status_main([str(tmp_path / "results")]) == 2
+    err = capsys.readouterr().err
+    assert "holds 1 sweep folder(s) (iso)" in err and err.count("\n") == 1
+    assert status_main([str(tmp_path / "results" / "iso")]) == 0
+    (tmp_path / "empty").mkdir()
+    assert status_main([str(tmp_path / "empty")]) == 0  # a sweep not started yet: nothing wrong
