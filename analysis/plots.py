@@ -40,6 +40,13 @@ def _ax(ax: Axes | None) -> Axes:
     return plt.subplots(figsize=(6, 4.5))[1] if ax is None else ax
 
 
+def _legend(ax: Axes, **kw) -> None:
+    """A legend where something is labelled (matplotlib warns on every empty one otherwise: an
+    axes whose laws could not be fitted)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)
+
+
 def _plain_log_y(ax: Axes) -> None:
     """Losses span well under a decade: label the log axis 2.1, 2.2 ... instead of 2.1 x 10^0."""
     from matplotlib.ticker import FormatStrFormatter
@@ -96,7 +103,7 @@ def plot_loss_vs_size(
     _plain_log_y(ax)
     if len(groups) <= 12:
         title = "approach-3 fit along each IsoFLOP budget" if iso else "approach-3 fit"
-        ax.legend(fontsize=6, title=title if fit is not None else None, title_fontsize=7)
+        _legend(ax, fontsize=6, title=title if fit is not None else None, title_fontsize=7)
     return ax
 
 
@@ -110,7 +117,7 @@ def plot_curves_envelope(
         ax.plot(6 * g["n_params"] * g["n_tokens"], g["loss"], color="0.7", lw=0.6)
     if envelope is not None:
         ax.plot(envelope["C"], envelope["L"], "o-", color="C3", ms=3, label="lower envelope")
-        ax.legend()
+        _legend(ax)
     ax.set(xscale="log", yscale="log", xlabel="compute C = 6ND (FLOPs)", ylabel="loss (nats/token)")
     _plain_log_y(ax)
     return ax
@@ -146,7 +153,7 @@ def add_loss_frontier(
         ax.plot([verify.get("flops", verify["target_flops"])], [verify["achieved"]], "D",
                 color="k", mfc="none", ms=7, label="verify run (achieved)")  # fmt: skip
     ax.axvline(target, color="0.5", ls=":", lw=1)
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
     return ax
 
 
@@ -172,7 +179,7 @@ def plot_compare_compute(series: list[dict], *, target: float, ax: Axes | None =
     ax.set(xscale="log", yscale="log", xlabel="compute C = 6ND (FLOPs)",
            ylabel="loss (nats/token)", title="points: runs; thin: envelope")  # fmt: skip
     _plain_log_y(ax)
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
     return ax
 
 
@@ -194,7 +201,7 @@ def plot_compare_size(series: list[dict], *, ax: Axes | None = None) -> Axes:
     ax.set(xscale="log", yscale="log", xlabel="N (matmul parameters incl. head)",
            ylabel="loss (nats/token)", title="loss vs model size")  # fmt: skip
     _plain_log_y(ax)
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
     return ax
 
 
@@ -213,7 +220,7 @@ def plot_isoflop(fit: FitResult, *, ax: Axes | None = None) -> Axes:
         else:
             ax.plot(p.n_params[int(np.argmin(p.loss))], min(p.loss), "x", color="k", ms=8)
     ax.set(xscale="log", xlabel="N (parameters)", ylabel="loss (nats/token)")
-    ax.legend(fontsize=6)
+    _legend(ax, fontsize=6)
     return ax
 
 
@@ -251,7 +258,7 @@ def plot_optimal_allocation(
         xlabel="compute C (FLOPs)",
         ylabel="N* (parameters)" if which == "N" else "D* (tokens)",
     )
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
     return ax
 
 
@@ -291,7 +298,7 @@ def plot_isoloss(
         ylabel="N (parameters)",
         ylim=n_range,
     )
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
     return ax
 
 

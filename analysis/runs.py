@@ -355,8 +355,8 @@ def fit_runs(runs: pd.DataFrame, *, n_convention: str = "matmul") -> pd.DataFram
     if len(datasets) > 1:
         raise AnalysisError(
             f"{where}: runs of {len(datasets)} datasets mixed in one fit (dataset_id "
-            f"{', '.join(datasets)}); losses on different data are not comparable: pass "
-            "dataset_id=... to load_runs or analyse each sweep folder separately"
+            f"{', '.join(datasets)}); losses on different data are not comparable: analyse each "
+            "sweep folder separately (in Python: load_runs(path, dataset_id=...))"
         )
     col = N_CONVENTIONS[n_convention]
     n = use[col].to_numpy(float)

@@ -181,3 +181,21 @@ def test_report_warns_when_one_fit_mixes_schedules(iso):
     assert "cosine to 0.1 x lr" in mixed[0] and "own sweep folder" in mixed[0]
     assert "learning-rate schedules mixed" in summarize(rep)
     assert "learning-rate schedules mixed" in (iso / "report" / "report.md").read_text()
+
+
+def test_a_plot_with_nothing_to_label_draws_no_legend_and_no_warning():
+    """matplotlib warned 'No artists with labels found to put in legend' in every analysis of a
+    sweep too small for a frontier law; the legend is now drawn only where something is labelled."""
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from analysis.plots import add_loss_frontier
+
+    fig, ax = plt.subplots()
+    ax.plot([1e12, 1e13], [3.0, 2.9])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        add_loss_frontier(ax, {}, target=1e14)
+    assert ax.get_legend() is None
+    plt.close(fig)
