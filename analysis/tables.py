@@ -159,9 +159,19 @@ def _check_header(path: Path, kind: str) -> None:
 
 
 def _check_json_lines(path: Path) -> None:
-    """Name the first line that is not one JSON object (pandas only gives a byte position)."""
+    """Name the first line that is not one JSON object (pandas only gives a byte position), and
+    say so when the file is one run's record.json rather than a table."""
     import json
 
+    try:
+        whole = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        whole = None
+    if isinstance(whole, dict) and "schema_version" in whole:
+        raise TableError(
+            f"{path}: this is one run's record, not a table; give the sweep folder that holds the "
+            f"run folders, {path.parent.parent}"
+        )
     with path.open(encoding="utf-8") as f:
         for i, line in enumerate(f, 1):
             if not line.strip():

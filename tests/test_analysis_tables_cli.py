@@ -183,6 +183,8 @@ BAD = [  # (file name, content, extra args, text the one line must hold)
     ("r.csv", lambda: "params,tokens,val_loss\n", [], "no rows"),
     ("r.xlsx", lambda: "x", [], "unknown table type '.xlsx'"),
     ("r.jsonl", lambda: "{not json\n", [], "line 1 is not valid JSON"),
+    ("record.json", lambda: json.dumps({"schema_version": 1, "run_id": "a"}, indent=1), [],
+     "this is one run's record, not a table; give the sweep folder"),
     ("r.parquet", lambda: "not parquet", [], "cannot be read as parquet"),
     ("r.csv", lambda: _rows(), ["--holdout", "C>1e30"], "no point is held out"),
     ("r.csv", lambda: _rows(), ["--holdout", "N>=1e5"], "leaves 0 point(s) to fit"),
