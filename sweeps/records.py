@@ -179,7 +179,8 @@ def read_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise RecordError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
     if not isinstance(record, dict) or "schema_version" not in record:
         raise RecordError(f"{path}: not a run record (no schema_version)")
-    RunRecord.from_json(record, source=str(path))
+    if record["schema_version"] == SCHEMA_VERSION:  # another version: its reader judges it
+        RunRecord.from_json(record, source=str(path))
     return record
 
 
