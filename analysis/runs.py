@@ -103,7 +103,6 @@ N_CONVENTIONS = {
     "total": "n_params_total",
     "non_embedding": "n_params_non_embedding",
 }
-_REQUIRED = ("run_id", "status", "n_params", "n_tokens")
 _NUMERIC = ("perplexity", "bits_per_byte", "train_loss", "unigram_entropy", "lr", "time_s",
             "tokens_per_s")  # fmt: skip
 
@@ -123,7 +122,7 @@ def _sweep_dirs(root: Path) -> list[Path]:
     return [p for p in sorted(root.iterdir()) if p.is_dir() and list(iter_run_dirs(p))]
 
 
-def _row(run_dir: Path, record: dict[str, Any]) -> dict[str, Any] | None:
+def _row(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     path = run_dir / RECORD_FILE
     version = record.get("schema_version")
     if version != SCHEMA_VERSION:
@@ -133,14 +132,7 @@ def _row(run_dir: Path, record: dict[str, Any]) -> dict[str, Any] | None:
             "analyse it with the code version that wrote it (its `code_version` field) or "
             "re-run the sweep with this code"
         )
-    missing = [k for k in _REQUIRED if record.get(k) is None]
-    if missing:
-        warnings.warn(
-            f"{path}: skipped, missing field(s) {', '.join(missing)} (not a complete run record)",
-            AnalysisWarning,
-            stacklevel=3,
-        )
-        return None
+    # run_id, status, n_params, n_tokens: present and typed, or read_record refused the record
     row = {k: record.get(k) for k in RUN_COLUMNS} | {"id_version": id_version_of(record)}
     row["sweep"] = row["sweep"] or run_dir.parent.name
     config: dict[str, Any] = {}
@@ -191,9 +183,6 @@ def load_runs(
                 skipped.append(str(run_dir / RECORD_FILE))
                 continue
             row = _row(run_dir, record)
-            if row is None:
-                skipped.append(str(run_dir / RECORD_FILE))
-                continue
             rows.append(row)
             for ev in read_curve(run_dir):
                 curve_rows.append(

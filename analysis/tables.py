@@ -163,8 +163,9 @@ def _check_json_lines(path: Path) -> None:
     say so when the file is one run's record.json rather than a table."""
     import json
 
+    text = path.read_text(encoding="utf-8")
     try:
-        whole = json.loads(path.read_text(encoding="utf-8"))
+        whole = json.loads(text)
     except ValueError:
         whole = None
     if isinstance(whole, dict) and "schema_version" in whole:
@@ -172,23 +173,22 @@ def _check_json_lines(path: Path) -> None:
             f"{path}: this is one run's record, not a table; give the sweep folder that holds the "
             f"run folders, {path.parent.parent}"
         )
-    with path.open(encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line.strip())
-            except json.JSONDecodeError as e:
-                raise TableError(
-                    f"{path}: line {i} is not valid JSON ({e.msg}, column {e.colno}); each line "
-                    "must be one JSON object such as {\"n_params\": 1e6, \"n_tokens\": 2e7, "
-                    "\"loss\": 3.1}"
-                ) from None
-            if not isinstance(obj, dict):
-                raise TableError(
-                    f"{path}: line {i} is a JSON {type(obj).__name__}, not an object; each line "
-                    "must be one object with the run's columns as keys"
-                )
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line.strip())
+        except json.JSONDecodeError as e:
+            raise TableError(
+                f"{path}: line {i} is not valid JSON ({e.msg}, column {e.colno}); each line "
+                "must be one JSON object such as {\"n_params\": 1e6, \"n_tokens\": 2e7, "
+                "\"loss\": 3.1}"
+            ) from None
+        if not isinstance(obj, dict):
+            raise TableError(
+                f"{path}: line {i} is a JSON {type(obj).__name__}, not an object; each line "
+                "must be one object with the run's columns as keys"
+            )
 
 
 def _canonical(frame: pd.DataFrame, columns: dict[str, str], where: str) -> pd.DataFrame:
