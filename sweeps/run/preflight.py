@@ -34,8 +34,13 @@ __all__ = [
     "check_before_data",
     "check_with_data",
     "memory_estimate",
+    "repeated_data",
 ]
 
+# Muennighoff et al. 2023 ("Scaling Data-Constrained Language Models"): up to ~4 epochs, repeated
+# tokens are worth almost as much as new ones; beyond, their value decays and the loss no longer
+# follows a law fitted in tokens seen.
+MAX_EPOCHS = 4.0
 MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes any non-negative int; torch.manual_seed < 2**64
 
 
@@ -172,3 +177,17 @@ def check_with_data(cfg: RunConfig, data: Any, plan: Any) -> None:
     """The same checks on the loaded corpus (a text corpus's split is known only now)."""
     check_split(len(data.train), len(data.val), context=cfg.model.context, where=data.dataset_id)
     check_memory(memory_estimate(cfg, plan), device=cfg.device)
+
+
+def repeated_data(n_tokens: float, n_train: int) -> str | None:
+    """A warning when a run's horizon cycles its training split more than MAX_EPOCHS times (the
+    loss then measures memorisation, not the scaling the sweep is for), else None."""
+    epochs = float(n_tokens) / max(int(n_train), 1)
+    if epochs <= MAX_EPOCHS:
+        return None
+    return (
+        f"the run sees its training split {epochs:.1f} times ({n_tokens:.3g} tokens of "
+        f"{n_train:,}); beyond ~{MAX_EPOCHS:g} epochs repeated tokens stop counting as data "
+        "(Muennighoff et al. 2023) and the fit of this run's loss is not a scaling law: use a "
+        "larger corpus (data.path=...) or a smaller budget"
+    )

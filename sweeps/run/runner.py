@@ -255,6 +255,9 @@ def run_one(
     preflight.check_before_data(cfg)  # before a cache entry or a folder is written
     prep = prepare(cfg, progress=cfg.progress != "none")
     preflight.check_with_data(cfg, prep.data, prep.plan)
+    repeated = preflight.repeated_data(prep.plan.n_tokens, len(prep.data.train))
+    if repeated:
+        _say(f"[{run_dir_for(cfg).name}] warning: {repeated}")
     if prep.plan.problem and not in_sweep:
         raise UserError(
             "budget",
