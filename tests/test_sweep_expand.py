@@ -16,7 +16,7 @@ from sweeps.status import main as status_main
 from sweeps.sweep.callbacks import SWEEP_FILE, progress_line
 from sweeps.sweep.compose import register_configs, to_run_config
 from sweeps.sweep.expand import expand_sweep, sweep_overrides
-from sweeps.sweep.status import sweep_status
+from sweeps.sweep.status import format_status, sweep_status
 from sweeps.sweep.timemodel import TimeModel, fit_time_model, schedule_wall_s
 
 REPO = Path(__file__).resolve().parent.parent
@@ -288,3 +288,31 @@ def test_a_fixed_shape_under_a_size_grid_is_one_run_per_token_count(tmp_path: Pa
         return run_id_for(RunConfig(model=model, budget=BudgetConfig(tokens=1e6)))
 
     assert rid(n_params=3e3) == rid(min_layers=4) == rid()
+
+
+def test_status_says_when_the_sweep_eta_is_unknown_or_over(tmp_path: Path, hand_record):
+    """`sweep ETA -` read as a missing number: with every run of the last launch finished it says
+    so, and before any has finished it says when the ETA will be known."""
+    sweep = tmp_path / "s"
+    hand_record(sweep / "aaa")
+    launch = {"started_at": 1.0, "run_ids": ["aaa", "bbb"], "n_finished_at_start": 1}
+    records.write_json_atomic(sweep / ".sweep.json", launch)
+    assert "known once a run" in format_status(sweep_status(sweep, now=2.0))  # aaa was there
+    records.write_json_atomic(sweep / ".sweep.json", launch | {"run_ids": ["aaa"]})
+    assert "sweep ETA none: every run of the last launch has finished" in format_status(
+        sweep_status(sweep, now=2.0)
+    )
+
+
+def test_status_lists_the_jobs_refused_for_their_config(tmp_path: Path):
+    """A launch whose jobs were all refused left a sweep folder that status read as `0 runs: none
+    yet`: it now lists each refused job with its error."""
+    sweep = tmp_path / "s"
+    records.write_json_atomic(sweep / ".sweep.json", {"started_at": 1.0, "run_ids": [None]})
+    error = "model.n_params: must be a positive number, got -5.0"
+    (sweep / ".job_errors.jsonl").write_text(
+        json.dumps({"overrides": ["model.n_params=-5"], "error": error}) + "\n"
+    )
+    out = format_status(sweep_status(sweep))
+    assert f"config error for model.n_params=-5: {error}" in out
+    assert "1 job(s) refused for their config" in out and "none yet" not in out

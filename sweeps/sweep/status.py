@@ -23,6 +23,7 @@ __all__ = ["sweep_status", "format_status", "fmt_seconds", "older_id_line"]
 
 PLAN_FILE = "plan.json"  # written by sweeps.run.runner when a run starts
 SWEEP_FILE = ".sweep.json"  # written by sweeps.sweep.callbacks at the start of a launch
+JOB_ERRORS = ".job_errors.jsonl"  # one line per job of the last launch whose config was refused
 ORDER = (
     "ok",
     "diverged",
@@ -119,7 +120,7 @@ def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str
     for r in runs:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     finished = sum(counts[s] for s in ("ok", "diverged", "non-finite", "skipped", "failed"))
-    eta = None
+    eta, eta_note = None, None
     if launch.get("started_at") and expected:
         done_now = sum(
             1
@@ -128,8 +129,12 @@ def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str
         )
         k_new = done_now - int(launch.get("n_finished_at_start", 0))
         left = len(expected) - done_now
-        if k_new > 0 and left > 0:
+        if left <= 0:
+            eta_note = "none: every run of the last launch has finished"
+        elif k_new > 0:
             eta = (now - float(launch["started_at"])) / k_new * left
+        else:
+            eta_note = "known once a run of the last launch has finished"
     return {
         "sweep_dir": str(sweep_dir),
         "n_runs": len(runs),
@@ -138,8 +143,27 @@ def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str
         "counts": counts,
         "flops_done": sum(r.get("flops") or 0.0 for r in runs if r["state"] == "ok"),
         "eta_s": eta,
+        "eta_note": eta_note,
+        "config_errors": _config_errors(sweep_dir),
         "runs": runs,
     }
+
+
+def _config_errors(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The jobs of the last launch whose config was refused (no run folder: no row above)."""
+    try:
+        lines = (sweep_dir / JOB_ERRORS).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    errors = []
+    for line in lines:
+        try:
+            err = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(err, dict):
+            errors.append(err)
+    return errors
 
 
 def _rank(state: str) -> int:
@@ -204,11 +228,18 @@ def format_status(status: dict[str, Any]) -> str:
             lines.append(f"  {r['run_id']} {r['state']}: {r['reason']}")
     if status["counts"]["older-id"]:
         lines.append("  " + older_id_line(status["counts"]["older-id"], status["sweep_dir"]))
+    errors = status.get("config_errors") or []
+    for err in errors:
+        overrides = " ".join(str(o) for o in err.get("overrides") or [])
+        lines.append(f"  config error for {overrides}: {err.get('error', '?')}")
     counts = ", ".join(f"{n} {s}" for s, n in status["counts"].items() if n)
+    if errors:
+        counts += f"{', ' if counts else ''}{len(errors)} job(s) refused for their config"
     expected = f" of {status['n_expected']} in the last launch" if status["n_expected"] else ""
+    eta = status.get("eta_note") or fmt_seconds(status["eta_s"])
     lines.append(
         f"\n{status['n_runs']} runs{expected}: {counts or 'none yet'}; "
         f"C done = {status['flops_done']:.3g} FLOPs; "
-        f"sweep ETA {fmt_seconds(status['eta_s'])}"
+        f"sweep ETA {eta}"
     )
     return "\n".join(lines)
