@@ -144,6 +144,19 @@ def test_sweep_refuses_an_unwritable_results_dir_before_any_job(base, tmp_path):
 
 
 @pytest.mark.slow
+def test_sweep_in_a_folder_it_cannot_write_in_is_one_line(base, tmp_path):
+    """A sweep folder that exists but cannot be written in (a read-only copy of a finished sweep,
+    made here by a folder where the sweep file goes, since root ignores permissions) gave a
+    PermissionError traceback from the callback or from Hydra's multirun.yaml."""
+    sweep = tmp_path / "results" / "default"
+    (sweep / ".sweep.json").mkdir(parents=True)
+    proc = _run("sweeps.train", ["-m", *base, "seed=0,1"], tmp_path)
+    _assert_one_line(proc, "results_dir", "writable")
+    assert "cannot write in the sweep folder" in proc.stderr
+    assert [p.name for p in sweep.iterdir()] == [".sweep.json"]  # no multirun.yaml, no run
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("bad", "field", "fix_word"),
     [("model.n_parms=1e5", "model.n_parms", "model.n_params"), ("seed=-1", "seed", "seed=0")],

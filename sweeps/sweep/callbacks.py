@@ -86,6 +86,17 @@ def _tune_line(sweep_dir: Path) -> str | None:
     return f"[tune] {len(paths)} studies: {sum(states.values())} trials ({parts})"
 
 
+def _unwritable(sweep_dir: Path, e: OSError) -> None:
+    print(
+        f"error: results_dir: cannot write in the sweep folder {sweep_dir} "
+        f"({e.strerror or type(e).__name__}). Fix: make it writable, or choose a writable "
+        "folder, e.g. results_dir=$HOME/results (finished runs can be copied there)",
+        file=sys.stderr,
+        flush=True,
+    )
+    sys.exit(2)
+
+
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -98,18 +109,11 @@ class SweepSummary(Callback):
                 flush=True,
             )
             sys.exit(2)
-        try:
+        try:  # before any job (Hydra writes multirun.yaml next): one line, nothing launched
             sweep_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:  # before any job: one line, nothing launched
-            print(
-                f"error: results_dir: cannot create the sweep folder {sweep_dir} "
-                f"({e.strerror or type(e).__name__}). Fix: choose a writable folder, "
-                "e.g. results_dir=$HOME/results",
-                file=sys.stderr,
-                flush=True,
-            )
-            sys.exit(2)
-        (sweep_dir / JOB_ERRORS).unlink(missing_ok=True)
+            (sweep_dir / JOB_ERRORS).unlink(missing_ok=True)
+        except OSError as e:
+            _unwritable(sweep_dir, e)
         self.t0 = time.time()
         self.tune = "tune" in config  # sweeps.tune: each job is a study, its trials the runs
         if self.tune:
@@ -121,15 +125,18 @@ class SweepSummary(Callback):
             ids = []
         valid = [i for i in ids if i]
         n_before = _finished(sweep_dir, valid)
-        records.write_json_atomic(
-            sweep_dir / SWEEP_FILE,
-            {
-                "started_at": self.t0,
-                "n_jobs": len(ids),
-                "run_ids": ids,
-                "n_finished_at_start": n_before,
-            },
-        )
+        try:
+            records.write_json_atomic(
+                sweep_dir / SWEEP_FILE,
+                {
+                    "started_at": self.t0,
+                    "n_jobs": len(ids),
+                    "run_ids": ids,
+                    "n_finished_at_start": n_before,
+                },
+            )
+        except OSError as e:  # a read-only sweep folder, even one whose runs are all done
+            _unwritable(sweep_dir, e)
         if ids:
             print(
                 f"[sweep] {len(ids)} jobs, {len(set(valid))} runs, {n_before} already finished "
