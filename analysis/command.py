@@ -247,8 +247,32 @@ def _check_writable(out: Path) -> None:
         )
 
 
+def _attach_negative_numbers(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """`--target-flops -1e13` as `--target-flops=-1e13`: argparse takes `-1e13` (a number it does
+    not recognise as one: it knows only `-1` and `-.5`) for an option and says "expected one
+    argument", where the user should hear what is wrong with the value."""
+    takes_value = {
+        name for a in parser._actions if a.nargs != 0 for name in a.option_strings
+    }
+    out: list[str] = []
+    for arg in argv:
+        prev = out[-1] if out else ""
+        if prev in takes_value and arg.startswith("-"):
+            try:
+                float(arg)
+            except ValueError:
+                pass
+            else:
+                out[-1] = f"{prev}={arg}"
+                continue
+        out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser()
+    args = parser.parse_args(_attach_negative_numbers(parser, argv))
     stdout = sys.stdout
     text_out = sys.stderr if args.json else sys.stdout
 

@@ -214,8 +214,9 @@ def test_bad_table_is_one_line_exit_2_nothing_written(tmp_path, capsys, name, ma
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no report folder
 
 
-@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-1e13"])
 def test_target_flops_checked_before_a_folder_report_is_written(tmp_path, capsys, value):
+    """-1e13 (scientific notation) reached argparse as an option: "expected one argument"."""
     t = grid()
     sweep = write_sweep(tmp_path / "s", n_params=t["n_params"], n_tokens=t["n_tokens"],
                         loss=t["loss"])  # fmt: skip
