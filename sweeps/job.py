@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             sweep_dir.mkdir(parents=True, exist_ok=True)
             with open(sweep_dir / JOB_ERRORS, "a", encoding="utf-8") as f:
                 row = {
+                    "run_id": run_id_for(cfg),
                     "overrides": [f"run {run_id_for(cfg)}"],
                     "error": e.line(),
                     "time": time.time(),

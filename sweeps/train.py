@@ -19,6 +19,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from sweeps.errors import UserError
+from sweeps.run.identity import run_id_for
 from sweeps.run.runner import run_ranked
 from sweeps.sweep.callbacks import JOB_ERRORS
 from sweeps.sweep.compose import register_configs, run_hydra_cli, to_run_config
@@ -30,6 +31,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     in_sweep = HydraConfig.get().mode == RunMode.MULTIRUN
+    run_cfg = None
     try:
         run_cfg = to_run_config(cfg)  # OmegaConf's refusals too, as one UserError
         if run_cfg.branch.budgets is not None:
@@ -51,9 +53,14 @@ def main(cfg: DictConfig) -> float | None:
         sweep_dir = Path(HydraConfig.get().sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         with open(sweep_dir / JOB_ERRORS, "a", encoding="utf-8") as f:
-            overrides = list(HydraConfig.get().overrides.task)
-            f.write(json.dumps({"overrides": overrides, "error": e.line(), "time": time.time()}))
-            f.write("\n")
+            row = {
+                "overrides": list(HydraConfig.get().overrides.task),
+                "error": e.line(),
+                "time": time.time(),
+                # refused after composing (a check inside the run): status shows its id refused
+                "run_id": run_id_for(run_cfg) if run_cfg is not None else None,
+            }
+            f.write(json.dumps(row) + "\n")
         return None
     except Exception:
         if in_sweep:

@@ -144,6 +144,19 @@ def test_sweep_refuses_an_unwritable_results_dir_before_any_job(base, tmp_path):
 
 
 @pytest.mark.slow
+def test_status_shows_jobs_refused_inside_the_run_as_refused_not_pending(base, tmp_path):
+    """A check inside the run (here: a validation split shorter than the context) refuses a job
+    after its id is known; `sweeps.status` listed such runs as pending for ever."""
+    proc = _run("sweeps.train", ["-m", *base, "data.val_fraction=0.0001", "seed=0,1"], tmp_path)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    status = _run("sweeps.status", [str(tmp_path / "results" / "default")], tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert "pending" not in status.stdout and "2 refused" in status.stdout, status.stdout
+    assert status.stdout.count("refused: model.context") == 2, status.stdout
+    assert "sweep ETA none: every run of the last launch has finished" in status.stdout
+
+
+@pytest.mark.slow
 def test_sweep_in_a_folder_it_cannot_write_in_is_one_line(base, tmp_path):
     """A sweep folder that exists but cannot be written in (a read-only copy of a finished sweep,
     made here by a folder where the sweep file goes, since root ignores permissions) gave a

@@ -188,7 +188,7 @@ def test_status_counts_states_and_partial_progress(tmp_path: Path, capsys, hand_
     st = sweep_status(sweep)
     assert st["counts"] == {
         "ok": 1, "diverged": 0, "non-finite": 0, "skipped": 1, "failed": 1, "unreadable": 0,
-        "partial": 1, "pending": 0, "older-id": 0,
+        "partial": 1, "pending": 0, "refused": 0, "older-id": 0,
     }  # fmt: skip
     (p,) = [r for r in st["runs"] if r["state"] == "partial"]
     assert p["progress"] == 0.25 and p["tokens_per_s"] == 3200

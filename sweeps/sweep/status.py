@@ -4,7 +4,8 @@ Reads only JSON (record.json, curve.jsonl, plan.json, .sweep.json): no torch, no
 instant and works on a copied folder. States: ok, diverged, skipped (a record), failed, partial
 (started, no record: progress = last evaluated step / planned steps, ETA from the tokens/s it
 showed), unreadable (a record.json that is not a record), non-finite (status ok, loss not a
-finite number), pending (a job of the last launch that has no folder yet), and older-id (a folder
+finite number), pending (a job of the last launch that has no folder yet), refused (a job of the
+last launch that a check inside the run refused: its error is the reason), and older-id (a folder
 named by an older run-id version, sweeps/run_record.py: a rerun never reuses it and analysis/
 never fits it; it is counted and said, never retrained over nor deleted).
 """
@@ -33,6 +34,7 @@ ORDER = (
     "unreadable",
     "partial",
     "pending",
+    "refused",
     "older-id",
 )
 
@@ -115,7 +117,16 @@ def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str
     launch = _read_json(sweep_dir / SWEEP_FILE) or {}
     seen = {r["run_id"] for r in runs}
     expected = [i for i in dict.fromkeys(launch.get("run_ids") or []) if i]
-    runs += [{"run_id": i, "state": "pending"} for i in expected if i not in seen]
+    errors = _config_errors(sweep_dir)
+    refused = {str(e["run_id"]): str(e.get("error", "?")) for e in errors if e.get("run_id")}
+    runs += [
+        {"run_id": i, "state": "refused", "reason": refused[i]}
+        if i in refused
+        else {"run_id": i, "state": "pending"}
+        for i in expected
+        if i not in seen
+    ]
+    shown = {r["run_id"] for r in runs if r["state"] == "refused"}  # with their error as reason
     counts = {s: 0 for s in ORDER}
     for r in runs:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
@@ -144,7 +155,7 @@ def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str
         "flops_done": sum(r.get("flops") or 0.0 for r in runs if r["state"] == "ok"),
         "eta_s": eta,
         "eta_note": eta_note,
-        "config_errors": _config_errors(sweep_dir),
+        "config_errors": [e for e in errors if e.get("run_id") not in shown],  # the others
         "runs": runs,
     }
 
