@@ -255,7 +255,9 @@ def _attach_negative_numbers(parser: argparse.ArgumentParser, argv: list[str]) -
         name for a in parser._actions if a.nargs != 0 for name in a.option_strings
     }
     out: list[str] = []
-    for arg in argv:
+    for k, arg in enumerate(argv):
+        if arg == "--":  # what follows is paths, whatever they look like
+            return out + argv[k:]
         prev = out[-1] if out else ""
         if prev in takes_value and arg.startswith("-"):
             try:

@@ -357,3 +357,13 @@ def test_a_write_that_fails_midway_is_one_line_not_a_traceback(tmp_path, capsys,
     err = capsys.readouterr().err
     assert rc == 1 and "Traceback" not in err
     assert err.count("\n") == 1 and "runs.csv: Permission denied" in err
+
+
+def test_negative_numbers_reach_their_option_but_not_past_a_double_dash():
+    from analysis.command import _attach_negative_numbers, build_parser
+
+    parser = build_parser()
+    attach = _attach_negative_numbers
+    assert attach(parser, ["r.csv", "--target-flops", "-1e13"]) == ["r.csv", "--target-flops=-1e13"]
+    assert attach(parser, ["r.csv", "--json", "-5"]) == ["r.csv", "--json", "-5"]  # a flag
+    assert attach(parser, ["--", "--out", "-1e5"]) == ["--", "--out", "-1e5"]  # paths after --

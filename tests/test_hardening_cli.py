@@ -153,7 +153,7 @@ def test_status_shows_jobs_refused_inside_the_run_as_refused_not_pending(base, t
     assert status.returncode == 0, status.stderr
     assert "pending" not in status.stdout and "2 refused" in status.stdout, status.stdout
     assert status.stdout.count("refused: model.context") == 2, status.stdout
-    assert "sweep ETA none: every run of the last launch has finished" in status.stdout
+    assert "sweep ETA none: nothing of the last launch is left to train" in status.stdout
 
 
 @pytest.mark.slow

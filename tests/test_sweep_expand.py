@@ -299,7 +299,7 @@ def test_status_says_when_the_sweep_eta_is_unknown_or_over(tmp_path: Path, hand_
     records.write_json_atomic(sweep / ".sweep.json", launch)
     assert "known once a run" in format_status(sweep_status(sweep, now=2.0))  # aaa was there
     records.write_json_atomic(sweep / ".sweep.json", launch | {"run_ids": ["aaa"]})
-    assert "sweep ETA none: every run of the last launch has finished" in format_status(
+    assert "sweep ETA none: nothing of the last launch is left to train" in format_status(
         sweep_status(sweep, now=2.0)
     )
 
@@ -316,3 +316,26 @@ def test_status_lists_the_jobs_refused_for_their_config(tmp_path: Path):
     out = format_status(sweep_status(sweep))
     assert f"config error for model.n_params=-5: {error}" in out
     assert "1 job(s) refused for their config" in out and "none yet" not in out
+
+
+def test_status_refused_runs_are_neither_done_nor_left_and_old_refusals_fade(
+    tmp_path: Path, hand_record
+):
+    """Refused runs counted as finished in the sweep ETA (2 refused + 2 pending gave an ETA
+    before anything trained); a refusal stayed listed after a later command trained the run; a
+    malformed row crashed status."""
+    sweep = tmp_path / "s"
+    launch = {"started_at": 1.0, "run_ids": ["r1", "r2", "p1", "p2"], "n_finished_at_start": 0}
+    records.write_json_atomic(sweep / ".sweep.json", launch)
+    rows = [{"run_id": r, "overrides": [f"seed={r}"], "error": "too big"} for r in ("r1", "r2")]
+    rows += [{"run_id": ["odd"], "overrides": "seed=9", "error": 3}]
+    (sweep / ".job_errors.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + "{torn")
+    st = sweep_status(sweep, now=11.0)
+    assert st["counts"]["refused"] == 2 and st["counts"]["pending"] == 2
+    assert st["eta_s"] is None and "known once" in st["eta_note"]
+    assert st["config_errors"] == [{"overrides": [], "error": "3", "run_id": None}]
+    json.dumps(st)  # --json
+    hand_record(sweep / "r1")  # trained since, by a later command
+    st = sweep_status(sweep, now=11.0)
+    assert st["counts"]["refused"] == 1 and st["counts"]["ok"] == 1
+    assert not any("r1" in ln and "too big" in ln for ln in format_status(st).splitlines())

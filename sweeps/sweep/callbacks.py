@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from hydra.core.global_hydra import GlobalHydra
 from hydra.experimental.callback import Callback
@@ -24,7 +25,7 @@ from sweeps.run.identity import run_id_for
 from sweeps.run.preflight import check_seed
 from sweeps.sweep.compose import to_run_config
 from sweeps.sweep.expand import job_overrides, task_config
-from sweeps.sweep.status import JOB_ERRORS, fmt_seconds
+from sweeps.sweep.status import JOB_ERRORS, config_errors, fmt_seconds
 
 __all__ = ["SweepSummary", "SWEEP_FILE", "JOB_ERRORS", "progress_line"]
 
@@ -86,7 +87,7 @@ def _tune_line(sweep_dir: Path) -> str | None:
     return f"[tune] {len(paths)} studies: {sum(states.values())} trials ({parts})"
 
 
-def _unwritable(sweep_dir: Path, e: OSError) -> None:
+def _unwritable(sweep_dir: Path, e: OSError) -> NoReturn:
     print(
         f"error: results_dir: cannot write in the sweep folder {sweep_dir} "
         f"({e.strerror or type(e).__name__}). Fix: make it writable, or choose a writable "
@@ -111,6 +112,8 @@ class SweepSummary(Callback):
             sys.exit(2)
         try:  # before any job (Hydra writes multirun.yaml next): one line, nothing launched
             sweep_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=sweep_dir):  # a folder that exists but is read-only
+                pass
             (sweep_dir / JOB_ERRORS).unlink(missing_ok=True)
         except OSError as e:
             _unwritable(sweep_dir, e)
@@ -135,7 +138,7 @@ class SweepSummary(Callback):
                     "n_finished_at_start": n_before,
                 },
             )
-        except OSError as e:  # a read-only sweep folder, even one whose runs are all done
+        except OSError as e:  # a disk that filled since the probe: still one line
             _unwritable(sweep_dir, e)
         if ids:
             print(
@@ -180,13 +183,7 @@ class SweepSummary(Callback):
                 states[state] += 1
                 if state == "failed":
                     failed.append(run_dir.name)
-        errors = []
-        if (sweep_dir / JOB_ERRORS).exists():
-            errors = [
-                json.loads(line)
-                for line in (sweep_dir / JOB_ERRORS).read_text().splitlines()
-                if line.strip()
-            ]
+        errors = config_errors(sweep_dir)
         elapsed = time.time() - getattr(self, "t0", time.time())
         parts = ", ".join(f"{n} {s}" for s, n in sorted(states.items()))
         print(f"\nsweep {sweep_dir}: {parts or 'no runs'} in {elapsed:.0f}s", file=sys.stderr)

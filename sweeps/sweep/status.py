@@ -1,13 +1,14 @@
 """Where a sweep stands, from its run folders alone (`python -m sweeps.status results/<sweep>`).
 
-Reads only JSON (record.json, curve.jsonl, plan.json, .sweep.json): no torch, no Hydra, so it is
-instant and works on a copied folder. States: ok, diverged, skipped (a record), failed, partial
-(started, no record: progress = last evaluated step / planned steps, ETA from the tokens/s it
-showed), unreadable (a record.json that is not a record), non-finite (status ok, loss not a
-finite number), pending (a job of the last launch that has no folder yet), refused (a job of the
-last launch that a check inside the run refused: its error is the reason), and older-id (a folder
-named by an older run-id version, sweeps/run_record.py: a rerun never reuses it and analysis/
-never fits it; it is counted and said, never retrained over nor deleted).
+Reads only JSON (record.json, curve.jsonl, plan.json, .sweep.json, .job_errors.jsonl): no torch,
+no Hydra, so it is instant and works on a copied folder. States: ok, diverged, skipped (a
+record), failed, partial (started, no record: progress = last evaluated step / planned steps,
+ETA from the tokens/s it showed), unreadable (a record.json that is not a record), non-finite
+(status ok, loss not a finite number), pending (a job of the last launch that has no folder
+yet), refused (a job of the last launch that a check inside the run refused: its error is the
+reason), and older-id (a folder named by an older run-id version, sweeps/run_record.py: a rerun
+never reuses it and analysis/ never fits it; it is counted and said, never retrained over nor
+deleted).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from typing import Any
 
 from sweeps import records
 
-__all__ = ["sweep_status", "format_status", "fmt_seconds", "older_id_line"]
+__all__ = ["sweep_status", "format_status", "fmt_seconds", "older_id_line", "config_errors"]
 
 PLAN_FILE = "plan.json"  # written by sweeps.run.runner when a run starts
 SWEEP_FILE = ".sweep.json"  # written by sweeps.sweep.callbacks at the start of a launch
-JOB_ERRORS = ".job_errors.jsonl"  # one line per job of the last launch whose config was refused
+JOB_ERRORS = ".job_errors.jsonl"  # one line per refused job of the last launch (config_errors)
 ORDER = (
     "ok",
     "diverged",
@@ -37,6 +38,7 @@ ORDER = (
     "refused",
     "older-id",
 )
+FINISHED = ("ok", "diverged", "non-finite", "skipped", "failed")  # the states with a record
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -117,8 +119,10 @@ def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str
     launch = _read_json(sweep_dir / SWEEP_FILE) or {}
     seen = {r["run_id"] for r in runs}
     expected = [i for i in dict.fromkeys(launch.get("run_ids") or []) if i]
-    errors = _config_errors(sweep_dir)
-    refused = {str(e["run_id"]): str(e.get("error", "?")) for e in errors if e.get("run_id")}
+    # a refusal whose run has a record since (a later command trained it) is history, not news
+    recorded = {r["run_id"] for r in runs if r["state"] in FINISHED}
+    errors = [e for e in config_errors(sweep_dir) if e["run_id"] not in recorded]
+    refused = {e["run_id"]: e["error"] for e in errors if e["run_id"]}
     runs += [
         {"run_id": i, "state": "refused", "reason": refused[i]}
         if i in refused
@@ -126,22 +130,21 @@ def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str
         for i in expected
         if i not in seen
     ]
-    shown = {r["run_id"] for r in runs if r["state"] == "refused"}  # with their error as reason
+    shown = {r["run_id"] for r in runs if r["state"] == "refused"}
     counts = {s: 0 for s in ORDER}
     for r in runs:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
-    finished = sum(counts[s] for s in ("ok", "diverged", "non-finite", "skipped", "failed"))
+    finished = sum(counts[s] for s in FINISHED)
     eta, eta_note = None, None
     if launch.get("started_at") and expected:
-        done_now = sum(
-            1
-            for r in runs
-            if r["run_id"] in expected and r["state"] not in ("partial", "pending", "unreadable")
-        )
-        k_new = done_now - int(launch.get("n_finished_at_start", 0))
-        left = len(expected) - done_now
+        states = {r["run_id"]: r["state"] for r in runs}
+        trained = sum(
+            states.get(i) not in ("partial", "pending", "unreadable", "refused") for i in expected
+        )  # refused runs neither count as done nor are left to train
+        k_new = trained - int(launch.get("n_finished_at_start", 0))
+        left = sum(states.get(i) in ("partial", "pending", "unreadable") for i in expected)
         if left <= 0:
-            eta_note = "none: every run of the last launch has finished"
+            eta_note = "none: nothing of the last launch is left to train"
         elif k_new > 0:
             eta = (now - float(launch["started_at"])) / k_new * left
         else:
@@ -155,13 +158,16 @@ def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str
         "flops_done": sum(r.get("flops") or 0.0 for r in runs if r["state"] == "ok"),
         "eta_s": eta,
         "eta_note": eta_note,
-        "config_errors": [e for e in errors if e.get("run_id") not in shown],  # the others
+        "config_errors": [e for e in errors if e["run_id"] not in shown],  # no row above
         "runs": runs,
     }
 
 
-def _config_errors(sweep_dir: Path) -> list[dict[str, Any]]:
-    """The jobs of the last launch whose config was refused (no run folder: no row above)."""
+def config_errors(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The last launch's refused jobs (`JOB_ERRORS`, appended by each job: sweeps/train.py,
+    sweeps/job.py): overrides (list of str), error (str), run_id (str, or None where the config
+    itself was refused, before the run had an id). Lines that are not such a row (a torn append)
+    are passed over."""
     try:
         lines = (sweep_dir / JOB_ERRORS).read_text(encoding="utf-8").splitlines()
     except OSError:
@@ -169,11 +175,20 @@ def _config_errors(sweep_dir: Path) -> list[dict[str, Any]]:
     errors = []
     for line in lines:
         try:
-            err = json.loads(line)
+            row = json.loads(line)
         except ValueError:
             continue
-        if isinstance(err, dict):
-            errors.append(err)
+        if not isinstance(row, dict):
+            continue
+        overrides = row.get("overrides")
+        run_id = row.get("run_id")
+        errors.append(
+            {
+                "overrides": [str(o) for o in overrides] if isinstance(overrides, list) else [],
+                "error": str(row.get("error", "?")),
+                "run_id": run_id if isinstance(run_id, str) and run_id else None,
+            }
+        )
     return errors
 
 
@@ -241,8 +256,7 @@ def format_status(status: dict[str, Any]) -> str:
         lines.append("  " + older_id_line(status["counts"]["older-id"], status["sweep_dir"]))
     errors = status.get("config_errors") or []
     for err in errors:
-        overrides = " ".join(str(o) for o in err.get("overrides") or [])
-        lines.append(f"  config error for {overrides}: {err.get('error', '?')}")
+        lines.append(f"  config error for {' '.join(err['overrides'])}: {err['error']}")
     counts = ", ".join(f"{n} {s}" for s, n in status["counts"].items() if n)
     if errors:
         counts += f"{', ' if counts else ''}{len(errors)} job(s) refused for their config"
