@@ -25,11 +25,9 @@ from sweeps.run.identity import run_id_for
 from sweeps.run.preflight import check_seed
 from sweeps.sweep.compose import to_run_config
 from sweeps.sweep.expand import job_overrides, task_config
-from sweeps.sweep.status import JOB_ERRORS, config_errors, fmt_seconds
+from sweeps.sweep.status import JOB_ERRORS, SWEEP_FILE, config_errors, fmt_seconds
 
 __all__ = ["SweepSummary", "SWEEP_FILE", "JOB_ERRORS", "progress_line"]
-
-SWEEP_FILE = ".sweep.json"
 
 
 def _run_ids(config: DictConfig) -> list[str | None]:
