@@ -3,7 +3,7 @@
 #
 #   bash benchmarks/device_check.sh            # ~6-8 min on one GPU; ~2-3 min of CPU-safe parts
 #
-# On CUDA: 1. the `gpu`-marked tests; 2. throughput and MFU of three sizes (bf16, eager and
+# On CUDA: 1. the `gpu`-marked tests; 2. throughput and MFU of five sizes (bf16, eager and
 # compiled); 3. with 2+ GPUs, one GPU per job (a joblib sweep of G runs: which devices each saw,
 # and that they ran at once) and a 2-rank NCCL DDP run; 4. a small IsoFLOP sweep at 1e14-3e14
 # FLOPs and its report. Without CUDA it runs the CPU-safe counterparts (the device tests' CPU
@@ -45,7 +45,7 @@ TINY=(data=synthetic data.n_val_tokens=2048 model.context=32 model.n_params=3e3
 
 if [ "$G" -gt 0 ]; then
   part gpu_tests 150 $PY -m pytest -m gpu -q -p no:cacheprovider tests/test_device.py
-  part throughput 200 $PY benchmarks/device_throughput.py
+  part throughput 330 $PY benchmarks/device_throughput.py
   if [ "$G" -ge 2 ]; then
     SEEDS=$(seq -s, 0 $((G - 1)))
     part gpu_per_job 150 $PY -m sweeps.train -m launcher=joblib device=cuda "${TINY[@]}" \

@@ -190,8 +190,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, help="also write every number to this JSON file")
     ap.add_argument("--jobs", type=int, default=2, help="splits at once (one process per core)")
-    ap.add_argument("--rules", action="store_true",
-                    help="also print each form x run-selection rule's back-test and held-out error")
+    ap.add_argument(
+        "--rules",
+        action="store_true",
+        help="also print each form x run-selection rule's back-test and held-out error",
+    )
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     rows = run(args.jobs)
@@ -212,8 +215,10 @@ def main(argv=None) -> int:
         for w in r["warnings"]:
             print(f"warning [{r['dataset']}]: {w}")
     if args.rules:
-        print("\nRun-selection rules, each cell 'back-test mean |log error| on the training runs; "
-              "mean (max) |error| on the held-out runs':")
+        print(
+            "\nRun-selection rules, each cell 'back-test mean |log error| on the training runs; "
+            "mean (max) |error| on the held-out runs':"
+        )
         print(_rules_table(run(args.jobs, _rules)))
     print(f"({time.perf_counter() - t0:.1f} s)")
     if args.json:
