@@ -181,8 +181,8 @@ def _check_json_lines(path: Path) -> None:
         except json.JSONDecodeError as e:
             raise TableError(
                 f"{path}: line {i} is not valid JSON ({e.msg}, column {e.colno}); each line "
-                "must be one JSON object such as {\"n_params\": 1e6, \"n_tokens\": 2e7, "
-                "\"loss\": 3.1}"
+                'must be one JSON object such as {"n_params": 1e6, "n_tokens": 2e7, '
+                '"loss": 3.1}'
             ) from None
         if not isinstance(obj, dict):
             raise TableError(

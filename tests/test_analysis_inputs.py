@@ -57,8 +57,11 @@ def test_unfinished_and_unreadable_runs_are_named_not_passed_over(tmp_path, hand
     assert sorted(runs["run_id"]) == ["aaa", "bbb"]
     for name in ("aaa", "bbb"):
         (tmp_path / "s" / name / "record.json").write_text("{")
-    with pytest.warns(AnalysisWarning), pytest.raises(
-        AnalysisError, match="2 record.s. could not be used.*1 run.s. not finished yet"
+    with (
+        pytest.warns(AnalysisWarning),
+        pytest.raises(
+            AnalysisError, match="2 record.s. could not be used.*1 run.s. not finished yet"
+        ),
     ):
         load_runs(tmp_path / "s")
 
