@@ -75,7 +75,7 @@ _WHERE = {
     "backtest_power_law": "backtest",
     "convention_sensitivity": "backtest",
     "build_report": "report",
-    "summarize": "report",
+    "summarize": "summary",
     "recommend": "predict",
     "fit_varpro": "varpro",
     "load_suite": "suites",

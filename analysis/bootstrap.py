@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chinchilla import HUBER_DELTA, chinchilla_params, compute_optimal, params_to_theta
+from .identifiability import fit_warnings
 from .kaplan import refit_kaplan_joint
 from .objective import (
     CHINCHILLA_PARAMS,
@@ -32,6 +33,8 @@ from .objective import (
     power_design,
 )
 from .results import FitResult
+
+LOG_FLOAT_MAX = float(np.log(np.finfo(float).max))  # exp() of more overflows a float
 
 __all__ = [
     "Bootstrap",
@@ -145,6 +148,11 @@ def bootstrap_chinchilla(
             better = retry.converged & (~ok[bad] | (retry.objective < obj[bad]))
             theta[bad[better]], obj[bad[better]] = retry.theta[better], retry.objective[better]
             ok[bad[better]] = True
+    # a refit can "converge" with log A or log B past float range (A/N^alpha stays finite with a
+    # huge alpha) where the resample leaves the law undetermined: it has no finite parameters,
+    # so it counts with the failed ones
+    diverged = ok & ~(np.isfinite(theta).all(axis=1) & (theta[:, :3] < LOG_FLOAT_MAX).all(axis=1))
+    ok &= ~diverged
     samples: dict[str, list[float]] = {}
     for i in np.flatnonzero(ok):
         p = chinchilla_params(theta[i])
@@ -161,9 +169,13 @@ def bootstrap_chinchilla(
     arrays = {k: np.asarray(v) for k, v in samples.items()}
     intervals = percentile_intervals(arrays, confidence)
     n_failed = int((~ok).sum())
-    warns = list(fit.warnings)
+    warns = list(fit.warnings) + fit_warnings(fit, theta[ok], n, d)
     if n_failed:
-        warns.append(f"bootstrap: {n_failed} of {n_resamples} refits did not converge (dropped)")
+        why = f", {int(diverged.sum())} of them diverged (A or B beyond float range)"
+        warns.append(
+            f"bootstrap: {n_failed} of {n_resamples} refits did not converge"
+            f"{why if diverged.any() else ''} (dropped)"
+        )
     boot = Bootstrap(arrays, intervals, n_resamples, n_failed, confidence)
     return fit.replace(intervals=intervals, warnings=tuple(warns)), boot
 

@@ -1,4 +1,5 @@
-"""Prediction intervals that hold when the law is misspecified, and flags for ill-determined fits.
+"""Prediction intervals that hold when the law is misspecified (flags for ill-determined fits:
+`analysis/identifiability.py`).
 
 An interval on log L at a point x = `ladder.distance` beyond the training runs combines three
 independent spreads:
@@ -48,7 +49,6 @@ __all__ = [
     "Calibration",
     "bootstrap_thetas",
     "calibrate",
-    "fit_warnings",
     "log_sigma",
     "robust_scale",
 ]
@@ -119,46 +119,3 @@ def bootstrap_thetas(
                        max_iter=300)  # fmt: skip
     ok = np.isfinite(sol.objective) & np.isfinite(sol.theta).all(axis=1)
     return to_full_theta(sol.theta[ok], equal)
-
-
-def fit_warnings(fit: FitResult, thetas: np.ndarray, n: np.ndarray, d: np.ndarray) -> list[str]:
-    """Flags for a fit whose digits should not be trusted: an E interval reaching 0, refits
-    piling at a bound, a huge condition number of the fit's Jacobian."""
-    warns = []
-    e = np.exp(thetas[:, 2])
-    e_lo = float(np.percentile(e, 2.5)) if e.size else math.nan
-    if e.size and e_lo < 0.05 * fit.params["E"]:
-        warns.append(
-            f"{fit.law}: the irreducible loss E is not determined (95% bootstrap interval "
-            f"{e_lo:.2g} to {np.percentile(e, 97.5):.3g}): predictions far out lean on it"
-        )
-    at_bound = (e < 1e-4) | (thetas[:, 3] < 0.02) | (thetas[:, 4] < 0.02) | (thetas[:, 3] > 2.9)
-    if e.size and at_bound.mean() > 0.05:
-        warns.append(
-            f"{fit.law}: {100 * at_bound.mean():.0f}% of bootstrap refits pile at a bound "
-            "(E ~ 0 or an exponent ~ 0): the runs do not pin the law down"
-        )
-    cond = _condition(fit, n, d)
-    if cond > 1e8:
-        warns.append(
-            f"{fit.law}: condition number {cond:.1e} of the fit's Jacobian: parameters trade off "
-            "against each other; trust predictions near the runs, not the digits of E, A, B"
-        )
-    return warns
-
-
-def _condition(fit: FitResult, n: np.ndarray, d: np.ndarray) -> float:
-    """Condition number of d log L_hat / d theta (columns scaled to unit norm)."""
-    equal = bool(fit.details.get("equal_exponents"))
-    p = fit.params
-    theta = np.array(
-        [p["log_A"], p["log_B"], p["log_E"], p["alpha"]] + ([] if equal else [p["beta"]])
-    )
-    design = reduced_design(n, d, equal)
-    z = design @ theta
-    soft = np.exp(z - z.max(axis=1, keepdims=True))
-    soft /= soft.sum(axis=1, keepdims=True)
-    jac = np.einsum("nk,nkp->np", soft, design)
-    jac = jac / np.maximum(np.linalg.norm(jac, axis=0), 1e-300)
-    s = np.linalg.svd(jac, compute_uv=False)
-    return float(s[0] / s[-1]) if s[-1] > 0 else math.inf

@@ -160,7 +160,8 @@ def _load(args: argparse.Namespace):
 
 
 def _report_one(args, source, out: Path | None, arch: str | None, say) -> None:
-    from .report import build_report, summarize
+    from .report import build_report
+    from .summary import summarize
 
     rep = build_report(source, target_flops=args.target_flops, n_bootstrap=args.n_bootstrap,
                        out=out, seed=args.seed, arch=arch, n_convention=args.n_convention,
@@ -251,9 +252,7 @@ def _attach_negative_numbers(parser: argparse.ArgumentParser, argv: list[str]) -
     """`--target-flops -1e13` as `--target-flops=-1e13`: argparse takes `-1e13` (a number it does
     not recognise as one: it knows only `-1` and `-.5`) for an option and says "expected one
     argument", where the user should hear what is wrong with the value."""
-    takes_value = {
-        name for a in parser._actions if a.nargs != 0 for name in a.option_strings
-    }
+    takes_value = {name for a in parser._actions if a.nargs != 0 for name in a.option_strings}
     out: list[str] = []
     for k, arg in enumerate(argv):
         if arg == "--":  # what follows is paths, whatever they look like

@@ -29,12 +29,12 @@ from .calibrate import (
     Calibration,
     bootstrap_thetas,
     calibrate,
-    fit_warnings,
     log_sigma,
     robust_scale,
 )
 from .chinchilla import chinchilla_loss
 from .errors import AnalysisError
+from .identifiability import fit_warnings
 from .isoflop import accelerating_frontier
 from .ladder import CANDIDATES, Candidate, distance, ladder_axis, ladder_folds, log_errors, reach
 from .results import FitResult

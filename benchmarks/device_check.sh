@@ -17,6 +17,7 @@ if ! $PY -c "import torch, sweeps" 2>/dev/null; then
   exit 2
 fi
 OUT=${DEVICE_CHECK_DIR:-$(mktemp -d -t device_check.XXXXXX)}
+mkdir -p "$OUT" || { echo "error: DEVICE_CHECK_DIR=$OUT cannot be made; choose a writable folder" >&2; exit 2; }
 SUMMARY="$OUT/summary.txt"
 : >"$SUMMARY"
 START=$(date +%s)

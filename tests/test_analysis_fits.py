@@ -99,6 +99,37 @@ def test_bootstrap_intervals_contain_estimate_and_are_seeded():
         assert f1.intervals[k][0] <= fit.params[k] <= f1.intervals[k][1]
 
 
+# six runs of the device check's IsoFLOP sweep on an H200 (benchmarks/device_check.sh, 2026-11-30):
+# two budgets, loss falling towards the smallest size at both, so five parameters are not pinned
+GPU_SIX = (
+    np.array([2703360, 819200, 2703360, 1281024, 1576960, 5591040.0]),
+    np.array([18481152, 20316160, 6160384, 39026688, 10551296, 8912896.0]),
+    np.array([1.24641809, 1.38474402, 2.22796386, 1.08369073, 1.76001582, 2.19497667]),
+)
+
+
+def test_bootstrap_drops_refits_past_float_range_and_flags_an_undetermined_fit():
+    """A refit can 'converge' with log A beyond exp's range (A/N^alpha stays finite with a huge
+    alpha): the report on the six GPU runs crashed with OverflowError in chinchilla_params. Now
+    such refits count as failed, and the fit says its E is not determined."""
+    n, d, loss = GPU_SIX
+    fit = fit_chinchilla(n, d, loss)
+    fit, boot = bootstrap_chinchilla(
+        fit, n, d, loss, target_flops=3e15, n_resamples=50, rng=np.random.default_rng(2)
+    )
+    assert boot.n_failed >= 1
+    assert any("diverged (A or B beyond float range)" in w for w in fit.warnings), fit.warnings
+    assert any(w.startswith("chinchilla: the irreducible loss E is not determined")
+               for w in fit.warnings)  # fmt: skip
+    assert all(np.isfinite(boot.samples[k]).all() for k in ("E", "A", "B"))
+    # a law the runs do determine is not flagged
+    n, d, loss = grid_points(rng=np.random.default_rng(0), noise=0.005)
+    good, _ = bootstrap_chinchilla(
+        fit_chinchilla(n, d, loss), n, d, loss, n_resamples=50, rng=np.random.default_rng(0)
+    )
+    assert not [w for w in good.warnings if w.startswith("chinchilla:")], good.warnings
+
+
 @pytest.mark.slow
 def test_bootstrap_coverage_over_50_seeds():
     """The issue's bar: 95% intervals cover the truth >= 90% of the time on 50 repetitions.

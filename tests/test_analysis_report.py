@@ -58,7 +58,8 @@ def test_trunks_and_skipped_runs_are_excluded_with_reasons(iso):
 
 
 def test_report_prediction_noise_and_verify(iso, tmp_path):
-    from analysis.report import build_report, summarize
+    from analysis.report import build_report
+    from analysis.summary import summarize
 
     (iso / "report").mkdir()
     verify = {"target_flops": 1e16, "predicted": 2.40, "achieved": 2.45,
@@ -153,9 +154,10 @@ def test_interval_not_containing_the_estimate_still_plots() -> None:
 def test_report_warns_when_one_fit_mixes_schedules(iso):
     """WSD branches and cosine runs differ by up to ~2.7% at the same (N, D): a fit over both
     says so (before, the report fitted the mix without a word)."""
-    from analysis.report import build_report, summarize
+    from analysis.report import build_report
     from analysis.runs import fit_runs
     from analysis.schedules import schedule_mix
+    from analysis.summary import summarize
 
     def cosine(rec):
         rec["config"]["schedule"] = {"name": "cosine", "min_lr_frac": 0.1, "decay_frac": 0.2,

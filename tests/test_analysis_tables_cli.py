@@ -77,6 +77,23 @@ def test_cli_group_fits_each_group_and_draws_them_together(tmp_path, capsys):
     assert (out / "figures" / "compare_compute.png").exists()
 
 
+def test_summary_flags_a_headline_law_its_runs_do_not_determine(tmp_path, capsys):
+    """Six runs at two budgets (the device check's IsoFLOP sweep on an H200), loss falling towards
+    the smallest size at both: approach 3 is the only prediction, its E interval reaches 1e-13, and
+    the printed summary says so under the headline instead of printing its digits alone."""
+    from tests.test_analysis_fits import GPU_SIX
+
+    n, d, loss = GPU_SIX
+    pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss}).to_csv(
+        tmp_path / "six.csv", index=False
+    )
+    assert main([str(tmp_path / "six.csv"), "--n-bootstrap", "50"]) == 0
+    out = capsys.readouterr().out
+    head, _, rest = out.partition("back-tests")
+    assert "from approach3" in head
+    assert "warning: chinchilla: the irreducible loss E is not determined" in head, out
+
+
 def _rows(**cols) -> pd.DataFrame:
     t = foreign(grid())
     for k, v in cols.items():
@@ -170,21 +187,41 @@ BAD = [  # (file name, content, extra args, text the one line must hold)
     ("r.csv", lambda: _rows(), ["--group", "corpus"], "no column 'corpus'"),
     ("r.csv", lambda: _rows(), ["--group", "corpus"], "fix the name given to --group"),
     ("r.csv", _two_dups, [], "rows 4 and 21 repeat the same point (params=1e+05, tokens=6.4e+08)"),
-    ("r.csv", lambda: _two_dups(np.nan), [], "rows 4 and 21 repeat the same point (params=1e+05, "
-     "tokens=6.4e+08, seed empty)"),
-    ("r.csv", _one_step_per_run, [], "rows 1 and 2 have the same params=1e+05, step=1000 but "
-     "other tokens, so they are two runs"),
+    (
+        "r.csv",
+        lambda: _two_dups(np.nan),
+        [],
+        "rows 4 and 21 repeat the same point (params=1e+05, tokens=6.4e+08, seed empty)",
+    ),
+    (
+        "r.csv",
+        _one_step_per_run,
+        [],
+        "rows 1 and 2 have the same params=1e+05, step=1000 but other tokens, so they are two runs",
+    ),
     ("r.csv", lambda: "params;tokens;val_loss\n1e6;2e7;3,1\n", [], "semicolon-separated"),
-    ("r.csv", lambda: _rows().assign(extra=1.0).rename(columns={"extra": "val_loss"}), [],
-     "column 'val_loss' appears 2 times in the header"),
-    ("r.jsonl", lambda: '{"n_params": 1e6, "n_tokens": 2e7, "loss": 3.1}\n{"n_params": 2e6,\n',
-     [], "line 2 is not valid JSON"),
+    (
+        "r.csv",
+        lambda: _rows().assign(extra=1.0).rename(columns={"extra": "val_loss"}),
+        [],
+        "column 'val_loss' appears 2 times in the header",
+    ),
+    (
+        "r.jsonl",
+        lambda: '{"n_params": 1e6, "n_tokens": 2e7, "loss": 3.1}\n{"n_params": 2e6,\n',
+        [],
+        "line 2 is not valid JSON",
+    ),
     ("r.csv", lambda: "", [], "empty file"),
     ("r.csv", lambda: "params,tokens,val_loss\n", [], "no rows"),
     ("r.xlsx", lambda: "x", [], "unknown table type '.xlsx'"),
     ("r.jsonl", lambda: "{not json\n", [], "line 1 is not valid JSON"),
-    ("record.json", lambda: json.dumps({"schema_version": 1, "run_id": "a"}, indent=1), [],
-     "this is one run's record, not a table; give the sweep folder"),
+    (
+        "record.json",
+        lambda: json.dumps({"schema_version": 1, "run_id": "a"}, indent=1),
+        [],
+        "this is one run's record, not a table; give the sweep folder",
+    ),
     ("r.parquet", lambda: "not parquet", [], "cannot be read as parquet"),
     ("r.csv", lambda: _rows(), ["--holdout", "C>1e30"], "no point is held out"),
     ("r.csv", lambda: _rows(), ["--holdout", "N>=1e5"], "leaves 0 point(s) to fit"),
