@@ -174,7 +174,7 @@ def _report_one(args, source, out: Path | None, arch: str | None, say) -> None:
 
 def _run(args: argparse.Namespace, points, say, stdout: TextIO) -> None:
     from .compare import build_comparison
-    from .sources import load_source
+    from .sources import default_table_out, load_source
 
     if args.compare:
         out, series = build_comparison(
@@ -192,7 +192,7 @@ def _run(args: argparse.Namespace, points, say, stdout: TextIO) -> None:
     runs, _ = load_source(source)  # checks the source before any folder is written
     archs = sorted(runs["arch"].dropna().astype(str).unique())
     if source is table and args.out is None:
-        args.out = str(Path(path).with_name(Path(path).stem + "_report"))
+        args.out = str(default_table_out(path))
     _check_writable(Path(args.out) if args.out else Path(path) / "report")
     if args.holdout is not None:
         from .sources import report_inputs

@@ -30,8 +30,14 @@ __all__ = [
     "report_inputs",
     "runs_from_table",
     "convention_text",
+    "default_table_out",
     "is_table",
 ]
+
+
+def default_table_out(path: str | os.PathLike[str]) -> Path:
+    """Where a table's report goes when --out is not given: `<table stem>_report/` beside it."""
+    return Path(path).with_name(Path(path).stem + "_report")
 
 _CONVENTIONS = {
     "as_given": "N as given by the table (convention not stated: --n-convention)",
@@ -207,7 +213,7 @@ def report_inputs(
     elif isinstance(source, pd.DataFrame):
         raise AnalysisError("build_report(table): pass out=... (where the report goes)")
     elif table:
-        out_dir = Path(source).with_name(Path(source).stem + "_report")
+        out_dir = default_table_out(source)
     else:
         out_dir = Path(source) / "report"
     name = str(table.get("name")) if table else Path(source).resolve().name
