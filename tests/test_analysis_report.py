@@ -201,3 +201,23 @@ def test_a_plot_with_nothing_to_label_draws_no_legend_and_no_warning():
         add_loss_frontier(ax, {}, target=1e14)
     assert ax.get_legend() is None
     plt.close(fig)
+
+
+def test_summary_flags_a_headline_law_its_runs_do_not_determine(tmp_path, capsys):
+    """Six runs at two budgets (the device check's IsoFLOP sweep on an H200), loss falling towards
+    the smallest size at both: approach 3 is the only prediction, its E interval reaches 1e-13, and
+    the printed summary says so under the headline instead of printing its digits alone."""
+    import pandas as pd
+
+    from analysis.command import main
+    from tests.test_analysis_fits import GPU_SIX
+
+    n, d, loss = GPU_SIX
+    pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss}).to_csv(
+        tmp_path / "six.csv", index=False
+    )
+    assert main([str(tmp_path / "six.csv"), "--n-bootstrap", "50"]) == 0
+    out = capsys.readouterr().out
+    head, _, rest = out.partition("back-tests")
+    assert "from approach3" in head
+    assert "warning: chinchilla: the irreducible loss E is not determined" in head, out

@@ -77,23 +77,6 @@ def test_cli_group_fits_each_group_and_draws_them_together(tmp_path, capsys):
     assert (out / "figures" / "compare_compute.png").exists()
 
 
-def test_summary_flags_a_headline_law_its_runs_do_not_determine(tmp_path, capsys):
-    """Six runs at two budgets (the device check's IsoFLOP sweep on an H200), loss falling towards
-    the smallest size at both: approach 3 is the only prediction, its E interval reaches 1e-13, and
-    the printed summary says so under the headline instead of printing its digits alone."""
-    from tests.test_analysis_fits import GPU_SIX
-
-    n, d, loss = GPU_SIX
-    pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss}).to_csv(
-        tmp_path / "six.csv", index=False
-    )
-    assert main([str(tmp_path / "six.csv"), "--n-bootstrap", "50"]) == 0
-    out = capsys.readouterr().out
-    head, _, rest = out.partition("back-tests")
-    assert "from approach3" in head
-    assert "warning: chinchilla: the irreducible loss E is not determined" in head, out
-
-
 def _rows(**cols) -> pd.DataFrame:
     t = foreign(grid())
     for k, v in cols.items():
