@@ -4,11 +4,13 @@ and its warnings. Kept apart from report.py so the report only wires it in."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .errors import AnalysisError
 from .predict import recommend
 from .results import Backtest
 
@@ -45,8 +47,14 @@ def calibrated_prediction(
     data: `runs.fit_runs` output (columns N, D, L, C); budgets: each run's IsoFLOP budget (NaN
     where none), which makes the budgets the back-test's ladder; noise: the measured seed noise
     (`recommend`'s)."""
-    rec = recommend(_table(data, budgets), seed=seed, noise=noise)
     n, d = float(prediction["n_params"]), float(prediction["n_tokens"])
+    if not (math.isfinite(n) and math.isfinite(d)):
+        raise AnalysisError(
+            f"recommend: the prediction ({prediction.get('source', 'approach 3')}) has no "
+            "compute-optimal N*, D* at the target (a fitted exponent <= 0: the loss does not "
+            "fall with N or D there); add runs at more sizes and token counts"
+        )
+    rec = recommend(_table(data, budgets), seed=seed, noise=noise)
     p95, p80 = rec.predict(n, d, level=0.95), rec.predict(n, d, level=0.8)
     return {
         "law": rec.law,

@@ -87,8 +87,9 @@ def _finish(theta, design, log_loss, delta, law, n, convention, extra_warn=(), d
         warns.append(f"{law}: optimiser did not converge ({message})")
     if params["alpha"] <= 0.01 or params["beta"] <= 0.01:
         warns.append(
-            f"{law}: an exponent is ~0 (alpha {params['alpha']:.3g}, beta {params['beta']:.3g}): "
-            "the data do not constrain it; widen the N or D range of the grid"
+            f"{law}: an exponent is ~0 or negative (alpha {params['alpha']:.3g}, beta "
+            f"{params['beta']:.3g}): the data do not constrain it, or the loss does not fall "
+            "with N or D; no compute-optimal allocation; widen the N or D range of the grid"
         )
     if params["E"] < 1e-3:
         warns.append(f"{law}: irreducible loss E ~ 0 ({params['E']:.2e}): the curves do not bend")
@@ -248,10 +249,16 @@ def compute_optimal(params: dict[str, float], flops, *, convention: str = MATMUL
     """
     alpha, beta, a_coef, b_coef = params["alpha"], params["beta"], params["A"], params["B"]
     c6 = np.asarray(flops, float) / 6.0
-    ratio = alpha * a_coef / (beta * b_coef) if beta * b_coef != 0 else math.nan
-    # a negative ratio (an exponent <= 0) has no compute-optimal allocation: NaN, not a complex
-    g = ratio ** (1.0 / (alpha + beta)) if ratio > 0 else math.nan
-    n_star = g * c6 ** (beta / (alpha + beta))
+    n_star = np.full(np.shape(c6), math.nan)
+    # an exponent or coefficient <= 0 has no compute-optimal allocation (the loss does not fall
+    # with N or D): NaN. Else in logs, and NaN past float range (alpha + beta near 0 raises the
+    # ratio to a huge power: an overflow, not an allocation)
+    if alpha > 0 and beta > 0 and a_coef > 0 and b_coef > 0:
+        s = alpha + beta
+        log_g = (math.log(alpha) + math.log(a_coef) - math.log(beta) - math.log(b_coef)) / s
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            n_star = np.exp(log_g + beta / s * np.log(c6))
+        n_star = np.where(np.isfinite(n_star) & (n_star > 0), n_star, math.nan)
     d_star = c6 / n_star
     loss = chinchilla_loss(params, n_star, d_star)
     scalar = np.ndim(flops) == 0

@@ -29,22 +29,37 @@ def draw_report_figures(rep: Report, data, curves, budgets) -> list[str]:
         plots.save_figure(ax, fig_dir / name)
         names.append(name)
 
+    def draw(name, make) -> None:
+        """One figure; one the fits cannot draw (every value NaN on a log axis, a flat
+        surface's contours) is named in the report's warnings, and the others are drawn."""
+        import matplotlib.pyplot as plt
+
+        try:
+            save(make(), name)
+        except (ValueError, OverflowError, ZeroDivisionError, FloatingPointError) as e:
+            plt.close("all")
+            rep.diagnostics.append(f"figure {name} not drawn: {type(e).__name__}: {e}")
+
     ch = rep.fits.get("chinchilla")
     has_budgets = bool(np.isfinite(data["flops_budget"].to_numpy(float)).any())
     bud = budgets if has_budgets else None
-    save(plots.plot_loss_vs_size(data, ch, by="N", budget=bud), "loss_vs_n")
-    save(plots.plot_loss_vs_size(data, ch, by="D", budget=bud), "loss_vs_d")
+    draw("loss_vs_n", lambda: plots.plot_loss_vs_size(data, ch, by="N", budget=bud))
+    draw("loss_vs_d", lambda: plots.plot_loss_vs_size(data, ch, by="D", budget=bud))
     if len(curves):
-        env = rep.fits.get("envelope")
-        ax = plots.plot_curves_envelope(curves, env.details["envelope"] if env else None)
-        frontiers: dict[str, FitResult] = {
-            k: rep.fits[k] for k in ("chinchilla", "isoflop") if k in rep.fits
-        }
-        plots.add_loss_frontier(ax, frontiers, target=rep.target_flops, verify=rep.verify)
-        save(ax, "curves_envelope")
+
+        def envelope():
+            env = rep.fits.get("envelope")
+            ax = plots.plot_curves_envelope(curves, env.details["envelope"] if env else None)
+            frontiers: dict[str, FitResult] = {
+                k: rep.fits[k] for k in ("chinchilla", "isoflop") if k in rep.fits
+            }
+            plots.add_loss_frontier(ax, frontiers, target=rep.target_flops, verify=rep.verify)
+            return ax
+
+        draw("curves_envelope", envelope)
     points = pd.DataFrame(columns=["C", "n_star", "d_star"])
     if "isoflop" in rep.fits:
-        save(plots.plot_isoflop(rep.fits["isoflop"]), "isoflop")
+        draw("isoflop", lambda: plots.plot_isoflop(rep.fits["isoflop"]))
         good = [p for p in rep.fits["isoflop"].details["parabolas"] if p.accepted]
         points = pd.DataFrame(
             {
@@ -58,18 +73,23 @@ def draw_report_figures(rep: Report, data, curves, budgets) -> list[str]:
     }
     if laws:
         for which in ("N", "D"):
-            ax = plots.plot_optimal_allocation(points, laws, target=rep.target_flops, which=which)
-            if rep.verify is not None:
+
+            def allocation(which=which):
+                ax = plots.plot_optimal_allocation(
+                    points, laws, target=rep.target_flops, which=which
+                )
                 v = rep.verify
-                y = v.get("n_params" if which == "N" else "n_tokens")
-                if isinstance(y, int | float):
+                y = v.get("n_params" if which == "N" else "n_tokens") if v else None
+                if v is not None and isinstance(y, int | float):
                     ax.plot([v.get("flops", v["target_flops"])], [y], "D", color="k", ms=6,
                             mfc="none", label="verify run")  # fmt: skip
                     ax.legend(fontsize=7)
-            save(ax, f"optimal_{which.lower()}")
+                return ax
+
+            draw(f"optimal_{which.lower()}", allocation)
     if ch is not None:
         c_range = (float(data["C"].min()), rep.target_flops)
         n_range = (float(data["N"].min()) / 3, float(data["N"].max()) * 30)
-        save(plots.plot_isoloss(ch, c_range=c_range, n_range=n_range), "isoloss")
-        save(plots.plot_residuals(data, ch), "residuals")
+        draw("isoloss", lambda: plots.plot_isoloss(ch, c_range=c_range, n_range=n_range))
+        draw("residuals", lambda: plots.plot_residuals(data, ch))
     return names

@@ -114,9 +114,9 @@ def fit_parabolas(n_params, loss, budget, *, min_points: int = 3) -> list[Parabo
                 f"C={c:.3g}: minimum at the largest size N={sizes[-1]:.3g}: add sizes "
                 f"above it (e.g. N={sizes[-1] * 3:.2g} and {sizes[-1] * 10:.2g})"
             )
-        out.append(
-            Parabola(c, (c2, c1, c0), sizes, tuple(y), math.exp(x_star), l_star, accepted, reason)
-        )
+        # a near-flat slice (c2 ~ 1e-17 from rounding) puts its vertex past float range
+        n_star = math.exp(x_star) if x_star < 709.0 else math.inf
+        out.append(Parabola(c, (c2, c1, c0), sizes, tuple(y), n_star, l_star, accepted, reason))
     return out
 
 

@@ -103,14 +103,18 @@ class Recommendation:
         assert self.fit is not None and self.thetas is not None and self.calibration is not None
         loss = float(chinchilla_loss(self.fit.params, n, d))
         th = self.thetas
-        reps = (
-            np.exp(th[:, 2]) + np.exp(th[:, 0]) * n ** -th[:, 3] + np.exp(th[:, 1]) * d ** -th[:, 4]
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # far out: inf, dropped below
+            reps = (
+                np.exp(th[:, 2])
+                + np.exp(th[:, 0]) * n ** -th[:, 3]
+                + np.exp(th[:, 1]) * d ** -th[:, 4]
+            )
         log_reps = np.log(reps[np.isfinite(reps) & (reps > 0)])
         sd = float(np.std(log_reps)) if log_reps.size > 1 else 0.0
         x = float(distance(self.reach, n, d))
         half = self.calibration.quantile(level) * float(log_sigma(self.calibration, x, sd))
-        interval = (loss * math.exp(-half), loss * math.exp(half))
+        wide = math.exp(half) if half < 709.0 else math.inf  # inf: no bound at this distance
+        interval = (loss / wide, loss * wide)
         return Prediction(n, d, 6 * n * d, loss, interval, level, self.law)
 
     def to_dict(self) -> dict[str, Any]:
@@ -212,8 +216,8 @@ def _recommend(
         )
         if len(ranked) > 1:
             why += f" (next: {CANDIDATES[ranked[1][1]].name}, {ranked[1][0]:.2%})"
-    else:
-        cand = CANDIDATES[0]
+    else:  # the first candidate the table has enough runs for (6 runs fit the 4-parameter form)
+        cand = next((c for c in CANDIDATES if c.select(data) is not None), CANDIDATES[0])
         e, x = np.zeros(0), np.zeros(0)
         why = f"{cand.name} by default: the table has too few rungs for a back-test"
         warns.append(
@@ -223,7 +227,10 @@ def _recommend(
     sub = cand.select(data)
     fit = cand.fit(data)
     if sub is None or fit is None:  # the default candidate keeps every run
-        raise AnalysisError("recommend: too few runs to fit a law; add runs at more sizes")
+        raise AnalysisError(
+            f"recommend: too few runs to fit a law ({len(data)}; the smallest form needs 6, "
+            "at 3 or more model sizes and 2 or more token counts); add runs"
+        )
     n, d, loss = (sub[c].to_numpy(float) for c in _REQUIRED)
     thetas = bootstrap_thetas(fit, n, d, loss, n_resamples=N_BOOTSTRAP,
                               rng=np.random.default_rng(seed))  # fmt: skip

@@ -39,6 +39,7 @@ def default_table_out(path: str | os.PathLike[str]) -> Path:
     """Where a table's report goes when --out is not given: `<table stem>_report/` beside it."""
     return Path(path).with_name(Path(path).stem + "_report")
 
+
 _CONVENTIONS = {
     "as_given": "N as given by the table (convention not stated: --n-convention)",
     "total": "N = all parameters",
