@@ -27,14 +27,13 @@ from .identifiability import fit_warnings
 from .kaplan import refit_kaplan_joint
 from .objective import (
     CHINCHILLA_PARAMS,
+    LOG_FLOAT_MAX,
     BatchSolution,
     chinchilla_design,
     newton_batch,
     power_design,
 )
 from .results import FitResult
-
-LOG_FLOAT_MAX = float(np.log(np.finfo(float).max))  # exp() of more overflows a float
 
 __all__ = [
     "Bootstrap",

@@ -22,6 +22,7 @@ import numpy as np
 
 from .bootstrap import percentile_intervals
 from .errors import AnalysisError, check_points
+from .objective import LOG_FLOAT_MAX
 from .results import MATMUL_CONVENTION, FitResult
 
 __all__ = [
@@ -115,7 +116,7 @@ def fit_parabolas(n_params, loss, budget, *, min_points: int = 3) -> list[Parabo
                 f"above it (e.g. N={sizes[-1] * 3:.2g} and {sizes[-1] * 10:.2g})"
             )
         # a near-flat slice (c2 ~ 1e-17 from rounding) puts its vertex past float range
-        n_star = math.exp(x_star) if x_star < 709.0 else math.inf
+        n_star = math.exp(x_star) if x_star < LOG_FLOAT_MAX else math.inf
         out.append(Parabola(c, (c2, c1, c0), sizes, tuple(y), n_star, l_star, accepted, reason))
     return out
 

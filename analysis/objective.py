@@ -26,6 +26,7 @@ from scipy.special import logsumexp, softmax
 
 __all__ = [
     "CHINCHILLA_PARAMS",
+    "LOG_FLOAT_MAX",
     "POWER_PARAMS",
     "BatchSolution",
     "chinchilla_design",
@@ -37,6 +38,8 @@ __all__ = [
     "minimize_lbfgs",
     "newton_batch",
 ]
+
+LOG_FLOAT_MAX = float(np.log(np.finfo(float).max))  # ~709.78: exp() of more overflows a float
 
 CHINCHILLA_PARAMS = ("log_A", "log_B", "log_E", "alpha", "beta")
 POWER_PARAMS = ("log_A", "log_E", "alpha")

@@ -37,6 +37,7 @@ from .errors import AnalysisError
 from .identifiability import fit_warnings
 from .isoflop import accelerating_frontier
 from .ladder import CANDIDATES, Candidate, distance, ladder_axis, ladder_folds, log_errors, reach
+from .objective import LOG_FLOAT_MAX
 from .results import FitResult
 
 __all__ = ["Prediction", "Recommendation", "backtest_candidates", "recommend"]
@@ -113,7 +114,7 @@ class Recommendation:
         sd = float(np.std(log_reps)) if log_reps.size > 1 else 0.0
         x = float(distance(self.reach, n, d))
         half = self.calibration.quantile(level) * float(log_sigma(self.calibration, x, sd))
-        wide = math.exp(half) if half < 709.0 else math.inf  # inf: no bound at this distance
+        wide = math.exp(half) if half < LOG_FLOAT_MAX else math.inf  # inf: no bound this far
         interval = (loss / wide, loss * wide)
         return Prediction(n, d, 6 * n * d, loss, interval, level, self.law)
 
