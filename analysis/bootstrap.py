@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .chinchilla import HUBER_DELTA, chinchilla_params, compute_optimal, params_to_theta
-from .identifiability import fit_warnings
+from .identifiability import fit_warnings, outside_intervals
 from .kaplan import refit_kaplan_joint
 from .objective import (
     CHINCHILLA_PARAMS,
@@ -169,6 +169,7 @@ def bootstrap_chinchilla(
     intervals = percentile_intervals(arrays, confidence)
     n_failed = int((~ok).sum())
     warns = list(fit.warnings) + fit_warnings(fit, theta[ok], n, d)
+    warns += outside_intervals(fit.law, fit.params, intervals)
     if n_failed:
         why = f", {int(diverged.sum())} of them diverged (A or B beyond float range)"
         warns.append(

@@ -13,7 +13,7 @@ import numpy as np
 from .results import FitResult
 from .varpro import reduced_design
 
-__all__ = ["fit_warnings"]
+__all__ = ["fit_warnings", "outside_intervals"]
 
 
 def fit_warnings(fit: FitResult, thetas: np.ndarray, n: np.ndarray, d: np.ndarray) -> list[str]:
@@ -40,6 +40,28 @@ def fit_warnings(fit: FitResult, thetas: np.ndarray, n: np.ndarray, d: np.ndarra
             "against each other; trust predictions near the runs, not the digits of E, A, B"
         )
     return warns
+
+
+def outside_intervals(
+    law: str, estimates: dict[str, float], intervals: dict[str, tuple[float, float]]
+) -> list[str]:
+    """One flag naming the quantities whose estimate lies outside its own bootstrap interval (or
+    is NaN where the refits give an interval): the refits land elsewhere than the fit, so the fit
+    sits at an edge of its objective and neither its digits nor the interval describe the law."""
+    odd = []
+    for k, (lo, hi) in intervals.items():
+        v = estimates.get(k)
+        if v is None or k.startswith("log_") or not (math.isfinite(lo) and math.isfinite(hi)):
+            continue  # (log_A etc. repeat A's verdict)
+        if not math.isfinite(v) or not lo <= v <= hi:
+            odd.append(k)
+    if not odd:
+        return []
+    return [
+        f"{law}: the estimate of {', '.join(odd)} lies outside its own bootstrap interval: the "
+        "refits find another law than the fit (which sits at an edge of its objective); trust "
+        "neither the digits nor the interval; widen the grid"
+    ]
 
 
 def _condition(fit: FitResult, n: np.ndarray, d: np.ndarray) -> float:

@@ -22,6 +22,7 @@ import numpy as np
 
 from .bootstrap import percentile_intervals
 from .errors import AnalysisError, check_points
+from .identifiability import outside_intervals
 from .objective import LOG_FLOAT_MAX
 from .results import MATMUL_CONVENTION, FitResult
 
@@ -300,6 +301,7 @@ def bootstrap_isoflop(
             "original fit (a budget with only 3 sizes fits its parabola exactly); add sizes per "
             "budget",
         )
+    warns += tuple(outside_intervals("isoflop", fit.params, intervals))
     if n_failed:
         warns += (
             f"isoflop bootstrap: {n_failed} of {n_resamples} resamples had < 2 usable "

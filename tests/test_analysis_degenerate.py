@@ -72,3 +72,27 @@ def test_predict_on_six_runs_and_far_out_gives_a_number_not_a_refusal(tmp_path, 
     assert doc["law"].startswith("overtrain") and near["loss"] > 0
     assert near["interval"][0] < near["loss"] < near["interval"][1]
     assert far["interval"][1] is None or far["interval"][1] > far["loss"]
+
+
+def test_an_estimate_outside_its_own_interval_is_flagged(tmp_path, capsys):
+    """A fit at an edge of its objective (here Hoffmann's start grid: alpha = beta = 2 on a
+    surface the runs leave flat) printed 'a 0.5 [0.5001, 0.5008]' without a word; now the report
+    names the quantities whose refits land elsewhere. A clean synthetic fit gets no such flag."""
+    import numpy as np
+
+    from analysis.bootstrap import bootstrap_chinchilla
+    from analysis.chinchilla import fit_chinchilla
+
+    assert main([str(_write(tmp_path, "flat_surface")), "--n-bootstrap", "20",
+                 "--out", str(tmp_path / "r")]) == 0  # fmt: skip
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "lies outside its own bootstrap interval" in report
+    line = next(x for x in report.splitlines() if "lies outside" in x)
+    assert "the estimate of " in line and "log_A" not in line
+
+    rng = np.random.default_rng(0)
+    n = np.repeat(np.geomspace(1e7, 1e9, 5), 4)
+    d = n * np.tile([5.0, 10.0, 20.0, 40.0], 5)
+    loss = (1.69 + 406.4 / n**0.34 + 410.7 / d**0.28) * np.exp(rng.normal(0, 0.005, n.size))
+    fit, _ = bootstrap_chinchilla(fit_chinchilla(n, d, loss), n, d, loss, n_resamples=100, rng=rng)
+    assert not any("outside its own" in w for w in fit.warnings), fit.warnings
