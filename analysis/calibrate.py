@@ -94,7 +94,9 @@ def robust_scale(log_residuals: np.ndarray) -> float:
 def log_sigma(calib: Calibration, distance, boot_sd) -> np.ndarray:
     """sigma of log L at the given distances, with the bootstrap's sd of log L_hat there."""
     x, sb = np.asarray(distance, float), np.asarray(boot_sd, float)
-    return np.sqrt(sb**2 + calib.s0**2 + (calib.k * x**calib.growth) ** 2)
+    # k = 0 (no extrapolation error measured) adds nothing, even at an infinite distance
+    grow = calib.k * x**calib.growth if calib.k > 0 else np.zeros_like(x)
+    return np.sqrt(sb**2 + calib.s0**2 + grow**2)
 
 
 def bootstrap_thetas(

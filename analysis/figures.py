@@ -34,8 +34,9 @@ def draw_report_figures(rep: Report, data, curves, budgets) -> list[str]:
         surface's contours) is named in the report's warnings, and the others are drawn."""
         import matplotlib.pyplot as plt
 
-        try:
-            save(make(), name)
+        try:  # numpy's overflow notes from matplotlib's log axes at extreme values: not news
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                save(make(), name)
         except (ValueError, OverflowError, ZeroDivisionError, FloatingPointError) as e:
             plt.close("all")
             rep.diagnostics.append(f"figure {name} not drawn: {type(e).__name__}: {e}")

@@ -322,12 +322,15 @@ def accelerating_frontier(
     the message.
     """
     loss, budget = np.asarray(loss, float), np.asarray(budget, float)
-    ok = np.isfinite(loss) & np.isfinite(budget)
-    cs = np.unique(budget[ok])
-    if cs.size < 3:
+    ok = np.isfinite(loss) & np.isfinite(budget) & (budget > 0)
+    # one budget per value up to float noise (a table's C computed as 6 N D per row)
+    key = np.round(np.log10(np.where(ok, budget, 1.0)), 6)
+    keys = np.unique(key[ok])
+    if keys.size < 3:
         return None
-    best = np.array([loss[ok & (budget == c)].min() for c in cs])
-    decades = np.diff(np.log10(cs))
+    cs = 10.0**keys
+    best = np.array([loss[ok & (key == k)].min() for k in keys])
+    decades = np.diff(keys)
     drops = -np.diff(best) / decades  # nats per decade of compute
     tol = 2.0 * rel_noise * best[:-1] / decades
     if not np.all(np.diff(drops) > tol[1:]):

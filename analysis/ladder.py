@@ -27,6 +27,7 @@ Candidates (`CANDIDATES`): two forms times two run-selection rules from the lite
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -141,7 +142,8 @@ def distance(reach_: tuple[float, float, float], n_params, n_tokens) -> np.ndarr
     log(N / N_max), log(D / D_max) and log(C / C_max), or 0 inside."""
     n, d = np.asarray(n_params, float), np.asarray(n_tokens, float)
     n_max, d_max, nd_max = reach_
-    x = np.maximum.reduce([np.log(n / n_max), np.log(d / d_max), np.log(n * d / nd_max)])
+    ln, ld = np.log(n), np.log(d)  # in logs: N x D far out (1e160 each) overflows
+    x = np.maximum.reduce([ln - math.log(n_max), ld - math.log(d_max), ln + ld - math.log(nd_max)])
     return np.maximum(x, 0.0)
 
 

@@ -30,6 +30,21 @@ CASES = {
     "flat_surface": (HEAD, "8.71e9,7.96e11,0.00947 1.5e10,4.63e11,0.00947 2.58e10,2.69e11,0.00947 "
                      "2.61e10,2.65e12,0.00844 4.5e10,1.54e12,0.00844 7.73e10,8.97e11,0.00844 "
                      "7.84e10,8.85e12,0.00752 1.35e11,5.14e12,0.00752 2.32e11,2.99e12,0.00752"),
+    # loss ~ 19 nats (not log-likelihood per token, but a valid table): Kaplan's joint law's
+    # bootstrap refits put N_c past float range; "warning: overflow encountered in exp" was printed
+    "kaplan_overflow": (HEAD, "1.555e8,3.564e8,19.8989 8.327e8,2.679e11,18.2890 "
+                        "1.679e8,1.944e8,19.9004 8.567e8,4.501e11,17.9687 4.445e8,8.691e8,19.5952 "
+                        "2.659e9,1.774e12,17.8954 7.289e8,7.941e10,18.2403 2.813e9,7.884e9,18.7020 "
+                        "1.469e9,2.434e9,19.3939"),
+    # three IsoFLOP budgets whose C column is 6 N D per row (float noise in the last digits):
+    # the frontier check took nine budgets 0 decades apart ("divide by zero encountered")
+    "noisy_budgets": (HEAD + ",flops", "3.28e5,2.3941e7,3.0000004,4.7124e13 "
+                      "5.18e6,1.5159e6,3.0000017,4.7124000000000006e13 "
+                      "8.19e7,9.5897e4,3.0000011,4.7123999999999994e13 "
+                      "9.84e5,7.9804e7,3.0000007,4.712e14 1.56e7,5.0342e6,3.0000007,4.712e14 "
+                      "2.46e8,3.1924e5,2.9999991,4.7120000000000006e14 "
+                      "2.95e6,2.6621e8,3.0000010,4.712e15 4.67e7,1.6816e7,2.9999984,4.712e15 "
+                      "7.37e8,1.0656e6,2.9999997,4.7119999999999994e15"),
 }  # fmt: skip
 
 
@@ -46,6 +61,7 @@ def test_a_degenerate_table_gets_a_report_not_a_traceback(tmp_path, capsys, name
     cap = capsys.readouterr()
     assert rc == 0, cap.err[-2000:]
     assert "Traceback" not in cap.err
+    assert "encountered in" not in cap.err  # numpy's words, no use to a user
     report = (tmp_path / "r" / "report.md").read_text()
     assert "## Skipped fits and warnings" in report
 
@@ -64,14 +80,17 @@ def test_predict_on_six_runs_and_far_out_gives_a_number_not_a_refusal(tmp_path, 
     was refused with 'too few runs'. A point 1e80 out has an unbounded interval, not a crash."""
     path = _write(tmp_path, "allocation_overflow")
     rc = main([str(path), "--n-bootstrap", "5", "--out", str(tmp_path / "r"), "--json",
-               "--predict", "N=1e9,D=2e10", "--predict", "N=1e80,D=1e80"])  # fmt: skip
+               "--predict", "N=1e9,D=2e10", "--predict", "N=1e80,D=1e80",
+               "--predict", "N=1e160,D=1e160"])  # fmt: skip
     cap = capsys.readouterr()
     assert rc == 0, cap.err[-2000:]
     doc = json.loads(cap.out)
-    near, far = doc["predictions"]
+    assert "encountered in" not in cap.err  # N x D = 1e320 overflowed
+    near, far, farther = doc["predictions"]
     assert doc["law"].startswith("overtrain") and near["loss"] > 0
     assert near["interval"][0] < near["loss"] < near["interval"][1]
-    assert far["interval"][1] is None or far["interval"][1] > far["loss"]
+    for p in (far, farther):
+        assert p["interval"][1] is None or p["interval"][1] > p["loss"]
 
 
 def test_an_estimate_outside_its_own_interval_is_flagged(tmp_path, capsys):
