@@ -177,6 +177,11 @@ def read_record(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         raise RecordError(f"{path}: no record (the run has not finished)") from e
     except json.JSONDecodeError as e:
         raise RecordError(f"{path}: not valid JSON ({e.msg} at line {e.lineno})") from e
+    except UnicodeDecodeError as e:
+        raise RecordError(f"{path}: not a UTF-8 text file ({e.reason})") from e
+    except OSError as e:  # a folder where the file should be, no permission to read it
+        raise RecordError(f"{path}: cannot be read ({e.strerror or e}); check what it is and "
+                          "its permissions") from e  # fmt: skip
     if not isinstance(record, dict) or "schema_version" not in record:
         raise RecordError(f"{path}: not a run record (no schema_version)")
     if record["schema_version"] == SCHEMA_VERSION:  # another version: its reader judges it
@@ -221,15 +226,17 @@ def read_curve(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     rows = []
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding="utf-8", errors="replace") as f:  # a garbled line is passed over
         for line in f:
             line = line.strip()
             if not line:
                 continue
             try:
-                rows.append(json.loads(line))
+                row = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(row, dict):  # a hand-edited line such as [1, 2] is not an evaluation
+                rows.append(row)
     return rows
 
 

@@ -47,11 +47,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    wrong = _wrong_level(sweep_dir)
+    try:
+        wrong = _wrong_level(sweep_dir)
+        status = sweep_status(sweep_dir)
+    except OSError as e:  # the sweep folder itself (a run folder's fault is that run's row)
+        print(f"error: sweep_dir: cannot read {e.filename or sweep_dir}: {e.strerror or e}. "
+              "Fix: check its permissions", file=sys.stderr)  # fmt: skip
+        return 2
     if wrong:
         print(f"error: sweep_dir: {wrong}", file=sys.stderr)
         return 2
-    status = sweep_status(sweep_dir)
     if args.json:
         print(json.dumps(status, indent=1))
         return 0

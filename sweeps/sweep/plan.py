@@ -44,19 +44,30 @@ class PlannedRun:
     flops: float
     tokens_per_param: float
     n_steps: int
-    state: str  # done, diverged, skipped, failed, partial, new
+    state: str  # done, diverged, skipped, failed, failed->retry, unreadable, partial, new
     problem: str | None  # set: the run will be recorded as skipped with this reason
     est_s: float  # estimated seconds to train it from scratch (setup included)
     remaining_s: float  # what is left of it (0 when done)
     memory_bytes: int  # estimated peak memory of training it (sweeps/run/memory.py)
 
 
-def _existing_state(run_dir: Path, n_steps: int) -> tuple[str, float]:
-    """(state, fraction done) of a run folder."""
+def _existing_state(run_dir: Path, n_steps: int, max_retries: int) -> tuple[str, float]:
+    """(state, fraction done) of a run folder, as `train -m` will treat it (sweeps/run/runner.py):
+    an unreadable record is set aside and the run trains from scratch ("unreadable", 0); a failed
+    run is retried from scratch while its attempts <= max_retries ("failed->retry", 0), else left
+    ("failed", 1: nothing left to run)."""
+    if (run_dir / records.RECORD_FILE).exists():
+        try:
+            rec = records.read_record(run_dir)
+        except records.RecordError:
+            return "unreadable", 0.0
+        status = str(rec.get("status"))
+        if status == "failed":
+            attempts = rec.get("attempts", 1)
+            attempts = attempts if isinstance(attempts, int) else 1
+            return ("failed", 1.0) if attempts > max_retries else ("failed->retry", 0.0)
+        return ("done" if status == "ok" else status), 1.0
     state = records.run_state(run_dir)
-    if state == "done":
-        status = records.read_record(run_dir).get("status")
-        return ("done" if status == "ok" else str(status)), 1.0
     if state == "partial":
         curve = records.read_curve(run_dir)
         step = max((int(r.get("step", 0)) for r in curve), default=0)
@@ -106,7 +117,7 @@ def plan_sweep(
         plan = plan_run(cfg, vocab_size=datasets[key].vocab_size)
         counts = plan.n_params_by_convention
         shape = plan.shape
-        state, frac = _existing_state(run_dir_for(cfg), plan.n_steps)
+        state, frac = _existing_state(run_dir_for(cfg), plan.n_steps, cfg.max_retries)
         fpt, n_eval = plan.flops_per_token["exact"], cfg.n_evals * cfg.data.n_val_tokens
         if plan.problem:
             est = model.setup_s
@@ -158,13 +169,17 @@ def plan_sweep(
                 state=state,
                 problem=plan.problem,
                 est_s=est,
-                remaining_s=0.0 if state in ("done", "diverged", "skipped") else est * (1 - frac),
+                remaining_s=est * (1 - frac),  # 0 when done or failed for good
                 memory_bytes=preflight.memory_estimate(cfg, plan).total,
             )
         )
     launcher = master.hydra.launcher
-    if "n_jobs" in launcher:  # joblib; -1 means every core
-        n_jobs = int(launcher.n_jobs) if int(launcher.n_jobs) > 0 else (os.cpu_count() or 1)
+    if "n_jobs" in launcher:  # joblib; -1 means every core; 0 and below -1 refused as train does
+        n_jobs = int(launcher.n_jobs)
+        if n_jobs == 0 or n_jobs < -1:
+            raise UserError("hydra.launcher.n_jobs", f"must be >= 1 (or -1: every core), got "
+                            f"{n_jobs}", "e.g. hydra.launcher.n_jobs=2")  # fmt: skip
+        n_jobs = n_jobs if n_jobs > 0 else (os.cpu_count() or 1)
     elif "basic_launcher" in str(launcher.get("_target_", "")):
         n_jobs = 1
     else:  # submitit_local, ray: every run at once, cores permitting

@@ -49,8 +49,17 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
+def _num(v: Any) -> Any:
+    """A number a record or plan gives, or None for anything else (a hand-edited "x")."""
+    return v if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
 def _run_status(run_dir: Path, now: float) -> dict[str, Any]:
-    row = _state(run_dir, now)
+    try:
+        row = _state(run_dir, now)
+    except (OSError, ValueError, TypeError) as e:  # a folder where a file should be, garbage
+        reason = f"{type(e).__name__}: {e}; check the run folder, or delete it to retrain the run"
+        row = {"run_id": run_dir.name, "state": "unreadable", "reason": reason}
     version = records.older_id_version(run_dir)
     if version is not None:
         row.update(state="older-id", id_version=version, eta_s=None)
@@ -72,12 +81,12 @@ def _state(run_dir: Path, now: float) -> dict[str, Any]:
             rec = {**rec, "reason": f"status ok but its loss is {loss!r}, not a finite number"}
         row.update(
             state=state,
-            n_params=rec.get("n_params"),
-            n_tokens=rec.get("n_tokens"),
-            flops=rec.get("flops"),
-            loss=rec.get("loss"),
-            time_s=rec.get("time_s"),
-            tokens_per_s=rec.get("tokens_per_s"),
+            n_params=_num(rec.get("n_params")),
+            n_tokens=_num(rec.get("n_tokens")),
+            flops=_num(rec.get("flops")),
+            loss=_num(rec.get("loss")),
+            time_s=_num(rec.get("time_s")),
+            tokens_per_s=_num(rec.get("tokens_per_s")),
             reason=rec.get("reason"),
             progress=1.0 if rec.get("status") == "ok" else None,
         )
@@ -85,28 +94,35 @@ def _state(run_dir: Path, now: float) -> dict[str, Any]:
     plan = _read_json(run_dir / PLAN_FILE) or {}
     curve = records.read_curve(run_dir)
     last = curve[-1] if curve else {}
-    n_steps = plan.get("n_steps")
-    step = int(last.get("step", 0))
+    n_steps, per_step = _num(plan.get("n_steps")), _num(plan.get("tokens_per_step"))
+    step = int(_num(last.get("step")) or 0)
     tok_s = None
-    if last.get("time_s") and last.get("n_tokens"):
+    if _num(last.get("time_s")) and _num(last.get("n_tokens")):
         tok_s = float(last["n_tokens"]) / float(last["time_s"])
     eta = None
-    if n_steps and tok_s and plan.get("tokens_per_step"):
-        eta = (int(n_steps) - step) * float(plan["tokens_per_step"]) / tok_s
+    if n_steps and tok_s and per_step:
+        eta = (int(n_steps) - step) * float(per_step) / tok_s
     stamps = [p.stat().st_mtime for p in run_dir.iterdir() if p.is_file()]
+    idle = now - max(stamps) if stamps else None
+    # a run writes each evaluation: silence for 3 of its evaluation intervals (>= 2 min), or
+    # 10 min before its second one, means no process is training it (killed, or never resumed)
+    times = [t for t in (_num(r.get("time_s")) for r in curve[-2:]) if t is not None]
+    every = times[1] - times[0] if len(times) == 2 and times[1] > times[0] else None
+    stalled = idle is not None and idle > (max(120.0, 3 * every) if every else 600.0)
     row.update(
         state="partial",
-        n_params=plan.get("n_params"),
-        n_tokens=plan.get("n_tokens"),
-        flops=plan.get("flops"),
-        loss=last.get("loss"),
+        n_params=_num(plan.get("n_params")),
+        n_tokens=_num(plan.get("n_tokens")),
+        flops=_num(plan.get("flops")),
+        loss=_num(last.get("loss")),
         step=step,
         n_steps=n_steps,
         progress=step / int(n_steps) if n_steps else None,
         tokens_per_s=tok_s,
         eta_s=eta,
         checkpoint=(run_dir / records.CHECKPOINT_FILE).exists(),
-        idle_s=now - max(stamps) if stamps else None,
+        idle_s=idle,
+        stalled=stalled,
     )
     return row
 
@@ -118,7 +134,10 @@ def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str
     runs = [_run_status(d, now) for d in records.iter_run_dirs(sweep_dir)]
     launch = _read_json(sweep_dir / SWEEP_FILE) or {}
     seen = {r["run_id"] for r in runs}
-    expected = [i for i in dict.fromkeys(launch.get("run_ids") or []) if i]
+    ids = launch.get("run_ids")  # a hand-edited .sweep.json: only its string ids count
+    expected = [
+        i for i in dict.fromkeys(ids if isinstance(ids, list) else []) if isinstance(i, str) and i
+    ]
     # a refusal whose run has a record since (a later command trained it) is history, not news
     recorded = {r["run_id"] for r in runs if r["state"] in FINISHED}
     errors = [e for e in config_errors(sweep_dir) if e["run_id"] not in recorded]
@@ -136,15 +155,22 @@ def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     finished = sum(counts[s] for s in FINISHED)
     eta, eta_note = None, None
-    if launch.get("started_at") and expected:
+    if _num(launch.get("started_at")) and expected:
         states = {r["run_id"]: r["state"] for r in runs}
         trained = sum(
             states.get(i) not in ("partial", "pending", "unreadable", "refused") for i in expected
         )  # refused runs neither count as done nor are left to train
-        k_new = trained - int(launch.get("n_finished_at_start", 0))
+        k_new = trained - int(_num(launch.get("n_finished_at_start")) or 0)
         left = sum(states.get(i) in ("partial", "pending", "unreadable") for i in expected)
+        partial = [r for r in runs if r["state"] == "partial"]
         if left <= 0:
             eta_note = "none: nothing of the last launch is left to train"
+        elif partial and all(r.get("stalled") for r in partial):
+            idle = min(r["idle_s"] for r in partial)
+            eta_note = (
+                f"none: no run has written anything for {fmt_seconds(idle)}, so the sweep seems "
+                "stopped; rerun its command to resume"
+            )
         elif k_new > 0:
             eta = (now - float(launch["started_at"])) / k_new * left
         else:
@@ -170,7 +196,7 @@ def config_errors(sweep_dir: Path) -> list[dict[str, Any]]:
     are passed over."""
     try:
         lines = (sweep_dir / JOB_ERRORS).read_text(encoding="utf-8").splitlines()
-    except OSError:
+    except (OSError, ValueError):  # none, or not text: no refusals to show
         return []
     errors = []
     for line in lines:
@@ -238,7 +264,11 @@ def format_status(status: dict[str, Any]) -> str:
                 _fmt(r.get("loss"), ".4f"),
                 progress,
                 _fmt(r.get("tokens_per_s"), ",.0f"),
-                fmt_seconds(r.get("eta_s") if partial else r.get("time_s")),
+                (
+                    f"idle {fmt_seconds(r['idle_s'])}"
+                    if r.get("stalled")
+                    else fmt_seconds(r.get("eta_s") if partial else r.get("time_s"))
+                ),  # fmt: skip
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]

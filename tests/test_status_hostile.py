@@ -1,0 +1,116 @@
+"""`sweeps.status` and `sweeps.plan` on folders a person or a crash has left odd: every run still
+gets a row (unreadable, with the reason), the sweep gets its table, nothing raises. Before, each
+case here was a traceback (UnicodeDecodeError, IsADirectoryError, TypeError, KeyError), found by
+a fuzzing pass over the status and plan commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from sweeps import records
+from sweeps.status import main as status_main
+from sweeps.sweep.plan import _existing_state
+from sweeps.sweep.status import format_status, sweep_status
+
+
+def _partial(run_dir: Path, curve: list, plan: dict | None = None) -> None:
+    run_dir.mkdir(parents=True)
+    (run_dir / records.CURVE_FILE).write_text("".join(json.dumps(r) + "\n" for r in curve))
+    (run_dir / "plan.json").write_text(json.dumps(plan or {"n_steps": 10, "tokens_per_step": 64}))
+
+
+def test_status_gives_every_odd_run_a_row_and_never_raises(tmp_path, hand_record, capsys):
+    sweep = tmp_path / "s"
+    hand_record(sweep / "ok1")
+    (sweep / "dir_record").mkdir(parents=True)
+    (sweep / "dir_record" / records.RECORD_FILE).mkdir()  # a folder where the file should be
+    (sweep / "binary").mkdir()
+    (sweep / "binary" / records.RECORD_FILE).write_bytes(b"\xff\xfe")
+    (sweep / "future").mkdir()  # another schema version, hand-edited to strings
+    (sweep / "future" / records.RECORD_FILE).write_text(
+        json.dumps(
+            {"schema_version": 99, "status": "ok", "flops": "lots", "loss": "low", "time_s": "x"}
+        )
+    )
+    (sweep / "dir_curve").mkdir()
+    (sweep / "dir_curve" / records.CURVE_FILE).mkdir()
+    (sweep / "dir_curve" / "plan.json").write_text("{}")
+    _partial(sweep / "list_line", [[1, 2], {"step": 2, "loss": 4.0}])
+    _partial(
+        sweep / "str_step",
+        [{"step": "abc", "time_s": "x", "n_tokens": 5}],
+        {"n_steps": "10", "tokens_per_step": "64", "n_params": "big"},
+    )
+    (sweep / ".sweep.json").write_text(json.dumps({"run_ids": 7, "started_at": "noon"}))
+    (sweep / ".job_errors.jsonl").write_bytes(b"\xff\xfe not text\n")  # fmt: skip
+
+    status = sweep_status(sweep)
+    states = {r["run_id"]: r["state"] for r in status["runs"]}
+    assert states["ok1"] == "ok" and states["future"] in ("ok", "older-id")
+    assert states["dir_record"] == states["binary"] == states["dir_curve"] == "unreadable"
+    assert states["list_line"] == states["str_step"] == "partial"
+    why = {r["run_id"]: r.get("reason") or "" for r in status["runs"]}
+    assert "cannot be read" in why["dir_record"] and "UTF-8" in why["binary"]
+    assert "IsADirectoryError" in why["dir_curve"]
+    text = format_status(status)
+    assert "unreadable" in text and "sweep ETA" in text
+    assert status_main([str(sweep)]) == 0 and status_main([str(sweep), "--json"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_status_on_a_sweep_folder_it_cannot_read_is_one_line(tmp_path, hand_record, capsys,
+                                                            monkeypatch):  # fmt: skip
+    hand_record(tmp_path / "s" / "aaa")
+
+    def denied(folder):
+        raise PermissionError(13, "Permission denied", str(folder))
+
+    monkeypatch.setattr(records, "iter_run_dirs", denied)  # root reads through chmod 000
+    assert status_main([str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Permission denied" in err and "permissions" in err
+
+
+def test_a_sweep_no_process_is_writing_to_has_no_eta(tmp_path):
+    """A killed sweep showed 'sweep ETA 19s', growing with the clock, forever."""
+    sweep = tmp_path / "s"
+    _partial(sweep / "aaa", [{"step": 2, "time_s": 1.0, "n_tokens": 128, "loss": 5.0},
+                             {"step": 4, "time_s": 2.0, "n_tokens": 256, "loss": 4.0}])  # fmt: skip
+    (sweep / ".sweep.json").write_text(
+        json.dumps({"run_ids": ["aaa", "bbb"], "started_at": time.time() - 30})
+    )
+    now = time.time()
+    live = sweep_status(sweep, now=now)
+    assert live["eta_note"] is None or "stopped" not in live["eta_note"]
+    for p in (sweep / "aaa").iterdir():  # its last write an hour ago
+        os.utime(p, (now - 3600, now - 3600))
+    dead = sweep_status(sweep, now=now)
+    assert dead["eta_s"] is None and "seems stopped" in dead["eta_note"]
+    assert "rerun its command" in dead["eta_note"]
+    assert "idle 60.0m" in format_status(dead)
+
+
+def test_plan_says_what_train_will_do_with_odd_and_failed_runs(tmp_path, hand_record):
+    """plan said 'partial, 0s left' of a run whose record was truncated (train retrains it) and
+    counted a failed run past its retries as work left (train leaves it)."""
+    run = tmp_path / "s" / "aaa"
+    hand_record(run)
+    (run / records.CURVE_FILE).write_text(json.dumps({"step": 10, "loss": 3.0}) + "\n")
+    (run / records.RECORD_FILE).write_text('{"schema_version": 2, "stat')
+    assert _existing_state(run, 10, max_retries=1) == ("unreadable", 0.0)
+    hand_record(run, status="failed", attempts=2)
+    assert _existing_state(run, 10, max_retries=1) == ("failed", 1.0)
+    assert _existing_state(run, 10, max_retries=2) == ("failed->retry", 0.0)
+    hand_record(run, status="ok")
+    assert _existing_state(run, 10, max_retries=1) == ("done", 1.0)
+
+
+@pytest.mark.parametrize("junk", [b"\xff", b"[1, 2]"])
+def test_read_curve_passes_over_lines_that_are_not_evaluations(tmp_path, junk):
+    (tmp_path / records.CURVE_FILE).write_bytes(junk + b'\n{"step": 1, "loss": 2.0}\n')
+    assert records.read_curve(tmp_path) == [{"step": 1, "loss": 2.0}]
