@@ -317,6 +317,8 @@ class RunConfig:
             "e.g. checkpoint_every_s=60 (0: after every step)",
         )
         require(bool(self.sweep_name), "sweep_name", "must not be empty", "sweep_name=mysweep")
+        require(bool(self.results_dir.strip()), "results_dir", "must not be empty",
+                "e.g. results_dir=results")  # fmt: skip
         require(
             not (self.optim.batch_size == "auto" and self.budget.steps is not None),
             "optim.batch_size",

@@ -68,6 +68,9 @@ def _argument_problem(args: argparse.Namespace) -> UserError | None:
         )
     if args.n_bootstrap is not None and args.n_bootstrap < 1:
         return UserError("--n-bootstrap", "must be >= 1", "e.g. --n-bootstrap 1000")
+    if "," in args.results_dir:  # Hydra would read results_dir=a,b as a sweep over two folders
+        return UserError("--results-dir", f"{args.results_dir!r} has a comma",
+                         "choose a folder whose path has none")  # fmt: skip
     try:
         check_results_dir(args.results_dir, "demo")
     except UserError as e:

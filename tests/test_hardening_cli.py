@@ -310,6 +310,8 @@ def test_a_child_measures_its_own_peak_not_its_parents():
         (["--n-jobs", "0"], "--n-jobs"),
         (["--n-bootstrap", "0"], "--n-bootstrap"),
         (["--results-dir", "/proc/no/such/results"], "--results-dir"),
+        (["--results-dir", ""], "--results-dir"),  # ran in ./demo, Hydra's files in /demo
+        (["--results-dir", "a,b"], "--results-dir"),  # Hydra swept two folders
     ],
 )
 def test_demo_checks_its_options_before_the_first_step(tmp_path, capsys, monkeypatch, args, says):
@@ -327,6 +329,10 @@ def test_plan_refuses_a_non_positive_job_count(base, tmp_path, capsys):
     assert plan_main([*base, "--jobs", "0"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: --jobs:")
+    # as train -m refuses it (plan said "2 process(es)", exit 0)
+    assert plan_main([*base, "hydra/launcher=joblib", "hydra.launcher.n_jobs=-5"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: hydra.launcher.n_jobs:")
 
 
 def test_negative_checkpoint_interval_is_refused():

@@ -60,6 +60,18 @@ def test_results_dir_that_cannot_be_written(tmp_path, where):
     assert _files(tmp_path) == before and not Path("/proc/no").exists()
 
 
+def test_an_empty_results_dir_is_refused():
+    """It was accepted: runs landed in the current folder, Hydra's multirun files in /<sweep>."""
+    from sweeps.config import BudgetConfig, RunConfig
+
+    with pytest.raises(UserError) as e:
+        preflight.check_results_dir("", "sweep")
+    assert e.value.field == "results_dir" and "empty" in e.value.problem
+    with pytest.raises(UserError) as e:
+        RunConfig(budget=BudgetConfig(tokens=1e6), results_dir=" ")
+    assert e.value.field == "results_dir"
+
+
 def test_results_dir_probe_leaves_the_disk_as_it_was(tmp_path):
     preflight.check_results_dir(str(tmp_path / "new" / "results"), "s")
     assert list(tmp_path.iterdir()) == []  # the folders it made for the probe are gone again

@@ -72,6 +72,8 @@ def check_results_dir(results_dir: str, sweep_name: str) -> None:
     """Create results_dir/sweep_name for real and write a probe file there; remove both again
     (folders this call created included), so a refusal leaves nothing behind and a pass leaves
     the disk as it was. `os.access` is not enough: it says yes to root under /proc."""
+    if not str(results_dir).strip():  # runs in ., Hydra's multirun files at /<sweep_name>
+        raise UserError("results_dir", "is empty", "give a folder, e.g. results_dir=results")
     target = Path(results_dir).expanduser() / sweep_name
     created: list[Path] = []
     probe = target
