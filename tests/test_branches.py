@@ -24,6 +24,7 @@ from sweeps.errors import UserError
 from sweeps.run.hparam_rules import resolve_hparams
 from sweeps.run.identity import run_id_for, semantic_config
 from sweeps.run.runner import run_dir_for
+from sweeps.sweep.status import sweep_status
 
 BUDGETS = [1e4, 2e4, 4e4]  # tokens; 256 tokens per step -> 39, 78, 156 steps, forks 31, 62, 125
 
@@ -298,6 +299,11 @@ def test_sigkill_during_the_trunk_of_a_multirun_then_rerun(tmp_path, tiny_overri
     assert all(r["status"] == "ok" and r["parent_run_id"] == trunk.name for r in branches)
     assert [r["status"] for r in recs if r["role"] == "trunk"] == ["ok"]
     assert all(math.isfinite(r["loss"]) for r in recs)
+    # the sweep counts its branch runs (it listed ids of folders no job makes: 'no runs' at the
+    # end, and status showed them 'pending' forever)
+    assert ": 3 ok in" in done.stderr, done.stderr[-2000:]
+    status = sweep_status(sweep_dir)
+    assert status["counts"]["pending"] == 0 and status["counts"]["ok"] == 4
 
 
 def test_auto_in_branch_mode_takes_the_rules_at_the_longest_budget(branch_cfgs, tmp_path):

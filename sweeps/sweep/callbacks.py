@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -36,10 +37,20 @@ def _run_ids(config: DictConfig) -> list[str | None]:
     assert hydra is not None, "called inside a Hydra multirun"
     loader = hydra.config_loader
     ids: list[str | None] = []
+    vocab: dict[str, int] = {}
     for overrides in job_overrides(config, config_loader=loader):
         try:
             cfg = to_run_config(task_config(loader.load_sweep_config(config, list(overrides))))
             check_seed(cfg.seed)  # the job refuses it before its folder exists: not a run
+            if cfg.branch.budgets is not None:  # a WSD branch: named by its branch config, which
+                # depends on the vocabulary (as sweeps/sweep/plan.py names it)
+                from sweeps.branches.wsd import branch_plan
+                from sweeps.data import load_dataset
+
+                key = json.dumps(asdict(cfg.data), sort_keys=True)
+                if key not in vocab:
+                    vocab[key] = load_dataset(cfg.data, progress=False).vocab_size
+                cfg = branch_plan(cfg, vocab_size=vocab[key]).branch_cfg
             ids.append(run_id_for(cfg))
         except Exception:  # reported by the job itself, with the field at fault
             ids.append(None)
