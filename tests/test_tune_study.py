@@ -294,3 +294,75 @@ def test_an_unknown_plus_key_is_refused_as_sweeps_train_does(tmp_path: Path) -> 
     assert out.returncode == 2, out.stderr[-2000:]
     assert "error: model.nparams: unknown key" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# ---- `tune fit` on odd study folders (found by a fuzzing pass: each was a traceback) ----
+
+
+def _study(n: float, losses: list[float | None]) -> dict:
+    trials = [
+        {"batch_size": 8, "flops": 6.0 * n * 2e4, "loss": loss, "lr": lr, "n_params": n,
+         "n_steps": 78, "n_tokens": 2e4, "number": i, "state": "COMPLETE", "status": "ok"}
+        for i, (loss, lr) in enumerate(zip(losses, (1e-3, 3e-3, 1e-2, 3e-2), strict=False))
+    ]  # fmt: skip
+    space = {"batch_min": 4, "batch_max": 8, "lr_min": 3e-4, "lr_max": 0.1}
+    return {"n_params_target": n, "space": space, "study": f"s-N{n:g}", "trials": trials}
+
+
+def _studies(folder: Path, studies: dict[str, object]) -> Path:
+    (folder / "tune").mkdir(parents=True)
+    for name, obj in studies.items():
+        text = obj if isinstance(obj, bytes) else json.dumps(obj).encode()
+        (folder / "tune" / f"{name}.json").write_bytes(text)
+    return folder
+
+
+def _good(folder: Path) -> Path:
+    return _studies(folder, {f"s{n:g}": _study(n, [3.0, 2.5, 2.7, 2.9])
+                             for n in (2e3, 5e3, 1e4)})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "bad", [b'{"trials": [', b"{}", b"[]", b"\xff\xfe"], ids=["torn", "empty", "list", "binary"]
+)
+def test_fit_names_a_study_summary_that_is_not_one(tmp_path: Path, bad: bytes, capsys) -> None:
+    from sweeps.tune import fit_cli
+
+    folder = _good(tmp_path / "t")
+    (folder / "tune" / "zz.json").write_bytes(bad)
+    assert fit_cli([str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "zz.json" in err and "rerun that study" in err
+
+
+def test_fit_refuses_an_out_it_cannot_write_and_a_bad_exclude(tmp_path: Path, capsys) -> None:
+    from sweeps.tune import fit_cli
+
+    folder = _good(tmp_path / "t")
+    (tmp_path / "a_file").write_text("x")
+    for out in (tmp_path, tmp_path / "a_file" / "r.json"):  # a folder; a file on the path
+        assert fit_cli([str(folder), "--out", str(out)]) == 2
+        assert capsys.readouterr().err.startswith("error: --out: cannot write")
+    assert fit_cli([str(folder), "--exclude", "2e3", "5e3", "1e4"]) == 2
+    assert "leaves no study to fit" in capsys.readouterr().err
+    assert fit_cli([str(folder), "--exclude", "7e3"]) == 2
+    assert "7000 is no study's size" in capsys.readouterr().err
+    assert not (folder / "hparam_rules.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "t"]  # nothing left
+
+
+def test_fit_says_which_study_had_no_complete_trial(tmp_path: Path, capsys) -> None:
+    from sweeps.tune import fit_cli
+
+    folder = _good(tmp_path / "t")
+    (folder / "tune" / "s4224.json").write_text(json.dumps(_study(4224.0, [None, None])))
+    assert fit_cli([str(folder)]) == 0
+    out = capsys.readouterr().out
+    assert "N = 4224" in out and "no complete trial" in out
+
+
+def test_an_unknown_storage_url_is_one_line(tmp_path: Path) -> None:
+    for spec, said in (("bogus://x", "bogus"), ("postgresql://u@h/db", "install")):
+        with pytest.raises(UserError) as e:
+            storage_for(spec, tmp_path)
+        assert e.value.field == "tune.storage" and said in e.value.problem

@@ -218,13 +218,19 @@ def storage_for(spec: str, sweep_dir: Path) -> Any:
             f"{spec!r} is neither a database URL nor journal:<file>",
             "use '' (SQLite in the results folder), postgresql://user@host/db or journal:path.log",
         )
+    from sqlalchemy.exc import ArgumentError  # Optuna's RDB storage is SQLAlchemy
+
     kwargs = {"connect_args": {"timeout": 120}} if spec.startswith("sqlite") else {}
+    fix = "use '' (SQLite in the results folder), a URL whose driver is installed, or journal:file"
     for attempt in range(5):  # parallel jobs may race to create the tables of a new database
         try:
             return optuna.storages.RDBStorage(spec, engine_kwargs=kwargs)
-        except Exception:  # noqa: BLE001 - retried, then re-raised
+        except (ArgumentError, ImportError) as e:  # no such dialect, or its driver missing
+            raise UserError("tune.storage", f"{spec!r}: {str(e).splitlines()[0]}", fix) from e
+        except Exception as e:  # noqa: BLE001 - retried, then said
             if attempt == 4:
-                raise
+                why = f"cannot open {spec!r}: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                raise UserError("tune.storage", why, "check that the database is reachable") from e
             time.sleep(0.5 + attempt)
     raise AssertionError("unreachable")
 

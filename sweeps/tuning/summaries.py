@@ -36,7 +36,22 @@ def read_summaries(sweep_dir: str | Path) -> list[dict[str, Any]]:
             f"no study summaries under {folder}",
             "run python -m sweeps.tune -m sweep=lr_tune first, or point to its results folder",
         )
-    return [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    return [_summary(p) for p in paths]
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    """One study summary; UserError naming the file when it cannot be one (torn, hand-edited)."""
+    fix = "delete it, and rerun that study (python -m sweeps.tune -m ...) to write it again"
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:  # ValueError: bad JSON, or bytes that are not UTF-8
+        raise UserError(str(path), f"not a readable study summary ({e})", fix) from e
+    if not isinstance(obj, dict):
+        raise UserError(str(path), f"not a study summary (a JSON {type(obj).__name__})", fix)
+    for key, kind in (("trials", list), ("space", dict), ("n_params_target", int | float)):
+        if not isinstance(obj.get(key), kind):
+            raise UserError(str(path), f"not a study summary: no {key!r} of the right type", fix)
+    return obj
 
 
 def fit_sweep(
@@ -55,16 +70,34 @@ def fit_sweep(
     sweeps/run/hparam_rules.py.
     """
     dirs = [sweep_dir] if isinstance(sweep_dir, (str, Path)) else list(sweep_dir)
-    optima = [
-        optimum_of(s)
-        for d in dirs
-        for s in read_summaries(d)
+    studies = [s for d in dirs for s in read_summaries(d)]
+    sizes = sorted({float(s["n_params_target"]) for s in studies})
+    for x in exclude:
+        if not any(math.isclose(n, x, rel_tol=1e-6) for n in sizes):
+            have = ", ".join(f"{n:g}" for n in sizes)
+            raise UserError("--exclude", f"{x:g} is no study's size", f"the studies have {have}")
+    kept = [
+        s
+        for s in studies
         if not any(math.isclose(s["n_params_target"], x, rel_tol=1e-6) for x in exclude)
     ]
+    if not kept:
+        raise UserError("--exclude", "leaves no study to fit", "exclude fewer sizes")
+    optima = [optimum_of(s) for s in kept]
+    empty = [s for s, o in zip(kept, optima, strict=True) if o is None]
     rules = fit_rules(
         [o for o in optima if o is not None], source=", ".join(map(str, dirs)), batch_of=batch_of
     )
+    rules["warnings"] = list(rules.get("warnings", [])) + [
+        f"study {s.get('study', '?')} (N = {s['n_params_target']:g}) has no complete trial: left "
+        "out of the fit (its runs failed or diverged; see python -m sweeps.status)"
+        for s in empty
+    ]
     path = Path(out) if out is not None else Path(dirs[0]) / RULES_FILE
-    records.write_json_atomic(path, rules)
+    try:
+        records.write_json_atomic(path, rules)
+    except OSError as e:  # a folder given as --out, a file on the path, no permission
+        fix = "give a file path in a folder you can write to, e.g. --out rules.json"
+        raise UserError("--out", f"cannot write {path}: {e.strerror or e}", fix) from e
     rules["path"] = str(path)
     return rules
