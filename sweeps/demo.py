@@ -4,7 +4,7 @@ the fitted laws and their report, and (with --verify) a check of the law's own p
     python -m sweeps.demo                 # GPT, 3 budgets x 5 sizes, then the report
     python -m sweeps.demo --verify        # ... then train the predicted optimum at 10x compute
     python -m sweeps.demo --arch both     # GPT and LSTM laws on one figure (Kaplan et al. Fig. 7)
-    python -m sweeps.demo --mini          # a 2-minute miniature (the CI test runs it)
+    python -m sweeps.demo --mini          # a ~3-minute miniature (the CI test runs it)
 
 Each step is an ordinary command of the project, run as a subprocess and echoed, so a user can
 rerun any step alone; every step skips the runs already done, so an interrupted demo resumes.
@@ -81,7 +81,9 @@ def _argument_problem(args: argparse.Namespace) -> UserError | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sweeps.demo", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m sweeps.demo", description=__doc__.split("\n\n")[0].replace("\n", " ")
+    )
     p.add_argument("--arch", choices=["gpt", "lstm", "both"], default="gpt")
     p.add_argument(
         "--verify",

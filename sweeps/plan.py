@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. sweep=isoflop")
     args, extra = parser.parse_known_args(argv)
     overrides = [o for o in [*args.overrides, *extra] if o not in ("-m", "--multirun")]
+    flags = [o for o in overrides if o.startswith("-")]  # a misspelt option, not an override
+    if flags:
+        print(f"error: {flags[0]}: not an option of sweeps.plan. Fix: --json, --jobs N, or "
+              "Hydra overrides such as sweep=isoflop", file=sys.stderr)  # fmt: skip
+        return 2
     if args.jobs is not None and args.jobs < 1:
         print(f"error: --jobs: must be >= 1, got {args.jobs}. Fix: e.g. --jobs 2", file=sys.stderr)
         return 2

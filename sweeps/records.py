@@ -40,7 +40,8 @@ multiply per token, output head included, embedding lookups, norms and biases ex
     n_tokens                int, tokens actually trained on (D; planned, for a run never trained)
     flops                   float, 6 * n_params * n_tokens (C, the convention used for fits)
     flops_exact             float, flops_per_token_exact * n_tokens
-    flops_marginal          float, FLOPs this run actually spent (less than `flops` for a branch)
+    flops_marginal          float, exact FLOPs this run itself spent (flops_per_token_exact x the
+                            tokens it trained; for a branch less than flops_exact, not flops)
     flops_budget            float | None, the compute budget the run was planned for (IsoFLOP group)
     loss                    float, final validation loss (nats/token) on the fixed held-out set
     loss_se                 float, its standard error over the evaluation windows

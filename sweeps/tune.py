@@ -86,6 +86,9 @@ def _hydra_main() -> None:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "fit":
         sys.exit(fit_cli(sys.argv[2:]))
+    if any(a in ("-h", "--help") for a in sys.argv[1:]):  # Hydra's help knows nothing of `fit`
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        print("Hydra's own help follows (the study side's overrides):\n", file=sys.stderr)
     _hydra_main()
 
 

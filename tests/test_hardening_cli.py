@@ -329,6 +329,12 @@ def test_plan_refuses_a_non_positive_job_count(base, tmp_path, capsys):
     assert plan_main([*base, "--jobs", "0"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: --jobs:")
+    assert plan_main([*base, "sweep=lr_tune"]) == 2  # named neither tune nor sweeps.tune
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: sweep:") and "python -m sweeps.tune -m" in line
+    assert plan_main([*base, "--jsn"]) == 2  # was Hydra's LexerNoViableAltException
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: --jsn: not an option")
     # as train -m refuses it (plan said "2 process(es)", exit 0)
     assert plan_main([*base, "hydra/launcher=joblib", "hydra.launcher.n_jobs=-5"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()

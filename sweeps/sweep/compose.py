@@ -124,6 +124,12 @@ def compose_error(e: Exception) -> UserError:
 
     cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else e
     first = " ".join(str(cause).split("\n")[0].split()) or type(cause).__name__
+    if "Key 'tune' not in 'RunConfig'" in str(e):  # a tuning preset given to train or plan
+        return UserError(
+            "sweep",
+            "this preset sets tune.* (an Optuna search), which only sweeps.tune reads",
+            "run it with python -m sweeps.tune -m sweep=lr_tune (or your tuning preset)",
+        )
     if isinstance(e, MissingConfigException) and e.missing_cfg_file:
         group, _, name = e.missing_cfg_file.rpartition("/")
         options = [o for o in (e.options or []) if o != "schema"]
