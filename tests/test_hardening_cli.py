@@ -359,3 +359,17 @@ def test_sweep_with_zero_parallel_jobs_is_one_line_before_any_folder(base, tmp_p
     )
     _assert_one_line(proc, "hydra.launcher.n_jobs", "n_jobs=2")
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.slow
+def test_a_swept_results_dir_is_one_line_before_any_folder(base, tmp_path, capsys):
+    """results_dir=x,y trained the grid into both and put multirun.yaml in ./results/<sweep>;
+    plan counted the runs once. A quoted path with a comma stays one folder."""
+    swept = [o for o in base if not o.startswith("results_dir=")]
+    swept.append(f"results_dir={tmp_path / 'x'},{tmp_path / 'y'}")
+    assert plan_main(swept) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: results_dir: is swept")
+    proc = _run("sweeps.train", ["-m", *swept, "seed=0,1"], tmp_path)
+    _assert_one_line(proc, "results_dir", "one command per folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

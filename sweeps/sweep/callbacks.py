@@ -22,10 +22,11 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from sweeps import records
+from sweeps.errors import UserError
 from sweeps.run.identity import run_id_for
 from sweeps.run.preflight import check_seed
 from sweeps.sweep.compose import to_run_config
-from sweeps.sweep.expand import job_overrides, task_config
+from sweeps.sweep.expand import check_one_folder, job_overrides, task_config
 from sweeps.sweep.status import JOB_ERRORS, SWEEP_FILE, config_errors, fmt_seconds
 
 __all__ = ["SweepSummary", "SWEEP_FILE", "JOB_ERRORS", "progress_line"]
@@ -110,6 +111,11 @@ def _unwritable(sweep_dir: Path, e: OSError) -> NoReturn:
 class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        try:  # before the sweep folder is made: Hydra's would be neither of the swept ones
+            check_one_folder(list(config.hydra.overrides.task))
+        except UserError as e:
+            print(f"error: {e.line()}", file=sys.stderr, flush=True)
+            sys.exit(2)
         n_jobs = config.hydra.launcher.get("n_jobs")
         if isinstance(n_jobs, int) and (n_jobs == 0 or n_jobs < -1):  # joblib's traceback else
             print(

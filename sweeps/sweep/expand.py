@@ -31,6 +31,7 @@ __all__ = [
     "Job",
     "Expansion",
     "sweep_overrides",
+    "check_one_folder",
     "expand_sweep",
     "job_overrides",
     "hydra_context",
@@ -54,6 +55,26 @@ class Job:
 class Expansion:
     master: DictConfig  # the multirun master config, with its `hydra` node
     jobs: list[Job]
+
+
+FOLDER_KEYS = ("results_dir", "sweep_name")  # one sweep, one folder
+
+
+def check_one_folder(overrides: Sequence[str]) -> None:
+    """UserError when an override sweeps results_dir or sweep_name (`results_dir=a,b`): Hydra
+    would launch the grid once per folder and put its own files in a third one."""
+    try:
+        parsed = OverridesParser.create().parse_overrides([o for o in overrides if "=" in o])
+    except Exception:  # noqa: BLE001 - a malformed override is refused where it is composed
+        return
+    for o in parsed:
+        if o.key_or_group in FOLDER_KEYS and o.is_sweep_override():
+            raise UserError(
+                o.key_or_group,
+                f"is swept ({o.input_line}): one sweep writes one folder",
+                "run one command per folder, or quote a path with a comma: "
+                f"'{o.key_or_group}=\"a,b\"'",
+            )
 
 
 def sweep_overrides(
