@@ -3,9 +3,11 @@
 Reads only JSON (record.json, curve.jsonl, plan.json, .sweep.json, .job_errors.jsonl): no torch,
 no Hydra, so it is instant and works on a copied folder. States: ok, diverged, skipped (a
 record), failed, partial (started, no record: progress = last evaluated step / planned steps,
-ETA from the tokens/s it showed), unreadable (a record.json that is not a record), non-finite
-(status ok, loss not a finite number), pending (a job of the last launch that has no folder
-yet), refused (a job of the last launch that a check inside the run refused: its error is the
+ETA from the tokens/s it showed; "idle" instead when it has written nothing for 3 evaluation
+intervals, at least 2 min: no process is training it, and the sweep ETA says the sweep seems
+stopped), unreadable (a record.json that is not a record, or a run folder status cannot read),
+non-finite (status ok, loss not a finite number), pending (a job of the last launch that has no
+folder yet), refused (a job of the last launch that a check inside the run refused: its error is the
 reason), and older-id (a folder named by an older run-id version, sweeps/run_record.py: a rerun
 never reuses it and analysis/ never fits it; it is counted and said, never retrained over nor
 deleted).
@@ -168,8 +170,8 @@ def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str
         elif partial and all(r.get("stalled") for r in partial):
             idle = min(r["idle_s"] for r in partial)
             eta_note = (
-                f"none: no run has written anything for {fmt_seconds(idle)}, so the sweep seems "
-                "stopped; rerun its command to resume"
+                f"none: no run has written anything for {fmt_seconds(idle)}: the sweep seems "
+                "stopped (or its jobs wait in a cluster queue); rerun its command to resume"
             )
         elif k_new > 0:
             eta = (now - float(launch["started_at"])) / k_new * left
