@@ -26,7 +26,7 @@ from sweeps.errors import UserError
 from sweeps.run.identity import run_id_for
 from sweeps.run.preflight import check_seed
 from sweeps.sweep.compose import to_run_config
-from sweeps.sweep.expand import check_one_folder, job_overrides, task_config
+from sweeps.sweep.expand import check_n_jobs, check_one_folder, job_overrides, task_config
 from sweeps.sweep.status import JOB_ERRORS, SWEEP_FILE, config_errors, fmt_seconds
 
 __all__ = ["SweepSummary", "SWEEP_FILE", "JOB_ERRORS", "progress_line"]
@@ -113,17 +113,9 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         try:  # before the sweep folder is made: Hydra's would be neither of the swept ones
             check_one_folder(list(config.hydra.overrides.task))
+            check_n_jobs(config.hydra.launcher.get("n_jobs"))
         except UserError as e:
             print(f"error: {e.line()}", file=sys.stderr, flush=True)
-            sys.exit(2)
-        n_jobs = config.hydra.launcher.get("n_jobs")
-        if isinstance(n_jobs, int) and (n_jobs == 0 or n_jobs < -1):  # joblib's traceback else
-            print(
-                f"error: hydra.launcher.n_jobs: must be >= 1 (or -1: every core), got {n_jobs}. "
-                "Fix: e.g. hydra.launcher.n_jobs=2",
-                file=sys.stderr,
-                flush=True,
-            )
             sys.exit(2)
         try:  # before any job (Hydra writes multirun.yaml next): one line, nothing launched
             sweep_dir.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ __all__ = [
     "Expansion",
     "sweep_overrides",
     "check_one_folder",
+    "check_n_jobs",
     "expand_sweep",
     "job_overrides",
     "hydra_context",
@@ -75,6 +76,13 @@ def check_one_folder(overrides: Sequence[str]) -> None:
                 "run one command per folder, or quote a path with a comma: "
                 f"'{o.key_or_group}=\"a,b\"'",
             )
+
+
+def check_n_jobs(n_jobs: Any) -> None:
+    """UserError for joblib's n_jobs 0 or below -1 (joblib's own traceback else)."""
+    if isinstance(n_jobs, int) and (n_jobs == 0 or n_jobs < -1):
+        raise UserError("hydra.launcher.n_jobs", f"must be >= 1 (or -1: every core), got "
+                        f"{n_jobs}", "e.g. hydra.launcher.n_jobs=2")  # fmt: skip
 
 
 def sweep_overrides(

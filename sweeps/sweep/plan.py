@@ -24,7 +24,7 @@ from sweeps.run.memory import available_memory, fmt_bytes
 from sweeps.run.plan import plan_run
 from sweeps.run.runner import run_dir_for
 from sweeps.sweep.compose import to_run_config
-from sweeps.sweep.expand import check_one_folder, expand_sweep
+from sweeps.sweep.expand import check_n_jobs, check_one_folder, expand_sweep
 from sweeps.sweep.status import fmt_seconds, older_id_line
 from sweeps.sweep.timemodel import TimeModel, fit_time_model, schedule_wall_s
 
@@ -177,9 +177,7 @@ def plan_sweep(
     launcher = master.hydra.launcher
     if "n_jobs" in launcher:  # joblib; -1 means every core; 0 and below -1 refused as train does
         n_jobs = int(launcher.n_jobs)
-        if n_jobs == 0 or n_jobs < -1:
-            raise UserError("hydra.launcher.n_jobs", f"must be >= 1 (or -1: every core), got "
-                            f"{n_jobs}", "e.g. hydra.launcher.n_jobs=2")  # fmt: skip
+        check_n_jobs(n_jobs)
         n_jobs = n_jobs if n_jobs > 0 else (os.cpu_count() or 1)
     elif "basic_launcher" in str(launcher.get("_target_", "")):
         n_jobs = 1
