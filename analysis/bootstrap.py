@@ -169,7 +169,7 @@ def bootstrap_chinchilla(
     intervals = percentile_intervals(arrays, confidence)
     n_failed = int((~ok).sum())
     warns = list(fit.warnings) + fit_warnings(fit, theta[ok], n, d)
-    warns += outside_intervals(fit.law, fit.params, intervals)
+    warns += outside_intervals(fit.law, fit.params, intervals, int(ok.sum()))
     if n_failed:
         why = f", {int(diverged.sum())} of them diverged (A or B beyond float range)"
         warns.append(

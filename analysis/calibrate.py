@@ -95,7 +95,7 @@ def log_sigma(calib: Calibration, distance, boot_sd) -> np.ndarray:
     """sigma of log L at the given distances, with the bootstrap's sd of log L_hat there."""
     x, sb = np.asarray(distance, float), np.asarray(boot_sd, float)
     # k = 0 (no extrapolation error measured) adds nothing, even at an infinite distance
-    grow = calib.k * x**calib.growth if calib.k > 0 else np.zeros_like(x)
+    grow = calib.k * x**calib.growth if calib.k != 0 else np.zeros_like(x)  # NaN k stays NaN
     return np.sqrt(sb**2 + calib.s0**2 + grow**2)
 
 

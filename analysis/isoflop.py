@@ -301,7 +301,8 @@ def bootstrap_isoflop(
             "original fit (a budget with only 3 sizes fits its parabola exactly); add sizes per "
             "budget",
         )
-    warns += tuple(outside_intervals("isoflop", fit.params, intervals))
+    n_refits = n_resamples - n_failed
+    warns += tuple(outside_intervals("isoflop", fit.params, intervals, n_refits))
     if n_failed:
         warns += (
             f"isoflop bootstrap: {n_failed} of {n_resamples} resamples had < 2 usable "

@@ -102,7 +102,7 @@ def test_an_estimate_outside_its_own_interval_is_flagged(tmp_path, capsys):
     from analysis.bootstrap import bootstrap_chinchilla
     from analysis.chinchilla import fit_chinchilla
 
-    assert main([str(_write(tmp_path, "flat_surface")), "--n-bootstrap", "20",
+    assert main([str(_write(tmp_path, "flat_surface")), "--n-bootstrap", "100",
                  "--out", str(tmp_path / "r")]) == 0  # fmt: skip
     report = (tmp_path / "r" / "report.md").read_text()
     assert "lies outside its own bootstrap interval" in report

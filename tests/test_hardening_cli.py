@@ -373,3 +373,14 @@ def test_a_swept_results_dir_is_one_line_before_any_folder(base, tmp_path, capsy
     proc = _run("sweeps.train", ["-m", *swept, "seed=0,1"], tmp_path)
     _assert_one_line(proc, "results_dir", "one command per folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_an_empty_results_dir_is_refused_before_hydra_makes_a_folder(base, tmp_path):
+    """train -m results_dir= made /<sweep_name> with multirun.yaml before each job refused."""
+    where = tmp_path / "sweep"  # sweep_name relative to /, so results_dir= would make it
+    args = [o for o in base if not o.startswith("results_dir=")]
+    args += ["results_dir=", f"sweep_name={str(where).lstrip('/')}", "seed=0,1"]
+    proc = _run("sweeps.train", ["-m", *args], tmp_path)
+    _assert_one_line(proc, "results_dir", "results_dir=results")
+    assert not where.exists()

@@ -108,6 +108,12 @@ def test_plan_says_what_train_will_do_with_odd_and_failed_runs(tmp_path, hand_re
     assert _existing_state(run, 10, max_retries=2) == ("failed->retry", 0.0)
     hand_record(run, status="ok")
     assert _existing_state(run, 10, max_retries=1) == ("done", 1.0)
+    odd = tmp_path / "s" / "bbb"  # a partial run whose curve plan cannot read: no traceback
+    _partial(odd, [{"step": "abc"}])
+    assert _existing_state(odd, 10, max_retries=1) == ("unreadable", 0.0)
+    (odd / records.CURVE_FILE).unlink()
+    (odd / records.CURVE_FILE).mkdir()
+    assert _existing_state(odd, 10, max_retries=1) == ("unreadable", 0.0)
 
 
 @pytest.mark.parametrize("junk", [b"\xff", b"[1, 2]"])

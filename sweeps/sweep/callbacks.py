@@ -114,6 +114,10 @@ class SweepSummary(Callback):
         try:  # before the sweep folder is made: Hydra's would be neither of the swept ones
             check_one_folder(list(config.hydra.overrides.task))
             check_n_jobs(config.hydra.launcher.get("n_jobs"))
+            if not str(config.get("results_dir", "results")).strip():  # else /<sweep_name>
+                raise UserError(
+                    "results_dir", "is empty", "give a folder, e.g. results_dir=results"
+                )
         except UserError as e:
             print(f"error: {e.line()}", file=sys.stderr, flush=True)
             sys.exit(2)

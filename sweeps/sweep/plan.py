@@ -69,8 +69,11 @@ def _existing_state(run_dir: Path, n_steps: int, max_retries: int) -> tuple[str,
         return ("done" if status == "ok" else status), 1.0
     state = records.run_state(run_dir)
     if state == "partial":
-        curve = records.read_curve(run_dir)
-        step = max((int(r.get("step", 0)) for r in curve), default=0)
+        try:  # a hand-edited or broken curve: the run's progress is unknown, its work is not
+            curve = records.read_curve(run_dir)
+            step = max((int(r.get("step", 0)) for r in curve), default=0)
+        except (OSError, ValueError, TypeError, OverflowError):
+            return "unreadable", 0.0
         return "partial", min(1.0, step / n_steps) if n_steps else 0.0
     return state, 0.0
 

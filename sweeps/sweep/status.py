@@ -53,7 +53,8 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _num(v: Any) -> Any:
     """A number a record or plan gives, or None for anything else (a hand-edited "x")."""
-    return v if isinstance(v, int | float) and not isinstance(v, bool) else None
+    ok = isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    return v if ok else None
 
 
 def _run_status(run_dir: Path, now: float) -> dict[str, Any]:
