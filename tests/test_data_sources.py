@@ -291,3 +291,26 @@ def test_a_setting_the_chosen_source_would_ignore_is_refused(kw, field) -> None:
         "data.path": {"name": "text"},
     }[field]
     DataConfig(**{**kw, **applies})
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"name": "synthetic", "synthetic_vocab_size": 50},
+        {"name": "text"},
+        {"name": "text", "tokenizer": "bpe", "vocab_size": 290},
+        {"name": "tokens"},
+    ],
+)
+def test_vocab_size_of_agrees_with_the_built_corpus_and_builds_nothing(tmp_path, kw):
+    """A sweep's launching process names WSD branches by it, on what may be a login node."""
+    from sweeps.data import vocab_size_of
+
+    if kw["name"] == "text":
+        kw = {**kw, "path": str(write_corpus(tmp_path / "corpus"))}
+    if kw["name"] == "tokens":
+        np.save(tmp_path / "ids.npy", np.arange(5000, dtype=np.uint32) % 777)
+        kw = {**kw, "path": str(tmp_path / "ids.npy")}
+    predicted = vocab_size_of(cfg(tmp_path, **kw))
+    assert not (tmp_path / "cache").exists()
+    assert predicted == load(tmp_path, **kw).vocab_size

@@ -29,7 +29,14 @@ from sweeps.data.synthetic import GENERATOR_VERSION, synthetic_seed
 from sweeps.data.windows import eval_windows
 from sweeps.errors import UserError
 
-__all__ = ["TokenData", "load_dataset", "eval_windows", "check_bpe_vocab", "SPLIT_VERSION"]
+__all__ = [
+    "TokenData",
+    "load_dataset",
+    "vocab_size_of",
+    "eval_windows",
+    "check_bpe_vocab",
+    "SPLIT_VERSION",
+]
 
 # Part of every dataset id: bump when the split or encoding rules change (old caches go unused).
 SPLIT_VERSION = 1
@@ -196,6 +203,20 @@ def load_dataset(cfg: DataConfig, *, progress: bool = True) -> TokenData:
     # the listing only once its entry exists: a failed build leaves neither behind
     records.write_json_atomic(listing_path, {**fingerprint, "listing": listing_name})
     return _token_data(entry) or _missing(entry)
+
+
+def vocab_size_of(cfg: DataConfig) -> int:
+    """The vocabulary size load_dataset(cfg) will have, without building or tokenizing anything
+    (for naming runs in a sweep's launching process, which may sit on a cluster's login node).
+
+    A BPE build stops with an error rather than make fewer symbols than data.vocab_size; token
+    files are read (memory-mapped) for their largest id, as build_tokens does.
+    """
+    if cfg.name == "synthetic":
+        return cfg.synthetic_vocab_size
+    if cfg.name == "tokens":
+        return int(sources.read_token_file(str(cfg.path), cfg.token_dtype).max()) + 1
+    return cfg.vocab_size if cfg.tokenizer == "bpe" else 256
 
 
 def check_bpe_vocab(cfg: DataConfig) -> None:

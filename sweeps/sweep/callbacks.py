@@ -26,7 +26,13 @@ from sweeps.errors import UserError
 from sweeps.run.identity import run_id_for
 from sweeps.run.preflight import check_seed
 from sweeps.sweep.compose import to_run_config
-from sweeps.sweep.expand import check_n_jobs, check_one_folder, job_overrides, task_config
+from sweeps.sweep.expand import (
+    check_n_jobs,
+    check_one_folder,
+    job_overrides,
+    sweep_lines,
+    task_config,
+)
 from sweeps.sweep.status import JOB_ERRORS, SWEEP_FILE, config_errors, fmt_seconds
 
 __all__ = ["SweepSummary", "SWEEP_FILE", "JOB_ERRORS", "progress_line"]
@@ -44,13 +50,14 @@ def _run_ids(config: DictConfig) -> list[str | None]:
             cfg = to_run_config(task_config(loader.load_sweep_config(config, list(overrides))))
             check_seed(cfg.seed)  # the job refuses it before its folder exists: not a run
             if cfg.branch.budgets is not None:  # a WSD branch: named by its branch config, which
-                # depends on the vocabulary (as sweeps/sweep/plan.py names it)
+                # depends on the vocabulary (as sweeps/sweep/plan.py names it); nothing is built
+                # here, in what may be a login node's process
                 from sweeps.branches.wsd import branch_plan
-                from sweeps.data import load_dataset
+                from sweeps.data import vocab_size_of
 
                 key = json.dumps(asdict(cfg.data), sort_keys=True)
                 if key not in vocab:
-                    vocab[key] = load_dataset(cfg.data, progress=False).vocab_size
+                    vocab[key] = vocab_size_of(cfg.data)
                 cfg = branch_plan(cfg, vocab_size=vocab[key]).branch_cfg
             ids.append(run_id_for(cfg))
         except Exception:  # reported by the job itself, with the field at fault
@@ -112,7 +119,7 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         try:  # before the sweep folder is made: Hydra's would be neither of the swept ones
-            check_one_folder(list(config.hydra.overrides.task))
+            check_one_folder(sweep_lines(config))  # a preset's sweeper params too
             check_n_jobs(config.hydra.launcher.get("n_jobs"))
             if not str(config.get("results_dir", "results")).strip():  # else /<sweep_name>
                 raise UserError(

@@ -32,6 +32,7 @@ __all__ = [
     "Expansion",
     "sweep_overrides",
     "check_one_folder",
+    "sweep_lines",
     "check_n_jobs",
     "expand_sweep",
     "job_overrides",
@@ -78,6 +79,15 @@ def check_one_folder(overrides: Sequence[str]) -> None:
             )
 
 
+def sweep_lines(master: DictConfig) -> list[str]:
+    """The lines BasicSweeper expands: a preset's `hydra.sweeper.params`, then the command line."""
+    sweeper = master.hydra.sweeper
+    params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {}
+    task = OmegaConf.to_container(master.hydra.overrides.task)
+    assert isinstance(params, dict) and isinstance(task, list)
+    return [f"{k}={v}" for k, v in params.items()] + [str(t) for t in task]
+
+
 def check_n_jobs(n_jobs: Any) -> None:
     """UserError for joblib's n_jobs 0 or below -1 (joblib's own traceback else)."""
     if isinstance(n_jobs, int) and (n_jobs == 0 or n_jobs < -1):
@@ -106,12 +116,7 @@ def job_overrides(master: DictConfig, *, config_loader: Any = None) -> list[list
             f"only Hydra's basic sweeper can be planned, this config uses {target}",
             "plan the grid with the basic sweeper (drop the hydra/sweeper override)",
         )
-    params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {}
-    task = OmegaConf.to_container(master.hydra.overrides.task)
-    assert isinstance(params, dict) and isinstance(task, list)
-    return sweep_overrides(
-        {str(k): v for k, v in params.items()}, [str(t) for t in task], config_loader=config_loader
-    )
+    return sweep_overrides(None, sweep_lines(master), config_loader=config_loader)
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from sweeps.run.memory import available_memory, fmt_bytes
 from sweeps.run.plan import plan_run
 from sweeps.run.runner import run_dir_for
 from sweeps.sweep.compose import to_run_config
-from sweeps.sweep.expand import check_n_jobs, check_one_folder, expand_sweep
+from sweeps.sweep.expand import check_n_jobs, check_one_folder, expand_sweep, sweep_lines
 from sweeps.sweep.status import fmt_seconds, older_id_line
 from sweeps.sweep.timemodel import TimeModel, fit_time_model, schedule_wall_s
 
@@ -82,9 +82,9 @@ def plan_sweep(
     overrides: list[str], *, time_model: TimeModel | None = None, config_dir: str | None = None
 ) -> tuple[list[PlannedRun], dict[str, Any]]:
     """Plan every job of the sweep; (runs, info) where info holds the launcher's n_jobs etc."""
-    check_one_folder(overrides)
     expansion = expand_sweep(overrides, config_dir=config_dir)
     master = expansion.master
+    check_one_folder(sweep_lines(master))  # a preset's sweeper params too
     results_dir = str(master.get("results_dir", "results"))
     preflight.check_results_dir(results_dir, str(master.get("sweep_name", "default")))
     model = time_model or fit_time_model(results_dir)
