@@ -120,3 +120,35 @@ def test_plan_says_what_train_will_do_with_odd_and_failed_runs(tmp_path, hand_re
 def test_read_curve_passes_over_lines_that_are_not_evaluations(tmp_path, junk):
     (tmp_path / records.CURVE_FILE).write_bytes(junk + b'\n{"step": 1, "loss": 2.0}\n')
     assert records.read_curve(tmp_path) == [{"step": 1, "loss": 2.0}]
+
+
+@pytest.mark.parametrize(
+    ("curve_times", "checkpoint_every_s", "silent_s", "idle"),
+    [
+        ([1500.0], 3600.0, 900, False),  # one evaluation 25 min in: a live run, was "idle"
+        ([], 3600.0, 1800, False),  # no evaluation yet, checkpoints hourly: live, was "idle"
+        ([], 3600.0, 4 * 3600, True),
+        ([10800.0, 21600.0], 60.0, 600, True),  # killed: checkpoints stopped (was 9 h to notice)
+        ([10800.0, 21600.0], 60.0, 60, False),
+        ([2.0, 4.0], None, 100, False),  # a plan.json from before the field: at least 2 min
+        ([], None, 700, True),
+    ],
+)
+def test_idle_means_silent_for_three_of_the_runs_own_write_intervals(
+    tmp_path, curve_times, checkpoint_every_s, silent_s, idle
+):
+    """A run writes at each evaluation and every checkpoint_every_s; the fixed 10 min before its
+    second evaluation called a live run with hourly checkpoints idle."""
+    plan: dict = {"n_steps": 100, "tokens_per_step": 64}
+    if checkpoint_every_s is not None:
+        plan["checkpoint_every_s"] = checkpoint_every_s
+    curve = [
+        {"step": 10 * (i + 1), "time_s": t, "n_tokens": 640 * (i + 1), "loss": 4.0}
+        for i, t in enumerate(curve_times)
+    ]
+    _partial(tmp_path / "s" / "aaa", curve, plan)
+    now = time.time()
+    for p in (tmp_path / "s" / "aaa").iterdir():
+        os.utime(p, (now - silent_s, now - silent_s))
+    (row,) = sweep_status(tmp_path / "s", now=now)["runs"]
+    assert row["stalled"] is idle

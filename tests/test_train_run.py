@@ -52,6 +52,8 @@ def test_ok_record_is_complete_and_sane(tiny_cfg):
     on_disk = records.read_record(run_dir)
     missing = [k for k in record_fields() if k not in on_disk]
     assert missing == []
+    plan = json.loads((run_dir / "plan.json").read_text())  # what sweeps.status reads
+    assert plan["checkpoint_every_s"] == cfg.checkpoint_every_s and plan["n_steps"] > 0
     r = on_disk
     assert r["schema_version"] == records.SCHEMA_VERSION
     assert r["status"] == "ok" and r["reason"] is None

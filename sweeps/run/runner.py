@@ -301,6 +301,7 @@ def run_one(
                 "n_tokens": plan.n_tokens,
                 "n_params": plan.n_params,
                 "flops": plan.flops,
+                "checkpoint_every_s": cfg.checkpoint_every_s,  # how often a live run writes
             },
         )
         if prep.plan.problem:

@@ -1,14 +1,14 @@
 """Where a sweep stands, from its run folders alone (`python -m sweeps.status results/<sweep>`).
 
-Reads only JSON (record.json, curve.jsonl, plan.json, .sweep.json, .job_errors.jsonl): no torch,
-no Hydra, so it is instant and works on a copied folder. States: ok, diverged, skipped (a
-record), failed, partial (started, no record: progress = last evaluated step / planned steps,
-ETA from the tokens/s it showed; "idle" instead when it has written nothing for 3 evaluation
-intervals, at least 2 min: no process is training it, and the sweep ETA says the sweep seems
-stopped), unreadable (a record.json that is not a record, or a run folder status cannot read),
-non-finite (status ok, loss not a finite number), pending (a job of the last launch that has no
-folder yet), refused (a job of the last launch that a check inside the run refused: its error is the
-reason), and older-id (a folder named by an older run-id version, sweeps/run_record.py: a rerun
+Reads only JSON (record.json, curve.jsonl, plan.json, .sweep.json, .job_errors.jsonl): no torch, no
+Hydra, so it is instant and works on a copied folder. States: ok, diverged, skipped (a record),
+failed, partial (started, no record: progress = last evaluated step / planned steps, ETA from the
+tokens/s it showed; "idle" instead when it has written nothing for 3 of its write intervals
+(evaluations, checkpoints), at least 2 min: no process is training it, and the sweep ETA says the
+sweep seems stopped), unreadable (a record.json that is not a record, or a run folder status cannot
+read), non-finite (status ok, loss not a finite number), pending (a job of the last launch that has
+no folder yet), refused (a job of the last launch that a check inside the run refused: its error is
+the reason), and older-id (a folder named by an older run-id version, sweeps/run_record.py: a rerun
 never reuses it and analysis/ never fits it; it is counted and said, never retrained over nor
 deleted).
 """
@@ -107,11 +107,7 @@ def _state(run_dir: Path, now: float) -> dict[str, Any]:
         eta = (int(n_steps) - step) * float(per_step) / tok_s
     stamps = [p.stat().st_mtime for p in run_dir.iterdir() if p.is_file()]
     idle = now - max(stamps) if stamps else None
-    # a run writes each evaluation: silence for 3 of its evaluation intervals (>= 2 min), or
-    # 10 min before its second one, means no process is training it (killed, or never resumed)
-    times = [t for t in (_num(r.get("time_s")) for r in curve[-2:]) if t is not None]
-    every = times[1] - times[0] if len(times) == 2 and times[1] > times[0] else None
-    stalled = idle is not None and idle > (max(120.0, 3 * every) if every else 600.0)
+    stalled = idle is not None and idle > _silence_limit(curve, plan)
     row.update(
         state="partial",
         n_params=_num(plan.get("n_params")),
@@ -128,6 +124,22 @@ def _state(run_dir: Path, now: float) -> dict[str, Any]:
         stalled=stalled,
     )
     return row
+
+
+def _silence_limit(curve: list[dict[str, Any]], plan: dict[str, Any]) -> float:
+    """Seconds of silence after which no process is training a partial run (killed, or never
+    resumed): 3 of its write intervals, at least 2 min. A live run writes at each evaluation and
+    checkpoints every checkpoint_every_s (plan.json); its evaluation interval is read off the
+    curve (the first evaluation's time_s is one interval). Before its first evaluation, with no
+    step time known, at least 10 min."""
+    times = [t for t in (_num(r.get("time_s")) for r in curve[-2:]) if t is not None]
+    if len(times) == 2:
+        every = times[1] - times[0] if times[1] > times[0] else None
+    else:
+        every = times[0] if times and times[0] > 0 else None
+    intervals = [x for x in (every, _num(plan.get("checkpoint_every_s"))) if x is not None]
+    floor = 120.0 if curve else 600.0
+    return max(floor, 3 * min(intervals)) if intervals else 600.0
 
 
 def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str, Any]:
