@@ -331,7 +331,10 @@ def test_plan_refuses_a_non_positive_job_count(base, tmp_path, capsys):
     assert line.startswith("error: --jobs:")
     assert plan_main([*base, "sweep=lr_tune"]) == 2  # named neither tune nor sweeps.tune
     (line,) = capsys.readouterr().err.strip().splitlines()
-    assert line.startswith("error: sweep:") and "python -m sweeps.tune -m" in line
+    assert line.startswith("error: tune:") and "python -m sweeps.tune -m" in line
+    assert plan_main([*base, "tune.n_trials=3"]) == 2  # said "unknown key", not where it is read
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("error: tune:") and "on the command line" in line
     assert plan_main([*base, "--jsn"]) == 2  # was Hydra's LexerNoViableAltException
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("error: --jsn: not an option")

@@ -124,11 +124,15 @@ def compose_error(e: Exception) -> UserError:
 
     cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else e
     first = " ".join(str(cause).split("\n")[0].split()) or type(cause).__name__
-    if "Key 'tune' not in 'RunConfig'" in str(e):  # a tuning preset given to train or plan
+    top = str(getattr(cause, "full_key", None) or "").partition(".")[0]
+    # tune.* given to train or plan: on the command line (the key is tune.<x>) or by a tuning
+    # preset (Hydra wraps that error without a cause; its text names the key)
+    if top == "tune" or "Key 'tune' not in" in str(e):
         return UserError(
-            "sweep",
-            "this preset sets tune.* (an Optuna search), which only sweeps.tune reads",
-            "run it with python -m sweeps.tune -m sweep=lr_tune (or your tuning preset)",
+            "tune",
+            "tune.* is an Optuna search (set by a tuning preset such as sweep=lr_tune, or on the "
+            "command line), which only sweeps.tune reads",
+            "run the same overrides with python -m sweeps.tune -m, or drop the tune.* settings",
         )
     if isinstance(e, MissingConfigException) and e.missing_cfg_file:
         group, _, name = e.missing_cfg_file.rpartition("/")
