@@ -109,6 +109,7 @@ __all__ = [
     "read_curve",
     "truncate_curve",
     "run_state",
+    "attempts",
     "iter_run_dirs",
     "set_aside",
 ]
@@ -276,6 +277,17 @@ def run_state(run_dir: str | os.PathLike[str]) -> str:
     if any((run_dir / n).exists() for n in (CHECKPOINT_FILE, CURVE_FILE, CONFIG_FILE)):
         return "partial"
     return "new"
+
+
+def attempts(record: dict[str, Any]) -> int:
+    """How many times a failed run was tried (its record's `attempts`; 1 when absent or not a
+    whole number, e.g. hand-edited): train's retry rule and plan's forecast both read it here."""
+    value = record.get("attempts", 1)
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        return 1
+    return int(n) if math.isfinite(n) and n == int(n) and n >= 1 else 1
 
 
 def iter_run_dirs(sweep_dir: str | os.PathLike[str]) -> Iterable[Path]:

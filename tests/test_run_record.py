@@ -107,3 +107,22 @@ def test_one_builder_for_trained_and_untrained_records(tiny_cfg) -> None:
     failed = write_untrained(run_dir_for(cfg), cfg, prep, "failed", "boom", attempts=2)
     assert records.load_record(run_dir_for(cfg)).to_json() == failed
     assert failed["attempts"] == 2 and failed["status"] == "failed"
+
+
+def test_a_failed_record_without_an_attempt_count_is_one_attempt_for_train_and_plan(
+    tiny_cfg, capsys
+):
+    """attempts: null is a valid record (the field is `int | None`), but train's retry rule did
+    int(None), a TypeError, where plan read it as 1."""
+    from sweeps.run.loop import prepare
+    from sweeps.run.runner import run_dir_for, run_one, write_untrained
+    from sweeps.sweep.plan import _existing_state
+
+    cfg = tiny_cfg(max_retries=0)
+    run_dir = run_dir_for(cfg)
+    prep = prepare(cfg, progress=False)
+    write_untrained(run_dir, cfg, prep, "failed", "boom", attempts=None)
+    assert records.read_record(run_dir)["attempts"] is None
+    assert _existing_state(run_dir, 10, max_retries=0) == ("failed", 1.0)
+    assert run_one(cfg)["status"] == "failed"  # left as it is, not retried
+    assert "failed 1 time(s); not retried" in capsys.readouterr().err

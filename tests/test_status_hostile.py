@@ -152,3 +152,15 @@ def test_idle_means_silent_for_three_of_the_runs_own_write_intervals(
         os.utime(p, (now - silent_s, now - silent_s))
     (row,) = sweep_status(tmp_path / "s", now=now)["runs"]
     assert row["stalled"] is idle
+
+
+@pytest.mark.parametrize(("value", "read"), [(2, 2), (None, 1), (0, 1)])
+def test_train_and_plan_read_a_failed_runs_attempts_alike(tmp_path, hand_record, value, read):
+    """One reading (records.attempts) for train's retry rule and plan's forecast."""
+    run = tmp_path / "s" / "aaa"
+    hand_record(run, status="failed")
+    rec = json.loads((run / records.RECORD_FILE).read_text())
+    (run / records.RECORD_FILE).write_text(json.dumps({**rec, "attempts": value}))
+    assert records.attempts(rec | {"attempts": value}) == read
+    assert _existing_state(run, 10, max_retries=read) == ("failed->retry", 0.0)
+    assert _existing_state(run, 10, max_retries=read - 1) == ("failed", 1.0)

@@ -280,7 +280,7 @@ def run_one(
         attempts = 0
         if state == "failed":
             old = records.read_record(run_dir)
-            attempts = int(old.get("attempts", 1))
+            attempts = records.attempts(old)
             if attempts > cfg.max_retries:
                 _say(
                     f"[{run_dir.name}] failed {attempts} time(s); not retried "

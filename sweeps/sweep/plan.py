@@ -63,9 +63,8 @@ def _existing_state(run_dir: Path, n_steps: int, max_retries: int) -> tuple[str,
             return "unreadable", 0.0
         status = str(rec.get("status"))
         if status == "failed":
-            attempts = rec.get("attempts", 1)
-            attempts = attempts if isinstance(attempts, int) else 1
-            return ("failed", 1.0) if attempts > max_retries else ("failed->retry", 0.0)
+            tried = records.attempts(rec)
+            return ("failed", 1.0) if tried > max_retries else ("failed->retry", 0.0)
         return ("done" if status == "ok" else status), 1.0
     state = records.run_state(run_dir)
     if state == "partial":
