@@ -183,9 +183,12 @@ def bootstrap_chinchilla(
 _ = CHINCHILLA_PARAMS
 
 
-def _refit_warnings(fit: FitResult, ok: np.ndarray, converged: np.ndarray) -> list[str]:
+def _refit_warnings(
+    fit: FitResult, ok: np.ndarray, converged: np.ndarray, n_diverged: int = 0
+) -> list[str]:
     """The fit's warnings plus the count of kept refits that stopped above the gradient tolerance
-    (on a flat direction) and of failed, dropped ones."""
+    (on a flat direction) and of failed, dropped ones (`n_diverged` of them: a scale beyond float
+    range, a law that runs away rather than a solver that failed)."""
     warns, n = list(fit.warnings), ok.size
     flat = int((ok & ~converged).sum())
     if flat:
@@ -194,7 +197,9 @@ def _refit_warnings(fit: FitResult, ok: np.ndarray, converged: np.ndarray) -> li
             "law is not pinned down there, and its interval says so)"
         )
     if not ok.all():
-        warns.append(f"{fit.law} bootstrap: {int((~ok).sum())} of {n} refits failed (dropped)")
+        why = f", {n_diverged} of them diverged (N_c or D_c beyond float range)"
+        why = why if n_diverged else ""
+        warns.append(f"{fit.law} bootstrap: {int((~ok).sum())} of {n} refits failed{why} (dropped)")
     return warns
 
 
@@ -258,10 +263,12 @@ def bootstrap_kaplan_joint(
         fit, n_params, n_tokens, loss, counts, delta=delta, n_starts=n_starts
     )
     # a refit with N_c or D_c past float range has no finite law (as approach 3's diverged ones)
-    ok = np.isfinite(objs) & np.isfinite(xs).all(axis=1) & (xs[:, :2] < LOG_FLOAT_MAX).all(axis=1)
+    ok = np.isfinite(objs) & np.isfinite(xs).all(axis=1)
+    diverged = ok & ~(xs[:, :2] < LOG_FLOAT_MAX).all(axis=1)
+    ok &= ~diverged
     lnc, ldc, an, ad = xs[ok].T
     arrays = {"N_c": np.exp(lnc), "D_c": np.exp(ldc), "alpha_N": an, "alpha_D": ad}
-    warns = _refit_warnings(fit, ok, conv)
+    warns = _refit_warnings(fit, ok, conv, int(diverged.sum()))
     if ok.sum() < n_resamples // 2:
         warns.append(f"{fit.law} bootstrap: fewer than half the refits succeeded: no interval")
         return fit.replace(warnings=tuple(warns))
