@@ -69,7 +69,8 @@ def outside_intervals(
     return [
         f"{law}: the estimate of {', '.join(odd)} lies outside its own bootstrap interval: the "
         "refits find another law than the fit (which sits at an edge of its objective); trust "
-        "neither the digits nor the interval; widen the grid"
+        "neither the digits nor the interval; add runs beyond the sizes and token counts tried "
+        "(for IsoFLOP budgets, on both sides of each budget's best size)"
     ]
 
 
