@@ -174,7 +174,7 @@ def _report_one(args, source, out: Path | None, arch: str | None, say) -> None:
 
 def _run(args: argparse.Namespace, points, say, stdout: TextIO) -> None:
     from .compare import build_comparison
-    from .sources import default_table_out, load_source
+    from .sources import default_table_out, load_source, mark_table_out
 
     if args.compare:
         out, series = build_comparison(
@@ -191,7 +191,8 @@ def _run(args: argparse.Namespace, points, say, stdout: TextIO) -> None:
     source: Any = table if table is not None and table.attrs.get("kind") == "table" else path
     runs, _ = load_source(source)  # checks the source before any folder is written
     archs = sorted(runs["arch"].dropna().astype(str).unique())
-    if source is table and args.out is None:
+    marked = source is table and args.out is None
+    if marked:
         args.out = str(default_table_out(path))
     _check_writable(Path(args.out) if args.out else Path(path) / "report")
     if args.holdout is not None:
@@ -214,6 +215,8 @@ def _run(args: argparse.Namespace, points, say, stdout: TextIO) -> None:
         out, series = build_comparison([source], out=base, target_flops=args.target_flops,
                                        seed=args.seed)  # fmt: skip
         _print_comparison(out, series, say)
+    if marked:
+        mark_table_out(args.out, path)
     if answers is not None:
         if args.json:
             doc = predictions_json(answers, table=table)

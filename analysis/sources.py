@@ -35,9 +35,31 @@ __all__ = [
 ]
 
 
+TABLE_MARK = ".table"  # in a default table report folder: the name of the table it reports
+
+
 def default_table_out(path: str | os.PathLike[str]) -> Path:
-    """Where a table's report goes when --out is not given: `<table stem>_report/` beside it."""
-    return Path(path).with_name(Path(path).stem + "_report")
+    """Where a table's report goes when --out is not given: `<table stem>_report/` beside it.
+
+    AnalysisError when that folder holds the report of another table of the same stem
+    (`runs.csv` and `runs.parquet`): one would overwrite the other's figures and numbers."""
+    path = Path(path)
+    out = path.with_name(path.stem + "_report")
+    try:
+        other = (out / TABLE_MARK).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return out
+    if other and other != path.name:
+        raise AnalysisError(
+            f"--out: {out} holds the report of {other}, not of {path.name}; give this table its "
+            f"own folder, e.g. --out {path.with_name(path.name.replace('.', '_') + '_report')}"
+        )
+    return out
+
+
+def mark_table_out(out: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Note in a default report folder which table it reports (read by default_table_out)."""
+    (Path(out) / TABLE_MARK).write_text(Path(path).name + "\n", encoding="utf-8")
 
 
 _CONVENTIONS = {

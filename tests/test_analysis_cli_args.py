@@ -60,3 +60,23 @@ def test_each_warning_once(iso, capsys):
     assert main([str(iso), "--n-bootstrap", "20"]) == 0
     err = capsys.readouterr().err
     assert err.count("skipped:") == 1 and "zzzz" in err, err
+
+
+def test_a_csv_and_a_parquet_of_one_stem_do_not_share_a_report_folder(tmp_path, capsys):
+    """runs.csv and runs.parquet both reported into runs_report/, each over the other."""
+    from analysis.sources import default_table_out
+    from tests.tables_data import grid
+
+    frame = grid()
+    frame.to_csv(tmp_path / "runs.csv", index=False)
+    frame.to_parquet(tmp_path / "runs.parquet", index=False)
+    assert main([str(tmp_path / "runs.csv"), "--n-bootstrap", "5"]) == 0
+    assert (tmp_path / "runs_report" / "report.md").exists()
+    assert default_table_out(tmp_path / "runs.csv") == tmp_path / "runs_report"  # its own: again
+    before = _tree(tmp_path)
+    capsys.readouterr()
+    assert main([str(tmp_path / "runs.parquet"), "--n-bootstrap", "5"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "holds the report of runs.csv" in line and "--out" in line
+    assert "runs_parquet_report" in line
+    assert _tree(tmp_path) == before
