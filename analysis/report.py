@@ -151,7 +151,7 @@ def build_report(
     from .runs import excluded_counts, excluded_reasons
     from .schedules import schedule_mix
     from .seeds import seed_groups
-    from .sources import report_inputs
+    from .sources import mark_table_out, report_inputs
 
     inp = report_inputs(path, arch=arch, n_convention=n_convention, out=out, holdout=holdout)
     runs, curves, data, out_dir = inp.runs, inp.curves, inp.data, inp.out_dir
@@ -161,6 +161,8 @@ def build_report(
     if target_flops is None:
         target_flops = 10 * float(np.nanmax(budgets if has_budgets else data["C"]))
     out_dir.mkdir(parents=True, exist_ok=True)
+    if out is None and isinstance(path, str | os.PathLike) and Path(path).is_file():
+        mark_table_out(out_dir, path)  # a table's default folder: which table it reports
     rep = Report(
         out_dir=out_dir,
         target_flops=target_flops,

@@ -31,6 +31,7 @@ __all__ = [
     "runs_from_table",
     "convention_text",
     "default_table_out",
+    "mark_table_out",
     "is_table",
 ]
 

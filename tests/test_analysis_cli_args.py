@@ -80,3 +80,13 @@ def test_a_csv_and_a_parquet_of_one_stem_do_not_share_a_report_folder(tmp_path, 
     assert "holds the report of runs.csv" in line and "--out" in line
     assert "runs_parquet_report" in line
     assert _tree(tmp_path) == before
+
+
+def test_the_python_api_marks_a_tables_default_report_folder_too(tmp_path):
+    from analysis import build_report
+    from analysis.sources import TABLE_MARK
+    from tests.tables_data import grid
+
+    grid().to_csv(tmp_path / "runs.csv", index=False)
+    build_report(str(tmp_path / "runs.csv"), n_bootstrap=5)
+    assert (tmp_path / "runs_report" / TABLE_MARK).read_text().strip() == "runs.csv"

@@ -85,7 +85,8 @@ def sweep_lines(master: DictConfig) -> list[str]:
     params = OmegaConf.to_container(sweeper.params) if sweeper.get("params") else {}
     task = OmegaConf.to_container(master.hydra.overrides.task)
     assert isinstance(params, dict) and isinstance(task, list)
-    return [f"{k}={v}" for k, v in params.items()] + [str(t) for t in task]
+    named: dict[str, Any] = {str(k): v for k, v in params.items()}
+    return [f"{k}={v}" for k, v in named.items()] + [str(t) for t in task]
 
 
 def check_n_jobs(n_jobs: Any) -> None:
