@@ -101,6 +101,8 @@ __all__ = [
     "TUNE_DIR",
     "RecordError",
     "write_json_atomic",
+    "umask_mode",
+    "mkstemp_public",
     "write_record",
     "read_record",
     "load_record",
@@ -141,11 +143,40 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def _umask() -> int:
+    try:  # Linux states it; os.umask can only be read by setting it (racy with other threads)
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def umask_mode(kind: int = 0o666) -> int:
+    """The mode open() (0o666) or mkdir() (0o777) would give under this process's umask.
+
+    tempfile's files are 0600 and folders 0700 whatever the umask: a record, checkpoint or data
+    cache entry renamed into place from one would be unreadable to the collaborators of a shared
+    results or cache folder."""
+    return kind & ~_umask()
+
+
+def mkstemp_public(path: Path) -> tuple[int, str]:
+    """tempfile.mkstemp beside `path` (for an atomic rename onto it), with umask permissions."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, umask_mode())
+    return fd, tmp
+
+
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
     """Write JSON to a temp file beside it, fsync, then rename: readers never see half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = mkstemp_public(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(_clean(obj), f, indent=2, sort_keys=True, default=_json_default)
@@ -246,7 +277,7 @@ def truncate_curve(run_dir: str | os.PathLike[str], max_step: int) -> None:
     """Keep only evaluations at or before `max_step` (a resumed run rewinds to its checkpoint)."""
     rows = [r for r in read_curve(run_dir) if r.get("step", 0) <= max_step]
     path = Path(run_dir) / CURVE_FILE
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = mkstemp_public(path)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, sort_keys=True) + "\n")

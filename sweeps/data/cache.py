@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from sweeps import records
 from sweeps.errors import UserError
 
 __all__ = ["cache_root", "read_json", "open_entry", "build_entry"]
@@ -120,6 +121,7 @@ def build_entry(root: Path, key: str, build: Callable[[Path], None]) -> Path:
         if entry.exists():  # a folder without meta.json is incomplete: never trust it
             shutil.rmtree(entry)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key}.", suffix=".tmp"))
+        tmp.chmod(records.umask_mode(0o777))  # not 0700: a shared cache stays readable
         try:
             build(tmp)
             os.replace(tmp, entry)

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from sweeps import records
 from sweeps.errors import UserError
 
 __all__ = ["check_same_inputs", "save_checkpoint", "load_checkpoint"]
@@ -40,6 +41,7 @@ def check_same_inputs(state: dict[str, Any], path: Path, dataset_id: str, precis
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".ckpt.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, records.umask_mode())  # not 0600: a shared results folder stays readable
     os.close(fd)
     try:
         torch.save(state, tmp)
