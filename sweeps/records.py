@@ -253,8 +253,13 @@ def append_curve(run_dir: str | os.PathLike[str], row: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
 def read_curve(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read curve.jsonl; a torn last line (a run killed mid-write) is dropped."""
+    """Read curve.jsonl; a torn last line (a run killed mid-write) is dropped, and so is a line
+    that is not an evaluation: not an object, or without a numeric step (a hand edit)."""
     path = Path(run_dir) / CURVE_FILE
     if not path.exists():
         return []
@@ -268,7 +273,7 @@ def read_curve(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue
-            if isinstance(row, dict):  # a hand-edited line such as [1, 2] is not an evaluation
+            if isinstance(row, dict) and _is_number(row.get("step")):
                 rows.append(row)
     return rows
 

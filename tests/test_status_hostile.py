@@ -108,15 +108,18 @@ def test_plan_says_what_train_will_do_with_odd_and_failed_runs(tmp_path, hand_re
     assert _existing_state(run, 10, max_retries=2) == ("failed->retry", 0.0)
     hand_record(run, status="ok")
     assert _existing_state(run, 10, max_retries=1) == ("done", 1.0)
-    odd = tmp_path / "s" / "bbb"  # a partial run whose curve plan cannot read: no traceback
-    _partial(odd, [{"step": "abc"}])
-    assert _existing_state(odd, 10, max_retries=1) == ("unreadable", 0.0)
+    odd = tmp_path / "s" / "bbb"  # a curve line with no numeric step is no evaluation: a rerun
+    _partial(odd, [{"step": "abc"}])  # drops it (records.read_curve) and trains from its start
+    assert _existing_state(odd, 10, max_retries=1) == ("partial", 0.0)
     (odd / records.CURVE_FILE).unlink()
     (odd / records.CURVE_FILE).mkdir()
     assert _existing_state(odd, 10, max_retries=1) == ("unreadable", 0.0)
 
 
-@pytest.mark.parametrize("junk", [b"\xff", b"[1, 2]"])
+@pytest.mark.parametrize(
+    "junk",
+    [b"\xff", b"[1, 2]", b'{"step": "100"}', b'{"loss": 2.0}', b'{"step": NaN}', b'{"step": true}'],
+)
 def test_read_curve_passes_over_lines_that_are_not_evaluations(tmp_path, junk):
     (tmp_path / records.CURVE_FILE).write_bytes(junk + b'\n{"step": 1, "loss": 2.0}\n')
     assert records.read_curve(tmp_path) == [{"step": 1, "loss": 2.0}]

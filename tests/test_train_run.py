@@ -141,6 +141,20 @@ def test_resume_after_interruption_matches_uninterrupted(tiny_cfg, tmp_path, mon
     assert _losses(run_dir) == _losses(tmp_path / "full")
 
 
+def test_a_hand_edited_curve_line_does_not_stop_a_resume(tiny_cfg, tmp_path, monkeypatch):
+    """A curve line whose step is a string made the resume's truncate_curve raise TypeError: a
+    failed record, and the same failure on every retry."""
+    cfg = tiny_cfg(n_evals=4, checkpoint_every_s=0.0)
+    full = loop.train(cfg, tmp_path / "full")
+    run_dir = tmp_path / "killed"
+    _killed_after_checkpoint(cfg, run_dir, 7, monkeypatch)
+    with open(run_dir / records.CURVE_FILE, "a", encoding="utf-8") as f:
+        f.write('{"step": "100", "loss": 2.0}\n')
+    resumed = loop.train(cfg, run_dir)
+    assert resumed["status"] == "ok" and resumed["loss"] == full["loss"]
+    assert _losses(run_dir) == _losses(tmp_path / "full")
+
+
 def test_temp_files_of_a_killed_run_are_cleared_on_rerun(tiny_cfg, tmp_path):
     """A SIGKILL during an atomic write leaves its temp file; the rerun must not keep it."""
     run_dir = tmp_path / "run"
