@@ -352,3 +352,16 @@ def test_a_run_that_cycles_its_corpus_many_times_is_warned_about(tiny_cfg, capsy
     assert run_one(cfg) is not None
     err = capsys.readouterr().err
     assert "warning: the run sees its training split" in err and "data.path=" in err
+
+
+def test_a_file_where_the_run_folder_goes_is_one_error(tiny_cfg):
+    """It was a FileExistsError traceback from the run lock's mkdir."""
+    from sweeps.run.runner import run_dir_for, run_one
+
+    cfg = tiny_cfg()
+    run_dir_for(cfg).parent.mkdir(parents=True)
+    run_dir_for(cfg).write_text("x")
+    with pytest.raises(UserError) as e:
+        run_one(cfg)
+    assert e.value.field == "results_dir" and str(run_dir_for(cfg)) in e.value.problem
+    assert run_dir_for(cfg).read_text() == "x"

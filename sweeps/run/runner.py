@@ -58,7 +58,14 @@ def run_dir_for(cfg: RunConfig) -> Path:
 def run_lock(run_dir: Path) -> Iterator[bool]:
     """An exclusive, non-blocking lock on the run: True when we hold it, False when another
     process (another sweep over the same folder) is training this run right now."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):  # a file where the folder (or one above) goes
+        raise UserError(
+            "results_dir",
+            f"{run_dir} (or a folder above it) exists as a file, not the run's folder",
+            "move or delete that file, or choose another results_dir",
+        ) from None
     fd = os.open(run_dir / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
     try:
         try:
