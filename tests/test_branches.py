@@ -169,6 +169,21 @@ def test_keep_forks_keeps_them_and_a_lost_fork_says_how_to_retrain(branch_cfgs):
     assert "fork_62.pt" in str(err.value) and f"delete {trunk_dir}" in str(err.value)
 
 
+def test_a_branch_whose_own_checkpoint_is_unusable_starts_again_from_its_fork(branch_cfgs, capsys):
+    """It set the checkpoint aside and trained the whole trunk's steps again from scratch (same
+    loss, several times the compute, flops_marginal of a from-scratch run)."""
+    kept = [replace(c, branch=replace(c.branch, keep_forks=True)) for c in branch_cfgs()]
+    first = [run_job(c) for c in kept]
+    branch_dir = run_dir_for(branch_plan(kept[1], vocab_size=64).branch_cfg)
+    (branch_dir / records.RECORD_FILE).unlink()
+    (branch_dir / records.CHECKPOINT_FILE).write_text("garbage")
+    capsys.readouterr()
+    again = run_job(kept[1])
+    assert "moved aside to" in capsys.readouterr().err.replace("\n", " ")
+    assert again["loss"] == pytest.approx(first[1]["loss"], rel=1e-6, abs=0)
+    assert again["flops_marginal"] == first[1]["flops_marginal"]
+
+
 def test_plan_cost_ratio_for_a_4x4_grid_with_doubling_tokens():
     tokens = [1e6, 2e6, 4e6, 8e6]
     cfgs = [

@@ -82,9 +82,11 @@ def load_checkpoint(
     dataset_id: str,
     precision: str,
     say: Callable[[str], None],
+    then: str = "training from scratch",
 ) -> dict[str, Any] | None:
     """Load `path` into `model` and `opt` and return its state; None (after moving the file aside
-    to `<name>.corrupt-<time>` and saying so) when it cannot be used. A checkpoint of other data
+    to `<name>.corrupt-<time>` and saying so, and `then`: what the run does instead) when it
+    cannot be used. A checkpoint of other data
     or precision is not corrupt: that stays a UserError (check_same_inputs)."""
     from sweeps.records import set_aside
 
@@ -100,5 +102,5 @@ def load_checkpoint(
         opt.load_state_dict(state["optim"])
         return state
     aside = set_aside(path)
-    say(f"{path}: {problem}; moved aside to {aside.name}, training from scratch")
+    say(f"{path}: {problem}; moved aside to {aside.name}, {then}")
     return None

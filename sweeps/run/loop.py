@@ -137,16 +137,10 @@ def train(
     init_step = 0  # steps inherited from init_from (not spent by this run)
     keep_at = keep_at or {}
     resumed: dict[str, Any] = {}  # the checkpoint resumed from, if any
-    if not ckpt_path.exists() and init_from is not None:
-        state = torch.load(init_from, map_location=device, weights_only=True)
-        check_same_inputs(state, Path(init_from), data.dataset_id, precision)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optim"])
-        start_step = init_step = int(state["step"])
-        if main and (out_dir / records.CURVE_FILE).exists():
-            (out_dir / records.CURVE_FILE).unlink()
-    elif ckpt_path.exists() and (
-        state := load_checkpoint(
+    own = None  # this run's own checkpoint; an unusable one is set aside, and the run starts
+    # again from its fork (a branch) or from scratch
+    if ckpt_path.exists():
+        own = load_checkpoint(
             ckpt_path,
             model=model,
             opt=opt,
@@ -154,9 +148,18 @@ def train(
             dataset_id=data.dataset_id,
             precision=precision,
             say=lambda text: print(f"[{run_id}] {text}", file=sys.stderr, flush=True),
+            then="training from scratch" if init_from is None else "starting from its fork",
         )
-    ):
-        resumed = state
+    if own is None and init_from is not None:
+        state = torch.load(init_from, map_location=device, weights_only=True)
+        check_same_inputs(state, Path(init_from), data.dataset_id, precision)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optim"])
+        start_step = init_step = int(state["step"])
+        if main and (out_dir / records.CURVE_FILE).exists():
+            (out_dir / records.CURVE_FILE).unlink()
+    elif own is not None:
+        state = resumed = own
         start_step = int(state["step"])
         elapsed_s = float(state.get("elapsed_s", 0.0))
         train_sum, train_count = (
