@@ -6,7 +6,7 @@ leave nothing half-written. Anything else that escapes is a bug and keeps its tr
 
 from __future__ import annotations
 
-__all__ = ["UserError", "require"]
+__all__ = ["UserError", "RunHeld", "require"]
 
 
 class UserError(Exception):
@@ -21,6 +21,11 @@ class UserError(Exception):
     def line(self) -> str:
         fix = f" Fix: {self.fix}" if self.fix else ""
         return f"{self.field}: {self.problem}.{fix}"
+
+
+class RunHeld(Exception):
+    """A single run (not a sweep's job) whose lock another process holds: this command trained
+    nothing and has no record to show. Entry points print it as one line and exit 1."""
 
 
 def require(ok: bool, field: str, problem: str, fix: str) -> None:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from sweeps.config import RunConfig
-from sweeps.errors import UserError
+from sweeps.errors import RunHeld, UserError
 
 __all__ = ["load_run_config", "main"]
 
@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_run_config(args.config)
         record = run_ranked(cfg, in_sweep=args.in_sweep)
+    except RunHeld as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
     except UserError as e:
         print(f"error: {e.line()}", file=sys.stderr, flush=True)
         if args.in_sweep and cfg is not None:

@@ -72,6 +72,7 @@ Each line of curve.jsonl: step, n_tokens, flops, loss (validation), train_loss, 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
@@ -111,6 +112,7 @@ __all__ = [
     "read_curve",
     "truncate_curve",
     "run_state",
+    "held_elsewhere",
     "attempts",
     "iter_run_dirs",
     "set_aside",
@@ -120,6 +122,7 @@ RECORD_FILE = "record.json"
 CURVE_FILE = "curve.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"  # the semantic config, written when a run starts (checks its id)
+LOCK_FILE = ".lock"  # flock'ed by the process training the run (sweeps/run/runner.run_lock)
 TUNE_DIR = "tune"  # results/<sweep>/tune/<study>.json: the search space and every trial
 
 
@@ -313,6 +316,21 @@ def run_state(run_dir: str | os.PathLike[str]) -> str:
     if any((run_dir / n).exists() for n in (CHECKPOINT_FILE, CURVE_FILE, CONFIG_FILE)):
         return "partial"
     return "new"
+
+
+def held_elsewhere(run_dir: str | os.PathLike[str]) -> bool:
+    """Whether a live process holds the run's lock (is training it) right now."""
+    try:
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDWR)
+    except OSError:  # no lock file: no process has trained it here
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return False
 
 
 def attempts(record: dict[str, Any]) -> int:

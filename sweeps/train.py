@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from sweeps.errors import UserError
+from sweeps.errors import RunHeld, UserError
 from sweeps.run.identity import run_id_for
 from sweeps.run.runner import run_ranked
 from sweeps.sweep.callbacks import JOB_ERRORS
@@ -62,6 +62,9 @@ def main(cfg: DictConfig) -> float | None:
             }
             f.write(json.dumps(row) + "\n")
         return None
+    except RunHeld as e:  # a single run only (a sweep's job skips a held run and goes on)
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        sys.exit(1)
     except Exception:
         if in_sweep:
             return None  # the failed record is written; the sweep summary reports it

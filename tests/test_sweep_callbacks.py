@@ -78,3 +78,60 @@ def test_a_preset_that_sweeps_results_dir_is_refused(conf_with_preset, tmp_path,
         callbacks.SweepSummary().on_multirun_start(master)
     assert exit_.value.code == 2
     assert not any(p.name in ("a", "b", "multirun") for p in tmp_path.iterdir())
+
+
+# ---- runs another launch over the same folder is training ----
+
+
+def test_a_single_run_held_by_another_process_exits_1_in_one_line(tiny_cfg, tiny_overrides):
+    """It printed 'skipped here' and exited 0 with no record: `train && analysis` went on."""
+    import os
+    import sys
+
+    from sweeps import records
+    from sweeps.errors import RunHeld
+    from sweeps.run.runner import run_dir_for, run_lock, run_one
+    from tests.processes import run_module
+
+    cfg = tiny_cfg()
+    run_dir = run_dir_for(cfg)
+    assert not records.held_elsewhere(run_dir)
+    with run_lock(run_dir) as held:  # flock: a second open file conflicts even in this process
+        assert held and records.held_elsewhere(run_dir)
+        with pytest.raises(RunHeld, match="being trained by another process"):
+            run_one(cfg)
+        assert run_one(cfg, in_sweep=True) is None  # a sweep's job goes on to its next run
+        proc = run_module("sweeps.train", tiny_overrides, cwd=Path(cfg.results_dir).parent,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                          timeout=120)  # fmt: skip
+    assert not records.held_elsewhere(run_dir)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "Rerun this command once" in line
+
+
+def test_the_sweep_summary_counts_its_own_runs_and_names_held_ones(tmp_path, hand_record, capsys):
+    """Another launch over the folder rewrote the sweep file: this launch's summary counted the
+    other's runs, missed its own failed run and exited 0; a run the other launch was training
+    showed as 'partial' with no hint."""
+    from omegaconf import OmegaConf
+
+    from sweeps import records
+    from sweeps.run.runner import run_lock
+
+    sweep = tmp_path / "s"
+    hand_record(sweep / "mine_failed", status="failed", attempts=2)
+    hand_record(sweep / "theirs_ok")
+    (sweep / "mine_busy").mkdir()
+    (sweep / "mine_busy" / records.CONFIG_FILE).write_text("{}")
+    (sweep / callbacks.SWEEP_FILE).write_text('{"run_ids": ["theirs_ok"], "started_at": 0}')
+    summary = callbacks.SweepSummary()
+    summary.ids, summary.t0 = {"mine_failed", "mine_busy"}, 0.0
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(sweep)}}})
+    with run_lock(sweep / "mine_busy"), pytest.raises(SystemExit) as exit_:
+        summary.on_multirun_end(config)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1
+    assert "1 being trained elsewhere, 1 failed" in err and "mine_failed" in err
+    assert "another process (another launch over this folder) is training them" in err
+    assert "1 ok" not in err

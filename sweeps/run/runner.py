@@ -16,7 +16,7 @@ from typing import Any
 
 from sweeps import records
 from sweeps.config import RunConfig
-from sweeps.errors import UserError
+from sweeps.errors import RunHeld, UserError
 from sweeps.run import preflight
 from sweeps.run.identity import run_id_for, semantic_config
 from sweeps.tracking.fanout import RunInfo, Tracking, flatten, open_tracking
@@ -24,7 +24,7 @@ from sweeps.tracking.fanout import RunInfo, Tracking, flatten, open_tracking
 __all__ = ["run_dir_for", "run_one", "run_lock", "write_untrained", "run_ranked"]
 
 CONFIG_FILE = records.CONFIG_FILE
-LOCK_FILE = ".lock"
+LOCK_FILE = records.LOCK_FILE
 PLAN_FILE = "plan.json"  # the run's planned steps and tokens, written when it starts
 # the record's fields a tracker run gets as its summary when the run ends
 SUMMARY_FIELDS = (
@@ -274,6 +274,11 @@ def run_one(
     run_dir = run_dir_for(cfg)
     with run_lock(run_dir) as held:
         if not held:
+            if not in_sweep:  # the one run asked for: nothing to show
+                raise RunHeld(
+                    f"{run_dir}: is being trained by another process; nothing was done here. "
+                    "Rerun this command once that process ends (the run then reads as done)"
+                )
             _say(f"[{run_dir.name}] is being trained by another process; skipped here")
             return None
         _check_identity(run_dir, cfg)

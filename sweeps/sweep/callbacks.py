@@ -38,6 +38,9 @@ from sweeps.sweep.status import JOB_ERRORS, SWEEP_FILE, config_errors, fmt_secon
 __all__ = ["SweepSummary", "SWEEP_FILE", "JOB_ERRORS", "progress_line"]
 
 
+HELD = "being trained elsewhere"  # a run another process holds the lock of at the sweep's end
+
+
 def _run_ids(config: DictConfig) -> list[str | None]:
     """Each job's run id (None where its config is invalid), composed as the launcher will."""
     hydra = GlobalHydra.instance().hydra
@@ -145,6 +148,8 @@ class SweepSummary(Callback):
             print(f"[sweep] cannot count the jobs ({e}); no progress lines", file=sys.stderr)
             ids = []
         valid = [i for i in ids if i]
+        self.ids = set(valid)  # this launch's runs, for its summary (another launch over the same
+        # folder rewrites the sweep file)
         n_before = _finished(sweep_dir, valid)
         try:
             records.write_json_atomic(
@@ -183,11 +188,7 @@ class SweepSummary(Callback):
             print(f"\n{line} in {elapsed:.0f}s", file=sys.stderr)
             print(f"fit the rules: python -m sweeps.tune fit {sweep_dir}", file=sys.stderr)
             return
-        try:
-            info = json.loads((sweep_dir / SWEEP_FILE).read_text(encoding="utf-8"))
-            ids = {i for i in info.get("run_ids") or [] if i}
-        except (OSError, ValueError):
-            ids = set()
+        ids: set[str] = getattr(self, "ids", set())
         states: Counter[str] = Counter()
         failed = []
         for run_dir in records.iter_run_dirs(sweep_dir):
@@ -197,6 +198,8 @@ class SweepSummary(Callback):
             if state == "done":
                 status = records.read_record(run_dir).get("status", "?")
                 states[status] += 1
+            elif state == "partial" and records.held_elsewhere(run_dir):
+                states[HELD] += 1  # another launch over this folder is training it
             else:
                 states[state] += 1
                 if state == "failed":
@@ -211,6 +214,12 @@ class SweepSummary(Callback):
             print(
                 f"  config error for {' '.join(err['overrides'])}: {err['error']}", file=sys.stderr
             )
-        if failed or errors or states.get("partial"):
+        if states.get(HELD):
+            print(
+                f"  {states[HELD]} not finished here: another process (another launch over this "
+                "folder) is training them; rerun this command once it ends to count them",
+                file=sys.stderr,
+            )
+        if failed or errors or states.get("partial") or states.get(HELD):
             sys.stderr.flush()
             sys.exit(1)
