@@ -167,3 +167,21 @@ def test_train_and_plan_read_a_failed_runs_attempts_alike(tmp_path, hand_record,
     assert records.attempts(rec | {"attempts": value}) == read
     assert _existing_state(run, 10, max_retries=read) == ("failed->retry", 0.0)
     assert _existing_state(run, 10, max_retries=read - 1) == ("failed", 1.0)
+
+
+def test_plan_says_train_will_refuse_a_folder_whose_config_is_another_runs(tiny_overrides, capsys):
+    """plan showed 'partial' for a run folder train then refuses (its config.json disagrees)."""
+    from sweeps.plan import main as plan_main
+    from sweeps.sweep.plan import plan_sweep
+
+    (run,), _ = plan_sweep(tiny_overrides)
+    results = next(o.split("=", 1)[1] for o in tiny_overrides if o.startswith("results_dir="))
+    run_dir = Path(results) / "default" / run.run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / records.CONFIG_FILE).write_text(json.dumps({"seed": 5}))
+    (run_dir / records.CURVE_FILE).write_text(json.dumps({"step": 2, "loss": 3.0}) + "\n")
+    (again,), _ = plan_sweep(tiny_overrides)
+    assert again.state == "refused" and again.remaining_s == 0
+    assert "recorded config disagrees" in again.refused
+    assert plan_main(tiny_overrides) == 0
+    assert f"{run.run_id} will be refused: {run_dir}" in capsys.readouterr().out

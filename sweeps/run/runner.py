@@ -85,7 +85,7 @@ def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _check_identity(run_dir: Path, cfg: RunConfig) -> None:
+def check_identity(run_dir: Path, cfg: RunConfig) -> None:
     """A folder whose recorded config disagrees with its name is refused, never overwritten."""
     path = run_dir / CONFIG_FILE
     if not path.exists():
@@ -93,7 +93,12 @@ def _check_identity(run_dir: Path, cfg: RunConfig) -> None:
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise UserError(str(path), f"unreadable ({e})", f"delete {run_dir} to retrain it") from e
+        raise UserError(
+            str(path),
+            f"unreadable ({e})",
+            f"delete {run_dir} to retrain the run, or only {path.name} to resume the checkpoint "
+            "there if you know it is this run's",
+        ) from e
     expected = json.loads(json.dumps(semantic_config(cfg), default=str))
     if stored != expected:
         diff = sorted(k for k in set(stored) | set(expected) if stored.get(k) != expected.get(k))
@@ -234,7 +239,7 @@ def _finished(run_dir: Path, cfg: RunConfig) -> dict[str, Any] | None:
         return None  # set aside under the run's lock (run_one)
     if record.get("status") not in ("ok", "diverged"):
         return None
-    _check_identity(run_dir, cfg)
+    check_identity(run_dir, cfg)
     _check_record_identity(run_dir, cfg, record)
     _say_done(run_dir, record)
     return record
@@ -281,7 +286,7 @@ def run_one(
                 )
             _say(f"[{run_dir.name}] is being trained by another process; skipped here")
             return None
-        _check_identity(run_dir, cfg)
+        check_identity(run_dir, cfg)
         _read_or_set_aside(run_dir)
         state = records.run_state(run_dir)
         if state == "done":

@@ -22,7 +22,7 @@ from sweeps.run import preflight
 from sweeps.run.identity import run_id_for
 from sweeps.run.memory import available_memory, fmt_bytes
 from sweeps.run.plan import plan_run
-from sweeps.run.runner import run_dir_for
+from sweeps.run.runner import check_identity, run_dir_for
 from sweeps.sweep.compose import to_run_config
 from sweeps.sweep.expand import check_n_jobs, check_one_folder, expand_sweep, sweep_lines
 from sweeps.sweep.status import fmt_seconds, older_id_line
@@ -44,11 +44,12 @@ class PlannedRun:
     flops: float
     tokens_per_param: float
     n_steps: int
-    state: str  # done, diverged, skipped, failed, failed->retry, unreadable, partial, new
+    state: str  # done, diverged, skipped, failed, failed->retry, unreadable, partial, new, refused
     problem: str | None  # set: the run will be recorded as skipped with this reason
     est_s: float  # estimated seconds to train it from scratch (setup included)
     remaining_s: float  # what is left of it (0 when done)
     memory_bytes: int  # estimated peak memory of training it (sweeps/run/memory.py)
+    refused: str | None = None  # set: train will refuse its folder (state refused), and why
 
 
 def _existing_state(run_dir: Path, n_steps: int, max_retries: int) -> tuple[str, float]:
@@ -121,6 +122,11 @@ def plan_sweep(
         counts = plan.n_params_by_convention
         shape = plan.shape
         state, frac = _existing_state(run_dir_for(cfg), plan.n_steps, cfg.max_retries)
+        refused = None
+        try:  # a folder whose recorded config is not this run's: train refuses it, first thing
+            check_identity(run_dir_for(cfg), cfg)
+        except UserError as e:
+            state, frac, refused = "refused", 1.0, e.line()
         fpt, n_eval = plan.flops_per_token["exact"], cfg.n_evals * cfg.data.n_val_tokens
         if plan.problem:
             est = model.setup_s
@@ -174,6 +180,7 @@ def plan_sweep(
                 est_s=est,
                 remaining_s=est * (1 - frac),  # 0 when done or failed for good
                 memory_bytes=preflight.memory_estimate(cfg, plan).total,
+                refused=refused,
             )
         )
     launcher = master.hydra.launcher
@@ -309,6 +316,8 @@ def format_report(runs: list[PlannedRun], info: dict[str, Any], total: dict[str,
     for r in runs:
         if r.problem and r.state == "new":
             lines.append(f"  {r.run_id} will be recorded as skipped: {r.problem}")
+        if r.refused:
+            lines.append(f"  {r.run_id} will be refused: {r.refused}")
     by_id = {r.run_id: r for r in runs}
     for run_id, n in info["repeated"].items():
         lines.append(
