@@ -190,10 +190,13 @@ def test_rerun_of_a_finished_run_is_skipped(tiny_cfg, capsys, monkeypatch):
 
     monkeypatch.setattr(loop, "train", no_training)
     monkeypatch.setattr(loop, "prepare", no_training)  # not even the data is loaded
+    # a SIGKILL between writing the record and removing the checkpoint left it behind for good
+    (run_dir_for(cfg) / records.CHECKPOINT_FILE).write_bytes(b"weights")
     again = run_one(cfg)
     assert again == records.read_record(run_dir_for(cfg))
     assert again["loss"] == first["loss"]
     assert "already done" in capsys.readouterr().err
+    assert not (run_dir_for(cfg) / records.CHECKPOINT_FILE).exists()
 
 
 def test_device_auto_without_cuda_uses_the_cpu(tiny_cfg, tmp_path):

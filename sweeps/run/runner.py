@@ -241,6 +241,8 @@ def _finished(run_dir: Path, cfg: RunConfig) -> dict[str, Any] | None:
         return None
     check_identity(run_dir, cfg)
     _check_record_identity(run_dir, cfg, record)
+    # a kill between the record and the checkpoint's removal left it: of no use, maybe GBs
+    (run_dir / records.CHECKPOINT_FILE).unlink(missing_ok=True)
     _say_done(run_dir, record)
     return record
 
