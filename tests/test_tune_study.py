@@ -161,9 +161,13 @@ def test_tiny_lr_tune_sweep_end_to_end_then_fit(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_misspelt_tune_key_fails_at_compose_time(tmp_path: Path) -> None:
+    """sweeps.tune's own tune.* mistakes are named as such, not as 'only sweeps.tune reads'."""
     out = _cli(["sweep=lr_tune", *TINY, "tune.n_trial=3"], tmp_path)
-    assert out.returncode != 0
-    assert "n_trial" in out.stderr
+    assert out.returncode == 2
+    (line,) = out.stderr.strip().splitlines()
+    assert line.startswith("error: tune.n_trial:") and "did you mean tune.n_trials?" in line
+    out = _cli(["sweep=lr_tune", *TINY, "tune.n_trials=abc"], tmp_path)
+    assert out.returncode == 2 and out.stderr.startswith("error: tune.n_trials: Value 'abc'")
 
 
 def test_median_pruner_prunes_bad_trials_and_a_rerun_does_not_repeat_them(tmp_path: Path) -> None:

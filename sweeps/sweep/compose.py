@@ -124,10 +124,10 @@ def compose_error(e: Exception) -> UserError:
 
     cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else e
     first = " ".join(str(cause).split("\n")[0].split()) or type(cause).__name__
-    top = str(getattr(cause, "full_key", None) or "").partition(".")[0]
-    # tune.* given to train or plan: on the command line (the key is tune.<x>) or by a tuning
-    # preset (Hydra wraps that error without a cause; its text names the key)
-    if top == "tune" or "Key 'tune' not in" in str(e):
+    # tune.* given to train or plan, whose RunConfig has no tune node: on the command line (the
+    # cause names it) or by a tuning preset (Hydra wraps that error without a cause; its text
+    # names it). sweeps.tune's own tune.* mistakes (a typo, a wrong type) are not this.
+    if "Key 'tune' not in 'RunConfig'" in f"{e}\n{cause}":
         return UserError(
             "tune",
             "tune.* is an Optuna search (set by a tuning preset such as sweep=lr_tune, or on the "
