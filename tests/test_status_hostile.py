@@ -131,10 +131,13 @@ def test_read_curve_passes_over_lines_that_are_not_evaluations(tmp_path, junk):
         ([1500.0], 3600.0, 900, False),  # one evaluation 25 min in: a live run, was "idle"
         ([], 3600.0, 1800, False),  # no evaluation yet, checkpoints hourly: live, was "idle"
         ([], 3600.0, 4 * 3600, True),
-        ([10800.0, 21600.0], 60.0, 600, True),  # killed: checkpoints stopped (was 9 h to notice)
-        ([10800.0, 21600.0], 60.0, 60, False),
-        ([2.0, 4.0], None, 100, False),  # a plan.json from before the field: at least 2 min
+        ([10800.0, 21600.0], 60.0, 2000, True),  # killed: checkpoints stopped (was 9 h to notice)
+        ([10800.0, 21600.0], 60.0, 200, False),  # an evaluation writes nothing: at least 10 min
+        ([2.0, 4.0], None, 500, False),  # a plan.json from before the field: at least 10 min
+        ([2.0, 4.0], None, 700, True),
         ([], None, 700, True),
+        # steps of 30 s on CUDA: the checkpoint clock is read every 50 steps (25 min), not 60 s
+        ([30000.0, 60000.0], 60.0, 1200, False),
     ],
 )
 def test_idle_means_silent_for_three_of_the_runs_own_write_intervals(
@@ -142,11 +145,15 @@ def test_idle_means_silent_for_three_of_the_runs_own_write_intervals(
 ):
     """A run writes at each evaluation and every checkpoint_every_s; the fixed 10 min before its
     second evaluation called a live run with hourly checkpoints idle."""
-    plan: dict = {"n_steps": 100, "tokens_per_step": 64}
+    from sweeps.run.loop import SYNC_EVERY
+    from sweeps.sweep.status import SYNC_STEPS
+
+    assert SYNC_STEPS == SYNC_EVERY  # status reads no torch: the constant is repeated there
+    plan: dict = {"n_steps": 10000, "tokens_per_step": 64}
     if checkpoint_every_s is not None:
         plan["checkpoint_every_s"] = checkpoint_every_s
     curve = [
-        {"step": 10 * (i + 1), "time_s": t, "n_tokens": 640 * (i + 1), "loss": 4.0}
+        {"step": 1000 * (i + 1), "time_s": t, "n_tokens": 64000 * (i + 1), "loss": 4.0}
         for i, t in enumerate(curve_times)
     ]
     _partial(tmp_path / "s" / "aaa", curve, plan)

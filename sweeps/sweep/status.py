@@ -4,7 +4,7 @@ Reads only JSON (record.json, curve.jsonl, plan.json, .sweep.json, .job_errors.j
 Hydra, so it is instant and works on a copied folder. States: ok, diverged, skipped (a record),
 failed, partial (started, no record: progress = last evaluated step / planned steps, ETA from the
 tokens/s it showed; "idle" instead when it has written nothing for 3 of its write intervals
-(evaluations, checkpoints), at least 2 min: no process is training it, and the sweep ETA says the
+(evaluations, checkpoints), at least 10 min: no process is training it, and the sweep ETA says the
 sweep seems stopped), unreadable (a record.json that is not a record, or a run folder status cannot
 read), non-finite (status ok, loss not a finite number), pending (a job of the last launch that has
 no folder yet), refused (a job of the last launch that a check inside the run refused: its error is
@@ -126,20 +126,28 @@ def _state(run_dir: Path, now: float) -> dict[str, Any]:
     return row
 
 
+SYNC_STEPS = 50  # sweeps/run/loop.SYNC_EVERY: on CUDA a run reads its checkpoint clock that often
+MIN_SILENCE_S = 600.0  # an evaluation writes nothing while it runs, and steps can be long
+
+
 def _silence_limit(curve: list[dict[str, Any]], plan: dict[str, Any]) -> float:
     """Seconds of silence after which no process is training a partial run (killed, or never
-    resumed): 3 of its write intervals, at least 2 min. A live run writes at each evaluation and
-    checkpoints every checkpoint_every_s (plan.json); its evaluation interval is read off the
-    curve (the first evaluation's time_s is one interval). Before its first evaluation, with no
-    step time known, at least 10 min."""
-    times = [t for t in (_num(r.get("time_s")) for r in curve[-2:]) if t is not None]
-    if len(times) == 2:
-        every = times[1] - times[0] if times[1] > times[0] else None
-    else:
-        every = times[0] if times and times[0] > 0 else None
-    intervals = [x for x in (every, _num(plan.get("checkpoint_every_s"))) if x is not None]
-    floor = 120.0 if curve else 600.0
-    return max(floor, 3 * min(intervals)) if intervals else 600.0
+    resumed): 3 of its write intervals, at least 10 min. A live run writes at each evaluation
+    (its interval read off the curve: the first evaluation's time_s is one) and checkpoints every
+    checkpoint_every_s (plan.json), which on CUDA it notices only every SYNC_STEPS steps."""
+    pts = [(_num(r.get("step")), _num(r.get("time_s"))) for r in curve[-2:]]
+    pts = [(s, t) for s, t in pts if s is not None and t is not None]
+    every = step_s = None
+    if len(pts) == 2 and pts[1][0] > pts[0][0] and pts[1][1] > pts[0][1]:
+        every = pts[1][1] - pts[0][1]
+        step_s = every / (pts[1][0] - pts[0][0])
+    elif len(pts) == 1 and pts[0][0] > 0 and pts[0][1] > 0:
+        every, step_s = pts[0][1], pts[0][1] / pts[0][0]
+    ckpt = _num(plan.get("checkpoint_every_s"))
+    if ckpt is not None and step_s is not None:
+        ckpt = max(ckpt, SYNC_STEPS * step_s)
+    intervals = [x for x in (every, ckpt) if x is not None]
+    return max(MIN_SILENCE_S, 3 * min(intervals)) if intervals else MIN_SILENCE_S
 
 
 def sweep_status(sweep_dir: str | Path, *, now: float | None = None) -> dict[str, Any]:
