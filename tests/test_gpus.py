@@ -106,3 +106,16 @@ def test_gpus_per_run_2_runs_two_ddp_jobs_of_two(tmp_path, tiny_overrides) -> No
     assert not set(seen[0].split(",")) & set(seen[1].split(","))
     assert all(j["record"]["config"]["resolved"]["world_size"] == 2 for j in jobs.values())
     assert _all_overlap(list(jobs.values())), "the 2 jobs did not run at once"
+
+
+def test_a_single_pooled_run_another_process_holds_exits_1(four_gpus, tiny_cfg, capfd) -> None:
+    """The child said so and exited 1, but the pool found no record and returned None: the
+    command exited 0 having trained nothing."""
+    from sweeps.run.runner import run_dir_for, run_lock
+    from sweeps.sweep.gpus import run_on_gpus
+
+    cfg = tiny_cfg()
+    with run_lock(run_dir_for(cfg)), pytest.raises(SystemExit) as exit_:
+        run_on_gpus(cfg, in_sweep=False)
+    assert exit_.value.code == 1
+    assert "being trained by another process" in capfd.readouterr().err

@@ -168,4 +168,6 @@ def run_on_gpus(cfg: RunConfig, *, in_sweep: bool) -> dict[str, Any] | None:
     try:
         return records.read_record(run_dir)
     except records.RecordError:
+        if rc != 0 and not in_sweep:
+            sys.exit(rc)  # no record, and the child said why (a run another process holds, ...)
         return None
