@@ -319,15 +319,46 @@ def run_state(run_dir: str | os.PathLike[str]) -> str:
 
 
 def held_elsewhere(run_dir: str | os.PathLike[str]) -> bool:
-    """Whether a live process holds the run's lock (is training it) right now."""
+    """Whether a process holds the run's lock (is training it) right now.
+
+    Read from /proc/locks (Linux), which takes no lock: a probe that takes one could make
+    another launch's run_lock fail at that moment. Elsewhere, such a probe. A lock held on
+    another host of a network file system is not seen: False."""
+    path = Path(run_dir) / LOCK_FILE
     try:
-        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDWR)
+        st = path.stat()
     except OSError:  # no lock file: no process has trained it here
+        return False
+    try:
+        with open("/proc/locks", encoding="ascii") as f:
+            table = f.read()
+    except OSError:
+        return _probe_lock(path)
+    want = (os.major(st.st_dev), os.minor(st.st_dev), st.st_ino)
+    for line in table.splitlines():  # "1: FLOCK  ADVISORY  WRITE 31020 fe:00:2148147 0 EOF"
+        parts = line.split()
+        if "FLOCK" not in parts or "->" in parts:  # "->": a waiter, not a holder
+            continue
+        try:
+            major, minor, inode = parts[parts.index("FLOCK") + 4].split(":")
+            if (int(major, 16), int(minor, 16), int(inode)) == want:
+                return True
+        except (IndexError, ValueError):
+            continue
+    return False
+
+
+def _probe_lock(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
+    except OSError:  # a file system without flock: cannot tell
+        return False
     finally:
         os.close(fd)  # closing releases a lock taken here
     return False

@@ -66,7 +66,10 @@ def run_lock(run_dir: Path) -> Iterator[bool]:
             f"{run_dir} (or a folder above it) exists as a file, not the run's folder",
             "move or delete that file, or choose another results_dir",
         ) from None
-    fd = os.open(run_dir / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o644)
+    try:  # 0o666 less the umask, like every file here: a shared folder's others lock it too
+        fd = os.open(run_dir / LOCK_FILE, os.O_CREAT | os.O_RDWR, 0o666)
+    except PermissionError:  # made by another user without group write: flock needs no write
+        fd = os.open(run_dir / LOCK_FILE, os.O_RDONLY)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
