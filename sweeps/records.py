@@ -368,9 +368,11 @@ def attempts(record: dict[str, Any]) -> int:
     """How many times a failed run was tried (its record's `attempts`; 1 when absent or not a
     whole number, e.g. hand-edited): train's retry rule and plan's forecast both read it here."""
     value = record.get("attempts", 1)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(value, 1)  # exact, however large (float() overflows past 1e308)
     try:
         n = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return 1
     return int(n) if math.isfinite(n) and n == int(n) and n >= 1 else 1
 

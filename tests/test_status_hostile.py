@@ -164,7 +164,7 @@ def test_idle_means_silent_for_three_of_the_runs_own_write_intervals(
     assert row["stalled"] is idle
 
 
-@pytest.mark.parametrize(("value", "read"), [(2, 2), (None, 1), (0, 1)])
+@pytest.mark.parametrize(("value", "read"), [(2, 2), (None, 1), (0, 1), (10**400, 10**400)])
 def test_train_and_plan_read_a_failed_runs_attempts_alike(tmp_path, hand_record, value, read):
     """One reading (records.attempts) for train's retry rule and plan's forecast."""
     run = tmp_path / "s" / "aaa"
