@@ -263,8 +263,8 @@ def bootstrap_kaplan_joint(
         fit, n_params, n_tokens, loss, counts, delta=delta, n_starts=n_starts
     )
     # a refit with N_c or D_c past float range has no finite law (as approach 3's diverged ones)
-    ok = np.isfinite(objs) & np.isfinite(xs).all(axis=1)
-    diverged = ok & ~(xs[:, :2] < LOG_FLOAT_MAX).all(axis=1)
+    ok = np.isfinite(objs)  # as approach 3's: a non-finite scale is a diverged refit too
+    diverged = ok & ~(np.isfinite(xs).all(axis=1) & (xs[:, :2] < LOG_FLOAT_MAX).all(axis=1))
     ok &= ~diverged
     lnc, ldc, an, ad = xs[ok].T
     arrays = {"N_c": np.exp(lnc), "D_c": np.exp(ldc), "alpha_N": an, "alpha_D": ad}

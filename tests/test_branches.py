@@ -182,6 +182,14 @@ def test_a_branch_whose_own_checkpoint_is_unusable_starts_again_from_its_fork(br
     assert "moved aside to" in capsys.readouterr().err.replace("\n", " ")
     assert again["loss"] == pytest.approx(first[1]["loss"], rel=1e-6, abs=0)
     assert again["flops_marginal"] == first[1]["flops_marginal"]
+    # and with its fork gone too (deleted by hand): from scratch, as before, not a failed record
+    fork = next(p for p in _trunk_dir(kept[1]).glob("fork_*.pt") if p.name == "fork_62.pt")
+    fork.unlink()
+    (branch_dir / records.RECORD_FILE).unlink()
+    (branch_dir / records.CHECKPOINT_FILE).write_text("garbage")
+    scratch = run_job(kept[1])
+    assert scratch["status"] == "ok" and scratch["flops_marginal"] > first[1]["flops_marginal"]
+    assert scratch["loss"] == pytest.approx(first[1]["loss"], rel=1e-6, abs=0)
 
 
 def test_plan_cost_ratio_for_a_4x4_grid_with_doubling_tokens():

@@ -78,6 +78,9 @@ def test_a_preset_that_sweeps_results_dir_is_refused(conf_with_preset, tmp_path,
         callbacks.SweepSummary().on_multirun_start(master)
     assert exit_.value.code == 2
     assert not any(p.name in ("a", "b", "multirun") for p in tmp_path.iterdir())
+    pinned = [*args, f"results_dir={tmp_path / 'x'}"]  # replaces the preset's param in place:
+    runs, _ = plan_sweep(pinned, config_dir=str(conf_with_preset))  # one folder, not refused
+    assert len(runs) == 2
 
 
 # ---- runs another launch over the same folder is training ----

@@ -7,6 +7,7 @@ import dataclasses
 import json
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -197,6 +198,16 @@ def test_rerun_of_a_finished_run_is_skipped(tiny_cfg, capsys, monkeypatch):
     assert again["loss"] == first["loss"]
     assert "already done" in capsys.readouterr().err
     assert not (run_dir_for(cfg) / records.CHECKPOINT_FILE).exists()
+    (run_dir_for(cfg) / records.CHECKPOINT_FILE).write_bytes(b"weights")
+    real_unlink = Path.unlink
+
+    def read_only(self, *a, **k):  # a read-only copy of the results (root ignores chmod)
+        if self.name == records.CHECKPOINT_FILE:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_unlink(self, *a, **k)
+
+    monkeypatch.setattr(Path, "unlink", read_only)
+    assert run_one(cfg) == again  # still "already done", no traceback
 
 
 def test_device_auto_without_cuda_uses_the_cpu(tiny_cfg, tmp_path):

@@ -148,9 +148,11 @@ def train(
             dataset_id=data.dataset_id,
             precision=precision,
             say=lambda text: print(f"[{run_id}] {text}", file=sys.stderr, flush=True),
-            then="training from scratch" if init_from is None else "starting from its fork",
+            then="starting from its fork"
+            if init_from is not None and Path(init_from).exists()
+            else "training from scratch",
         )
-    if own is None and init_from is not None:
+    if own is None and init_from is not None and Path(init_from).exists():
         state = torch.load(init_from, map_location=device, weights_only=True)
         check_same_inputs(state, Path(init_from), data.dataset_id, precision)
         model.load_state_dict(state["model"])
@@ -326,9 +328,7 @@ def train(
             precision,
         ),
     )
-    record = make_record(
-        cfg, plan=plan, data=data, status=status, reason=reason, measured=measured
-    )
+    record = make_record(cfg, plan=plan, data=data, status=status, reason=reason, measured=measured)
     if main:
         records.write_record(out_dir, record)
         ckpt_path.unlink(missing_ok=True)

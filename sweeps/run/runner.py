@@ -3,6 +3,7 @@ failed (up to `max_retries`), and never let two processes train the same run (a 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -245,7 +246,8 @@ def _finished(run_dir: Path, cfg: RunConfig) -> dict[str, Any] | None:
     check_identity(run_dir, cfg)
     _check_record_identity(run_dir, cfg, record)
     # a kill between the record and the checkpoint's removal left it: of no use, maybe GBs
-    (run_dir / records.CHECKPOINT_FILE).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # a read-only copy of the results: leave it
+        (run_dir / records.CHECKPOINT_FILE).unlink(missing_ok=True)
     _say_done(run_dir, record)
     return record
 

@@ -69,7 +69,8 @@ def check_one_folder(overrides: Sequence[str]) -> None:
         parsed = OverridesParser.create().parse_overrides([o for o in overrides if "=" in o])
     except Exception:  # noqa: BLE001 - a malformed override is refused where it is composed
         return
-    for o in parsed:
+    last = {o.key_or_group: o for o in parsed}  # a later line of a key replaces an earlier one
+    for o in last.values():  # (a command-line value replaces a preset's sweeper param)
         if o.key_or_group in FOLDER_KEYS and o.is_sweep_override():
             raise UserError(
                 o.key_or_group,
