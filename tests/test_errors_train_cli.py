@@ -4,6 +4,7 @@ stderr naming the field and the fix, a non-zero exit, no traceback, and no run f
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,6 @@ def test_ctrl_c_is_one_line_saying_how_to_resume(capsys, monkeypatch):
     assert e.value.code == 130
     assert err.strip().startswith("interrupted:") and "rerun the same command" in err
     assert "Traceback" not in err
+    # it set HYDRA_FULL_ERROR for itself and left it set: every later `python -m` this test
+    # process started printed Hydra's tracebacks (a tune test failed after this one)
+    assert "HYDRA_FULL_ERROR" not in os.environ

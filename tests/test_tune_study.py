@@ -129,6 +129,7 @@ def test_bad_tune_values_name_the_field() -> None:
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(cwd / "cache")}
+    env.pop("HYDRA_FULL_ERROR", None)  # a user's traceback switch: not what these tests see
     return run_module("sweeps.tune", args, cwd=cwd, env=env, timeout=600)
 
 

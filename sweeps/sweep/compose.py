@@ -171,7 +171,8 @@ def run_hydra_cli(main: Callable[[], Any]) -> None:
     from hydra.errors import CompactHydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    keep_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    before = os.environ.get("HYDRA_FULL_ERROR")
+    keep_traceback = before == "1"
     # Let Hydra's errors reach us instead of its own multi-line printer (our bugs keep a traceback).
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
@@ -191,3 +192,8 @@ def run_hydra_cli(main: Callable[[], Any]) -> None:
             flush=True,
         )
         sys.exit(130)
+    finally:  # a caller in this process (a test, a notebook) keeps its environment as it was
+        if before is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+        else:
+            os.environ["HYDRA_FULL_ERROR"] = before
