@@ -168,9 +168,11 @@ def umask_mode(kind: int = 0o666) -> int:
     return kind & ~_umask()
 
 
-def mkstemp_public(path: Path) -> tuple[int, str]:
-    """tempfile.mkstemp beside `path` (for an atomic rename onto it), with umask permissions."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def mkstemp_public(path: Path, prefix: str | None = None) -> tuple[int, str]:
+    """tempfile.mkstemp beside `path` (for an atomic rename onto it), with umask permissions;
+    named `<prefix>*.tmp` (default `.<name>.`), the pattern a rerun clears when a kill left one."""
+    prefix = f".{path.name}." if prefix is None else prefix
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     os.fchmod(fd, umask_mode())
     return fd, tmp
 

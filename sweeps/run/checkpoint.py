@@ -5,7 +5,6 @@ refuses, another model's tensors) is moved aside and the run starts again from s
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,8 +39,7 @@ def check_same_inputs(state: dict[str, Any], path: Path, dataset_id: str, precis
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt.", suffix=".tmp", dir=path.parent)
-    os.fchmod(fd, records.umask_mode())  # not 0600: a shared results folder stays readable
+    fd, tmp = records.mkstemp_public(path, prefix=".ckpt.")  # not 0600: shared folders
     os.close(fd)
     try:
         torch.save(state, tmp)
