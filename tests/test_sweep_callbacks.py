@@ -49,11 +49,32 @@ def test_wsd_run_ids_take_the_vocabulary_without_building_the_corpus(tmp_path, t
         "budget.tokens=2e4,4e4",
     ]
     with hydra_context():
-        ids = callbacks._run_ids(_master(args))
+        ids, same = callbacks._run_ids(_master(args))
     assert not cache.exists(), "the callback built the corpus"
-    assert None not in ids and len(set(ids)) == 4
+    assert None not in ids and len(set(ids)) == 4 and same == []
     runs, _ = plan_sweep(args)  # plan loads (and builds) the corpus: the reference naming
     assert sorted(ids) == sorted(r.run_id for r in runs)
+
+
+def test_a_launch_warns_when_two_size_targets_train_the_same_model(tmp_path, capsys):
+    """plan warned that 9e3 and 1e4 both resolve to 2 x 20, but `train -m` trained the model twice
+    under two run ids without a word."""
+    common = ["data=synthetic", f"data.cache_dir={tmp_path}/c", f"results_dir={tmp_path}/r"]
+    with hydra_context():
+        callbacks.SweepSummary().on_multirun_start(
+            _master(["sweep=grid", "model.n_params=9e3,1e4,3e4", *common])
+        )
+    err = capsys.readouterr().err
+    assert err.count("train the same model") == 3, err  # one pair per token count of the grid
+    assert not (tmp_path / "c").exists(), "the launch built the corpus"
+    runs, info = plan_sweep(["sweep=grid", "model.n_params=9e3,1e4,3e4", *common])
+    for group in info["same_model"]:  # the same pairs as plan's
+        assert f"runs {', '.join(group)} train the same model" in err
+    with hydra_context():
+        callbacks.SweepSummary().on_multirun_start(
+            _master(["sweep=grid", "model.n_params=1e4,3e4", *common])
+        )
+    assert "same model" not in capsys.readouterr().err
 
 
 @pytest.fixture

@@ -13,8 +13,9 @@ from models import flops_per_token, make_shape, param_counts, solve_shape
 from sweeps.config import OptimConfig, RunConfig
 from sweeps.errors import UserError
 from sweeps.run.hparam_rules import resolve_hparams
+from sweeps.run.identity import run_id_for
 
-__all__ = ["RunPlan", "plan_run", "resolved_config", "shape_for"]
+__all__ = ["RunPlan", "model_id_for", "plan_run", "resolved_config", "shape_for"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,17 @@ class RunPlan:
     def flops(self) -> float:
         """C = 6 N D with N the matmul convention and D the tokens actually trained on."""
         return self.flops_per_token["six_n"] * self.n_tokens
+
+
+def model_id_for(cfg: RunConfig, shape: Any) -> str:
+    """The run id `cfg` would have with its shape spelled out instead of its size target: runs
+    with one model id train the same model (targets that resolve to one shape) under two ids."""
+    explicit = replace(
+        cfg,
+        model=replace(cfg.model, n_params=None, n_layer=shape.n_layer, d_model=shape.d_model,
+                      n_head=getattr(shape, "n_head", None)),
+    )  # fmt: skip
+    return run_id_for(explicit)
 
 
 def shape_for(cfg: RunConfig, *, vocab_size: int) -> Any:

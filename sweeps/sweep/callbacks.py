@@ -22,6 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from sweeps import records
+from sweeps.data import vocab_size_of
 from sweeps.errors import UserError
 from sweeps.run.identity import run_id_for
 from sweeps.run.preflight import check_seed
@@ -41,31 +42,43 @@ __all__ = ["SweepSummary", "SWEEP_FILE", "JOB_ERRORS", "progress_line"]
 HELD = "being trained elsewhere"  # a run another process holds the lock of at the sweep's end
 
 
-def _run_ids(config: DictConfig) -> list[str | None]:
-    """Each job's run id (None where its config is invalid), composed as the launcher will."""
+def _run_ids(config: DictConfig) -> tuple[list[str | None], list[list[str]]]:
+    """Each job's run id (None where its config is invalid), composed as the launcher will, and
+    the groups of run ids that train one model (size targets that resolve to one shape)."""
     hydra = GlobalHydra.instance().hydra
     assert hydra is not None, "called inside a Hydra multirun"
     loader = hydra.config_loader
     ids: list[str | None] = []
     vocab: dict[str, int] = {}
+    same: dict[str, list[str]] = {}  # model id -> the run ids that train that model
     for overrides in job_overrides(config, config_loader=loader):
         try:
             cfg = to_run_config(task_config(loader.load_sweep_config(config, list(overrides))))
             check_seed(cfg.seed)  # the job refuses it before its folder exists: not a run
-            if cfg.branch.budgets is not None:  # a WSD branch: named by its branch config, which
-                # depends on the vocabulary (as sweeps/sweep/plan.py names it); nothing is built
-                # here, in what may be a login node's process
+            # the vocabulary names WSD branches and sizes models; nothing is built here, in what
+            # may be a login node's process (sweeps/sweep/plan.py builds it, and agrees)
+            key = json.dumps(asdict(cfg.data), sort_keys=True)
+            if key not in vocab:
+                vocab[key] = vocab_size_of(cfg.data)
+            if cfg.branch.budgets is not None:  # a WSD branch: named by its branch config
                 from sweeps.branches.wsd import branch_plan
-                from sweeps.data import vocab_size_of
 
-                key = json.dumps(asdict(cfg.data), sort_keys=True)
-                if key not in vocab:
-                    vocab[key] = vocab_size_of(cfg.data)
                 cfg = branch_plan(cfg, vocab_size=vocab[key]).branch_cfg
-            ids.append(run_id_for(cfg))
+            run_id = run_id_for(cfg)
+            ids.append(run_id)
         except Exception:  # reported by the job itself, with the field at fault
             ids.append(None)
-    return ids
+            continue
+        if cfg.model.n_layer is None or cfg.model.d_model is None:  # a size target
+            try:
+                from sweeps.run.plan import model_id_for, shape_for  # imports torch
+
+                model = model_id_for(cfg, shape_for(cfg, vocab_size=vocab[key]))
+            except Exception:  # an unreachable target: the job says so
+                continue
+            if run_id not in same.setdefault(model, []):
+                same[model].append(run_id)
+    return ids, [group for group in same.values() if len(group) > 1]
 
 
 def _finished(sweep_dir: Path, ids: list[str]) -> int:
@@ -143,10 +156,20 @@ class SweepSummary(Callback):
         if self.tune:
             return
         try:
-            ids = _run_ids(config)
+            ids, same_model = _run_ids(config)
         except Exception as e:  # progress is a courtesy: never stop a sweep for it
             print(f"[sweep] cannot count the jobs ({e}); no progress lines", file=sys.stderr)
-            ids = []
+            ids, same_model = [], []
+        for group in same_model:  # as sweeps.plan warns: the launch must say so too
+            print(
+                f"[sweep] warning: runs {', '.join(group)} train the same model: their "
+                "model.n_params targets resolve to one shape, with every other setting equal, "
+                f"so it is trained {len(group)} times; drop all but one target, or space the "
+                "targets further apart (~1.5x at the smallest sizes; `python -m sweeps.plan` "
+                "with these arguments shows the shapes)",
+                file=sys.stderr,
+                flush=True,
+            )
         valid = [i for i in ids if i]
         self.ids = set(valid)  # this launch's runs, for its summary (another launch over the same
         # folder rewrites the sweep file)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from sweeps.errors import UserError
 from sweeps.run import preflight
 from sweeps.run.identity import run_id_for
 from sweeps.run.memory import available_memory, fmt_bytes
-from sweeps.run.plan import plan_run
+from sweeps.run.plan import model_id_for, plan_run
 from sweeps.run.runner import check_identity, run_dir_for
 from sweeps.sweep.compose import to_run_config
 from sweeps.sweep.expand import check_n_jobs, check_one_folder, expand_sweep, sweep_lines
@@ -149,17 +149,12 @@ def plan_sweep(
                     flops_per_token=fpt,
                     n_eval_tokens=trunk.n_evals * trunk.data.n_val_tokens,
                 )
-        explicit = replace(
-            cfg,
-            model=replace(cfg.model, n_params=None, n_layer=shape.n_layer, d_model=shape.d_model,
-                          n_head=getattr(shape, "n_head", None)),
-        )  # fmt: skip
         run_id = run_id_for(cfg)
         if any(r.run_id == run_id for r in runs):  # another job names the same run: counted once
             repeated[run_id] = repeated.get(run_id, 1) + 1
             cfgs.pop()  # nor priced twice as a branch
             continue
-        ids = same_model.setdefault(run_id_for(explicit), [])
+        ids = same_model.setdefault(model_id_for(cfg, shape), [])
         if run_id not in ids:
             ids.append(run_id)
         runs.append(
