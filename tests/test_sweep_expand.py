@@ -16,6 +16,7 @@ from sweeps.status import main as status_main
 from sweeps.sweep.callbacks import SWEEP_FILE, progress_line
 from sweeps.sweep.compose import register_configs, to_run_config
 from sweeps.sweep.expand import expand_sweep, sweep_overrides
+from sweeps.sweep.plan import plan_sweep
 from sweeps.sweep.status import format_status, sweep_status
 from sweeps.sweep.timemodel import TimeModel, fit_time_model, schedule_wall_s
 
@@ -221,24 +222,39 @@ def test_progress_line_counts_this_launch(tmp_path: Path, hand_record) -> None:
 
 
 def test_time_model_fit_recovers_constants(tmp_path: Path, hand_record) -> None:
-    truth = TimeModel(a=0.5, b=2e-6, c=4e-11, source="truth")
+    truth = TimeModel(a=0.5, s=9e-3, b=2e-6, c=4e-11, source="truth")
     import platform
 
-    for i, (n_tokens, fpt) in enumerate([(1e5, 1e4), (3e5, 1e5), (1e6, 1e6), (2e5, 3e6)]):
+    runs = [(1e5, 1e4, 50), (3e5, 1e5, 2000), (1e6, 1e6, 500), (2e5, 3e6, 800), (4e5, 2e4, 90)]
+    for i, (n_tokens, fpt, n_steps) in enumerate(runs):
         cfg = {"n_evals": 2, "data": {"n_val_tokens": 3000}}
-        t = truth.run_s(n_tokens=n_tokens, flops_per_token=fpt, n_eval_tokens=6000)
+        t = truth.run_s(n_steps=n_steps, n_tokens=n_tokens, flops_per_token=fpt, n_eval_tokens=6000)
         hand_record(
             tmp_path / "sw" / f"r{i}",
             n_tokens=int(n_tokens),
+            n_steps=n_steps,
             flops_per_token_exact=fpt,
             time_s=t,
             config=cfg,
             host=platform.node(),
         )
     fit = fit_time_model(tmp_path)
-    assert fit.source.startswith("fitted to 4 records")
-    assert (fit.a, fit.b, fit.c) == pytest.approx((0.5, 2e-6, 4e-11), rel=1e-6)
+    assert fit.source.startswith("fitted to 5 records")
+    assert (fit.a, fit.s, fit.b, fit.c) == pytest.approx((0.5, 9e-3, 2e-6, 4e-11), rel=1e-6)
     assert fit_time_model(tmp_path / "empty").source.startswith("built-in")
+
+
+def test_plan_prices_each_optimizer_step(tmp_path: Path) -> None:
+    """The time model had no per-step term: the same tokens in 8x as many steps were estimated
+    alike, and a tiny run of many small steps (most of its time spent per step) 2-5x too fast."""
+    common = ["data=synthetic", f"data.cache_dir={tmp_path}/c", f"results_dir={tmp_path}/r"]
+    args = ["model.n_params=1e4", "budget=tokens", "budget.tokens=196608", *common]  # 32 x 256 x 24
+    small, large = plan_sweep([*args, "optim.batch_size=4,32"])[0]
+    assert small.n_tokens == large.n_tokens and small.n_steps == 8 * large.n_steps
+    step_s = TimeModel(**plan_sweep(args)[1]["time_model"]).s
+    assert step_s > 0
+    extra = small.est_s - large.est_s
+    assert extra == pytest.approx(step_s * (small.n_steps - large.n_steps), rel=1e-6)
 
 
 def test_schedule_wall_time_fills_free_workers_in_order() -> None:

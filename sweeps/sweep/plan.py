@@ -132,10 +132,14 @@ def plan_sweep(
             est = model.setup_s
         elif bp is None:
             est = model.setup_s + model.run_s(
-                n_tokens=plan.n_tokens, flops_per_token=fpt, n_eval_tokens=n_eval
+                n_steps=plan.n_steps,
+                n_tokens=plan.n_tokens,
+                flops_per_token=fpt,
+                n_eval_tokens=n_eval,
             )
         else:  # its cooldown only, plus its trunk for the first job of that size to need it
             est = model.setup_s + model.run_s(
+                n_steps=bp.marginal_steps,
                 n_tokens=bp.marginal_steps * plan.tokens_per_step,
                 flops_per_token=fpt,
                 n_eval_tokens=n_eval,
@@ -145,6 +149,7 @@ def plan_sweep(
                 trunks_priced.add(run_id_for(trunk))
                 assert trunk.budget.steps is not None
                 est += model.run_s(
+                    n_steps=trunk.budget.steps,
                     n_tokens=trunk.budget.steps * plan.tokens_per_step,
                     flops_per_token=fpt,
                     n_eval_tokens=trunk.n_evals * trunk.data.n_val_tokens,

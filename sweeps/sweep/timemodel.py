@@ -1,11 +1,13 @@
 """Wall-time model of one training run, fitted to this host's records (used by `sweeps.plan`).
 
-    time_s(run) = a + D_eff * (b + c * flops_per_token_exact),  D_eff = D + n_evals * n_val / 3
+    time_s(run) = a + s * steps + D_eff * (b + c * flops_per_token_exact),
+    D_eff = D + n_evals * n_val / 3
 
-(evaluation is a forward pass, a third of a training step's FLOPs), fitted to the records of this
-host under results_dir when there are enough, else the built-in constants measured on a 2-vCPU
-Zen 4 (fp32, one thread per run). Add `setup_s` per run (data, model, compose) and `startup_s` per
-worker process (Python + torch import).
+(evaluation is a forward pass, a third of a training step's FLOPs; `s` is what an optimizer step
+costs whatever its size: Python, kernel launches, the optimizer, which is most of a tiny model's
+time), fitted to the records of this host under results_dir when there are enough, else built-in
+constants measured on a 2-core Xeon (below). Add `setup_s` per run (data, model, compose) and
+`startup_s` per worker process (Python + torch import).
 """
 
 from __future__ import annotations
@@ -27,41 +29,49 @@ EVAL_WEIGHT = 1.0 / 3.0  # an evaluated token costs about a third of a trained o
 
 @dataclass(frozen=True)
 class TimeModel:
-    """Seconds of one run: a + D_eff * (b + c * flops_per_token_exact), plus fixed overheads."""
+    """Seconds of one run: a + s * steps + D_eff * (b + c * flops_per_token_exact), plus fixed
+    overheads."""
 
     a: float
+    s: float
     b: float
     c: float
     source: str
     setup_s: float = 1.5  # per run: compose, load the cached data, build the model
     startup_s: float = 4.0  # per worker process: Python + torch import
 
-    def run_s(self, *, n_tokens: float, flops_per_token: float, n_eval_tokens: float) -> float:
+    def run_s(
+        self, *, n_steps: float, n_tokens: float, flops_per_token: float, n_eval_tokens: float
+    ) -> float:
         d_eff = n_tokens + EVAL_WEIGHT * n_eval_tokens
-        return self.a + d_eff * (self.b + self.c * flops_per_token)
+        return self.a + self.s * n_steps + d_eff * (self.b + self.c * flops_per_token)
 
 
-# Measured here (2 vCPU AMD Zen 4 without native bf16, so fp32; one thread per run; GPT, context
-# 256, batch 16; time includes 8 evaluations of 64k tokens): a fit to N = 3.6e3, 3.3e4, 1.1e5
-# gave b = 6.1e-6 s/token and c = 5.1e-11 s/FLOP (20 GFLOP/s) while other tenants kept the load
-# at 3-6; c = 3.5e-11 matches the ~30k tokens/s at N = 1e5 that DESIGN.md measured on an idle
-# machine. Records of this host in results_dir replace these constants.
-BUILTIN = TimeModel(a=0.3, b=6e-6, c=3.5e-11, source="built-in constants (measured here)")
+# Measured on a 2-core Intel Xeon with native bf16 (avx512_bf16/amx_bf16; bf16 autocast, one
+# thread per run; GPT at context 32, synthetic data): 12 runs, N = 4e3..1e5 x D = 3e4, 2e5 x batch
+# 4, 32 (29 to 1,562 steps) gave a = 0.035 s, s = 8.9 ms/step, b = 4.4e-6 s/token and
+# c = 1.8e-11 s/FLOP, every run within 18% (mean |log ratio| 0.05). The step term is most of a
+# tiny run: without it the fit missed 1,562-step runs 5x. Checked on runs they were not fitted
+# to, the demo's 17 (byte-level Python corpus, context 256): each within 0.83-1.24x, 781 s
+# predicted for 786 s trained (the constants before, without the step term: 1.05-1.89x). Other
+# CPUs (fp32 where bf16 is not native) and GPUs differ; this host's records replace them.
+BUILTIN = TimeModel(a=0.035, s=8.9e-3, b=4.4e-6, c=1.8e-11, source="built-in constants")
 
 
-def _features(rec: dict[str, Any]) -> tuple[float, float] | None:
+def _features(rec: dict[str, Any]) -> tuple[float, float, float] | None:
+    """(optimizer steps, D_eff, exact FLOPs per token) of a record, or None."""
     cfg = rec.get("config") or {}
     try:
         n_eval = float(cfg.get("n_evals", 8)) * float(cfg.get("data", {}).get("n_val_tokens", 0))
         d_eff = float(rec["n_tokens"]) + EVAL_WEIGHT * n_eval
-        return d_eff, float(rec["flops_per_token_exact"])
+        return float(rec["n_steps"]), d_eff, float(rec["flops_per_token_exact"])
     except (KeyError, TypeError, ValueError):
         return None
 
 
 def fit_time_model(results_dir: str | Path, *, host: str | None = None) -> TimeModel:
-    """Fit a, b, c (non-negative, relative errors) to this host's ok records under results_dir;
-    the built-in constants when fewer than 3 records of 2 or more sizes exist."""
+    """Fit a, s, b, c (non-negative, relative errors) to this host's ok records under
+    results_dir; the built-in constants when fewer than 4 records of 2 or more sizes exist."""
     host = host or platform.node()
     rows, times = [], []
     root = Path(results_dir)
@@ -75,17 +85,19 @@ def fit_time_model(results_dir: str | Path, *, host: str | None = None) -> TimeM
         feats = _features(rec)
         if feats is None:
             continue
-        rows.append((1.0, feats[0], feats[0] * feats[1]))
+        steps, d_eff, fpt = feats
+        rows.append((1.0, steps, d_eff, d_eff * fpt))
         times.append(float(rec["time_s"]))
-    if len(rows) < 3 or len({r[2] / r[1] for r in rows}) < 2:
+    if len(rows) < 4 or len({r[3] / r[2] for r in rows}) < 2:
         return BUILTIN
     a_mat = np.array(rows) / np.array(times)[:, None]
     scale = a_mat.max(axis=0)  # columns of very different size: solve in scaled units
     coef, _ = nnls(a_mat / scale, np.ones(len(rows)))
-    a, b, c = (coef / scale).tolist()
-    if b == 0 and c == 0:
+    a, s, b, c = (coef / scale).tolist()
+    if s == 0 and b == 0 and c == 0:
         return BUILTIN
-    return TimeModel(a=a, b=b, c=c, source=f"fitted to {len(rows)} records of {host} in {root}")
+    source = f"fitted to {len(rows)} records of {host} in {root}"
+    return TimeModel(a=a, s=s, b=b, c=c, source=source)
 
 
 def schedule_wall_s(durations: list[float], n_workers: int, startup_s: float) -> float:
