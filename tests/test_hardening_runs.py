@@ -210,6 +210,7 @@ def test_unloadable_checkpoint_is_set_aside_and_the_run_starts_over(
     assert record["loss"] == _CLEAN["loss"]  # from scratch: the same seed, the same run
     (aside,) = run_dir.glob("checkpoint.pt.corrupt-*")
     assert f"moved aside to {aside.name}, training from scratch" in err
+    assert "resuming" not in err  # it said "resuming from its checkpoint" first, then this
     assert str(ckpt) in err and "Traceback" not in err
     assert not (run_dir / "error.log").exists() and not ckpt.exists()
 

@@ -172,6 +172,12 @@ def train(
         init_step = int(state.get("init_step", 0))
         if main:
             records.truncate_curve(out_dir, start_step)  # evaluations past the checkpoint: redone
+            print(
+                f"[{run_id}] resuming from its checkpoint at step {start_step:,} of "
+                f"{plan.n_steps:,}",
+                file=sys.stderr,
+                flush=True,
+            )
     elif main and (out_dir / records.CURVE_FILE).exists():
         (out_dir / records.CURVE_FILE).unlink()  # a start from scratch must not keep old points
     ranks.barrier()  # every rank holds rank 0's state before any rank steps

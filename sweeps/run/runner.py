@@ -313,8 +313,6 @@ def run_one(
                 return old
             (run_dir / records.RECORD_FILE).unlink()
             _say(f"[{run_dir.name}] retrying after a failure (attempt {attempts + 1})")
-        elif state == "partial" and (run_dir / records.CHECKPOINT_FILE).exists():
-            _say(f"[{run_dir.name}] resuming from its checkpoint")
         records.write_json_atomic(run_dir / CONFIG_FILE, semantic_config(cfg))
         plan = prep.plan  # for `sweeps.status`: progress of a partial run against its horizon
         records.write_json_atomic(
