@@ -27,6 +27,15 @@ class RunHeld(Exception):
     """A single run (not a sweep's job) whose lock another process holds: this command trained
     nothing and has no record to show. Entry points print it as one line and exit 1."""
 
+    SKIPPED = "is being trained by another process; skipped here"  # what a sweep's job says
+
+    @classmethod
+    def of(cls, run_dir: object) -> RunHeld:
+        return cls(
+            f"{run_dir}: is being trained by another process; nothing was done here. "
+            "Rerun this command once that process ends (the run then reads as done)"
+        )
+
 
 def require(ok: bool, field: str, problem: str, fix: str) -> None:
     """Raise `UserError(field, problem, fix)` unless `ok`: the one-line check of every schema."""

@@ -108,14 +108,26 @@ def test_gpus_per_run_2_runs_two_ddp_jobs_of_two(tmp_path, tiny_overrides) -> No
     assert _all_overlap(list(jobs.values())), "the 2 jobs did not run at once"
 
 
-def test_a_single_pooled_run_another_process_holds_exits_1(four_gpus, tiny_cfg, capfd) -> None:
+def test_a_pooled_run_another_process_holds_is_refused_before_a_device(
+    four_gpus, tiny_cfg, capfd
+) -> None:
     """The child said so and exited 1, but the pool found no record and returned None: the
-    command exited 0 having trained nothing."""
+    command exited 0 having trained nothing. Then the child was started on a device to find
+    out, and under torchrun its failure summary followed our line. train.py prints RunHeld as
+    one line and exits 1."""
+    from sweeps.errors import RunHeld
     from sweeps.run.runner import run_dir_for, run_lock
-    from sweeps.sweep.gpus import run_on_gpus
+    from sweeps.sweep.gpus import POOL_LOG, run_on_gpus
 
     cfg = tiny_cfg()
-    with run_lock(run_dir_for(cfg)), pytest.raises(SystemExit) as exit_:
+    run_dir = run_dir_for(cfg)
+    with run_lock(run_dir), pytest.raises(RunHeld) as held:
         run_on_gpus(cfg, in_sweep=False)
-    assert exit_.value.code == 1
-    assert "being trained by another process" in capfd.readouterr().err
+    assert "being trained by another process" in str(held.value)
+    # checked before a device is taken: no child (with torchrun, its failure summary after our
+    # line) and no pool row
+    assert not (run_dir.parent / POOL_LOG).exists()
+    with run_lock(run_dir):
+        assert run_on_gpus(cfg, in_sweep=True) is None  # a sweep's job: skipped, goes on
+    assert RunHeld.SKIPPED in capfd.readouterr().err
+    assert not (run_dir.parent / POOL_LOG).exists()

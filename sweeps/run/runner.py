@@ -287,11 +287,8 @@ def run_one(
     with run_lock(run_dir) as held:
         if not held:
             if not in_sweep:  # the one run asked for: nothing to show
-                raise RunHeld(
-                    f"{run_dir}: is being trained by another process; nothing was done here. "
-                    "Rerun this command once that process ends (the run then reads as done)"
-                )
-            _say(f"[{run_dir.name}] is being trained by another process; skipped here")
+                raise RunHeld.of(run_dir)
+            _say(f"[{run_dir.name}] {RunHeld.SKIPPED}")
             return None
         check_identity(run_dir, cfg)
         _read_or_set_aside(run_dir)

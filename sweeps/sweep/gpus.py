@@ -30,7 +30,7 @@ from typing import Any
 
 from sweeps import records
 from sweeps.config import RunConfig
-from sweeps.errors import UserError
+from sweeps.errors import RunHeld, UserError
 from sweeps.run.identity import run_id_for
 
 __all__ = [
@@ -146,6 +146,11 @@ def run_on_gpus(cfg: RunConfig, *, in_sweep: bool) -> dict[str, Any] | None:
     run_dir = Path(cfg.results_dir) / cfg.sweep_name / run_id
     sweep_dir = run_dir.parent
     k = cfg.gpus_per_run
+    if records.held_elsewhere(run_dir):  # not worth a device, nor torchrun's failure summary
+        if not in_sweep:
+            raise RunHeld.of(run_dir)
+        print(f"[{run_id}] {RunHeld.SKIPPED}", file=sys.stderr, flush=True)
+        return None
     with hold_gpus(k) as ids, tempfile.TemporaryDirectory(prefix="sweeps-job-") as tmp:
         cfg_path = Path(tmp) / "config.json"
         cfg_path.write_text(json.dumps(asdict(cfg)), encoding="utf-8")
