@@ -29,6 +29,7 @@ from .table_checks import (
     check_loss_units,
     check_values,
 )
+from .table_files import read_table_file
 
 __all__ = [
     "CANONICAL_COLUMNS",
@@ -59,8 +60,6 @@ REQUIRED_COLUMNS = ("n_params", "n_tokens", "loss")
 # what N counts; `as_given` records that the table did not say
 TABLE_CONVENTIONS = ("as_given", "total", "non_embedding", "matmul")
 POINTS = ("final", "all", "curves")
-_READERS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet",
-            ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}  # fmt: skip
 
 
 def parse_columns(spec: str | Mapping[str, str] | None) -> dict[str, str]:
@@ -71,7 +70,7 @@ def parse_columns(spec: str | Mapping[str, str] | None) -> dict[str, str]:
         pairs = [(str(k), str(v)) for k, v in spec.items()]
     else:
         pairs = []
-        for part in (p.strip() for p in str(spec).split(",")):
+        for part in [p.strip() for p in str(spec).split(",") if p.strip()] or [""]:
             key, eq, value = part.partition("=")
             if not (eq and key.strip() and value.strip()):
                 raise TableError(
@@ -90,105 +89,12 @@ def parse_columns(spec: str | Mapping[str, str] | None) -> dict[str, str]:
             raise TableError(
                 f"--columns: {key} is mapped twice ({out[key]!r}, {value!r}); keep one"
             )
+        if value in out.values():
+            other = next(k for k, v in out.items() if v == value)
+            raise TableError(f"--columns: column {value!r} is mapped to {other} and {key} (a "
+                             "--group column counts too); map each to its own column")  # fmt: skip
         out[key] = value
     return out
-
-
-def read_table_file(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a .csv, .tsv, .parquet or .jsonl (.ndjson, JSON lines .json) file as it is."""
-    path = Path(path)
-    if not path.is_file():
-        raise TableError(
-            f"{path}: no such folder or file; pass a results table (.csv, .parquet, .jsonl) "
-            "or a results folder (results/<sweep>)"
-        )
-    kind = _READERS.get(path.suffix.lower())
-    if kind is None:
-        raise TableError(
-            f"{path}: unknown table type {path.suffix or '(no extension)'!r}; save it as .csv, "
-            ".tsv, .parquet or .jsonl (one JSON object per line)"
-        )
-    if path.stat().st_size == 0:
-        raise TableError(f"{path}: empty file; export the runs' results into it (docs/tables.md)")
-    try:
-        if kind == "parquet":
-            try:
-                import pyarrow  # noqa: F401
-            except ImportError:
-                raise TableError(
-                    f"{path}: reading Parquet needs pyarrow: pip install 'scaling-sweeps[tables]' "
-                    "(or save the table as .csv)"
-                ) from None
-            frame = pd.read_parquet(path)
-        elif kind == "jsonl":
-            _check_json_lines(path)
-            frame = pd.read_json(path, lines=True)
-        else:
-            frame = pd.read_csv(path, sep="\t" if kind == "tsv" else ",")
-            _check_header(path, kind)
-    except TableError:
-        raise
-    except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TableError(
-            f"{path}: cannot be read as {kind} ({first}); check the file is a {kind} table with a "
-            "header row"
-        ) from None
-    if frame.empty:
-        raise TableError(f"{path}: no rows; export the runs' results into it (docs/tables.md)")
-    return frame
-
-
-def _check_header(path: Path, kind: str) -> None:
-    """A CSV header that pandas would read wrongly without an error: one column holding ';' (a
-    semicolon-separated export), or a name given twice (pandas renames the second 'x.1')."""
-    head = pd.read_csv(path, sep="\t" if kind == "tsv" else ",", header=None, nrows=1, dtype=str)
-    names = [str(v).strip() for v in head.iloc[0]]
-    if len(names) == 1 and ";" in names[0]:
-        raise TableError(
-            f"{path}: the header {names[0][:60]!r} is one column holding ';': a semicolon-"
-            "separated export (a spreadsheet in a decimal-comma locale); save it as CSV with "
-            "commas between columns and points in numbers"
-        )
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise TableError(
-            f"{path}: column {twice[0]!r} appears {names.count(twice[0])} times in the header; "
-            "rename or drop the extra one(s) so each column has one meaning"
-        )
-
-
-def _check_json_lines(path: Path) -> None:
-    """Name the first line that is not one JSON object (pandas only gives a byte position), and
-    say so when the file is one run's record.json rather than a table."""
-    import json
-
-    text = path.read_text(encoding="utf-8")
-    try:
-        whole = json.loads(text)
-    except ValueError:
-        whole = None
-    if isinstance(whole, dict) and "schema_version" in whole:
-        raise TableError(
-            f"{path}: this is one run's record, not a table; give the sweep folder that holds the "
-            f"run folders, {path.parent.parent}"
-        )
-    for i, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line.strip())
-        except json.JSONDecodeError as e:
-            raise TableError(
-                f"{path}: line {i} is not valid JSON ({e.msg}, column {e.colno}); each line "
-                'must be one JSON object such as {"n_params": 1e6, "n_tokens": 2e7, '
-                '"loss": 3.1}'
-            ) from None
-        if not isinstance(obj, dict):
-            raise TableError(
-                f"{path}: line {i} is a JSON {type(obj).__name__}, not an object; each line "
-                "must be one object with the run's columns as keys"
-            )
 
 
 def _canonical(frame: pd.DataFrame, columns: dict[str, str], where: str) -> pd.DataFrame:
@@ -320,6 +226,13 @@ def load_table(
     flops_given = "flops" in t
     if not flops_given:
         t["flops"] = 6.0 * t["n_params"] * t["n_tokens"]
+        ok = (t["flops"] > 0) & (t["flops"] < float("inf"))  # 1e300 * 1e300, 1e-300 * 1e-300
+        if not ok.all():
+            i = int((~ok).to_numpy().argmax())
+            raise TableError(
+                f"{where}: C = 6 N D is {t['flops'].iloc[i]:g} at row {i + 1}, out of floating-"
+                "point range; give N and D in parameters and tokens, or map a flops column"
+            )
     check_duplicates(t, mapping, where)
     check_curve_runs(t, mapping, where)
     with warnings.catch_warnings(record=True) as caught:  # shown, and kept for the report
