@@ -39,14 +39,18 @@ def check_values(t: pd.DataFrame, columns: dict[str, str], where: str) -> pd.Dat
         if key not in t:
             continue
         name = f"{columns.get(key, key)!r}" + (f" ({key})" if columns.get(key, key) != key else "")
-        values = pd.to_numeric(t[key], errors="coerce")
-        text = t[key].isna()
-        bad = values.isna() & ~text
+        col = t[key]
+        if col.dtype.kind in "bMm":  # to_numeric reads True as 1 and a date as nanoseconds
+            bad = pd.Series(True, index=col.index)
+        else:
+            bad = col.map(lambda x: isinstance(x, bool | np.bool_))
+        values = pd.to_numeric(col.where(~bad), errors="coerce")
+        bad |= values.isna() & ~col.isna()
         if bad.any():
             i = int(np.flatnonzero(bad.to_numpy())[0])
             raise TableError(
-                f"{where}: column {name} has non-numeric value {t[key].iloc[i]!r} (row {i + 1}); "
-                "numbers only (e.g. 1.3e9, not '1.3B')"
+                f"{where}: column {name} has non-numeric value {str(col.iloc[i])!r} (row "
+                f"{i + 1}); numbers only (e.g. 1.3e9, not '1.3B', '1,300,000' or True)"
             )
         v = values.to_numpy(float)
         ok = np.isfinite(v) & ((v > 0) if key in _POSITIVE else (v >= 0))
@@ -131,6 +135,12 @@ def check_fit_size(t: pd.DataFrame, where: str) -> None:
                 f"{where}: {label} has a single model size (n_params={sizes[0]:.4g}); a scaling "
                 "law needs runs at several sizes: add them"
                 + (" or drop the group" if name is not None else "")
+            )
+        if g["loss"].nunique() < 2:
+            raise TableError(
+                f"{where}: {label} has one loss value ({g['loss'].iloc[0]:.4g}) in every row: the "
+                "loss column is not the runs' losses; map the validation loss with --columns "
+                "loss=..."
             )
         if len(g) < MIN_POINTS:
             raise TableError(
