@@ -47,10 +47,17 @@ def parse_point(text: str) -> tuple[float, float]:
             "e.g. N=6.9e9,D=1.38e11"
         )
     if "flops" not in got:
-        return got["n_params"], got["n_tokens"]
-    if "n_params" in got:
-        return got["n_params"], got["flops"] / (6 * got["n_params"])
-    return got["flops"] / (6 * got["n_tokens"]), got["n_tokens"]
+        n, d = got["n_params"], got["n_tokens"]
+    elif "n_params" in got:
+        n, d = got["n_params"], got["flops"] / (6 * got["n_params"])
+    else:
+        n, d = got["flops"] / (6 * got["n_tokens"]), got["n_tokens"]
+    if not all(math.isfinite(x) and x > 0 for x in (n, d, 6 * n * d)):  # 1e300 * 1e300 = inf
+        raise AnalysisError(
+            f"--predict {text!r}: N {n:.3g}, D {d:.3g}, C = 6 N D {6 * n * d:.3g} leave the "
+            "range of floating point; give a point near your runs' scale"
+        )
+    return n, d
 
 
 def predict_points(
@@ -70,7 +77,12 @@ def predict_points(
         g = g.drop(columns=["group"], errors="ignore").reset_index(drop=True)
         g.attrs = dict(table.attrs)
         noise = pooled_rel_sd(seed_groups(runs_from_table(g)[0]))  # as the report measures it
-        rec = recommend(g, seed=seed, noise=noise)
+        try:
+            rec = recommend(g, seed=seed, noise=noise)
+        except AnalysisError as e:  # which group, when there are several
+            if name is None:
+                raise
+            raise AnalysisError(f"group {name!r}: {e}; add runs to it or drop it") from None
         preds = [rec.predict(n, d, level=level).to_dict() for n, d in points]
         out.append({"group": name, "recommendation": rec, "predictions": preds})
     return out
@@ -95,11 +107,12 @@ def predictions_json(answers: list[dict[str, Any]], *, table: pd.DataFrame) -> d
     preds = [p | ({"group": a["group"]} if a["group"] is not None else {})
              for a in answers for p in a["predictions"]]  # fmt: skip
     first = answers[0]["recommendation"]
+    table_warnings = list(table.attrs.get("warnings", []))  # the table's own: perplexity, lr
     doc: dict[str, Any] = {
         "predictions": preds,
         "law": first.law,
         "why": first.why,
-        "warnings": list(first.warnings),
+        "warnings": [*table_warnings, *first.warnings],
         "n_convention": table.attrs.get("n_convention"),
         "source": table.attrs.get("source"),
     }
@@ -107,8 +120,8 @@ def predictions_json(answers: list[dict[str, Any]], *, table: pd.DataFrame) -> d
         doc["groups"] = {str(a["group"]): a["recommendation"].to_dict() for a in answers}
         doc["law"] = ", ".join(sorted({a["recommendation"].law for a in answers}))
         doc["why"] = "per group: see groups"
-        doc["warnings"] = [f"{a['group']}: {w}" for a in answers
-                           for w in a["recommendation"].warnings]  # fmt: skip
+        doc["warnings"] = [*table_warnings, *(f"{a['group']}: {w}" for a in answers
+                                              for w in a["recommendation"].warnings)]  # fmt: skip
     return _finite(doc)
 
 
