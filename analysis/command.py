@@ -244,7 +244,9 @@ def _check_writable(out: Path) -> None:
     where = out
     while not where.exists() and where != where.parent:
         where = where.parent
-    if where.is_dir() and not os.access(where, os.W_OK | os.X_OK):
+    if not where.is_dir():  # --out results.csv/report
+        raise AnalysisError(f"--out {out}: {where} is a file, not a folder; give a folder path")
+    if not os.access(where, os.W_OK | os.X_OK):
         raise AnalysisError(
             f"--out {out}: cannot write in {where} (permission denied); choose a folder you can "
             "write to with --out"
