@@ -136,12 +136,6 @@ def check_fit_size(t: pd.DataFrame, where: str) -> None:
                 "law needs runs at several sizes: add them"
                 + (" or drop the group" if name is not None else "")
             )
-        if g["loss"].nunique() < 2:
-            raise TableError(
-                f"{where}: {label} has one loss value ({g['loss'].iloc[0]:.4g}) in every row: the "
-                "loss column is not the runs' losses; map the validation loss with --columns "
-                "loss=..."
-            )
         if len(g) < MIN_POINTS:
             raise TableError(
                 f"{where}: {label} has {len(g)} run(s); a law needs at least {MIN_POINTS} "

@@ -89,7 +89,6 @@ BAD = [  # (file name, content, extra args, text the one line must hold)
         [],
         "C = 6 N D is 0 at row 1",
     ),  # fmt: skip
-    ("r.csv", lambda: foreign(grid()).assign(val_loss=3.0), [], "has one loss value (3) in every"),
     (
         "r.csv",
         lambda: foreign(grid()),
