@@ -89,18 +89,6 @@ BAD = [  # (file name, content, extra args, text the one line must hold)
         [],
         "C = 6 N D is 0 at row 1",
     ),  # fmt: skip
-    (
-        "r.csv",
-        lambda: foreign(grid()),
-        ["--predict", "N=1e300,D=1e300"],
-        "leave the range of floating point",
-    ),  # fmt: skip
-    (
-        "r.csv",
-        lambda: foreign(grid()),
-        ["--predict", "N=1e-320,C=1e10"],
-        "leave the range of floating point",
-    ),  # fmt: skip
     ("r.csv", lambda: foreign(grid()), ["--out", "r.csv/report"], "r.csv is a file, not a folder"),
     (
         "r.csv",
