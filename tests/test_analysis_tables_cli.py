@@ -20,7 +20,7 @@ import pytest
 from analysis.command import main
 from analysis.errors import AnalysisError
 from analysis.synthetic import TRUE_PARAMS, law_loss, write_sweep
-from tests.tables_data import FOREIGN, foreign, grid
+from tests.tables_data import FOREIGN, assert_refused, foreign, grid
 
 # ---------------------------------------------------------------- the CLI
 
@@ -224,14 +224,7 @@ def test_bad_table_is_one_line_exit_2_nothing_written(tmp_path, capsys, name, ma
     args = [path, *extra]
     if "--columns" not in extra:
         args += ["--columns", FOREIGN] if "val_loss" in open(path).read() else []
-    rc = main([*args, "--n-bootstrap", "5"])
-    cap = capsys.readouterr()
-    assert rc == 2, cap.err
-    lines = [x for x in cap.err.splitlines() if not x.startswith("warning: ")]
-    assert len(lines) == 1 and lines[0].startswith("error: "), cap.err
-    assert expect in lines[0], lines[0]
-    assert "Traceback" not in cap.err and cap.out == ""
-    assert sorted(p.name for p in tmp_path.iterdir()) == [name]  # no report folder
+    assert_refused(main([*args, "--n-bootstrap", "5"]), capsys, expect, tmp_path, name)
 
 
 @pytest.mark.parametrize("value", ["-1", "0", "nan", "inf", "-1e13"])
