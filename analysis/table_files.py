@@ -101,10 +101,22 @@ def _check_header(path: Path, kind: str) -> None:
 
 
 def _json_lines(path: Path) -> list[dict[str, Any]]:
-    """The objects of a JSON-lines file; a TableError names the first line that is not one JSON
-    object or repeats a key (pandas gave a byte position, and kept the last of a repeated key),
-    and says so when the file is one run's record.json rather than a table."""
+    """The objects of a JSON-lines file, or of one JSON array of objects (pandas'
+    `to_json(orient="records")`) or one object of columns (`orient="columns"` or `"list"`); a
+    TableError names the first line that is not one JSON object or repeats a key (pandas gave a
+    byte position, and kept the last of a repeated key), and says so when the file is one run's
+    record.json rather than a table."""
     import json
+
+    def no_repeats(where: str) -> Any:
+        def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            keys = [k for k, _ in pairs]
+            twice = [k for k in keys if keys.count(k) > 1]
+            if twice:
+                raise TableError(f"{path}: {where} gives the key {twice[0]!r} twice; keep one")
+            return dict(pairs)
+
+        return hook
 
     text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Windows tools) is no data
     try:
@@ -116,30 +128,40 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
             f"{path}: this is one run's record, not a table; give the sweep folder that holds the "
             f"run folders, {path.parent.parent}"
         )
-
-    def no_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in pairs]
-        twice = [k for k in keys if keys.count(k) > 1]
-        if twice:
-            raise TableError(f"{path}: line {i} gives the key {twice[0]!r} twice; keep one")
-        return dict(pairs)
+    records = isinstance(whole, list) and whole and all(isinstance(o, dict) for o in whole)
+    columns = (
+        isinstance(whole, dict)
+        and whole
+        and all(isinstance(v, list | dict) for v in whole.values())
+    )
+    if records or columns:  # one array of runs, or one object of columns
+        whole = json.loads(text, object_pairs_hook=no_repeats("an object"))
+        if records:
+            return list(whole)
+        try:  # {"params": [...], ...} or {"params": {"0": ...}, ...}
+            return pd.DataFrame(whole).to_dict(orient="records")  # type: ignore[no-any-return]
+        except ValueError as e:  # columns of different lengths
+            raise TableError(
+                f"{path}: its columns cannot form a table ({e}); give each column one value per run"
+            ) from None
 
     rows = []
     for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
-            obj = json.loads(line.strip(), object_pairs_hook=no_repeats)
+            obj = json.loads(line.strip(), object_pairs_hook=no_repeats(f"line {i}"))
         except json.JSONDecodeError as e:
             raise TableError(
                 f"{path}: line {i} is not valid JSON ({e.msg}, column {e.colno}); each line "
                 'must be one JSON object such as {"n_params": 1e6, "n_tokens": 2e7, '
-                '"loss": 3.1}'
+                '"loss": 3.1}, or the file one JSON array of such objects'
             ) from None
         if not isinstance(obj, dict):
             raise TableError(
                 f"{path}: line {i} is a JSON {type(obj).__name__}, not an object; each line "
-                "must be one object with the run's columns as keys"
+                "must be one object with the run's columns as keys (or the whole file one JSON "
+                "array of them)"
             )
         rows.append(obj)
     return rows

@@ -66,6 +66,18 @@ BAD = [  # (file name, content, extra args, text the one line must hold)
         "line 1 gives the key 'params' twice",
     ),
     (
+        "r.json",
+        lambda: '[{"params": 1e6, "tokens": 2e7, "val_loss": 3.1, "tokens": 5}]',
+        [],
+        "an object gives the key 'tokens' twice; keep one",
+    ),
+    (
+        "r.json",
+        lambda: '{"params": [1e6, 2e6], "tokens": [2e7], "val_loss": [3.1, 3.0]}',
+        [],
+        "its columns cannot form a table",
+    ),
+    (
         "r.csv",
         lambda: foreign(grid()),
         ["--columns", "n_params=params,n_tokens=params,loss=val_loss"],
@@ -127,6 +139,10 @@ GOOD = [  # (file name, content, --columns): each reads as the plain CSV does
     ),  # fmt: skip
     ("r.parquet", lambda t: t.set_index("params"), FOREIGN),  # the index holds a column
     ("r.csv", lambda t: t, FOREIGN + ","),  # a trailing comma in --columns
+    # pandas' to_json: one array of runs, one object of columns (was "line 1 is a JSON list")
+    ("r.json", lambda t: t.to_json(orient="records"), FOREIGN),
+    ("r.json", lambda t: t.to_json(orient="columns"), FOREIGN),
+    ("r.json", lambda t: json.dumps(t.to_dict(orient="list"), indent=2), FOREIGN),
 ]
 
 
