@@ -336,6 +336,8 @@ def train(
     )
     record = make_record(cfg, plan=plan, data=data, status=status, reason=reason, measured=measured)
     if main:
+        if tracking is not None:  # the trackers' end first: a rerun skips a run with a record
+            tracking.end(record.to_json())
         records.write_record(out_dir, record)
         ckpt_path.unlink(missing_ok=True)
     return record.to_json()

@@ -27,28 +27,6 @@ __all__ = ["run_dir_for", "run_one", "run_lock", "write_untrained", "run_ranked"
 CONFIG_FILE = records.CONFIG_FILE
 LOCK_FILE = records.LOCK_FILE
 PLAN_FILE = "plan.json"  # the run's planned steps and tokens, written when it starts
-# the record's fields a tracker run gets as its summary when the run ends
-SUMMARY_FIELDS = (
-    "status",
-    "reason",
-    "loss",
-    "loss_se",
-    "perplexity",
-    "bits_per_byte",
-    "train_loss",
-    "n_params",
-    "n_params_total",
-    "n_params_embedding",
-    "n_params_non_embedding",
-    "n_params_matmul",
-    "n_tokens",
-    "flops",
-    "flops_exact",
-    "flops_marginal",
-    "n_steps",
-    "time_s",
-    "tokens_per_s",
-)
 
 
 def run_dir_for(cfg: RunConfig) -> Path:
@@ -217,12 +195,8 @@ def _open_tracking(cfg: RunConfig, prep: Any) -> Tracking | None:
 
 
 def _end_tracking(tracking: Tracking | None, record: dict[str, Any]) -> None:
-    if tracking is None:
-        return
-    status = str(record.get("status"))
-    if status != "pruned":  # a pruned trial is partial: a later run of it resumes the same run
-        tracking.summary({k: record[k] for k in SUMMARY_FIELDS if k in record})
-    tracking.finish(status)
+    if tracking is not None:
+        tracking.end(record)  # a no-op when the trainer ended it before writing the record
 
 
 def _say_done(run_dir: Path, record: dict[str, Any]) -> None:

@@ -28,7 +28,38 @@ from typing import Any, Protocol
 
 from sweeps.tracking.settings import TrackerConfig
 
-__all__ = ["Backend", "RunInfo", "Tracking", "open_tracking", "flatten", "FACTORIES"]
+__all__ = [
+    "Backend",
+    "RunInfo",
+    "Tracking",
+    "open_tracking",
+    "flatten",
+    "FACTORIES",
+    "SUMMARY_FIELDS",
+]
+
+# the record's fields a tracker run gets as its summary when the run ends
+SUMMARY_FIELDS = (
+    "status",
+    "reason",
+    "loss",
+    "loss_se",
+    "perplexity",
+    "bits_per_byte",
+    "train_loss",
+    "n_params",
+    "n_params_total",
+    "n_params_embedding",
+    "n_params_non_embedding",
+    "n_params_matmul",
+    "n_tokens",
+    "flops",
+    "flops_exact",
+    "flops_marginal",
+    "n_steps",
+    "time_s",
+    "tokens_per_s",
+)
 
 
 @dataclass(frozen=True)
@@ -84,6 +115,7 @@ class Tracking:
         self.warned: set[str] = set()
         self.calls: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self.worker: threading.Thread | None = None
+        self.finished = False
 
     def warn(self, name: str, method: str, error: Exception) -> None:
         """One warning per tracker per run; later errors of that tracker stay quiet."""
@@ -141,9 +173,21 @@ class Tracking:
         if not done.wait(self.wait_s):
             self._late("flush")
 
+    def end(self, record: Mapping[str, Any]) -> None:
+        """The record's summary (not for a pruned trial: partial, a later run resumes it), then
+        `finish`; once. The trainer calls it BEFORE writing the record, so a kill after the
+        record (a rerun skips a done run) cannot leave a tracker run without its end."""
+        if self.finished:
+            return
+        status = str(record.get("status"))
+        if status != "pruned":
+            self.summary({k: record[k] for k in SUMMARY_FIELDS if k in record})
+        self.finish(status)
+
     def finish(self, status: str) -> None:
-        if self.worker is None:
-            return  # nothing was started (the run failed before training)
+        if self.finished or self.worker is None:
+            return  # ended already, or nothing was started (the run failed before training)
+        self.finished = True
         self._call("finish", status)
         self.calls.put(None)
         assert self.worker is not None
