@@ -4,12 +4,14 @@ anything is written (a package that fails to import, a tracker folder that canno
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from sweeps import records
 from sweeps.config import TrackerConfig
+from sweeps.errors import UserError
 from sweeps.run.runner import run_dir_for, run_one
 from tests.test_tracking import _tb_scalars
 
@@ -50,3 +52,44 @@ def test_a_kill_right_after_the_record_leaves_every_tracker_run_ended(
     assert run.info.status == "FINISHED"  # not KILLED, not left RUNNING
     assert run.data.metrics["summary/loss"] == pytest.approx(record["loss"], rel=1e-9)
     assert run.data.metrics["val/loss"] == pytest.approx(record["loss"], rel=1e-9)
+
+
+def test_a_tracker_package_that_fails_to_import_stops_the_run_before_anything_is_written(
+    tiny_cfg, monkeypatch, tmp_path
+):
+    stub = tmp_path / "stub" / "wandb"  # installed, but `import wandb` fails (a broken dependency)
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text("raise ImportError('No module named pydantic_core')\n")
+    monkeypatch.syspath_prepend(str(stub.parent))
+    monkeypatch.delitem(sys.modules, "wandb", raising=False)
+    cfg = tiny_cfg(tracker=TrackerConfig(wandb=True))
+    with pytest.raises(UserError) as e:
+        run_one(cfg)
+    line = e.value.line()
+    assert "\n" not in line and line.startswith("tracker.wandb: the wandb package fails to import")
+    assert "pydantic_core" in line and "pip install -e '.[wandb]'" in line
+    assert not Path(cfg.results_dir).exists()
+
+
+@pytest.mark.parametrize("name", ["tensorboard", "wandb"])
+def test_a_tracker_folder_that_cannot_be_written_stops_the_run_before_it_trains(tiny_cfg, name):
+    cfg = tiny_cfg(tracker=TrackerConfig(**{name: True}))
+    blocker = Path(cfg.results_dir) / cfg.sweep_name / name
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")  # root ignores permissions; a file in the way does not
+    with pytest.raises(UserError) as e:
+        run_one(cfg)
+    line = e.value.line()
+    assert "\n" not in line and line.startswith(f"tracker.{name}: cannot write the {name} folder")
+    assert str(blocker) in line and f"drop tracker={name}" in line
+    assert sorted(p.name for p in blocker.parent.iterdir()) == [name]  # no run folder
+
+
+def test_an_mlflow_store_in_a_missing_folder_names_the_uri(tiny_cfg, tmp_path):
+    store = tmp_path / "blocked" / "sub" / "m.db"
+    (tmp_path / "blocked").write_text("a file where the store's folder would be")
+    cfg = tiny_cfg(tracker=TrackerConfig(mlflow=True, mlflow_uri=f"sqlite:///{store}"))
+    with pytest.raises(UserError) as e:
+        run_one(cfg)
+    assert e.value.line().startswith("tracker.mlflow_uri: cannot write the mlflow folder")
+    assert not Path(cfg.results_dir).exists()

@@ -15,6 +15,7 @@ is built; `check_with_data` repeats the split and memory checks on the loaded co
 from __future__ import annotations
 
 import contextlib
+import importlib
 import math
 import os
 import tempfile
@@ -24,11 +25,13 @@ from typing import Any
 from sweeps.config import DataConfig, RunConfig
 from sweeps.errors import UserError
 from sweeps.run.memory import check_memory, estimate_memory
+from sweeps.tracking.settings import BACKENDS, mlflow_uri, tracker_dir
 
 __all__ = [
     "check_device",
     "check_seed",
     "check_results_dir",
+    "check_trackers",
     "predicted_split",
     "check_split",
     "check_before_data",
@@ -68,13 +71,10 @@ def check_seed(seed: int) -> None:
         )
 
 
-def check_results_dir(results_dir: str, sweep_name: str) -> None:
-    """Create results_dir/sweep_name for real and write a probe file there; remove both again
-    (folders this call created included), so a refusal leaves nothing behind and a pass leaves
-    the disk as it was. `os.access` is not enough: it says yes to root under /proc."""
-    if not str(results_dir).strip():  # runs in ., Hydra's multirun files at /<sweep_name>
-        raise UserError("results_dir", "is empty", "give a folder, e.g. results_dir=results")
-    target = Path(results_dir).expanduser() / sweep_name
+def _probe_write(target: Path) -> None:
+    """Create `target` for real and write a probe file there; remove both again (folders this
+    call created included), so a refusal leaves nothing behind and a pass leaves the disk as it
+    was. `os.access` is not enough: it says yes to root under /proc. Raises OSError."""
     created: list[Path] = []
     probe = target
     while not probe.exists() and probe.parent != probe:
@@ -92,16 +92,57 @@ def check_results_dir(results_dir: str, sweep_name: str) -> None:
             except FileNotFoundError:
                 if attempt == 2:
                     raise
+    finally:
+        for folder in created:  # deepest first; a folder another process filled stays
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def check_results_dir(results_dir: str, sweep_name: str) -> None:
+    """results_dir/sweep_name can be created and written (tried for real, then put back)."""
+    if not str(results_dir).strip():  # runs in ., Hydra's multirun files at /<sweep_name>
+        raise UserError("results_dir", "is empty", "give a folder, e.g. results_dir=results")
+    target = Path(results_dir).expanduser() / sweep_name
+    try:
+        _probe_write(target)
     except OSError as e:
         raise UserError(
             "results_dir",
             f"cannot write under {target} ({e.strerror or type(e).__name__})",
             "choose a writable folder, e.g. results_dir=$HOME/results",
         ) from None
-    finally:
-        for folder in created:  # deepest first; a folder another process filled stays
-            with contextlib.suppress(OSError):
-                folder.rmdir()
+
+
+def check_trackers(cfg: RunConfig) -> None:
+    """Each chosen tracker's package imports (installed is not enough: a broken dependency fails
+    only at import) and its local folder can be written, so a bad setting stops the run here
+    instead of a warning mid-run and a sweep with no dashboard. Imported once here, the backend's
+    own `load` costs nothing more."""
+    for name in cfg.tracker.backends:
+        module, extra = BACKENDS[name]
+        try:
+            importlib.import_module(module)
+        except Exception as e:  # noqa: BLE001 - any import failure is the same user fix
+            first = (str(e).splitlines() or [""])[0][:200]
+            raise UserError(
+                f"tracker.{name}",
+                f"the {module} package fails to import ({type(e).__name__}: {first})",
+                f"reinstall it: pip install -e '.[{extra}]', or drop tracker={name}",
+            ) from None
+        field, folder = f"tracker.{name}", tracker_dir(cfg.results_dir, cfg.sweep_name, name)
+        if name == "mlflow":
+            uri = mlflow_uri(cfg.tracker, cfg.results_dir, cfg.sweep_name)
+            if not uri.startswith("sqlite:///"):
+                continue  # a server or another store: MLflow's client reports its own errors
+            field, folder = "tracker.mlflow_uri", Path(uri[len("sqlite:///") :]).parent
+        try:
+            _probe_write(folder.expanduser())
+        except OSError as e:
+            raise UserError(
+                field,
+                f"cannot write the {name} folder {folder} ({e.strerror or type(e).__name__})",
+                f"make {folder} a writable folder, or drop tracker={name}",
+            ) from None
 
 
 def predicted_split(data: DataConfig) -> tuple[int, int] | None:
@@ -165,6 +206,7 @@ def check_before_data(cfg: RunConfig) -> None:
     check_seed(cfg.seed)
     check_device(cfg.device)
     check_results_dir(cfg.results_dir, cfg.sweep_name)
+    check_trackers(cfg)
     split = predicted_split(cfg.data)
     if split is not None:
         check_split(*split, context=cfg.model.context, where=f"data={cfg.data.name}")
