@@ -93,3 +93,31 @@ def test_an_mlflow_store_in_a_missing_folder_names_the_uri(tiny_cfg, tmp_path):
         run_one(cfg)
     assert e.value.line().startswith("tracker.mlflow_uri: cannot write the mlflow folder")
     assert not Path(cfg.results_dir).exists()
+
+
+def test_a_kill_between_the_trackers_end_and_the_record_logs_no_summary_point_twice(
+    tiny_cfg, monkeypatch
+):
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = tiny_cfg(
+        checkpoint_every_s=0.0, tracker=TrackerConfig(tensorboard=True, mlflow=True, log_every=5)
+    )
+    with monkeypatch.context() as m:  # the trackers ended, then the kill: no record
+        m.setattr(records, "write_record", lambda run_dir, record: (_ for _ in ()).throw(Killed))
+        with pytest.raises(Killed):
+            run_one(cfg)
+    record = run_one(cfg)  # resumes from the checkpoint one step before the end, ends again
+    assert record is not None and record["status"] == "ok"
+    sweep_dir = Path(cfg.results_dir) / cfg.sweep_name
+    client = MlflowClient(tracking_uri=f"sqlite:///{sweep_dir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(cfg.sweep_name)
+    assert exp is not None
+    (run,) = client.search_runs([exp.experiment_id])
+    for key in run.data.metrics:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
+        assert sorted(steps) == sorted(set(steps)), f"{key}: a step logged twice {steps}"
+    assert run.data.metrics["summary/loss"] == pytest.approx(record["loss"], rel=1e-9)
+    scalars = _tb_scalars(sweep_dir / "tensorboard" / record["run_id"])
+    assert [s for s, _ in scalars["summary/loss"]] == [record["n_steps"]]

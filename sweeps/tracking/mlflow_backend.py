@@ -160,17 +160,18 @@ class MlflowBackend:
             tags = None
 
     def summary(self, values: Mapping[str, Any]) -> None:
-        from mlflow.entities import Metric, RunTag
+        from mlflow.entities import RunTag
 
-        now = int(time.time() * 1000)
-        metrics, tags = [], []
+        metrics, tags = {}, []
         for k, v in values.items():
             if isinstance(v, int | float) and not isinstance(v, bool):
                 if math.isfinite(v):
-                    metrics.append(Metric(f"summary/{k}", float(v), now, self.last_step))
+                    metrics[f"summary/{k}"] = float(v)
             else:
                 tags.append(RunTag(k, str(v)[:5000]))
-        self.pending.extend(metrics)
+        # as any point: not again at a step the store holds (an attempt killed after its end
+        # but before its record logged the summary already; a rerun resumes and ends again)
+        self.log(self.last_step, metrics)
         self._write(tags[:BATCH])
 
     def flush(self) -> None:
