@@ -121,3 +121,46 @@ def test_a_kill_between_the_trackers_end_and_the_record_logs_no_summary_point_tw
     assert run.data.metrics["summary/loss"] == pytest.approx(record["loss"], rel=1e-9)
     scalars = _tb_scalars(sweep_dir / "tensorboard" / record["run_id"])
     assert [s for s, _ in scalars["summary/loss"]] == [record["n_steps"]]
+
+
+def test_tracker_folders_deleted_mid_run_give_one_warning_each_and_no_traceback(
+    tiny_cfg, monkeypatch, capsys
+):
+    import logging
+    import shutil
+    import threading
+
+    from sweeps.run import loop
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = tiny_cfg(
+        n_evals=4, checkpoint_every_s=0.0, tracker=TrackerConfig(tensorboard=True, mlflow=True)
+    )
+    sweep_dir = Path(cfg.results_dir) / cfg.sweep_name
+    save = loop._save_checkpoint
+
+    def save_then_delete(path, state):
+        save(path, state)
+        if state["step"] == 30:
+            shutil.rmtree(sweep_dir / "tensorboard")
+            (sweep_dir / "mlflow.db").unlink()
+            (sweep_dir / "mlflow.db").mkdir()  # the store's path now unusable
+
+    thread_errors: list[object] = []
+    logged: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.ERROR)
+    handler.emit = logged.append  # type: ignore[method-assign]
+    logging.getLogger("mlflow").addHandler(handler)
+    monkeypatch.setattr(threading, "excepthook", thread_errors.append)
+    monkeypatch.setattr(loop, "_save_checkpoint", save_then_delete)
+    try:
+        record = run_one(cfg)
+    finally:
+        logging.getLogger("mlflow").removeHandler(handler)
+    assert record is not None and record["status"] == "ok"
+    assert records.read_record(run_dir_for(cfg))["loss"] == record["loss"]
+    err = capsys.readouterr().err
+    assert err.count("warning: tracker tensorboard:") == 1
+    assert err.count("warning: tracker mlflow:") == 1
+    assert "Traceback" not in err and not thread_errors  # TensorBoard's own writer thread
+    assert [r.getMessage()[:80] for r in logged] == []  # MLflow's error log with its traceback

@@ -96,6 +96,9 @@ class MlflowBackend:
 
         for name in ("alembic", "mlflow"):  # table migrations and store notices: not ours to show
             logging.getLogger(name).setLevel(logging.WARNING)
+        # it logs each failed store call with its traceback, then raises: the raise is what
+        # `Tracking` reports, once per run (a store deleted mid-run printed ~1,600 lines)
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         with _locked(self.sweep_dir / ".mlflow.lock"):
             _seed_store(self.uri)
             self.client = MlflowClient(tracking_uri=self.uri)

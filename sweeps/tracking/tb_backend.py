@@ -9,9 +9,12 @@ take their place (no duplicated or out-of-order steps). A fresh start (step 0) c
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import os
 import shutil
+import socket
 import struct
 import time
 from collections.abc import Iterable, Mapping
@@ -21,11 +24,42 @@ from typing import Any
 from sweeps.tracking.fanout import RunInfo
 from sweeps.tracking.settings import TrackerConfig, tracker_dir
 
-__all__ = ["TensorBoardBackend", "log_dir"]
+__all__ = ["EventFile", "TensorBoardBackend", "log_dir"]
 
 
 def log_dir(info: RunInfo) -> Path:
     return tracker_dir(info.results_dir, info.sweep, "tensorboard") / info.run_id
+
+
+_FILE_IDS = itertools.count()
+
+
+class EventFile:
+    """One event file, written in the calling thread: `Tracking` already keeps the writes off the
+    training loop, and tensorboard's EventFileWriter adds a thread of its own whose failure (the
+    folder deleted mid-run) printed a traceback instead of raising to `Tracking`, which reports a
+    tracker's failure once. Named as that writer names its files; its GFile reopens the file at
+    every write, so a deleted folder raises instead of filling an unlinked file."""
+
+    def __init__(self, folder: Path) -> None:
+        from tensorboard.compat import tf
+        from tensorboard.compat.proto.event_pb2 import Event
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        host, pid, uid = socket.gethostname(), os.getpid(), next(_FILE_IDS)
+        name = folder / f"events.out.tfevents.{int(time.time()):010d}.{host}.{pid}.{uid}"
+        self.writer = RecordWriter(tf.io.gfile.GFile(str(name), "wb"))
+        self.add_event(Event(wall_time=time.time(), file_version="brain.Event:2"))
+        self.flush()
+
+    def add_event(self, event: Any) -> None:
+        self.writer.write(event.SerializeToString())
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -61,16 +95,15 @@ class TensorBoardBackend:
         self._add(step, summary=Summary(value=[value]))
 
     def load(self) -> None:
-        import tensorboard.summary.writer.event_file_writer  # noqa: F401 - imported ahead
+        import tensorboard.summary.writer.record_writer  # noqa: F401 - imported ahead
 
     def start(self, *, resume_step: int) -> None:
         from tensorboard.compat.proto.event_pb2 import SessionLog
-        from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
         if resume_step == 0 and self.dir.exists():
             shutil.rmtree(self.dir)  # a run started afresh keeps no events of an older attempt
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.writer = EventFileWriter(str(self.dir))
+        self.writer = EventFile(self.dir)
         self.last_step = resume_step
         if resume_step > 0:  # TensorBoard purges the older events from this step on
             self._add(resume_step + 1, session_log=SessionLog(status=SessionLog.START))
