@@ -1,5 +1,5 @@
 """TensorBoard: one log dir per run, <results>/<sweep>/tensorboard/<run_id>, written with the
-`tensorboard` package's own event writer and protos (what torch.utils.tensorboard wraps, minus
+`tensorboard` package's own record writer and protos (what torch.utils.tensorboard wraps, minus
 torch, so the analysis writes its summary run the same way).
 
 Resume: a START session event at the checkpoint's step + 1 (torch's `purge_step`): TensorBoard
