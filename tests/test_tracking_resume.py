@@ -164,3 +164,22 @@ def test_tracker_folders_deleted_mid_run_give_one_warning_each_and_no_traceback(
     assert err.count("warning: tracker mlflow:") == 1
     assert "Traceback" not in err and not thread_errors  # TensorBoard's own writer thread
     assert [r.getMessage()[:80] for r in logged] == []  # MLflow's error log with its traceback
+
+
+def test_a_tracker_warning_names_the_cause_not_sqlalchemys_note(capsys):
+    """MLflow's store failing mid-run was shown as '(raised as a result of Query-invoked
+    autoflush; ...)': SQLAlchemy's note, whose next line holds the cause."""
+    from sweeps.tracking.fanout import Tracking
+
+    error = RuntimeError(
+        "(raised as a result of Query-invoked autoflush; consider using a session.no_autoflush "
+        "block if this flush is occurring prematurely)\n"
+        "(sqlite3.OperationalError) attempt to write a readonly database\n"
+        "[SQL: INSERT INTO metrics ...]"
+    )
+    tracking = Tracking({}, label="abc")
+    tracking.warn("mlflow", "log", error)
+    tracking.warn("mlflow", "log", error)  # once per tracker
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "attempt to write a readonly database" in err and "autoflush" not in err

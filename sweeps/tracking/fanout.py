@@ -122,7 +122,10 @@ class Tracking:
         if name in self.warned:
             return
         self.warned.add(name)
-        first = (str(error).splitlines() or [""])[0][:300]
+        lines = [ln for ln in str(error).splitlines() if ln.strip()]
+        # SQLAlchemy (MLflow's store) puts a note on how the query ran before the cause
+        cause = [ln for ln in lines if not ln.startswith("(raised as a result of")]
+        first = (cause or lines or [""])[0][:300]
         print(
             f"[{self.label}] warning: tracker {name}: {method} failed "
             f"({type(error).__name__}: {first}); the run goes on, the record is unaffected "
