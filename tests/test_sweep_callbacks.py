@@ -77,6 +77,25 @@ def test_a_launch_warns_when_two_size_targets_train_the_same_model(tmp_path, cap
     assert "same model" not in capsys.readouterr().err
 
 
+def test_an_explicit_shape_sweep_needs_no_vocabulary_to_count_its_runs(tmp_path, monkeypatch):
+    """The launch asked every job's vocabulary, to look for size targets of one shape: a token
+    file was read whole (its largest id) for explicit shapes that need none, and a vocabulary the
+    launching process could not get left every job unnamed ('3 jobs, 0 runs', no progress)."""
+
+    def unreachable(cfg):
+        raise OSError(f"{cfg.path}: not mounted on this node")
+
+    monkeypatch.setattr(callbacks, "vocab_size_of", unreachable)
+    common = ["data=synthetic", f"data.cache_dir={tmp_path}/c", f"results_dir={tmp_path}/r"]
+    shape = ["model.n_layer=2", "model.d_model=32", "model.n_head=2", "budget=tokens"]
+    with hydra_context():
+        ids, same = callbacks._run_ids(_master([*shape, "budget.tokens=1e5,2e5,4e5", *common]))
+    assert None not in ids and len(set(ids)) == 3 and same == []
+    with hydra_context():  # size targets: no same-model check without it, the runs still named
+        ids, same = callbacks._run_ids(_master(["sweep=grid", "model.n_params=9e3,1e4", *common]))
+    assert ids and None not in ids and same == []
+
+
 @pytest.fixture
 def conf_with_preset(tmp_path: Path) -> Path:
     conf = tmp_path / "conf"

@@ -22,6 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from sweeps import records
+from sweeps.config import RunConfig
 from sweeps.data import vocab_size_of
 from sweeps.errors import UserError
 from sweeps.run.identity import run_id_for
@@ -50,20 +51,25 @@ def _run_ids(config: DictConfig) -> tuple[list[str | None], list[list[str]]]:
     loader = hydra.config_loader
     ids: list[str | None] = []
     vocab: dict[str, int] = {}
+
+    def vocab_of(cfg: RunConfig) -> int:
+        # asked only of WSD branches and size targets: an explicit shape needs none, and a
+        # token file's vocabulary is a read of the whole file (sweeps/sweep/plan.py agrees)
+        key = json.dumps(asdict(cfg.data), sort_keys=True)
+        if key not in vocab:
+            vocab[key] = vocab_size_of(cfg.data)
+        return vocab[key]
+
     same: dict[str, list[str]] = {}  # model id -> the run ids that train that model
     for overrides in job_overrides(config, config_loader=loader):
         try:
             cfg = to_run_config(task_config(loader.load_sweep_config(config, list(overrides))))
             check_seed(cfg.seed)  # the job refuses it before its folder exists: not a run
-            # the vocabulary names WSD branches and sizes models; nothing is built here, in what
-            # may be a login node's process (sweeps/sweep/plan.py builds it, and agrees)
-            key = json.dumps(asdict(cfg.data), sort_keys=True)
-            if key not in vocab:
-                vocab[key] = vocab_size_of(cfg.data)
+            # nothing is built here, in what may be a login node's process
             if cfg.branch.budgets is not None:  # a WSD branch: named by its branch config
                 from sweeps.branches.wsd import branch_plan
 
-                cfg = branch_plan(cfg, vocab_size=vocab[key]).branch_cfg
+                cfg = branch_plan(cfg, vocab_size=vocab_of(cfg)).branch_cfg
             run_id = run_id_for(cfg)
             ids.append(run_id)
         except Exception:  # reported by the job itself, with the field at fault
@@ -73,7 +79,7 @@ def _run_ids(config: DictConfig) -> tuple[list[str | None], list[list[str]]]:
             try:
                 from sweeps.run.plan import model_id_for, shape_for  # imports torch
 
-                model = model_id_for(cfg, shape_for(cfg, vocab_size=vocab[key]))
+                model = model_id_for(cfg, shape_for(cfg, vocab_size=vocab_of(cfg)))
             except Exception:  # an unreachable target: the job says so
                 continue
             if run_id not in same.setdefault(model, []):
