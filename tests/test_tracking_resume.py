@@ -95,6 +95,20 @@ def test_an_mlflow_store_in_a_missing_folder_names_the_uri(tiny_cfg, tmp_path):
     assert not Path(cfg.results_dir).exists()
 
 
+def test_an_mlflow_store_in_a_folder_not_made_yet_is_made(tiny_cfg, tmp_path, capfd):
+    """Preflight passed it (the folder can be made), then MLflow's load failed mid-run with a
+    FileNotFoundError warning and the run had no MLflow run."""
+    from mlflow import MlflowClient
+
+    store = tmp_path / "new" / "sub" / "m.db"
+    cfg = tiny_cfg(tracker=TrackerConfig(mlflow=True, mlflow_uri=f"sqlite:///{store}"))
+    record = run_one(cfg)
+    assert record is not None and record["status"] == "ok"
+    assert "warning" not in capfd.readouterr().err
+    exp = MlflowClient(tracking_uri=f"sqlite:///{store}").get_experiment_by_name(cfg.sweep_name)
+    assert exp is not None
+
+
 def test_a_kill_between_the_trackers_end_and_the_record_logs_no_summary_point_twice(
     tiny_cfg, monkeypatch
 ):

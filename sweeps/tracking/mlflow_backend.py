@@ -51,6 +51,10 @@ def _seed_store(uri: str) -> None:
     Without a writable cache folder MLflow creates the store itself, as it would anyway."""
     if not uri.startswith(SQLITE) or Path(uri[len(SQLITE) :]).exists():
         return
+    target = Path(uri[len(SQLITE) :])
+    # a tracker.mlflow_uri in a folder not made yet (preflight found it can be): neither the copy
+    # nor MLflow's own SQLite makes it, and the run went on without MLflow
+    target.parent.mkdir(parents=True, exist_ok=True)
     import mlflow
     from mlflow import MlflowClient
 
@@ -68,7 +72,6 @@ def _seed_store(uri: str) -> None:
                 os.replace(tmp, template)
             finally:
                 Path(tmp).unlink(missing_ok=True)
-    target = Path(uri[len(SQLITE) :])
     part = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.copyfile(template, part)
     os.replace(part, target)  # under the sweep's lock: no job opens it half-copied
