@@ -102,7 +102,8 @@ def _check_header(path: Path, kind: str) -> None:
 
 def _json_lines(path: Path) -> list[dict[str, Any]]:
     """The objects of a JSON-lines file, or of one JSON array of objects (pandas'
-    `to_json(orient="records")`) or one object of columns (`orient="columns"` or `"list"`); a
+    `to_json(orient="records")`), one object of columns (`orient="columns"` or `"list"`), of
+    rows (`"index"`) or of columns and data (`"split"`); a
     TableError names the first line that is not one JSON object or repeats a key (pandas gave a
     byte position, and kept the last of a repeated key), and says so when the file is one run's
     record.json rather than a table."""
@@ -128,6 +129,21 @@ def _json_lines(path: Path) -> list[dict[str, Any]]:
             f"{path}: this is one run's record, not a table; give the sweep folder that holds the "
             f"run folders, {path.parent.parent}"
         )
+    if whole == []:
+        raise TableError(f"{path}: an empty JSON array, no runs; export the table with its rows")
+    if isinstance(whole, dict) and {"columns", "data"} <= set(whole):  # orient="split"
+        try:
+            frame = pd.DataFrame(whole["data"], columns=whole["columns"])
+        except (ValueError, TypeError) as e:
+            raise TableError(f"{path}: its columns and data do not match ({e})") from None
+        return frame.to_dict(orient="records")  # type: ignore[no-any-return]
+    if (
+        isinstance(whole, dict)
+        and whole
+        and all(k.isdigit() and isinstance(v, dict) for k, v in whole.items())
+        and not all(str(k).isdigit() for v in whole.values() for k in v)
+    ):
+        return list(whole.values())  # orient="index": row number -> run
     records = isinstance(whole, list) and whole and all(isinstance(o, dict) for o in whole)
     columns = (
         isinstance(whole, dict)

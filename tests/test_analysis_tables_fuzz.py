@@ -71,6 +71,7 @@ BAD = [  # (file name, content, extra args, text the one line must hold)
         [],
         "an object gives the key 'tokens' twice; keep one",
     ),
+    ("r.json", lambda: "[]\n", [], "an empty JSON array, no runs"),
     (
         "r.json",
         lambda: '{"params": [1e6, 2e6], "tokens": [2e7], "val_loss": [3.1, 3.0]}',
@@ -143,6 +144,8 @@ GOOD = [  # (file name, content, --columns): each reads as the plain CSV does
     ("r.json", lambda t: t.to_json(orient="records"), FOREIGN),
     ("r.json", lambda t: t.to_json(orient="columns"), FOREIGN),
     ("r.json", lambda t: json.dumps(t.to_dict(orient="list"), indent=2), FOREIGN),
+    ("r.json", lambda t: t.to_json(orient="index"), FOREIGN),  # were read transposed
+    ("r.json", lambda t: t.to_json(orient="split"), FOREIGN),
 ]
 
 
