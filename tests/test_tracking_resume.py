@@ -197,3 +197,28 @@ def test_a_tracker_warning_names_the_cause_not_sqlalchemys_note(capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "attempt to write a readonly database" in err and "autoflush" not in err
+
+
+def test_a_trackers_import_overlaps_the_data_loading(tiny_cfg, monkeypatch, tmp_path):
+    """The import check ran in line before the data was loaded: MLflow's ~2.4 s import, once
+    overlapped with the run's set-up on the tracking thread, preceded it."""
+    import builtins
+    import threading
+
+    from sweeps.run import preflight
+
+    stub = tmp_path / "stub" / "wandb"  # an import that ends only when the test lets it
+    stub.mkdir(parents=True)
+    (stub / "__init__.py").write_text(
+        "import builtins\nassert builtins._gate.wait(10)\ndone = True\n"
+    )
+    monkeypatch.syspath_prepend(str(stub.parent))
+    monkeypatch.delitem(sys.modules, "wandb", raising=False)
+    monkeypatch.setattr(builtins, "_gate", threading.Event(), raising=False)
+    cfg = tiny_cfg(tracker=TrackerConfig(wandb=True))
+    preflight.check_trackers(cfg)  # returns while the import waits
+    assert not getattr(sys.modules.get("wandb"), "done", False)  # under way, not done
+    builtins._gate.set()  # type: ignore[attr-defined]
+    preflight.check_tracker_imports(cfg)  # waits for it, and it imported
+    assert sys.modules["wandb"].done and sys.modules["wandb"].__file__ == str(stub / "__init__.py")
+    monkeypatch.delitem(sys.modules, "wandb")  # not the real one: later tests import it again
