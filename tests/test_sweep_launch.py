@@ -68,6 +68,8 @@ def test_smoke_sweep_end_to_end(launcher: str, tmp_path: Path) -> None:
     if launcher == "joblib":  # submitit keeps each job's stderr in its own log files
         assert "[sweep] 4/4 runs done" in res.stderr
     assert "sweep " in res.stderr and "4 ok" in res.stderr
+    if launcher != "joblib":  # a rerun's skips are the runner's, whatever the launcher: once
+        return
     stamps = {
         k: (tmp_path / "results" / "smoke" / k / "record.json").stat().st_mtime_ns for k in recs
     }
@@ -79,12 +81,13 @@ def test_smoke_sweep_end_to_end(launcher: str, tmp_path: Path) -> None:
 
 
 def _kill_sweep_args(tmp: Path) -> list[str]:
-    # 6 runs of ~800 steps each, a checkpoint every 0.3 s: long enough to be caught mid-run.
+    # 4 runs of ~800 steps each, a checkpoint every 0.3 s: long enough to be caught mid-run
+    # (2 finished and 1 partial at the kill, with 2 workers)
     return [
         "-m",
         "sweep=smoke",
         "model.n_params=2e3,5e3",
-        "seed=0,1,2",
+        "seed=0,1",
         "budget.tokens=2e5",
         "checkpoint_every_s=0.3",
         *_base(tmp),
@@ -136,7 +139,7 @@ def test_sigkill_then_rerun_resumes_and_never_duplicates(tmp_path: Path) -> None
     res = _run(tmp_path, "sweeps.train", *args, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     recs = _records(sweep_dir)
-    assert len(recs) == 6 and {r["status"] for r in recs.values()} == {"ok"}
+    assert len(recs) == 4 and {r["status"] for r in recs.values()} == {"ok"}
     assert sorted(p.name for p in sweep_dir.iterdir() if p.is_dir()) == sorted(recs)  # once each
     assert not list(sweep_dir.glob("*/.*.tmp")) and not list(sweep_dir.glob("*/checkpoint.pt"))
     for name, (mtime, created) in before.items():  # no finished run was retrained
