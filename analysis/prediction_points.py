@@ -47,12 +47,10 @@ def parse_point(text: str) -> tuple[float, float]:
             "e.g. N=6.9e9,D=1.38e11"
         )
     if "flops" not in got:
-        n, d = got["n_params"], got["n_tokens"]
-    elif "n_params" in got:
-        n, d = got["n_params"], got["flops"] / (6 * got["n_params"])
-    else:
-        n, d = got["flops"] / (6 * got["n_tokens"]), got["n_tokens"]
-    return n, d
+        return got["n_params"], got["n_tokens"]
+    if "n_params" in got:
+        return got["n_params"], got["flops"] / (6 * got["n_params"])
+    return got["flops"] / (6 * got["n_tokens"]), got["n_tokens"]
 
 
 def predict_points(
