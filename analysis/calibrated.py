@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import AnalysisError
-from .predict import recommend
+from .grouped import recommend_groups
+from .predict import Recommendation, recommend
 from .results import Backtest
 
 __all__ = [
@@ -34,6 +35,26 @@ def _table(data: pd.DataFrame, budgets) -> pd.DataFrame:
     })  # fmt: skip
 
 
+def _recommendation(
+    table: pd.DataFrame, *, seed: int, noise: float | None, peers, test=None
+) -> Recommendation:
+    """`recommend` on this group's table alone, or, with the other groups of the same source
+    (`peers`: (this group's name, {name: (fit points, held-out split or None, seed noise)})),
+    its part of `recommend_groups` on all of them (each restricted to its training runs when
+    `test` is given)."""
+    if not peers:
+        return recommend(table, seed=seed, noise=noise)
+    name, others = peers
+    tables, noises = {name: table}, {name: noise}
+    for other, (data, split, peer_noise) in others.items():
+        t = _table(data, data["flops_budget"])
+        if test is not None and split is not None:
+            t = t[~np.asarray(split, bool)].reset_index(drop=True)
+        tables[other] = t
+        noises[other] = peer_noise
+    return recommend_groups(tables, seed=seed, noise=noises)[name]
+
+
 def calibrated_prediction(
     data: pd.DataFrame,
     budgets,
@@ -41,12 +62,13 @@ def calibrated_prediction(
     *,
     seed: int = 0,
     noise: float | None = None,
+    peers: tuple[str, dict] | None = None,
 ) -> dict[str, Any]:
     """The recommended law's loss and 95% / 80% calibrated intervals at the prediction's N*, D*.
 
     data: `runs.fit_runs` output (columns N, D, L, C); budgets: each run's IsoFLOP budget (NaN
     where none), which makes the budgets the back-test's ladder; noise: the measured seed noise
-    (`recommend`'s)."""
+    (`recommend`'s); peers: the other groups of the same source (`_recommendation`)."""
     n, d = float(prediction["n_params"]), float(prediction["n_tokens"])
     if not (math.isfinite(n) and math.isfinite(d)):
         raise AnalysisError(
@@ -54,7 +76,7 @@ def calibrated_prediction(
             "compute-optimal N*, D* at the target (a fitted exponent <= 0: the loss does not "
             "fall with N or D there); add runs at more sizes and token counts"
         )
-    rec = recommend(_table(data, budgets), seed=seed, noise=noise)
+    rec = _recommendation(_table(data, budgets), seed=seed, noise=noise, peers=peers)
     p95, p80 = rec.predict(n, d, level=0.95), rec.predict(n, d, level=0.8)
     return {
         "law": rec.law,
@@ -98,7 +120,13 @@ def calibrated_summary(c: dict[str, Any]) -> str:
 
 
 def recommended_backtest(
-    data: pd.DataFrame, budgets, test, *, seed: int = 0, noise: float | None = None
+    data: pd.DataFrame,
+    budgets,
+    test,
+    *,
+    seed: int = 0,
+    noise: float | None = None,
+    peers: tuple[str, dict] | None = None,
 ) -> Backtest:
     """The user's split (`--holdout`) applied to the recommended law itself: `recommend` sees the
     training runs only (it chooses its law, fits and calibrates on them), then predicts each
@@ -107,7 +135,8 @@ def recommended_backtest(
     test: a boolean Series over `data`'s rows (True = held out), named by the split's text."""
     mask = np.asarray(test, bool)
     table = _table(data, budgets)
-    rec = recommend(table[~mask].reset_index(drop=True), seed=seed, noise=noise)
+    rec = _recommendation(table[~mask].reset_index(drop=True), seed=seed, noise=noise,
+                          peers=peers, test=test)  # fmt: skip
     held = table[mask]
     obs = held["loss"].to_numpy(float)
     points = list(zip(held["n_params"], held["n_tokens"], strict=True))

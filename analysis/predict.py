@@ -40,7 +40,15 @@ from .ladder import CANDIDATES, Candidate, distance, ladder_axis, ladder_folds, 
 from .objective import LOG_FLOAT_MAX
 from .results import FitResult
 
-__all__ = ["Prediction", "Recommendation", "backtest_candidates", "recommend"]
+__all__ = [
+    "N_BOOTSTRAP",
+    "Prediction",
+    "Recommendation",
+    "accelerates",
+    "backtest_candidates",
+    "canonical",
+    "recommend",
+]
 
 _REQUIRED = ("n_params", "n_tokens", "loss")
 N_BOOTSTRAP = 200
@@ -130,7 +138,8 @@ class Recommendation:
         return out
 
 
-def _columns(table: pd.DataFrame) -> pd.DataFrame:
+def canonical(table: pd.DataFrame) -> pd.DataFrame:
+    """`table`'s n_params, n_tokens, loss and flops (6 N D where absent) as floats, checked."""
     missing = [c for c in _REQUIRED if c not in table.columns]
     if missing:
         raise AnalysisError(
@@ -189,7 +198,7 @@ def recommend(table: pd.DataFrame, *, seed: int = 0, noise: float | None = None)
 
     noise: the table's measured relative seed noise (`seeds.pooled_rel_sd`), which a bend of the
     IsoFLOP frontier must clear to count; None (or NaN) where not measured: 1% is assumed."""
-    data = _columns(table)
+    data = canonical(table)
     n_groups = int(table["group"].nunique()) if "group" in table.columns else 0
     noise = noise if noise is not None and math.isfinite(noise) and noise > 0 else None
     key = (np.ascontiguousarray(data.to_numpy(float)).tobytes(), n_groups, seed, noise)
@@ -236,7 +245,7 @@ def _recommend(
     thetas = bootstrap_thetas(fit, n, d, loss, n_resamples=N_BOOTSTRAP,
                               rng=np.random.default_rng(seed))  # fmt: skip
     resid = np.log(chinchilla_loss(fit.params, n, d) / loss)
-    bends = _accelerates(data, noise)
+    bends = accelerates(data, noise)
     calib = calibrate(robust_scale(resid), e, x, n_folds, growth=2.0 if bends else 1.0)
     if bends:
         warns.append(
@@ -252,7 +261,7 @@ def _recommend(
     return Recommendation(cand.name, why, tuple(warns), fit, thetas, calib, reach(data), scores)
 
 
-def _accelerates(data: pd.DataFrame, noise: float | None) -> str | None:
+def accelerates(data: pd.DataFrame, noise: float | None) -> str | None:
     """The frontier warning of an IsoFLOP ladder (budgets as its rungs) whose best loss per budget
     falls faster at every larger budget, or None (other ladders, or a frontier that slows)."""
     if ladder_axis(data) != "flops":

@@ -58,27 +58,23 @@ def predict_points(
 ) -> list[dict[str, Any]]:
     """One entry per group of `table` (one entry if it has none): the recommendation and its
     predictions at `points` (each a (N, D) pair). A curve table is reduced to its end points."""
-    from .predict import recommend
+    from .grouped import recommend_groups
     from .seeds import pooled_rel_sd, seed_groups
     from .sources import runs_from_table
     from .tables import fit_points
 
     table = fit_points(table)  # a curve table: each run's last step
     groups = table.groupby("group", sort=True) if "group" in table else [(None, table)]
-    out = []
+    tables, noise = {}, {}
     for name, g in groups:
         g = g.drop(columns=["group"], errors="ignore").reset_index(drop=True)
         g.attrs = dict(table.attrs)
-        noise = pooled_rel_sd(seed_groups(runs_from_table(g)[0]))  # as the report measures it
-        try:
-            rec = recommend(g, seed=seed, noise=noise)
-        except AnalysisError as e:  # which group, when there are several
-            if name is None:
-                raise
-            raise AnalysisError(f"group {name!r}: {e}; add runs to it or drop it") from None
-        preds = [rec.predict(n, d, level=level).to_dict() for n, d in points]
-        out.append({"group": name, "recommendation": rec, "predictions": preds})
-    return out
+        tables[name] = g
+        noise[name] = pooled_rel_sd(seed_groups(runs_from_table(g)[0]))  # as the report does
+    recs = recommend_groups(tables, seed=seed, noise=noise)  # names a group at fault
+    return [{"group": name, "recommendation": rec,
+             "predictions": [rec.predict(n, d, level=level).to_dict() for n, d in points]}
+            for name, rec in recs.items()]  # fmt: skip
 
 
 def _finite(obj: Any) -> Any:

@@ -273,7 +273,9 @@ def build_report(
     from .calibrated import calibrated_prediction, recommended_backtest
 
     planned = data["flops_budget"]  # NaN where none: recommend reads C there, as --predict does
-    kw = {"seed": seed, "noise": noise}
+    # the other groups (archs) of the same source: one E shared by all is a candidate
+    peers = _peers(path, arch, inp.archs, n_convention=n_convention, out=out, holdout=holdout)
+    kw = {"seed": seed, "noise": noise, "peers": peers}
     if rep.prediction is not None:
         cal = _try(rep, "recommended law", calibrated_prediction, data, planned, rep.prediction,
                    **kw)  # fmt: skip
@@ -287,6 +289,22 @@ def build_report(
         rep.figures = draw_report_figures(rep, data, used, budgets)
     write_report_files(rep, runs, fits_json(rep))
     return rep
+
+
+def _peers(path, arch: str | None, archs: list[str], **kw) -> tuple[str, dict] | None:
+    """The other archs' (groups') fit points, budgets, held-out split and seed noise, for the
+    recommendation pooled over them (analysis/grouped.py); None for a single-arch source."""
+    from .seeds import pooled_rel_sd, seed_groups
+    from .sources import report_inputs
+
+    if arch is None or len(archs) < 2:
+        return None
+    out = {}
+    for other in archs:
+        if other != arch:
+            inp = report_inputs(path, arch=other, **kw)
+            out[other] = (inp.data, inp.test, pooled_rel_sd(seed_groups(inp.runs)))
+    return arch, out
 
 
 def fits_json(rep: Report) -> dict[str, Any]:

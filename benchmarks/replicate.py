@@ -31,14 +31,16 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.chinchilla import chinchilla_loss, compute_optimal, fit_chinchilla  # noqa: E402
+from analysis.grouped import recommend_groups  # noqa: E402
 from analysis.ladder import RULES, Candidate  # noqa: E402
-from analysis.predict import backtest_candidates, recommend  # noqa: E402
+from analysis.predict import backtest_candidates  # noqa: E402
 from analysis.suites import load_suite, suite_paper  # noqa: E402
 from analysis.varpro import fit_varpro  # noqa: E402
 
@@ -74,9 +76,17 @@ def _err(pred, obs) -> np.ndarray:
     return (np.asarray(pred, float) - np.asarray(obs, float)) / np.asarray(obs, float)
 
 
+def _recommend_suite(splits: list[tuple]) -> dict[str, Any]:
+    """`recommend_groups` on one suite's training splits together (its groups share the
+    evaluation text, so one irreducible loss for all of them is a candidate): name -> its
+    Recommendation."""
+    return recommend_groups({s[0]: s[1] for s in splits}, seed=0)
+
+
 def _scenario(args) -> dict:
-    """Every number of one held-out split (runs in a worker process)."""
-    name, train, test, paper, points = args
+    """Every number of one held-out split (runs in a worker process); `rec`: the split's
+    recommendation (`_recommend_suite`)."""
+    name, train, test, paper, points, rec = args
     n, d, loss = (train[c].to_numpy(float) for c in ("n_params", "n_tokens", "loss"))
     row: dict = {"dataset": name, "n_train": len(train), "n_test": len(test),
                  "paper": float(np.mean(np.abs(paper)))}  # fmt: skip
@@ -92,7 +102,6 @@ def _scenario(args) -> dict:
                 )
             )
         )
-    rec = recommend(train, seed=0)
     preds = {
         lvl: [
             rec.predict(a, b, level=lvl)
@@ -160,12 +169,19 @@ def _rules_table(rows: list[dict]) -> str:
 
 
 def run(jobs: int = 2, fn=None) -> list[dict]:
-    """All splits, `jobs` at a time (one process each)."""
-    fn = fn or _scenario
-    if jobs <= 1:
-        return [fn(s) for s in scenarios()]
-    with ProcessPoolExecutor(jobs) as pool:
-        return list(pool.map(fn, scenarios()))
+    """All splits, `jobs` at a time (one process each): first each suite's recommendations
+    (its groups together), then each split's numbers."""
+    splits = list(scenarios())
+    suites: dict[str, list[tuple]] = {}
+    for s in splits:
+        suites.setdefault(s[0].split("/")[0], []).append(s)
+    with ProcessPoolExecutor(max(jobs, 1)) as pool:
+        if fn is not None:
+            return list(pool.map(fn, splits))
+        recs: dict[str, Any] = {}
+        for r in pool.map(_recommend_suite, suites.values()):
+            recs |= r
+        return list(pool.map(_scenario, [(*s, recs[s[0]]) for s in splits]))
 
 
 def _table(rows: list[dict]) -> str:

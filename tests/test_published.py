@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from analysis.chinchilla import chinchilla_loss, compute_optimal
+from analysis.grouped import recommend_groups
 from analysis.predict import recommend
 from analysis.suites import SUITES, load_suite, suite_paper
 from analysis.varpro import fit_varpro
@@ -86,19 +87,40 @@ def test_hand_checked_optimum_of_hoffmanns_law():
 
 @pytest.mark.slow
 def test_recommended_law_beats_the_paper_on_gadre_nine_points():
-    """Issue 16's must-show: fit the runs of at most 412M parameters, predict the nine larger
-    runs; the recommended law's mean |error| must be at most the paper's own 1.15%."""
+    """Issue 16's must-shows: fit the runs of at most 412M parameters (the three corpora
+    together, as `python -m analysis runs.csv --group group` does), predict the nine larger runs;
+    the recommended law's mean |error| must be at most the paper's own 1.15% and no point worse
+    than 4.3%, each inside its 95% interval. The pooled back-test chose one irreducible loss for
+    the three corpora (all scored on C4 validation): 1.80% against 1.85% for each corpus's own."""
     t = load_suite("gadre2024")
+    train = {c: t[(t["group"] == c) & (t["n_params"] <= 4.2e8)] for c in CORPORA}
+    recs = recommend_groups(train, seed=0)
     errs = []
     for corpus in CORPORA:
-        s = t[t["group"] == corpus]
-        rec = recommend(s[s["n_params"] <= 4.2e8], seed=0)
-        test = s[s["n_params"] > 4.2e8]
+        rec = recs[corpus]
+        assert rec.law == "overtrain-vp[shared-E]", rec.why
+        test = t[(t["group"] == corpus) & (t["n_params"] > 4.2e8)]
         for n, d, y in zip(test["n_params"], test["n_tokens"], test["loss"], strict=True):
             p = rec.predict(n, d)
             errs.append(p.loss / y - 1)
             assert p.interval[0] <= y <= p.interval[1]
     assert len(errs) == 9 and np.mean(np.abs(errs)) <= 0.0115
+    assert np.max(np.abs(errs)) <= 0.043
+    # the digits replicate.py prints (docs/fidelity.md): mean 1.00%, C4's 1.4B at M = 80 worst
+    assert np.mean(np.abs(errs)) == pytest.approx(0.0100, abs=5e-5)
+    assert np.max(np.abs(errs)) == pytest.approx(0.0239, abs=5e-5)
+
+
+@pytest.mark.slow
+def test_porian_setups_keep_their_own_laws():
+    """The shared irreducible loss must not hurt another suite: on Porian et al.'s two setups the
+    pooled back-test prefers each setup's own law, so their recommendations are unchanged."""
+    t = load_suite("porian2024")
+    train = {g: t[(t["group"] == g) & (t["flops"] < 5e17)] for g in ("cosine", "tuned_constant")}
+    recs = recommend_groups(train, seed=0)
+    assert recs["cosine"].law == recommend(train["cosine"], seed=0).law == "overtrain-vp"
+    assert recs["tuned_constant"].law == "chinchilla-vp[drop-smallest]"
+    assert "did no better in the back-test pooled" in recs["cosine"].why
 
 
 def test_gadre_warmup_column_says_which_runs_ended_before_their_warmup():
