@@ -41,7 +41,8 @@ def _recommendation(
     """`recommend` on this group's table alone, or, with the other groups of the same source
     (`peers`: (this group's name, {name: (fit points, held-out split or None, seed noise)})),
     its part of `recommend_groups` on all of them (each restricted to its training runs when
-    `test` is given)."""
+    `test` is given). Where another group has too few runs for a law, this one is recommended
+    alone, as it would be without groups (that group's own report says what is wrong)."""
     if not peers:
         return recommend(table, seed=seed, noise=noise)
     name, others = peers
@@ -52,7 +53,10 @@ def _recommendation(
             t = t[~np.asarray(split, bool)].reset_index(drop=True)
         tables[other] = t
         noises[other] = peer_noise
-    return recommend_groups(tables, seed=seed, noise=noises)[name]
+    try:
+        return recommend_groups(tables, seed=seed, noise=noises)[name]
+    except AnalysisError:  # another group too small for a law: this one is recommended alone
+        return recommend(table, seed=seed, noise=noise)
 
 
 def calibrated_prediction(

@@ -142,3 +142,19 @@ def test_each_groups_report_and_predict_ask_for_all_groups_together(tmp_path, mo
         law = fits["prediction"]["calibrated"]["law"]
         assert law == doc["groups"][name]["law"]
         assert fits["backtests"]["recommended"]["law"].startswith("recommended (")
+
+
+def test_a_groups_report_keeps_its_recommendation_when_another_group_is_too_small(tmp_path):
+    """A group with too few runs for any law fails its own report's recommendation (as before),
+    not its neighbours': they are recommended alone."""
+    from analysis.calibrated import calibrated_prediction
+
+    good = _group(*TRUTH["a"], noise=0.004)
+    data = pd.DataFrame({"N": good["n_params"], "D": good["n_tokens"], "L": good["loss"],
+                         "C": 6 * good["n_params"] * good["n_tokens"]})  # fmt: skip
+    tiny = data.iloc[:4].assign(flops_budget=np.nan)
+    pred = {"n_params": 1e9, "n_tokens": 2e10}
+    alone = calibrated_prediction(data, [np.nan] * len(data), pred, seed=0)
+    peers = ("good", {"tiny": (tiny, None, None)})
+    got = calibrated_prediction(data, [np.nan] * len(data), pred, seed=0, peers=peers)
+    assert got == alone
