@@ -137,6 +137,37 @@ def test_a_kill_between_the_trackers_end_and_the_record_logs_no_summary_point_tw
     assert [s for s, _ in scalars["summary/loss"]] == [record["n_steps"]]
 
 
+def test_a_kill_right_after_a_failed_record_leaves_the_tracker_run_failed(tiny_cfg, monkeypatch):
+    """A run that crashes mid-training with its retries spent: the rerun does not retry it, so
+    the trackers must hold its end before the failed record is written (MLflow was left
+    RUNNING when the record came first and a kill fell between the two)."""
+    from mlflow import MlflowClient
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    cfg = tiny_cfg(max_retries=0, tracker=TrackerConfig(mlflow=True, log_every=5))
+    write = records.write_record
+
+    def write_then_die(run_dir, record):
+        write(run_dir, record)
+        raise Killed
+
+    def crash(percent, loss):
+        raise RuntimeError("a crash mid-run")
+
+    with monkeypatch.context() as m:
+        m.setattr(records, "write_record", write_then_die)
+        with pytest.raises(Killed):
+            run_one(cfg, in_sweep=True, on_eval=crash)
+    record = run_one(cfg, in_sweep=True)  # failed, retries spent: not retried, no tracker
+    assert record is not None and record["status"] == "failed"
+    sweep_dir = Path(cfg.results_dir) / cfg.sweep_name
+    client = MlflowClient(tracking_uri=f"sqlite:///{sweep_dir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(cfg.sweep_name)
+    assert exp is not None
+    (run,) = client.search_runs([exp.experiment_id])
+    assert run.info.status == "FAILED"  # not left RUNNING
+
+
 def test_tracker_folders_deleted_mid_run_give_one_warning_each_and_no_traceback(
     tiny_cfg, monkeypatch, capsys
 ):

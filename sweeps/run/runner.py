@@ -154,15 +154,19 @@ def write_untrained(
     reason: str,
     *,
     attempts: int | None = None,
+    tracking: Tracking | None = None,
 ) -> dict[str, Any]:
     """Record a run that did not train (skipped by its plan, failed, a branch whose trunk failed):
     its config.json, then its record (the plan's N, D and C; nothing measured). Returns the
-    record's JSON object. `prep` is `sweeps.run.loop.prepare`'s (torch is loaded by then)."""
+    record's JSON object. `prep` is `sweeps.run.loop.prepare`'s (torch is loaded by then).
+    `tracking`: the failed run's trackers, ended with the record's status before it is written."""
     from sweeps.run.record import make_record
 
     record = make_record(
         cfg, plan=prep.plan, data=prep.data, status=status, reason=reason, attempts=attempts
     )
+    if tracking is not None:  # ended first: a kill after the record leaves no tracker RUNNING
+        tracking.end(record.to_json())
     records.write_json_atomic(run_dir / CONFIG_FILE, semantic_config(cfg))
     records.write_record(run_dir, record)
     return record.to_json()
@@ -307,8 +311,8 @@ def run_one(
         except Exception as e:  # a crash of one run must not stop a sweep
             (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
             why = f"{type(e).__name__}: {e}"
-            record = write_untrained(run_dir, cfg, prep, "failed", why, attempts=attempts + 1)
-            _end_tracking(tracking, record)
+            record = write_untrained(run_dir, cfg, prep, "failed", why, attempts=attempts + 1,
+                                     tracking=tracking)  # fmt: skip
             _say(f"[{run_dir.name}] failed: {type(e).__name__}: {e} (see {run_dir}/error.log)")
             if not in_sweep:
                 raise
