@@ -40,10 +40,10 @@ def recommend_groups(
     """Each group's recommendation (module docstring). tables: group name -> its runs (columns
     n_params, n_tokens, loss, optional flops); noise: group name -> its measured seed noise."""
     tables = dict(sorted(tables.items(), key=lambda kv: str(kv[0])))  # one order, one bootstrap
-    noise = {k: v for k, v in (noise or {}).items() if v is not None and math.isfinite(v)}
-    key = (tuple((str(k), _named(k, canonical, t).to_numpy(float).tobytes())
-                 for k, t in tables.items()),
-           seed, tuple(sorted((str(k), v) for k, v in noise.items() if v is not None)))  # fmt: skip
+    # a noise of 0 (seeds repeated to the digit) is not a noise floor: 1% assumed, as `recommend`
+    noise = {k: v for k, v in (noise or {}).items() if v is not None and math.isfinite(v) and v > 0}
+    key = (tuple((k, _named(k, canonical, t).to_numpy(float).tobytes()) for k, t in tables.items()),
+           seed, tuple(sorted((str(k), v) for k, v in noise.items())))  # fmt: skip
     if key not in _MEMO:
         if len(_MEMO) >= 4:
             _MEMO.pop(next(iter(_MEMO)))
@@ -62,26 +62,38 @@ def _recommend_groups(tables: dict, seed: int, noise: dict) -> dict[str, Recomme
     if n_folds == 0 or any(r.law not in by_name for r in own.values()):
         return own  # no back-test for some group: nothing to compare the shared law on
     own_score = _score({k: by_name[own[k].law] for k in data}, folds, n_folds, shared=False)[0]
+    if not math.isfinite(own_score):  # a group's own law was its default (no back-test)
+        return own
     results = {c: _score({k: c for k in data}, folds, n_folds, shared=True) for c in CANDIDATES}
     tried = {c: r for c, r in results.items() if math.isfinite(r[0])}
-    scores = {_shared_name(c): r[0] for c, r in tried.items()}
-    if not tried or min(scores.values()) >= own_score:
+    # each group's own scores, its score under each shared candidate, and the pooled comparison
+    scores = {
+        k: {**r.scores, **{_shared_name(c): _group_score(e[k]) for c, (_, e) in tried.items()},
+            "pooled: each group's own law": own_score,
+            **{f"pooled: {_shared_name(c)}": s for c, (s, _) in tried.items()}}
+        for k, r in own.items()
+    }  # fmt: skip
+    if not tried or min(s for s, _ in tried.values()) >= own_score:
+        best_s = min((s for s, _ in tried.values()), default=math.nan)
         note = (f"; one E shared by the {len(tables)} groups did no better in the back-test pooled "
-                f"over them: {min(scores.values()):.2%} against {own_score:.2%}"
-                if scores else "")  # fmt: skip
-        return {k: dataclasses.replace(r, why=r.why + note, scores={**r.scores, **scores})
+                f"over them: {best_s:.3%} against {own_score:.3%}" if tried else "")  # fmt: skip
+        return {k: dataclasses.replace(r, why=r.why + note, scores=scores[k])
                 for k, r in own.items()}  # fmt: skip
     best = min(tried, key=lambda c: tried[c][0])
     why = (
         f"one irreducible loss E for the {len(data)} groups (each with its own A, B and "
         f"exponents) had the lowest back-test error pooled over the groups: mean |log error| "
-        f"{tried[best][0]:.2%} over {n_folds} fold(s) that hold out each group's largest rung(s), "
-        f"against {own_score:.2%} for each group's own law "
+        f"{tried[best][0]:.3%} over {n_folds} fold(s) that hold out each group's largest "
+        f"rung(s), against {own_score:.3%} for each group's own law "
         f"({', '.join(sorted({r.law for r in own.values()}))})"
     )
-    return _shared_recommendations(data, best, tried[best][1], n_folds, why,
-                                   {k: {**r.scores, **scores} for k, r in own.items()},
-                                   seed, noise)  # fmt: skip
+    return _shared_recommendations(data, best, tried[best][1], n_folds, why, scores, seed,
+                                   noise)  # fmt: skip
+
+
+def _group_score(errs: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """One group's back-test score from its (log errors, distances) per fold: as `recommend`'s."""
+    return float(np.mean([np.mean(np.abs(e)) for e, _ in errs]))
 
 
 def _named(group, fn, *args, **kw):
@@ -153,7 +165,11 @@ def _shared_recommendations(
         calib = calibrate(robust_scale(resid), e, x, n_folds, growth=2.0 if bends else 1.0)
         warns = [f"{bends}; so the calibrated interval's extrapolation error grows with the "
                  "square of the distance beyond the runs"] if bends else []  # fmt: skip
-        warns += fit_warnings(fit, thetas[k], n, dd)
+        if not fit.converged:
+            warns.append(f"{law}: the joint fit stopped before its gradient vanished; its digits "
+                         "are approximate")  # fmt: skip
+        warns += fit_warnings(fit, thetas[k], n, dd)  # (its condition number: this group's
+        # own Jacobian, with E as if its own: pessimistic where the other groups pin E)
         out[k] = Recommendation(f"{law}", f"{law}, E = {e_shared:.4g}: {why}", tuple(warns), fit,
                                 thetas[k], calib, reach(d), scores[k])  # fmt: skip
     return out

@@ -293,7 +293,8 @@ def build_report(
 
 def _peers(path, arch: str | None, archs: list[str], **kw) -> tuple[str, dict] | None:
     """The other archs' (groups') fit points, budgets, held-out split and seed noise, for the
-    recommendation pooled over them (analysis/grouped.py); None for a single-arch source."""
+    recommendation pooled over them (analysis/grouped.py); None for a single-arch source. An
+    arch with nothing to fit is left out: its own report says what is wrong with it."""
     from .seeds import pooled_rel_sd, seed_groups
     from .sources import report_inputs
 
@@ -302,9 +303,12 @@ def _peers(path, arch: str | None, archs: list[str], **kw) -> tuple[str, dict] |
     out = {}
     for other in archs:
         if other != arch:
-            inp = report_inputs(path, arch=other, **kw)
+            try:
+                inp = report_inputs(path, arch=other, **kw)
+            except AnalysisError:
+                continue
             out[other] = (inp.data, inp.test, pooled_rel_sd(seed_groups(inp.runs)))
-    return arch, out
+    return (arch, out) if out else None
 
 
 def fits_json(rep: Report) -> dict[str, Any]:

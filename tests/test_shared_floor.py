@@ -158,3 +158,84 @@ def test_a_groups_report_keeps_its_recommendation_when_another_group_is_too_smal
     peers = ("good", {"tiny": (tiny, None, None)})
     got = calibrated_prediction(data, [np.nan] * len(data), pred, seed=0, peers=peers)
     assert got == alone
+
+
+def test_a_group_whose_own_law_had_no_back_test_keeps_the_groups_own_laws():
+    """One group's own law was its default (no candidate completed its back-test): the pooled
+    score of the groups' own laws is NaN, and the shared law must not win against it (it did,
+    with "against nan%" in `why`)."""
+    rng = np.random.default_rng(0)
+
+    def law(n, d, a=400, b=900):
+        return (1.7 + a * n**-0.3 + b * d**-0.3) * np.exp(rng.normal(0, 0.003, np.size(n)))
+
+    rows = [(1e6, 1e7), (1e6, 4e7), (3e6, 3e7), (3e6, 1.2e8), (1e7, 2e8), (3e7, 6e8), (1e8, 2e9),
+            (1e8, 8e8)]  # fmt: skip
+    x = pd.DataFrame(rows, columns=["n_params", "n_tokens"])
+    x["loss"] = law(x["n_params"], x["n_tokens"])
+    y = pd.DataFrame([(n, m * n) for n in (2e6, 6e6, 2e7, 6e7) for m in (5, 20, 80)],
+                     columns=["n_params", "n_tokens"])  # fmt: skip
+    y["loss"] = law(y["n_params"], y["n_tokens"], a=250, b=1400)
+    assert "by default" in recommend_groups({"x": x}, seed=0)["x"].why
+    recs = recommend_groups({"x": x, "y": y}, seed=0)
+    assert all("shared-E" not in r.law and "nan" not in r.why for r in recs.values())
+
+
+def test_group_names_of_another_type_are_another_table():
+    """The memo keyed on str(name) returned a dict keyed by ints to a caller that gave strings."""
+    t = _tables(noise=0.004)
+    first = recommend_groups({1: t["a"], 2: t["b"]}, seed=0)
+    second = recommend_groups({"1": t["a"], "2": t["b"]}, seed=0)
+    assert set(first) == {1, 2} and set(second) == {"1", "2"}
+
+
+@pytest.mark.slow
+def test_each_group_scores_its_own_back_test_and_the_pooled_one_apart():
+    """`scores` of a group holds its own score under each shared candidate (it held the pooled
+    one, which read as that group's), and the pooled comparison under "pooled: ..." keys."""
+    recs = recommend_groups(_tables(noise=0.004), seed=0)
+    for r in recs.values():
+        assert "pooled: each group's own law" in r.scores
+        assert "pooled: overtrain-vp[shared-E]" in r.scores and "overtrain-vp[shared-E]" in r.scores
+    per_group = [r.scores["overtrain-vp[shared-E]"] for r in recs.values()]
+    assert len(set(per_group)) == 3  # each its own
+    pooled = recs["a"].scores["pooled: overtrain-vp[shared-E]"]
+    assert min(per_group) <= pooled <= max(per_group)
+
+
+def test_a_zero_seed_noise_is_not_a_noise_floor(monkeypatch):
+    """Seeds repeated to the digit (noise 0) assume 1%, as `recommend` does: the frontier test
+    is not handed a zero noise floor."""
+    import analysis.grouped as grouped
+
+    seen = []
+    monkeypatch.setattr(grouped, "_MEMO", {})
+    monkeypatch.setattr(grouped, "_recommend_groups", lambda t, s, noise: seen.append(noise))
+    recommend_groups(_tables(), seed=0, noise={"a": 0.0, "b": float("nan"), "c": 0.004})
+    assert seen == [{"c": 0.004}]
+
+
+@pytest.mark.slow
+def test_an_arch_with_nothing_to_fit_does_not_stop_its_neighbours_report(tmp_path, capsys):
+    """A results folder of two archs, one all diverged: the other arch's report is written (it
+    was not: its pooled recommendation loaded the diverged arch first and stopped there)."""
+    import json
+    import shutil
+
+    from analysis.__main__ import main
+    from analysis.synthetic import isoflop_points, write_sweep
+
+    budgets = (1e13, 3e13, 1e14, 3e14)
+    rng = np.random.default_rng(1)
+    sweep = write_sweep(tmp_path / "s", **dict(zip(("n_params", "n_tokens", "loss",
+                        "flops_budget"), isoflop_points(rng=rng, budgets=budgets,
+                        n_per_budget=5), strict=True)))  # fmt: skip
+    n, d, loss, c = isoflop_points(rng=rng, budgets=budgets, n_per_budget=5)
+    lstm = write_sweep(tmp_path / "l", n_params=n, n_tokens=d, loss=loss, flops_budget=c, seed=3,
+                       status=["diverged"] * len(n))  # fmt: skip
+    for p in lstm.glob("*/record.json"):
+        r = json.loads(p.read_text())
+        p.write_text(json.dumps(r | {"arch": "lstm", "loss": None}))
+        shutil.copytree(p.parent, sweep / p.parent.name)
+    main([str(sweep), "--n-bootstrap", "5"])
+    assert (sweep / "report" / "gpt" / "report.md").exists(), capsys.readouterr().err
