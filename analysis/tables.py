@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .errors import AnalysisWarning, TableError
@@ -275,8 +276,12 @@ def _records_table(root: Path, conv: str, mapping: dict[str, str]) -> pd.DataFra
             f"--n-convention {conv!r}: a results folder records {', '.join(N_CONVENTIONS)}"
         )
     data = fit_runs(load_runs(root)[0], n_convention=conv)
+    # a run's planned IsoFLOP budget where it has one (the report's recommendation reads the
+    # same, so --predict and the report back-test on one ladder), else its C
+    budget = data["flops_budget"].to_numpy(float)
+    flops = np.where(np.isfinite(budget), budget, data["C"].to_numpy(float))
     cols: dict[str, Any] = {"n_params": data["N"], "n_tokens": data["D"], "loss": data["L"],
-                            "flops": data["C"], "seed": data["seed"], "lr": data["lr"],
+                            "flops": flops, "seed": data["seed"], "lr": data["lr"],
                             "run": data["run_id"]}  # fmt: skip
     if data["arch"].nunique() > 1:
         cols["group"] = data["arch"].astype(str)

@@ -266,3 +266,38 @@ def test_a_measured_seed_noise_replaces_the_assumed_one_in_the_frontier_test():
     assert recommend(table, seed=0, noise=float("nan")) is recommend(table, seed=0)  # 1% assumed
     huge = recommend(table, seed=0, noise=0.2)
     assert huge.calibration is not None and huge.calibration.growth == 1.0
+
+
+@pytest.mark.slow
+def test_predict_on_a_results_folder_backtests_on_the_reports_ladder(tmp_path, capsys):
+    """An IsoFLOP results folder of two archs: --predict read each run's actual C where the report
+    reads its planned budget, so the two back-tested on different ladders (N against C) and could
+    recommend different laws for one arch. Both now read the budget."""
+    import json
+    import shutil
+
+    from analysis.__main__ import main
+    from analysis.synthetic import isoflop_points, write_sweep
+
+    budgets = (1e13, 3e13, 1e14, 3e14, 1e15)
+    sweep = None
+    for k, arch in enumerate(("gpt", "lstm")):
+        n, d, loss, c = isoflop_points(rng=np.random.default_rng(k + 1), budgets=budgets,
+                                       n_per_budget=5)  # fmt: skip
+        path = write_sweep(tmp_path / arch, n_params=n, n_tokens=d, loss=loss * (1 + 0.05 * k),
+                           flops_budget=c, seed=k)  # fmt: skip
+        if sweep is None:
+            sweep = path
+            continue
+        for p in path.glob("*/record.json"):
+            p.write_text(json.dumps(json.loads(p.read_text()) | {"arch": arch}))
+            shutil.copytree(p.parent, sweep / p.parent.name)
+    assert sweep is not None
+    rc = main([str(sweep), "--predict", "N=1e8,D=2e9", "--json", "--n-bootstrap", "5"])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    doc = json.loads(out.out)
+    for arch in ("gpt", "lstm"):
+        fits = json.loads((sweep / "report" / arch / "fits.json").read_text())
+        assert fits["prediction"]["calibrated"]["law"] == doc["groups"][arch]["law"]
+        assert "largest C rung" in doc["groups"][arch]["why"]  # the budgets' ladder
