@@ -178,3 +178,26 @@ def test_the_sweep_summary_counts_its_own_runs_and_names_held_ones(tmp_path, han
     assert "1 being trained elsewhere, 1 failed" in err and "mine_failed" in err
     assert "another process (another launch over this folder) is training them" in err
     assert "1 ok" not in err
+
+
+def test_a_launch_groups_an_explicit_shape_with_a_target_of_that_shape(tmp_path, capsys):
+    """A sweep that mixes a size target (1e4: 2 x 20) and the explicit shape 2 x 20: plan said
+    the two train the same model, the launch checked size targets only and said nothing."""
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "model" / "gpt_2x20.yaml").write_text(
+        "defaults:\n  - schema\narch: gpt\nn_params: null\nn_layer: 2\nd_model: 20\n"
+    )
+    (conf / "model" / "gpt_1e4.yaml").write_text(
+        "defaults:\n  - schema\narch: gpt\nn_params: 1e4\n"
+    )
+    args = ["model=gpt_1e4,gpt_2x20", "budget=tokens", "budget.tokens=1e6", "data=synthetic",
+            f"data.cache_dir={tmp_path}/c", f"results_dir={tmp_path}/r"]  # fmt: skip
+    runs, info = plan_sweep(args, config_dir=str(conf))
+    assert len(runs) == 2 and len(info["same_model"]) == 1
+    master = _master(args, conf)  # (composing over another conf/ leaves Hydra cleared)
+    with hydra_context(conf):
+        callbacks.SweepSummary().on_multirun_start(master)
+    assert (
+        f"runs {', '.join(info['same_model'][0])} train the same model" in capsys.readouterr().err
+    )

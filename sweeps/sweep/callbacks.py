@@ -61,6 +61,7 @@ def _run_ids(config: DictConfig) -> tuple[list[str | None], list[list[str]]]:
         return vocab[key]
 
     same: dict[str, list[str]] = {}  # model id -> the run ids that train that model
+    explicit: list[tuple[RunConfig, str]] = []  # explicit shapes: grouped only beside targets
     for overrides in job_overrides(config, config_loader=loader):
         try:
             cfg = to_run_config(task_config(loader.load_sweep_config(config, list(overrides))))
@@ -75,16 +76,26 @@ def _run_ids(config: DictConfig) -> tuple[list[str | None], list[list[str]]]:
         except Exception:  # reported by the job itself, with the field at fault
             ids.append(None)
             continue
-        if cfg.model.n_layer is None or cfg.model.d_model is None:  # a size target
-            try:
-                from sweeps.run.plan import model_id_for, shape_for  # imports torch
-
-                model = model_id_for(cfg, shape_for(cfg, vocab_size=vocab_of(cfg)))
-            except Exception:  # an unreachable target: the job says so
-                continue
-            if run_id not in same.setdefault(model, []):
-                same[model].append(run_id)
+        if cfg.model.n_layer is not None and cfg.model.d_model is not None:
+            explicit.append((cfg, run_id))
+        else:  # a size target
+            _group_model(same, cfg, run_id, vocab_of)
+    if same:  # an explicit shape trains the same model as a target that resolves to it
+        for cfg, run_id in explicit:  # (the vocabulary is read by now: the targets needed it)
+            _group_model(same, cfg, run_id, vocab_of)
     return ids, [group for group in same.values() if len(group) > 1]
+
+
+def _group_model(same: dict[str, list[str]], cfg: RunConfig, run_id: str, vocab_of) -> None:
+    """Add `run_id` to the run ids that train its model (`sweeps.run.plan.model_id_for`)."""
+    try:
+        from sweeps.run.plan import model_id_for, shape_for  # imports torch
+
+        model = model_id_for(cfg, shape_for(cfg, vocab_size=vocab_of(cfg)))
+    except Exception:  # noqa: BLE001 - an unreachable target: the job says so
+        return
+    if run_id not in same.setdefault(model, []):
+        same[model].append(run_id)
 
 
 def _finished(sweep_dir: Path, ids: list[str]) -> int:
