@@ -245,6 +245,8 @@ def test_a_trackers_import_overlaps_the_data_loading(tiny_cfg, monkeypatch, tmp_
     )
     monkeypatch.syspath_prepend(str(stub.parent))
     monkeypatch.delitem(sys.modules, "wandb", raising=False)
+    # an import an earlier test began and never waited for (its run was refused) is not this one
+    monkeypatch.setattr(preflight, "_IMPORTS", {})
     monkeypatch.setattr(builtins, "_gate", threading.Event(), raising=False)
     cfg = tiny_cfg(tracker=TrackerConfig(wandb=True))
     preflight.check_trackers(cfg)  # returns while the import waits
