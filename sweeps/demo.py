@@ -4,7 +4,7 @@ the fitted laws and their report, and (with --verify) a check of the law's own p
     python -m sweeps.demo                 # GPT, 3 budgets x 5 sizes, then the report
     python -m sweeps.demo --verify        # ... then train the predicted optimum at 10x compute
     python -m sweeps.demo --arch both     # GPT and LSTM laws on one figure (Kaplan et al. Fig. 7)
-    python -m sweeps.demo --mini          # a ~3-minute miniature (the CI test runs it)
+    python -m sweeps.demo --mini          # a ~2-minute miniature (the CI test runs it)
 
 Each step is an ordinary command of the project, run as a subprocess and echoed, so a user can
 rerun any step alone; every step skips the runs already done, so an interrupted demo resumes.
