@@ -128,6 +128,8 @@ def test_each_groups_report_and_predict_ask_for_all_groups_together(tmp_path, mo
     seen = []
     real = grouped._recommend_groups
     monkeypatch.setattr(grouped, "_MEMO", {})
+    # the figures (8 per group and the comparison's) are not what this checks: drawn elsewhere
+    monkeypatch.setattr("analysis.report.draw_report_figures", lambda *a, **k: [])
     monkeypatch.setattr(grouped, "_recommend_groups",
                         lambda t, *a: seen.append(sorted(map(str, t))) or real(t, *a))  # fmt: skip
     rc = main([str(tmp_path / "g.csv"), "--group", "corpus", "--holdout", "n_params>1e8",
