@@ -20,10 +20,21 @@ class Killed(BaseException):
     """Stands in for a SIGKILL right after record.json is written (nothing catches it for good)."""
 
 
+def _mlflow_run(cfg):
+    """(client, the one MLflow run) of `cfg`'s sweep store (the default sqlite one)."""
+    from mlflow import MlflowClient
+
+    sweep_dir = Path(cfg.results_dir) / cfg.sweep_name
+    client = MlflowClient(tracking_uri=f"sqlite:///{sweep_dir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(cfg.sweep_name)
+    assert exp is not None
+    (run,) = client.search_runs([exp.experiment_id])
+    return client, run
+
+
 def test_a_kill_right_after_the_record_leaves_every_tracker_run_ended(
     tiny_cfg, monkeypatch, tmp_path
 ):
-    from mlflow import MlflowClient
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = tiny_cfg(tracker=TrackerConfig(tensorboard=True, mlflow=True))
@@ -45,10 +56,7 @@ def test_a_kill_right_after_the_record_leaves_every_tracker_run_ended(
     assert [s for s, _ in scalars["val/loss"]] == [
         r["step"] for r in records.read_curve(run_dir_for(cfg))
     ]
-    client = MlflowClient(tracking_uri=f"sqlite:///{sweep_dir / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(cfg.sweep_name)
-    assert exp is not None
-    (run,) = client.search_runs([exp.experiment_id])
+    _, run = _mlflow_run(cfg)
     assert run.info.status == "FINISHED"  # not KILLED, not left RUNNING
     assert run.data.metrics["summary/loss"] == pytest.approx(record["loss"], rel=1e-9)
     assert run.data.metrics["val/loss"] == pytest.approx(record["loss"], rel=1e-9)
@@ -112,7 +120,6 @@ def test_an_mlflow_store_in_a_folder_not_made_yet_is_made(tiny_cfg, tmp_path, ca
 def test_a_kill_between_the_trackers_end_and_the_record_logs_no_summary_point_twice(
     tiny_cfg, monkeypatch
 ):
-    from mlflow import MlflowClient
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = tiny_cfg(
@@ -125,10 +132,7 @@ def test_a_kill_between_the_trackers_end_and_the_record_logs_no_summary_point_tw
     record = run_one(cfg)  # resumes from the checkpoint one step before the end, ends again
     assert record is not None and record["status"] == "ok"
     sweep_dir = Path(cfg.results_dir) / cfg.sweep_name
-    client = MlflowClient(tracking_uri=f"sqlite:///{sweep_dir / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(cfg.sweep_name)
-    assert exp is not None
-    (run,) = client.search_runs([exp.experiment_id])
+    client, run = _mlflow_run(cfg)
     for key in run.data.metrics:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, key)]
         assert sorted(steps) == sorted(set(steps)), f"{key}: a step logged twice {steps}"
@@ -141,7 +145,6 @@ def test_a_kill_right_after_a_failed_record_leaves_the_tracker_run_failed(tiny_c
     """A run that crashes mid-training with its retries spent: the rerun does not retry it, so
     the trackers must hold its end before the failed record is written (MLflow was left
     RUNNING when the record came first and a kill fell between the two)."""
-    from mlflow import MlflowClient
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     cfg = tiny_cfg(max_retries=0, tracker=TrackerConfig(mlflow=True, log_every=5))
@@ -160,11 +163,7 @@ def test_a_kill_right_after_a_failed_record_leaves_the_tracker_run_failed(tiny_c
             run_one(cfg, in_sweep=True, on_eval=crash)
     record = run_one(cfg, in_sweep=True)  # failed, retries spent: not retried, no tracker
     assert record is not None and record["status"] == "failed"
-    sweep_dir = Path(cfg.results_dir) / cfg.sweep_name
-    client = MlflowClient(tracking_uri=f"sqlite:///{sweep_dir / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(cfg.sweep_name)
-    assert exp is not None
-    (run,) = client.search_runs([exp.experiment_id])
+    _, run = _mlflow_run(cfg)
     assert run.info.status == "FAILED"  # not left RUNNING
 
 
