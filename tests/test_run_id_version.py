@@ -87,7 +87,11 @@ def test_a_rerun_trains_anew_and_leaves_the_older_folder_alone(tiny_cfg, tmp_pat
     rec = run_one(cfg)
     assert rec["id_version"] == 2 and run_dir_for(cfg).name not in old
     v1 = json.loads((V1_SWEEP / "72f1b20a321b" / records.RECORD_FILE).read_text())
-    assert rec["loss"] == v1["loss"]  # the same run: the id bump changes no number
+    # the same run: the id bump changes no number. The fixture was trained on another CPU, whose
+    # kernels round differently (AVX-512 vs AVX2: 3.1623018197715282 vs 3.16230184212327), so
+    # the losses agree to float32's precision, not bit for bit; another seed or config moves the
+    # loss by far more than 1e-5 relative
+    assert rec["loss"] == pytest.approx(v1["loss"], rel=1e-5)
     assert _snapshot(sweep).items() >= old.items()
 
 
