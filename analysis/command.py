@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import AnalysisError
-from .trackers import TRACKERS, check_tracker, log_report
+from .report.tracker_summary import TRACKERS, check_tracker, log_report
 
 __all__ = ["main", "build_parser"]
 
@@ -95,10 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _check_args(args: argparse.Namespace) -> list[tuple[float, float]]:
     """Every argument that can be checked without the data; returns the --predict points."""
-    from .points import parse_holdout
-    from .prediction_points import parse_point
-    from .sources import is_table
-    from .tables import parse_columns
+    from .inputs.canonical_table import parse_columns
+    from .inputs.holdout import parse_holdout
+    from .inputs.sources import is_table
+    from .prediction.requested_points import parse_point
 
     if args.n_bootstrap < 1:
         raise AnalysisError("--n-bootstrap must be >= 1 (e.g. 1000)")
@@ -140,8 +140,8 @@ def _check_args(args: argparse.Namespace) -> list[tuple[float, float]]:
 
 def _load(args: argparse.Namespace):
     """The canonical table of the (single) source, or None for a folder without table options."""
-    from .sources import is_table
-    from .tables import load_table, parse_columns
+    from .inputs.canonical_table import load_table, parse_columns
+    from .inputs.sources import is_table
 
     path = args.paths[0]
     if not is_table(path):
@@ -160,8 +160,8 @@ def _load(args: argparse.Namespace):
 
 
 def _report_one(args, source, out: Path | None, arch: str | None, say) -> None:
-    from .report import build_report
-    from .summary import summarize
+    from .report.build import build_report
+    from .report.printed_summary import summarize
 
     rep = build_report(source, target_flops=args.target_flops, n_bootstrap=args.n_bootstrap,
                        out=out, seed=args.seed, arch=arch, n_convention=args.n_convention,
@@ -173,8 +173,8 @@ def _report_one(args, source, out: Path | None, arch: str | None, say) -> None:
 
 
 def _run(args: argparse.Namespace, points, say, stdout: TextIO) -> None:
-    from .compare import build_comparison
-    from .sources import default_table_out, load_source, mark_table_out
+    from .inputs.sources import default_table_out, load_source, mark_table_out
+    from .report.comparison import build_comparison
 
     if args.compare:
         out, series = build_comparison(
@@ -196,14 +196,14 @@ def _run(args: argparse.Namespace, points, say, stdout: TextIO) -> None:
         args.out = str(default_table_out(path))
     _check_writable(Path(args.out) if args.out else Path(path) / "report")
     if args.holdout is not None:
-        from .sources import report_inputs
+        from .inputs.sources import report_inputs
 
         for arch in archs or [None]:
             report_inputs(source, arch=arch, n_convention=args.n_convention, out=args.out,
                           holdout=args.holdout)  # fmt: skip
     answers = None
     if points:
-        from .prediction_points import predict_points, predictions_json, predictions_text
+        from .prediction.requested_points import predict_points, predictions_json, predictions_text
 
         answers = predict_points(table, points, level=args.level, seed=args.seed)
     if len(archs) <= 1:

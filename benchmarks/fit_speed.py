@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 
-from analysis.bootstrap import bootstrap_chinchilla
-from analysis.chinchilla import fit_chinchilla, fit_chinchilla_reference
-from analysis.objective import chinchilla_grid
-from analysis.synthetic import grid_points
+from analysis.laws.bootstrap import bootstrap_chinchilla
+from analysis.laws.chinchilla import fit_chinchilla, fit_chinchilla_reference
+from analysis.laws.objective import chinchilla_grid
+from analysis.laws.synthetic import grid_points
 
 
 def main() -> None:
@@ -56,9 +56,9 @@ def main() -> None:
     t_ref_full = per_start * len(grid)
     # the straightforward bootstrap: L-BFGS-B refit of each resample from the full-data optimum;
     # timed on 50 resamples and extrapolated
-    from analysis.bootstrap import resample_counts
-    from analysis.chinchilla import params_to_theta
-    from analysis.objective import chinchilla_design, minimize_lbfgs
+    from analysis.laws.bootstrap import resample_counts
+    from analysis.laws.chinchilla import params_to_theta
+    from analysis.laws.objective import chinchilla_design, minimize_lbfgs
 
     design, y = chinchilla_design(n, d), np.log(loss)
     counts = resample_counts(n.size, 50, np.random.default_rng(1))

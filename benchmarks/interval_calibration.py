@@ -7,11 +7,13 @@ noise, 6 seeds each) from four true laws: Kaplan et al.'s L(N, D), Hoffmann's la
 interaction term, a broken power law in N, and Hoffmann's law itself. `recommend` sees the four
 smallest sizes; the two larger sizes (4x and 16x beyond) are predicted. Prints, per degrees-of-
 freedom rule for the interval's quantile, the share of held-out runs inside the 80% and 95%
-intervals: the evidence behind analysis/calibrate.py's choice (no shipped suite is used).
+intervals: the evidence behind analysis/prediction/calibration.py's choice (no shipped suite is
+used).
 
 --groups: the same truths as tables of three groups that share the truth's floor and differ in
 how fast they approach it (the reducible part scaled by 0.85, 1 and 1.2, and N by 0.6, 1 and
-1.7: an architecture or corpus a constant factor better). `analysis.grouped.recommend_groups`
+1.7: an architecture or corpus a constant factor better).
+`analysis.prediction.groups.recommend_groups`
 sees each group's four smallest sizes and may choose one E shared by the groups; prints which law
 it chose and the share of held-out runs inside the 80% and 95% intervals it gives, to show the
 joint fit's intervals hold where it is chosen.
@@ -28,10 +30,10 @@ from scipy.stats import t as student_t
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.calibrate import log_sigma  # noqa: E402
-from analysis.grouped import recommend_groups  # noqa: E402
-from analysis.ladder import distance  # noqa: E402
-from analysis.predict import recommend  # noqa: E402
+from analysis.prediction.calibration import log_sigma  # noqa: E402
+from analysis.prediction.groups import recommend_groups  # noqa: E402
+from analysis.prediction.ladder import distance  # noqa: E402
+from analysis.prediction.recommend import recommend  # noqa: E402
 
 TRUTHS = {
     "kaplan": lambda n, d: ((8.8e13 / n) ** (0.076 / 0.095) + 5.4e13 / d) ** 0.095,

@@ -12,12 +12,14 @@ Splits (fixed before looking at any result, from the papers themselves):
   stored per-budget optimum L*. Ours at the same points: the recommended law's compute-optimal
   loss at C against the same L*.
 Errors are mean |predicted - observed| / observed over the held-out points; the method columns
-fit each method to every training run; "recommended" is `analysis.predict.recommend` on the
+fit each method to every training run; "recommended" is `analysis.prediction.recommend.recommend`
+on the
 training runs alone (its back-test never sees the held-out points). Coverage: the share
 of held-out runs inside the recommended law's 80% and 95% intervals; width: their median
 (hi - lo) / prediction.
 
---rules adds the evidence behind the candidate set (analysis/ladder.py): for each form and each
+--rules adds the evidence behind the candidate set (analysis/prediction/ladder.py): for each form
+and each
 run-selection rule (`ladder.RULES`, candidates or not), its back-test score on the training runs
 (what `recommend` compares) and its error on the held-out runs (mean and max |error|; "n/a"
 where the rule leaves too few runs or the table lacks the column it needs).
@@ -37,12 +39,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.chinchilla import chinchilla_loss, compute_optimal, fit_chinchilla  # noqa: E402
-from analysis.grouped import recommend_groups  # noqa: E402
-from analysis.ladder import RULES, Candidate  # noqa: E402
-from analysis.predict import backtest_candidates  # noqa: E402
-from analysis.suites import load_suite, suite_paper  # noqa: E402
-from analysis.varpro import fit_varpro  # noqa: E402
+from analysis.inputs.published_suites import load_suite, suite_paper  # noqa: E402
+from analysis.laws.chinchilla import chinchilla_loss, compute_optimal, fit_chinchilla  # noqa: E402
+from analysis.laws.varpro import fit_varpro  # noqa: E402
+from analysis.prediction.groups import recommend_groups  # noqa: E402
+from analysis.prediction.ladder import RULES, Candidate  # noqa: E402
+from analysis.prediction.recommend import backtest_candidates  # noqa: E402
 
 METHODS = {
     "approach3": lambda n, d, y: fit_chinchilla(n, d, y),

@@ -28,9 +28,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from analysis.backtest import backtest_chinchilla  # noqa: E402
-from analysis.chinchilla import fit_chinchilla  # noqa: E402
-from analysis.runs import fit_runs, load_runs  # noqa: E402
+from analysis.inputs.run_records import fit_runs, load_runs  # noqa: E402
+from analysis.laws.chinchilla import fit_chinchilla  # noqa: E402
+from analysis.prediction.backtest import backtest_chinchilla  # noqa: E402
 
 
 def _sweep(out: Path, preset: str, name: str, extra: list[str]) -> None:

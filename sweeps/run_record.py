@@ -3,7 +3,8 @@
 Standard library only, like sweeps/records.py: analysis/ may build and read records without torch.
 One record type for every status: a run that never trained (skipped, a failed start, a branch whose
 trunk failed) has the same fields as a trained one, with None where nothing was measured. Records
-are built by `sweeps.run.record.make_record` (runs) and `analysis.synthetic` (a known law), written
+are built by `sweeps.run.record.make_record` (runs) and `analysis.laws.synthetic` (a known law),
+written
 by `sweeps.records.write_record`, and read back with `RunRecord.from_json`, which names the file
 and the field of any record that does not fit the contract.
 

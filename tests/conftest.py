@@ -26,7 +26,7 @@ from tests.processes import run_module
 def one_blas_thread():
     """numpy's and scipy's OpenBLAS at one thread in this process. The fits here solve 5 x 5
     systems, where a second BLAS thread only spins against the training subprocesses for the
-    other core: the reference L-BFGS-B loop of test_analysis_fits ran 3.5x faster with one
+    other core: the reference L-BFGS-B loop of test_analysis_laws_fits ran 3.5x faster with one
     (same run, alternated, loaded 2-core Xeon). Child processes keep the user's setting."""
     import scipy.linalg  # noqa: F401  (loads scipy's own OpenBLAS, so the limit reaches it)
     import scipy.optimize  # noqa: F401

@@ -1,5 +1,7 @@
-"""Tiny results tables for the tests of analysis/tables.py and its CLI: a size x tokens grid from
-the known Chinchilla law (analysis.synthetic.TRUE_PARAMS) with seeded log-normal noise, under the
+"""Tiny results tables for the tests of analysis/inputs/canonical_table.py and its CLI: a size x
+tokens grid from
+the known Chinchilla law (analysis.laws.synthetic.TRUE_PARAMS) with seeded log-normal noise, under
+the
 canonical column names or the foreign ones a user's trainer might write."""
 
 from __future__ import annotations
@@ -7,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.synthetic import TRUE_PARAMS, law_loss
+from analysis.laws.synthetic import TRUE_PARAMS, law_loss
 
 __all__ = ["FOREIGN", "grid", "foreign", "assert_refused"]
 

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from analysis.runs import TRUNK_REASON, excluded_reasons, load_runs
-from analysis.seeds import seed_groups
-from analysis.synthetic import isoflop_points, write_sweep
+from analysis.inputs.run_records import TRUNK_REASON, excluded_reasons, load_runs
+from analysis.laws.synthetic import isoflop_points, write_sweep
+from analysis.prediction.seed_noise import seed_groups
 
 
 def _edit_records(sweep, fn):
@@ -58,8 +58,8 @@ def test_trunks_and_skipped_runs_are_excluded_with_reasons(iso):
 
 
 def test_report_prediction_noise_and_verify(iso, tmp_path):
-    from analysis.report import build_report
-    from analysis.summary import summarize
+    from analysis.report.build import build_report
+    from analysis.report.printed_summary import summarize
 
     (iso / "report").mkdir()
     verify = {"target_flops": 1e16, "predicted": 2.40, "achieved": 2.45,
@@ -123,7 +123,7 @@ def test_cli_compare_and_mixed_architectures(tmp_path, capsys, monkeypatch):
         shutil.copytree(p, gpt / p.name)
     # The per-arch reports' 16 figures (half this test's time) are not what it checks: the
     # report's figures are drawn in test_report_prediction_noise_and_verify and test_demo.
-    monkeypatch.setattr("analysis.report.draw_report_figures", lambda *a, **k: [])
+    monkeypatch.setattr("analysis.report.build.draw_report_figures", lambda *a, **k: [])
     assert main([str(gpt), "--n-bootstrap", "20"]) == 0
     text = capsys.readouterr().out
     assert (gpt / "report" / "gpt" / "fits.json").exists()
@@ -140,8 +140,8 @@ def test_interval_not_containing_the_estimate_still_plots() -> None:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from analysis.plots import plot_optimal_allocation
-    from analysis.results import FitResult
+    from analysis.report.plots import plot_optimal_allocation
+    from analysis.result_types import FitResult
 
     fit = FitResult(
         law="isoflop",
@@ -157,10 +157,10 @@ def test_interval_not_containing_the_estimate_still_plots() -> None:
 def test_report_warns_when_one_fit_mixes_schedules(iso):
     """WSD branches and cosine runs differ by up to ~2.7% at the same (N, D): a fit over both
     says so (before, the report fitted the mix without a word)."""
-    from analysis.report import build_report
-    from analysis.runs import fit_runs
-    from analysis.schedules import schedule_mix
-    from analysis.summary import summarize
+    from analysis.inputs.run_records import fit_runs
+    from analysis.inputs.schedules import schedule_mix
+    from analysis.report.build import build_report
+    from analysis.report.printed_summary import summarize
 
     def cosine(rec):
         rec["config"]["schedule"] = {"name": "cosine", "min_lr_frac": 0.1, "decay_frac": 0.2,
@@ -195,7 +195,7 @@ def test_a_plot_with_nothing_to_label_draws_no_legend_and_no_warning():
 
     import matplotlib.pyplot as plt
 
-    from analysis.plots import add_loss_frontier
+    from analysis.report.plots import add_loss_frontier
 
     fig, ax = plt.subplots()
     ax.plot([1e12, 1e13], [3.0, 2.9])
@@ -213,7 +213,7 @@ def test_summary_flags_a_headline_law_its_runs_do_not_determine(tmp_path, capsys
     import pandas as pd
 
     from analysis.command import main
-    from tests.test_analysis_fits import GPU_SIX
+    from tests.test_analysis_laws_fits import GPU_SIX
 
     n, d, loss = GPU_SIX
     pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss}).to_csv(

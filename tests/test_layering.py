@@ -2,6 +2,8 @@
 
 - models/ imports neither sweeps/ nor analysis/; analysis/ imports neither torch nor Hydra;
 - inside sweeps/, each subpackage keeps to what its docstring allows (run/ is Hydra-free, ...);
+- inside analysis/, each room imports only the rooms below it (inputs <- laws <- prediction <-
+  report <- command);
 - no import cycle among the modules of models/, sweeps/ and analysis/ (any import, at any level);
 - no private name (`_x`) is imported from another module of these packages.
 """
@@ -88,6 +90,15 @@ FORBIDDEN = [
     ("sweeps.run_record", ("torch", "hydra", "omegaconf", "numpy", "models", "sweeps.run")),
     ("sweeps.config", ("torch", "hydra", "omegaconf", "numpy", "models")),
     ("sweeps", ("analysis",)),
+    # analysis/ by concern: inputs <- laws <- prediction <- report <- command (docs/architecture.md)
+    ("analysis.inputs", ("analysis.laws", "analysis.prediction", "analysis.report",
+                         "analysis.command", "analysis.hparams")),
+    ("analysis.laws", ("analysis.prediction", "analysis.report", "analysis.command",
+                       "analysis.hparams")),
+    ("analysis.prediction", ("analysis.report", "analysis.command", "analysis.hparams")),
+    ("analysis.report", ("analysis.command",)),
+    ("analysis.errors", ("analysis.",)),
+    ("analysis.result_types", ("analysis.",)),
 ]
 
 
@@ -151,8 +162,22 @@ def test_no_private_name_is_imported_from_another_module() -> None:
 
 def test_the_checks_see_the_tree() -> None:
     """Guards the guards: a moved package would make every check above pass vacuously."""
-    assert {"models.gpt", "sweeps.run.loop", "sweeps.sweep.compose", "analysis.report"} <= set(
-        MODULES
-    )
+    seen = {"models.gpt", "sweeps.run.loop", "sweeps.sweep.compose", "analysis.report.build"}
+    assert seen <= set(MODULES)
     assert "sweeps.run.identity" in _project_targets("sweeps.run.runner")
     assert "torch" in _top_names("models.gpt")
+
+
+def test_analysis_module_names_tell_apart_and_stay_readable() -> None:
+    """No two modules of analysis/ whose names differ only by a suffix or a plural (tables.py /
+    table_files.py / table_checks.py once stood side by side), and none over 400 lines."""
+    names = sorted({m.rpartition(".")[2] for m in _in("analysis")} - {"analysis", "__main__"})
+    alike = [
+        (a, b)
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if b.startswith(a + "_") or a.startswith(b + "_") or a.rstrip("s") == b.rstrip("s")
+    ]
+    assert not alike, alike
+    long = {m: n for m in _in("analysis") if (n := len(MODULES[m].read_text().splitlines())) > 400}
+    assert not long, long

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from analysis.errors import AnalysisWarning
-from analysis.runs import OLDER_ID_REASON, fit_runs, load_runs
-from analysis.synthetic import TRUE_PARAMS, grid_points, write_sweep
+from analysis.inputs.run_records import OLDER_ID_REASON, fit_runs, load_runs
+from analysis.laws.synthetic import TRUE_PARAMS, grid_points, write_sweep
 from sweeps import records
 from sweeps.plan import main as plan_main
 from sweeps.run import identity
@@ -114,7 +114,7 @@ def test_analysis_leaves_older_records_out_of_fits_with_one_warning(tmp_path: Pa
 
 
 def test_older_constant_lr_runs_give_no_isoflop_slices(tmp_path: Path) -> None:
-    from analysis.curve_isoflop import constant_lr_curves
+    from analysis.laws.curve_slices import constant_lr_curves
 
     n, d = np.repeat([1e5, 1e6, 1e7], 2), np.tile([1e8, 4e8], 3)
     sweep = write_sweep(tmp_path / "c", n_params=n, n_tokens=d, loss=np.full(6, 3.0),

@@ -2,7 +2,7 @@
 reader against curve.jsonl, one MLflow run and one W&B run directory per run id after a SIGKILL and
 a rerun, a 6-run joblib sweep into one MLflow experiment, and a tracker that raises on every call
 leaving the record as it is without one. Trackers outside a run (the analysis' summary run, Optuna's
-dashboard): tests/test_tracking_summary.py."""
+dashboard): tests/test_analysis_report_trackers.py."""
 
 from __future__ import annotations
 

@@ -1,0 +1,67 @@
+"""Variable projection: exact on noiseless laws, the same minimum as approach 3, the over-training
+form, a fixed irreducible loss."""
+
+import numpy as np
+import pytest
+
+from analysis.errors import AnalysisError
+from analysis.laws.chinchilla import chinchilla_loss, fit_chinchilla
+from analysis.laws.synthetic import grid_points, law_loss
+from analysis.laws.varpro import fit_varpro, overtrain_params
+
+HOFFMANN = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+
+
+def _grid(noise=0.0, seed=0, params=HOFFMANN):
+    return grid_points(rng=np.random.default_rng(seed), params=params, n_sizes=6,
+                       n_token_counts=6, n_range=(1e7, 1e9), d_range=(1e8, 1e11),
+                       noise=noise, outlier_frac=0.0)  # fmt: skip
+
+
+@pytest.mark.parametrize("robust", [False, True])
+def test_varpro_recovers_a_noiseless_law(robust):
+    fit = fit_varpro(*_grid(), robust=robust)
+    for k, v in HOFFMANN.items():
+        assert fit.params[k] == pytest.approx(v, rel=1e-3), k
+
+
+def test_varpro_reaches_approach_3s_minimum():
+    n, d, loss = _grid(noise=0.01, seed=3)
+    a3, vp = fit_chinchilla(n, d, loss), fit_varpro(n, d, loss)
+    assert vp.objective <= a3.objective * (1 + 1e-9) + 1e-15
+    for k in ("E", "alpha", "beta"):
+        assert vp.params[k] == pytest.approx(a3.params[k], rel=1e-4), k
+
+
+def test_equal_exponents_is_gadre_et_al_form():
+    params = HOFFMANN | {"beta": 0.34}
+    fit = fit_varpro(*_grid(params=params), equal_exponents=True)
+    assert fit.params["alpha"] == fit.params["beta"] == pytest.approx(0.34, rel=1e-3)
+    g = overtrain_params(fit.params)
+    n, d = np.array([1e8, 3e9]), np.array([4e10, 6e10])
+    c, m = 6 * n * d, d / n
+    gadre = g["E"] + (g["a"] * m ** g["eta"] + g["b"] * m ** -g["eta"]) * c ** -g["eta"]
+    np.testing.assert_allclose(gadre, chinchilla_loss(fit.params, n, d), rtol=1e-12)
+
+
+def test_fixed_irreducible_loss_solves_only_a_and_b():
+    fit = fit_varpro(*_grid(), irreducible=1.69)
+    assert fit.law == "chinchilla-vp-ls-fixedE" and fit.params["E"] == 1.69
+    assert fit.params["A"] == pytest.approx(406.4, rel=1e-3)
+    assert fit.params["B"] == pytest.approx(410.7, rel=1e-3)
+
+
+def test_weights_make_it_least_squares_on_loss():
+    """weights = L^2 turn the relative residuals into absolute ones (scipy curve_fit's loss)."""
+    n, d, loss = _grid(noise=0.01, seed=1)
+    fit = fit_varpro(n, d, loss, robust=False, weights=loss**2)
+    p = fit.params
+    sse = lambda q: np.sum((law_loss(q, n, d) - loss) ** 2)  # noqa: E731
+    for k in ("E", "A", "B"):
+        assert sse(p) <= sse(p | {k: p[k] * 1.001}) and sse(p) <= sse(p | {k: p[k] * 0.999})
+
+
+def test_one_model_size_is_an_error():
+    n, d, loss = _grid()
+    with pytest.raises(AnalysisError, match="only one value of N"):
+        fit_varpro(np.full_like(n, 1e8), d, loss)
