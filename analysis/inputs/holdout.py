@@ -1,7 +1,8 @@
 """The points a fit or back-test takes, from arrays or a table, and a held-out split of them.
 
 `as_points(n_params, n_tokens, loss)` accepts three equal-length arrays or one canonical table
-(`canonical_table.load_table`, or any DataFrame with n_params, n_tokens and loss columns) in place of
+(`canonical_table.load_table`, or any DataFrame with n_params, n_tokens and loss columns) in place
+of
 `n_params`, and returns float arrays; unequal lengths are one error naming the arguments.
 `parse_holdout("C>1e21")` reads a split: a column (a canonical name or N, D, C, L, M = D/N), an
 operator (> >= < <=) and a number; `Holdout.mask(...)` marks the held-out points.

@@ -1,7 +1,8 @@
 """Where a report's runs come from: a results folder of run records, or a results table.
 
 `load_source(source)` returns the (runs, curves) frames the report, the comparison and the
-back-tests read (the shapes `run_records.load_runs` gives): a table's rows become runs with status ok,
+back-tests read (the shapes `run_records.load_runs` gives): a table's rows become runs with status
+ok,
 `arch` set to their `group`, `flops_budget` set where a table's given C is shared by several runs
 (an IsoFLOP slice), and a curve table's rows become the curves. `convention_text` says what N, D
 and C mean under the table's N convention.
@@ -86,7 +87,8 @@ def convention_text(attrs: dict) -> str:
 
 
 def _config_keys(points: pd.DataFrame) -> list[str] | str:
-    """A table row's config for `seed_noise.seed_groups`: the columns that say what was trained (N, D,
+    """A table row's config for `seed_noise.seed_groups`: the columns that say what was trained (N,
+    D,
     group, lr) and its seed, so rows that differ only by seed give the seed noise floor; "null"
     (no config) for a table without a seed column."""
     if "seed" not in points:
@@ -97,7 +99,8 @@ def _config_keys(points: pd.DataFrame) -> list[str] | str:
 
 
 def runs_from_table(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A canonical table (`canonical_table.load_table`) as the (runs, curves) frames of a results folder."""
+    """A canonical table (`canonical_table.load_table`) as the (runs, curves) frames of a results
+    folder."""
     points = fit_points(table)
     n = len(points)
     runs = pd.DataFrame({c: [None] * n for c in RUN_COLUMNS})

@@ -197,7 +197,8 @@ _MEMO: dict[tuple[bytes, int, int, float | None], Recommendation] = {}
 def recommend(table: pd.DataFrame, *, seed: int = 0, noise: float | None = None) -> Recommendation:
     """Choose, fit and calibrate the law `table`'s own back-test recommends (module docstring).
 
-    noise: the table's measured relative seed noise (`seed_noise.pooled_rel_sd`), which a bend of the
+    noise: the table's measured relative seed noise (`seed_noise.pooled_rel_sd`), which a bend of
+    the
     IsoFLOP frontier must clear to count; None (or NaN) where not measured: 1% is assumed."""
     data = canonical(table)
     n_groups = int(table["group"].nunique()) if "group" in table.columns else 0
