@@ -27,7 +27,14 @@ from ..laws.identifiability import fit_warnings
 from ..laws.shared_floor import bootstrap_shared, fit_shared_floor
 from .calibration import calibrate, robust_scale
 from .ladder import CANDIDATES, Candidate, distance, ladder_folds, log_errors, reach
-from .recommend import N_BOOTSTRAP, Recommendation, accelerates, canonical, recommend
+from .recommend import (
+    N_BOOTSTRAP,
+    Recommendation,
+    accelerates,
+    canonical,
+    folds_sd,
+    recommend,
+)
 
 __all__ = ["recommend_groups"]
 
@@ -162,7 +169,10 @@ def _shared_recommendations(
         e = np.concatenate([a for a, _ in errs[k]])
         x = np.concatenate([b for _, b in errs[k]])
         bends = accelerates(d, noise.get(k))
-        calib = calibrate(robust_scale(resid), e, x, n_folds, growth=2.0 if bends else 1.0)
+        # the fold fits' spread: each group's own law on the fold (the joint fit's is not kept)
+        sd_f = folds_sd(cand, ladder_folds(d)[:n_folds], seed)
+        calib = calibrate(robust_scale(resid), e, x, n_folds, growth=2.0 if bends else 1.0,
+                          fold_sd=sd_f)  # fmt: skip
         warns = [f"{bends}; so the calibrated interval's extrapolation error grows with the "
                  "square of the distance beyond the runs"] if bends else []  # fmt: skip
         if not fit.converged:

@@ -1,7 +1,11 @@
 """The scale ladder of a results table, and the candidate laws a back-test on it chooses between.
 
 A table's ladder is the scale axis its grid was designed on: the column of N (model sizes) or of C
-(compute budgets, for IsoFLOP grids) with fewer distinct values. A fold holds out the largest rung
+(compute budgets, for IsoFLOP grids) with fewer rungs. A rung is a set of values within
+`RUNG_TOLERANCE` (1%) of their neighbours: sizes read off a plot, or counted by another convention
+and rounded, differ by 1e-7 and are one size, not two (as distinct values they made folds that
+held out a size 1e-6 in log N beyond the training runs, and intervals of [0, inf]). A fold holds
+out the largest rung
 and trains on every smaller one; the next fold repeats that one rung lower, as long as enough
 remains to train on (`MIN_TRAIN_RUNGS`: three model sizes on an N ladder; two budgets on a C
 ladder, whose slices still hold three or more model sizes), up to `MAX_FOLDS` folds. The
@@ -40,6 +44,9 @@ from ..result_types import FitResult
 
 __all__ = [
     "CANDIDATES",
+    "RUNG_TOLERANCE",
+    "n_rungs",
+    "rungs",
     "RULES",
     "MAX_FOLDS",
     "MIN_TRAIN_RUNGS",
@@ -55,6 +62,25 @@ __all__ = [
 MIN_TRAIN_RUNGS = {"n_params": 3, "flops": 2}
 RULES = ("all", "drop-smallest", "drop-overtrained", "drop-unwarmed")
 MAX_FOLDS = 3
+RUNG_TOLERANCE = 0.01  # relative: values closer than 1% to a neighbour share its rung
+
+
+def rungs(values) -> np.ndarray:
+    """Each value's rung, named by the largest value in it: sorted values whose ratio to the
+    previous one is below 1 + `RUNG_TOLERANCE` join its rung (single linkage)."""
+    v = np.asarray(values, float)
+    u = np.unique(v)
+    if u.size == 0:
+        return v.copy()
+    starts = np.concatenate([[True], u[1:] > u[:-1] * (1 + RUNG_TOLERANCE)])
+    label = np.cumsum(starts) - 1
+    top = np.maximum.reduceat(u, np.flatnonzero(starts))
+    return top[label[np.searchsorted(u, v)]]
+
+
+def n_rungs(values) -> int:
+    """How many rungs `values` fall into (`rungs`)."""
+    return int(np.unique(rungs(values)).size)
 
 
 @dataclass(frozen=True)
@@ -72,7 +98,8 @@ class Candidate:
     def select(self, table: pd.DataFrame) -> pd.DataFrame | None:
         """The runs this rule keeps, or None when too few remain to fit the law."""
         if self.rule == "drop-smallest":
-            table = table[table["n_params"] > table["n_params"].min()]
+            r = rungs(table["n_params"])
+            table = table[r > r.min()]
         elif self.rule == "drop-overtrained":
             m = table["n_tokens"] / table["n_params"]
             table = table[m <= np.quantile(m, 0.75)]
@@ -81,7 +108,7 @@ class Candidate:
                 return None
             table = table[~(table["warmup_tokens"] >= table["n_tokens"])]  # unknown: kept
         n_free = 4 if self.form == "overtrain" else 5
-        if table["n_params"].nunique() < 3 or table["n_tokens"].nunique() < 2:
+        if n_rungs(table["n_params"]) < 3 or n_rungs(table["n_tokens"]) < 2:
             return None
         return table if len(table) > n_free + 1 else None
 
@@ -113,8 +140,8 @@ class Fold:
 
 
 def ladder_axis(table: pd.DataFrame) -> str:
-    """ "n_params", or "flops" when the table has fewer distinct budgets than model sizes."""
-    if "flops" in table and table["flops"].nunique() < table["n_params"].nunique():
+    """ "n_params", or "flops" when the table has fewer budgets than model sizes (as rungs)."""
+    if "flops" in table and n_rungs(table["flops"]) < n_rungs(table["n_params"]):
         return "flops"
     return "n_params"
 
@@ -122,13 +149,13 @@ def ladder_axis(table: pd.DataFrame) -> str:
 def ladder_folds(table: pd.DataFrame) -> list[Fold]:
     """Leave-largest-rung-out folds down the ladder (see the module docstring)."""
     axis = ladder_axis(table)
-    rungs = np.sort(table[axis].unique())[::-1]
+    r = rungs(table[axis])
     folds = []
-    for rung in rungs[:MAX_FOLDS]:
-        train = table[table[axis] < rung]
-        if train[axis].nunique() < MIN_TRAIN_RUNGS[axis] or train["n_params"].nunique() < 3:
+    for rung in np.unique(r)[::-1][:MAX_FOLDS]:
+        train = table[r < rung]
+        if n_rungs(train[axis]) < MIN_TRAIN_RUNGS[axis] or n_rungs(train["n_params"]) < 3:
             break
-        folds.append(Fold(axis, float(rung), train, table[table[axis] == rung]))
+        folds.append(Fold(axis, float(rung), train, table[r == rung]))
     return folds
 
 

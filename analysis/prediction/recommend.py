@@ -36,10 +36,22 @@ from .calibration import (
     Calibration,
     bootstrap_thetas,
     calibrate,
+    fold_sd,
+    interval_problem,
+    log_prediction_sd,
     log_sigma,
     robust_scale,
 )
-from .ladder import CANDIDATES, Candidate, distance, ladder_axis, ladder_folds, log_errors, reach
+from .ladder import (
+    CANDIDATES,
+    Candidate,
+    distance,
+    ladder_axis,
+    ladder_folds,
+    log_errors,
+    n_rungs,
+    reach,
+)
 
 __all__ = [
     "N_BOOTSTRAP",
@@ -48,6 +60,7 @@ __all__ = [
     "accelerates",
     "backtest_candidates",
     "canonical",
+    "folds_sd",
     "recommend",
 ]
 
@@ -70,13 +83,28 @@ class Prediction:
     level: float
     law: str
 
+    @property
+    def problem(self) -> str | None:
+        """Why the interval must not be printed as bare digits (unbounded, zero width, or wider
+        than the prediction), or None (`calibration.interval_problem`)."""
+        return interval_problem(self.loss, self.interval)
+
+    @property
+    def width(self) -> float:
+        """(hi - lo) / loss: the interval's relative width."""
+        return (self.interval[1] - self.interval[0]) / self.loss
+
     def to_dict(self) -> dict[str, Any]:
+        problem = self.problem
+        bounded = problem is None or "wider than" in problem
         return {
             "n_params": self.n_params,
             "n_tokens": self.n_tokens,
             "flops": self.flops,
             "loss": self.loss,
-            "interval": [self.interval[0], self.interval[1]],
+            "interval": [self.interval[0], self.interval[1]] if bounded else None,
+            "relative_width": self.width if bounded else None,
+            "interval_warning": problem,
             "level": self.level,
             "law": self.law,
         }
@@ -112,15 +140,7 @@ class Recommendation:
             )
         assert self.fit is not None and self.thetas is not None and self.calibration is not None
         loss = float(chinchilla_loss(self.fit.params, n, d))
-        th = self.thetas
-        with np.errstate(over="ignore", invalid="ignore"):  # far out: inf, dropped below
-            reps = (
-                np.exp(th[:, 2])
-                + np.exp(th[:, 0]) * n ** -th[:, 3]
-                + np.exp(th[:, 1]) * d ** -th[:, 4]
-            )
-        log_reps = np.log(reps[np.isfinite(reps) & (reps > 0)])
-        sd = float(np.std(log_reps)) if log_reps.size > 1 else 0.0
+        sd = float(log_prediction_sd(self.thetas, n, d)[0])
         x = float(distance(self.reach, n, d))
         half = self.calibration.quantile(level) * float(log_sigma(self.calibration, x, sd))
         wide = math.exp(half) if half < LOG_FLOAT_MAX else math.inf  # inf: no bound this far
@@ -155,9 +175,10 @@ def canonical(table: pd.DataFrame) -> pd.DataFrame:
             "recommend: n_params, n_tokens and loss must be finite and positive in every row; "
             "drop diverged or incomplete runs first"
         )
-    if out["n_params"].nunique() < 3:
+    if n_rungs(out["n_params"]) < 3:
         raise AnalysisError(
-            f"recommend: {out['n_params'].nunique()} distinct model size(s) (column n_params); "
+            f"recommend: {n_rungs(out['n_params'])} distinct model size(s) (column n_params, "
+            "sizes within 1% counted as one); "
             "a law that extrapolates in N needs at least 3, better 5 or more"
         )
     return out
@@ -248,7 +269,9 @@ def _recommend(
                               rng=np.random.default_rng(seed))  # fmt: skip
     resid = np.log(chinchilla_loss(fit.params, n, d) / loss)
     bends = accelerates(data, noise)
-    calib = calibrate(robust_scale(resid), e, x, n_folds, growth=2.0 if bends else 1.0)
+    sd_f = folds_sd(cand, ladder_folds(data), seed) if e.size else None
+    calib = calibrate(robust_scale(resid), e, x, n_folds, growth=2.0 if bends else 1.0,
+                      fold_sd=sd_f)  # fmt: skip
     if bends:
         warns.append(
             f"{bends}; so the calibrated interval's extrapolation error grows with the square "
@@ -261,6 +284,21 @@ def _recommend(
             "differ by corpus and architecture: fit each group apart (--group group)"
         )
     return Recommendation(cand.name, why, tuple(warns), fit, thetas, calib, reach(data), scores)
+
+
+FOLD_BOOTSTRAP = 100  # refits per fold behind `fold_sd` (a spread, not a percentile: 100 do)
+
+
+def folds_sd(cand: Candidate, folds: list, seed: int) -> np.ndarray:
+    """The bootstrap sd of each fold fit's log prediction at its held-out runs, in the order of
+    `backtest_candidates`' errors (`calibration.fold_sd`)."""
+    out = []
+    rng = np.random.default_rng([seed, 1])
+    for fold in folds:
+        fit, sub = cand.fit(fold.train), cand.select(fold.train)
+        assert fit is not None and sub is not None  # it was back-tested on this fold
+        out.append(fold_sd(fit, sub, fold.test, n_resamples=FOLD_BOOTSTRAP, rng=rng))
+    return np.concatenate(out)
 
 
 def accelerates(data: pd.DataFrame, noise: float | None) -> str | None:
