@@ -73,7 +73,10 @@ class Backtest:
     of the predicted optimal loss there (against the held-out budget's own parabola). The last
     two exist only when the runs have compute budgets; they compare approaches 2 and 3 fairly.
     coverage_80, coverage_95: the share of held-out runs inside the law's calibrated 80% and 95%
-    intervals (the recommended law's back-test on a user's split only).
+    intervals (the recommended law's back-test on a user's split only); width_80, width_95:
+    their median (hi - lo) / prediction; score_80, score_95: their mean interval score
+    (Gneiting & Raftery 2007, relative to the prediction: the width plus 2 / (1 - level) times
+    how far a run falls outside; lower is better, and coverage bought by width scores badly).
     """
 
     law: str
@@ -87,6 +90,10 @@ class Backtest:
     loss_star_rel_error: float = math.nan
     coverage_80: float = math.nan
     coverage_95: float = math.nan
+    width_80: float = math.nan
+    width_95: float = math.nan
+    score_80: float = math.nan
+    score_95: float = math.nan
     message: str = ""
 
 

@@ -1,6 +1,6 @@
 """How often the recommended law's intervals hold on tables from laws it cannot express exactly.
 
-    python benchmarks/interval_calibration.py [--groups]
+    python benchmarks/interval_calibration.py [--groups | --rules]
 
 Synthetic tables (6 model sizes N = 1e7 * 4^k, tokens per parameter 5 to 160, 0.5% log-normal
 noise, 6 seeds each) from four true laws: Kaplan et al.'s L(N, D), Hoffmann's law plus an N x D
@@ -9,6 +9,12 @@ smallest sizes; the two larger sizes (4x and 16x beyond) are predicted. Prints, 
 freedom rule for the interval's quantile, the share of held-out runs inside the 80% and 95%
 intervals: the evidence behind analysis/prediction/calibration.py's choice (no shipped suite is
 used).
+
+--rules: the evidence behind analysis/prediction/calibration.py's estimate of k. The same four
+truths at 0.5% and 1.5% noise (48 tables); for each table, the recommended law's fold errors are
+turned into an interval by each candidate rule, and the two held-out rungs are scored: coverage,
+median width and mean interval score (Gneiting & Raftery 2007) at 80% and 95%. The rule with the
+lowest mean score is the one `calibrate` uses. No shipped suite takes part.
 
 --groups: the same truths as tables of three groups that share the truth's floor and differ in
 how fast they approach it (the reducible part scaled by 0.85, 1 and 1.2, and N by 0.6, 1 and
@@ -30,10 +36,22 @@ from scipy.stats import t as student_t
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from analysis.prediction.calibration import log_sigma  # noqa: E402
+from analysis.prediction.calibration import (  # noqa: E402
+    MIN_DISTANCE,
+    calibrate,
+    interval_score,
+    log_prediction_sd,
+    log_sigma,
+)
 from analysis.prediction.groups import recommend_groups  # noqa: E402
-from analysis.prediction.ladder import distance  # noqa: E402
-from analysis.prediction.recommend import recommend  # noqa: E402
+from analysis.prediction.ladder import (  # noqa: E402
+    CANDIDATES,
+    distance,
+    ladder_folds,
+    log_errors,
+    reach,
+)
+from analysis.prediction.recommend import canonical, folds_sd, recommend  # noqa: E402
 
 TRUTHS = {
     "kaplan": lambda n, d: ((8.8e13 / n) ** (0.076 / 0.095) + 5.4e13 / d) ** 0.095,
@@ -106,7 +124,97 @@ def grouped_coverage() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _rule_k(name: str, e, x, s0: float, sf) -> tuple[float, float, float]:
+    """(k, quantile scale at 80%, at 95%) of one candidate rule: the interval is
+    +- q sqrt(sd_boot^2 + s0^2 + (k x)^2); conformal rules return their own q x k directly."""
+    from scipy.stats import norm
+
+    df = max(e.size - 1, 1)
+    t80, t95 = student_t.ppf(0.9, df), student_t.ppf(0.975, df)
+    if name == "rms (the earlier rule)":
+        use = x > 1e-9
+        return float(np.sqrt(np.mean(np.maximum(e[use] ** 2 - s0**2, 0) / x[use] ** 2))), t80, t95
+    use = x > MIN_DISTANCE
+    e, x, sf = e[use], x[use], sf[use]
+    if name == "rms, distance floor":
+        return float(np.sqrt(np.mean(np.maximum(e**2 - s0**2, 0) / x**2))), t80, t95
+    if name == "median k (robust)":
+        k = np.median(np.sqrt(np.maximum(e**2 - s0**2, 0)) / x) / 0.6745
+        return float(k), norm.ppf(0.9), norm.ppf(0.975)
+    if name == "split-conformal |e| / x":
+        r = np.sort(np.abs(e) / x)
+        q = [r[min(r.size - 1, int(np.ceil((r.size + 1) * lv)) - 1)] for lv in (0.8, 0.95)]
+        return -1.0, float(q[0]), float(q[1])  # k < 0: q is k itself (no s0, no bootstrap)
+    calib = calibrate(s0, e, x, 1, fold_sd=sf)
+    if name == "ML net of the fold spread, Gaussian q":
+        return calib.k, norm.ppf(0.9), norm.ppf(0.975)
+    return calib.k, t80, t95  # "ML net of the fold spread (used)"
+
+
+RULE_NAMES = ("rms (the earlier rule)", "rms, distance floor", "median k (robust)",
+              "split-conformal |e| / x", "ML net of the fold spread, Gaussian q",
+              "ML net of the fold spread (used)")  # fmt: skip
+
+
+def rule_scores() -> pd.DataFrame:
+    """Per held-out run of 48 synthetic tables and per rule: inside, width, interval score."""
+    rows = []
+    sizes, mults = 1e7 * 4.0 ** np.arange(6), np.array([5, 10, 20, 40, 80, 160])
+    n, m = (x.ravel() for x in np.meshgrid(sizes, mults, indexing="ij"))
+    by_name = {c.name: c for c in CANDIDATES}
+    for noise in (0.005, 0.015):
+        for name, law in TRUTHS.items():
+            for seed in range(6):
+                rng = np.random.default_rng([seed, int(noise * 1000)])
+                loss = law(n, n * m) * np.exp(rng.normal(0, noise, n.size))
+                table = pd.DataFrame({"n_params": n, "n_tokens": n * m, "loss": loss})
+                train, test = table[n < sizes[4]], table[n >= sizes[4]]
+                rec = recommend(train, seed=seed)
+                assert rec.calibration is not None and rec.fit is not None
+                cand, folds = by_name[rec.law], ladder_folds(canonical(train))
+                fits = [cand.fit(f.train) for f in folds]
+                e = np.concatenate([log_errors(f, fo.test)
+                                    for f, fo in zip(fits, folds, strict=True)])  # fmt: skip
+                x = np.concatenate([distance(reach(fo.train), fo.test["n_params"],
+                                             fo.test["n_tokens"]) for fo in folds])  # fmt: skip
+                sf = folds_sd(cand, folds, seed)
+                pred = np.array([rec.predict(a, b).loss for a, b in
+                                 zip(test["n_params"], test["n_tokens"], strict=True)])  # fmt: skip
+                xt = distance(rec.reach, test["n_params"], test["n_tokens"])
+                sb = log_prediction_sd(rec.thetas, test["n_params"], test["n_tokens"])
+                y = test["loss"].to_numpy(float)
+                for rule in RULE_NAMES:
+                    k, q80, q95 = _rule_k(rule, e, x, rec.calibration.s0, sf)
+                    for lvl, q in ((0.8, q80), (0.95, q95)):
+                        half = (q * xt if k < 0 else
+                                q * np.sqrt(sb**2 + rec.calibration.s0**2 + (k * xt) ** 2))
+                        lo, hi = pred * np.exp(-half), pred * np.exp(half)
+                        for i in range(y.size):
+                            rows.append({"noise": noise, "truth": name, "rule": rule, "level": lvl,
+                                         "inside": lo[i] <= y[i] <= hi[i],
+                                         "width": (hi[i] - lo[i]) / pred[i],
+                                         "score": float(interval_score(lo[i], hi[i], y[i], lvl,
+                                                                       pred[i]))})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def main() -> int:
+    if "--rules" in sys.argv[1:]:
+        z = rule_scores()
+        print(f"{len(z) // (2 * len(RULE_NAMES))} held-out runs of 48 synthetic tables; interval "
+              "score relative to the prediction (lower is better)")  # fmt: skip
+        print("| rule | noise | 80% cover | 95% cover | 80% width | 95% width | 80% score | "
+              "95% score | mean score |\n" + "| --- " * 9 + "|")  # fmt: skip
+        for noise in (0.005, 0.015, "all"):
+            part = z if noise == "all" else z[z["noise"] == noise]
+            for rule in RULE_NAMES:
+                r = part[part["rule"] == rule]
+                a, b = r[r["level"] == 0.8], r[r["level"] == 0.95]
+                print(f"| {rule} | {noise} | {a['inside'].mean():.1%} | {b['inside'].mean():.1%} | "
+                      f"{a['width'].median():.1%} | {b['width'].median():.1%} | "
+                      f"{a['score'].mean():.2%} | {b['score'].mean():.2%} | "
+                      f"{(a['score'].mean() + b['score'].mean()) / 2:.2%} |")  # fmt: skip
+        return 0
     if "--groups" in sys.argv[1:]:
         z = grouped_coverage()
         shared = z["law"].str.contains("shared-E")

@@ -16,7 +16,8 @@ fit each method to every training run; "recommended" is `analysis.prediction.rec
 on the
 training runs alone (its back-test never sees the held-out points). Coverage: the share
 of held-out runs inside the recommended law's 80% and 95% intervals; width: their median
-(hi - lo) / prediction.
+(hi - lo) / prediction; score: their mean interval score (Gneiting & Raftery 2007) relative to the
+prediction, which weighs width against misses (lower is better).
 
 --rules adds the evidence behind the candidate set (analysis/prediction/ladder.py): for each form
 and each
@@ -42,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from analysis.inputs.published_suites import load_suite, suite_paper  # noqa: E402
 from analysis.laws.chinchilla import chinchilla_loss, compute_optimal, fit_chinchilla  # noqa: E402
 from analysis.laws.varpro import fit_varpro  # noqa: E402
+from analysis.prediction.calibration import interval_score  # noqa: E402
 from analysis.prediction.groups import recommend_groups  # noqa: E402
 from analysis.prediction.ladder import RULES, Candidate  # noqa: E402
 from analysis.prediction.recommend import backtest_candidates  # noqa: E402
@@ -132,9 +134,13 @@ def _scenario(args) -> dict:
     for lvl, ps in preds.items():
         inside = [p.interval[0] <= t <= p.interval[1] for p, t in zip(ps, y, strict=True)]
         row[f"in{int(lvl * 100)}"] = int(np.sum(inside))
-        row[f"width{int(lvl * 100)}"] = float(
-            np.median([(p.interval[1] - p.interval[0]) / p.loss for p in ps])
+        row[f"width{int(lvl * 100)}"] = float(np.median([p.width for p in ps]))
+        lo, hi = np.array([p.interval for p in ps]).T
+        row[f"score{int(lvl * 100)}"] = float(
+            np.mean(interval_score(lo, hi, y, lvl, scale=[p.loss for p in ps]))
         )
+        row[f"finite{int(lvl * 100)}"] = all(p.problem is None or "wider" in p.problem
+                                             for p in ps)  # fmt: skip
     return row
 
 
@@ -190,16 +196,17 @@ def _table(rows: list[dict]) -> str:
     head = (
         "| dataset | runs fit / held out | paper | approach 3 | VP (LS) | over-train (LS) | "
         "chinchilla-vp | overtrain-vp | recommended | ours at the paper's points | ours, all "
-        "held out (max) | 80% cover | 95% cover | 95% width |"
+        "held out (max) | 80% cover (width, score) | 95% cover (width, score) |"
     )
-    lines = [head, "|" + " --- |" * 14]
+    lines = [head, "|" + " --- |" * 13]
     for r in rows:
         lines.append(
             f"| {r['dataset']} | {r['n_train']} / {r['n_test']} | {r['paper']:.2%} | "
             f"{r['approach3']:.2%} | {r['vp-ls']:.2%} | {r['overtrain-ls']:.2%} | "
             f"{r['chinchilla-vp']:.2%} | {r['overtrain-vp']:.2%} | {r['recommended']} | "
             f"{r['ours_at_paper_points']:.2%} | {r['ours']:.2%} ({r['ours_max']:.2%}) | "
-            f"{r['in80']}/{r['n_test']} | {r['in95']}/{r['n_test']} | {r['width95']:.1%} |"
+            f"{r['in80']}/{r['n_test']} ({r['width80']:.1%}, {r['score80']:.1%}) | "
+            f"{r['in95']}/{r['n_test']} ({r['width95']:.1%}, {r['score95']:.1%}) |"
         )
     return "\n".join(lines)
 
@@ -227,7 +234,8 @@ def main(argv=None) -> int:
     )
     print(
         f"All {n_test} held-out runs: 80% intervals cover {sum(r['in80'] for r in rows)}, "
-        f"95% intervals cover {sum(r['in95'] for r in rows)}"
+        f"95% intervals cover {sum(r['in95'] for r in rows)}; every interval bounded and of "
+        f"non-zero width: {all(r['finite80'] and r['finite95'] for r in rows)}"
     )
     for r in rows:
         for w in r["warnings"]:

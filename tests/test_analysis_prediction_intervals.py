@@ -36,7 +36,8 @@ def test_sizes_jittered_by_1e7_move_no_interval_bound_by_more_than_1_percent():
     rng = np.random.default_rng(0)
     jittered = train.assign(n_params=train["n_params"] * (1 + rng.uniform(-1e-7, 1e-7, len(train))))
     assert n_rungs(jittered["n_params"]) == n_rungs(train["n_params"])
-    assert [len(f.test) for f in ladder_folds(jittered)] == [len(f.test) for f in ladder_folds(train)]
+    sizes = [len(f.test) for f in ladder_folds(train)]
+    assert [len(f.test) for f in ladder_folds(jittered)] == sizes
     a, b = recommend(train), recommend(jittered)
     for n, d in zip(test["n_params"], test["n_tokens"], strict=True):
         pa, pb = a.predict(n, d), b.predict(n, d)

@@ -56,6 +56,7 @@ __all__ = [
     "Calibration",
     "fold_sd",
     "interval_problem",
+    "interval_score",
     "log_prediction_sd",
     "bootstrap_thetas",
     "calibrate",
@@ -140,6 +141,17 @@ def fold_sd(fit: FitResult, train, test, *, n_resamples: int, rng: np.random.Gen
     return log_prediction_sd(th, test["n_params"], test["n_tokens"])
 
 
+def interval_score(lo, hi, observed, level: float, scale=1.0) -> np.ndarray:
+    """The interval score of each [lo, hi] for its observation (Gneiting & Raftery 2007, eq. 43):
+    (hi - lo) + 2/alpha (lo - y)+ + 2/alpha (y - hi)+ with alpha = 1 - level, divided by `scale`
+    (the prediction, for a relative score). Proper: its expectation is lowest for the true
+    quantiles, so neither a narrow interval that misses nor a wide one that always covers wins."""
+    lo, hi, y = (np.asarray(v, float) for v in (lo, hi, observed))
+    a = 1.0 - level
+    s = (hi - lo) + 2 / a * np.maximum(lo - y, 0) + 2 / a * np.maximum(y - hi, 0)
+    return s / np.asarray(scale, float)
+
+
 def interval_problem(loss: float, interval: tuple[float, float]) -> str | None:
     """Why an interval must not be printed as digits alone, or None: not finite, of zero width,
     or wider than the prediction itself (its digits would carry no information)."""
@@ -147,7 +159,7 @@ def interval_problem(loss: float, interval: tuple[float, float]) -> str | None:
     if not (math.isfinite(lo) and math.isfinite(hi)) or lo <= 0:
         return ("the interval is unbounded this far beyond the runs (the law's extrapolation "
                 "error, calibrated on the table's own back-test, outgrows any bound)")  # fmt: skip
-    if not hi > lo:
+    if not hi - lo > 1e-9 * abs(loss):  # rounding-level widths: a law fitted to exact losses
         return "the interval has zero width (no spread was measured: too few runs to calibrate)"
     if hi - lo > loss:
         return (f"the interval is wider than the prediction itself ({(hi - lo) / loss:.0%} of it): "

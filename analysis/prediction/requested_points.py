@@ -123,10 +123,14 @@ def predictions_text(answers: list[dict[str, Any]]) -> list[str]:
         head = f"[{a['group']}] " if a["group"] is not None else ""
         lines.append(f"{head}recommended law: {rec.law} ({rec.why})")
         for p in a["predictions"]:
+            where = f"  N {p['n_params']:.4g}, D {p['n_tokens']:.4g} (C {p['flops']:.3g}): loss "
+            if p["interval"] is None:  # unbounded or zero-width: no digits, the reason instead
+                lines.append(f"{where}{p['loss']:.4f}, no {p['level']:.0%} interval: "
+                             f"{p['interval_warning']}")  # fmt: skip
+                continue
             lo, hi = p["interval"]
-            lines.append(
-                f"  N {p['n_params']:.4g}, D {p['n_tokens']:.4g} (C {p['flops']:.3g}): loss "
-                f"{p['loss']:.4f}, {p['level']:.0%} interval [{lo:.4f}, {hi:.4f}]"
-            )
+            warn = f" (warning: {p['interval_warning']})" if p["interval_warning"] else ""
+            lines.append(f"{where}{p['loss']:.4f}, {p['level']:.0%} interval [{lo:.4f}, {hi:.4f}],"
+                         f" width {p['relative_width']:.1%}{warn}")  # fmt: skip
         lines += [f"  warning: {w}" for w in rec.warnings]
     return lines

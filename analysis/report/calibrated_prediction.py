@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError
+from ..prediction.calibration import interval_problem, interval_score
 from ..prediction.groups import recommend_groups
 from ..prediction.recommend import Recommendation, recommend
 from ..result_types import Backtest
@@ -91,13 +92,25 @@ def calibrated_prediction(
         "loss": p95.loss,
         "interval": list(p95.interval),
         "interval_80": list(p80.interval),
+        "width": p95.width,
+        "width_80": p80.width,
+        "interval_warning": p95.problem,
         "level": 0.95,
     }
 
 
+def _interval_text(c: dict[str, Any]) -> str:
+    """The 95% interval as digits with its width, or why it has none worth printing."""
+    problem = c.get("interval_warning") or interval_problem(c["loss"], tuple(c["interval"]))
+    lo, hi = c["interval"]
+    if problem and "wider than" not in problem:
+        return f"no calibrated 95% interval: {problem}"
+    text = f"calibrated 95% interval [{lo:.4f}, {hi:.4f}] (width {(hi - lo) / c['loss']:.1%})"
+    return f"{text}, with a warning: {problem}" if problem else text
+
+
 def calibrated_lines(c: dict[str, Any]) -> list[str]:
     """The report.md section for a `calibrated_prediction`."""
-    lo, hi = c["interval"]
     lo8, hi8 = c["interval_80"]
     lines = [
         "## Recommended law and its calibrated interval",
@@ -105,8 +118,10 @@ def calibrated_lines(c: dict[str, Any]) -> list[str]:
         f"Law: {c['law']}: {c['why']}.",
         "",
         f"At the predicted optimum (N = {c['n_params']:.4g}, D = {c['n_tokens']:.4g}) it predicts "
-        f"loss {c['loss']:.4f}, 95% interval [{lo:.4f}, {hi:.4f}], 80% [{lo8:.4f}, {hi8:.4f}]: "
-        "calibrated from this table's own leave-largest-rung-out errors and the bootstrap "
+        f"loss {c['loss']:.4f}, {_interval_text(c)}"
+        + ("" if c.get("interval_warning") and "wider" not in c["interval_warning"] else
+           f", 80% [{lo8:.4f}, {hi8:.4f}]")
+        + ": calibrated from this table's own leave-largest-rung-out errors and the bootstrap "
         "(docs/fidelity.md).",
         "",
     ]
@@ -116,10 +131,9 @@ def calibrated_lines(c: dict[str, Any]) -> list[str]:
 
 def calibrated_summary(c: dict[str, Any]) -> str:
     """One line for the CLI's summary."""
-    lo, hi = c["interval"]
     return (
-        f"  recommended law {c['law']}: loss {c['loss']:.4f}, calibrated 95% interval "
-        f"[{lo:.4f}, {hi:.4f}] ({len(c['warnings'])} warning(s): report.md)"
+        f"  recommended law {c['law']}: loss {c['loss']:.4f}, {_interval_text(c)} "
+        f"({len(c['warnings'])} warning(s): report.md)"
     )
 
 
@@ -153,6 +167,13 @@ def recommended_backtest(
         inside = [p.interval[0] <= y <= p.interval[1] for p, y in zip(ps, obs, strict=True)]
         return float(np.mean(inside))
 
+    def width(ps: list) -> float:
+        return float(np.median([p.width for p in ps]))
+
+    def score(ps: list, level: float) -> float:
+        lo, hi = np.array([p.interval for p in ps]).T
+        return float(np.mean(interval_score(lo, hi, obs, level, scale=[p.loss for p in ps])))
+
     return Backtest(
         law=f"recommended ({rec.law})",
         held_out=str(getattr(test, "name", None) or "user split"),
@@ -163,5 +184,9 @@ def recommended_backtest(
         max_abs_rel_error=float(np.max(np.abs(rel))),
         coverage_80=share(p80),
         coverage_95=share(p95),
+        width_80=width(p80),
+        width_95=width(p95),
+        score_80=score(p80, 0.8),
+        score_95=score(p95, 0.95),
         message=rec.why,
     )

@@ -145,7 +145,10 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
             f"\nThe recommended law on the split {rb.held_out}: {rb.law}, chosen, fitted and "
             f"calibrated on the {rb.n_train} training runs alone ({rb.message}); its 80% and 95% "
             f"intervals hold {pct(rb.coverage_80)} and {pct(rb.coverage_95)} of the "
-            f"{rb.n_test} held-out runs."
+            f"{rb.n_test} held-out runs, with median widths {pct(rb.width_80)} and "
+            f"{pct(rb.width_95)} of the prediction and mean interval scores "
+            f"{pct(rb.score_80)} and {pct(rb.score_95)} (Gneiting & Raftery 2007: width plus "
+            "the penalty for misses; lower is sharper and still calibrated)."
         )
     lines += [""]
     if rep.seed_noise:

@@ -66,7 +66,9 @@ def summarize(rep: Report) -> str:
         if math.isfinite(b.loss_star_rel_error):
             extra = f"; optimal loss {b.loss_star_rel_error:+.2%}, N* {b.n_star_rel_error:+.1%}"
         if math.isfinite(b.coverage_95):
-            extra = f"; inside its 80% / 95% intervals: {b.coverage_80:.0%} / {b.coverage_95:.0%}"
+            extra = (f"; inside its 80% / 95% intervals: {b.coverage_80:.0%} / "
+                     f"{b.coverage_95:.0%}, median width {b.width_80:.1%} / {b.width_95:.1%}, "
+                     f"interval score {b.score_80:.1%} / {b.score_95:.1%}")  # fmt: skip
         label = {"chinchilla": "approach 3", "isoflop": "approach 2", "recommended": b.law}.get(
             name, name
         )
