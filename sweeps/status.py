@@ -17,9 +17,17 @@ from sweeps.sweep.status import SWEEP_FILE, format_status, sweep_status
 __all__ = ["main"]
 
 
+def _only_sweep(folder: Path) -> Path | None:
+    """The single sweep folder inside a results folder that holds exactly one, else None."""
+    if records.iter_run_dirs(folder) or (folder / SWEEP_FILE).exists():
+        return None
+    sweeps = [p for p in sorted(folder.iterdir()) if p.is_dir() and records.iter_run_dirs(p)]
+    return sweeps[0] if len(sweeps) == 1 else None
+
+
 def _wrong_level(folder: Path) -> str | None:
-    """What to pass instead when `folder` is one run's folder or the results folder above the
-    sweeps (both read as an empty sweep before), else None."""
+    """What to pass instead when `folder` is one run's folder or the results folder above
+    several sweeps (both read as an empty sweep before), else None."""
     if records.iter_run_dirs(folder) or (folder / SWEEP_FILE).exists():
         return None
     if any((folder / n).exists() for n in (records.RECORD_FILE, records.CONFIG_FILE)):
@@ -48,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     try:
+        only = _only_sweep(sweep_dir)
+        if only is not None:  # the results folder above one sweep: that sweep is meant
+            print(f"(the one sweep in {sweep_dir}: {only})", file=sys.stderr)
+            sweep_dir = only
         wrong = _wrong_level(sweep_dir)
         status = sweep_status(sweep_dir)
     except OSError as e:  # the sweep folder itself (a run folder's fault is that run's row)

@@ -324,16 +324,22 @@ def test_bpe_vocabulary_the_corpus_cannot_make_is_refused(tmp_path):
 def test_status_on_a_run_folder_or_the_results_folder_says_which_to_give(
     tmp_path, hand_record, capsys
 ):
-    """Both read as an empty sweep ('0 runs: none yet', exit 0) before."""
+    """Both read as an empty sweep ('0 runs: none yet', exit 0) before. A results folder that
+    holds exactly one sweep is that sweep (it was refused, asking for the one folder it could
+    only mean); one that holds several names them."""
     from sweeps.status import main as status_main
 
     hand_record(tmp_path / "results" / "iso" / "aaa")
     assert status_main([str(tmp_path / "results" / "iso" / "aaa")]) == 2
     err = capsys.readouterr().err
     assert "is one run's folder" in err and str(tmp_path / "results" / "iso") in err
+    assert status_main([str(tmp_path / "results")]) == 0
+    cap = capsys.readouterr()
+    assert f"the one sweep in {tmp_path / 'results'}" in cap.err and "1 run" in cap.out
+    hand_record(tmp_path / "results" / "grid" / "bbb")
     assert status_main([str(tmp_path / "results")]) == 2
     err = capsys.readouterr().err
-    assert "holds 1 sweep folder(s) (iso)" in err and err.count("\n") == 1
+    assert "holds 2 sweep folder(s) (grid, iso)" in err and err.count("\n") == 1
     assert status_main([str(tmp_path / "results" / "iso")]) == 0
     (tmp_path / "empty").mkdir()
     assert status_main([str(tmp_path / "empty")]) == 0  # a sweep not started yet: nothing wrong
