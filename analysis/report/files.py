@@ -71,6 +71,8 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
             f"{cell('loss')} |",
             "",
         ]
+        lines += [f"- warning: {w}" for w in p.get("warnings", [])]
+        lines += [""] if p.get("warnings") else []
         if "calibrated" in p:
             from .calibrated_prediction import calibrated_lines
 

@@ -45,6 +45,7 @@ def summarize(rep: Report) -> str:
         out.append(f"  from {p['source']} ({p['reason']})")
         out.append(f"  N* {piv(p, 'n_params')}, D* {piv(p, 'n_tokens')}")
         out.append(f"  tokens/param {piv(p, 'tokens_per_param')}, loss {piv(p, 'loss')}")
+        out += [f"warning: {w}" for w in p.get("warnings", [])]
         if "calibrated" in p:
             from .calibrated_prediction import calibrated_summary
 

@@ -1,0 +1,40 @@
+"""Warnings under the headline prediction (issue 35): an implausible tokens-per-parameter ratio,
+and approaches that disagree on N*'s exponent beyond their intervals, in the printed summary and
+not only in report.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from analysis.report.build import headline_warnings
+from analysis.report.printed_summary import summarize
+from analysis.result_types import FitResult, Report
+
+
+def _report(tokens_per_param: float, a3, a1) -> Report:
+    rep = Report(out_dir=Path("."), target_flops=1e21, name="t")
+    params = {"a": a3[0], "b": 1 - a3[0], "alpha": 0.3, "beta": 0.3, "E": 1.7}
+    rep.fits["chinchilla"] = FitResult("chinchilla", params, {"a": a3[1]})
+    rep.fits["envelope"] = FitResult("envelope", {"a": a1[0]}, {"a": a1[1]})
+    rep.prediction = {"source": "approach3", "reason": "r", "convention": "c", "flops": 1e21,
+                      "n_params": 1e9, "n_tokens": 1e9 * tokens_per_param, "loss": 2.0,
+                      "tokens_per_param": tokens_per_param, "intervals": {}}  # fmt: skip
+    return rep
+
+
+def test_an_implausible_ratio_and_disagreeing_exponents_are_warned_under_the_headline():
+    """A published grid gave 0.48 tokens per parameter and approaches 1 and 3 put N*'s exponent
+    at 0.42 and 0.84; the summary said neither."""
+    rep = _report(0.48, (0.84, (0.80, 0.88)), (0.42, (0.35, 0.50)))
+    warns = headline_warnings(rep)
+    assert len(warns) == 2
+    assert "0.48 tokens per parameter" in warns[0]
+    assert "approach 1 a = 0.42" in warns[1] and "approach 3 a = 0.84" in warns[1]
+    rep.prediction["warnings"] = warns
+    text = summarize(rep)
+    assert "implausible allocation" in text and "disagree on N*'s exponent" in text
+
+
+def test_a_plausible_ratio_and_overlapping_exponents_say_nothing():
+    assert headline_warnings(_report(20.0, (0.5, (0.45, 0.55)), (0.52, (0.5, 0.6)))) == []
+    assert headline_warnings(_report(500.0, (0.5, (0.45, 0.55)), (0.5, (0.5, 0.5)))) == []
