@@ -143,3 +143,22 @@ def test_mismatched_arrays_name_the_arguments():
 def test_holdout_parse_errors(text, match):
     with pytest.raises(AnalysisError, match=match):
         parse_holdout(text)
+
+
+def test_a_table_of_n_c_and_loss_derives_d_and_says_so(tmp_path):
+    """A published table with N, C and loss but no D was refused ('no column n_tokens')."""
+    import warnings as _w
+
+    n = np.repeat([1e7, 3e7, 1e8], 3)
+    c = np.tile([1e17, 3e17, 1e18], 3)
+    path = tmp_path / "nc.csv"
+    pd.DataFrame({"params": n, "compute": c, "loss": 3.0 + 0.01 * np.arange(9)}).to_csv(
+        path, index=False
+    )
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        t = load_table(path, columns="n_params=params,flops=compute")
+    assert np.allclose(t["n_tokens"], t["flops"] / (6 * t["n_params"]))
+    said = [str(w.message) for w in caught if issubclass(w.category, AnalysisWarning)]
+    assert any("D derived as C / (6 N)" in m and "'compute'" in m for m in said)
+    assert any("D derived" in m for m in t.attrs["warnings"])  # kept for the report

@@ -113,6 +113,8 @@ def _canonical(frame: pd.DataFrame, columns: dict[str, str], where: str) -> pd.D
     frame = frame.drop(columns=[k for k in shadowed if k not in columns.values()])
     frame = frame.rename(columns={v: k for k, v in columns.items()})
     for key in REQUIRED_COLUMNS:
+        if key == "n_tokens" and "flops" in frame.columns and "n_tokens" not in frame.columns:
+            continue  # D = C / 6N, derived by load_table once the values are checked
         if key not in frame.columns:
             raise TableError(
                 f"{where}: no column {key} ({CANONICAL_COLUMNS[key]}); the table has "
@@ -224,6 +226,9 @@ def load_table(
         frame = frame.drop(columns=["n_params"], errors="ignore")
     t = _canonical(frame, mapping, where)
     t = check_values(t, mapping, where)
+    derived = "n_tokens" not in t
+    if derived:  # a table of N, C and loss: D from C = 6 N D, said in the report
+        t["n_tokens"] = t["flops"].astype(float) / (6.0 * t["n_params"].astype(float))
     flops_given = "flops" in t
     if not flops_given:
         t["flops"] = 6.0 * t["n_params"] * t["n_tokens"]
@@ -238,6 +243,14 @@ def load_table(
     check_curve_runs(t, mapping, where)
     with warnings.catch_warnings(record=True) as caught:  # shown, and kept for the report
         warnings.simplefilter("always")
+        if derived:
+            warnings.warn(
+                f"{where}: no n_tokens column: D derived as C / (6 N) from the flops column "
+                f"({mapping.get('flops', 'flops')!r}) and N; give D (--columns n_tokens=...) "
+                "where your C counts more than 6 N D (attention, another N convention)",
+                AnalysisWarning,
+                stacklevel=2,
+            )
         if "step" in t:
             t = _tokens_along_curves(t, where)
         ends = _best_lr(end_points(t), where)
