@@ -38,3 +38,23 @@ def test_an_implausible_ratio_and_disagreeing_exponents_are_warned_under_the_hea
 def test_a_plausible_ratio_and_overlapping_exponents_say_nothing():
     assert headline_warnings(_report(20.0, (0.5, (0.45, 0.55)), (0.52, (0.5, 0.6)))) == []
     assert headline_warnings(_report(500.0, (0.5, (0.45, 0.55)), (0.5, (0.5, 0.5)))) == []
+
+
+def test_the_kaplan_n_backtest_follows_the_users_holdout(tmp_path):
+    """It ignored --holdout and showed its default split beside the user's."""
+    import numpy as np
+    import pandas as pd
+
+    from analysis.laws.synthetic import grid_points
+    from analysis.report.build import build_report
+
+    n, d, loss = grid_points(rng=np.random.default_rng(0), n_sizes=6, n_token_counts=5)
+    t = pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss})
+    cut = float(np.sort(np.unique(n))[-2])
+    rep = build_report(t, out=tmp_path / "n", n_bootstrap=10, holdout=f"N>={cut:g}",
+                       figures=False)  # fmt: skip
+    assert rep.backtests["kaplan_N"].held_out == f"N>={cut:g}"
+    rep = build_report(t, out=tmp_path / "d", n_bootstrap=10, holdout=f"D>={np.median(d):g}",
+                       figures=False)  # fmt: skip
+    assert "kaplan_N" not in rep.backtests
+    assert "not on N or L" in rep.skipped["kaplan_N back-test"]

@@ -298,9 +298,13 @@ def build_report(
                 f, *pts, n_resamples=n_bootstrap, rng=rng
             )
             if var == "N":
-                rep.backtests["kaplan_N"] = _try(
-                    rep, "kaplan_N back-test", bt.backtest_power_law, *pts
-                )
+                split, why = _kaplan_split(inp.test)
+                if why:
+                    rep.skipped["kaplan_N back-test"] = why
+                else:
+                    rep.backtests["kaplan_N"] = _try(
+                        rep, "kaplan_N back-test", bt.backtest_power_law, *pts, holdout=split
+                    )
     joint = _try(rep, "kaplan_joint", fit_kaplan_joint, n, d, loss)
     if joint is not None:
         # a secondary law with a costly refit (4 grid starts, Levenberg-Marquardt): its 95%
@@ -335,6 +339,24 @@ def build_report(
         rep.figures = draw_report_figures(rep, data, used, budgets)
     write_report_files(rep, runs, fits_json(rep))
     return rep
+
+
+def _kaplan_split(test) -> tuple[str | None, str | None]:
+    """The user's --holdout for the L(N) back-test (its own points are Kaplan's, a subset of the
+    runs, so the split is applied by its text): (split or None for the default, why skipped)."""
+    if test is None:
+        return None, None
+    from ..inputs.holdout import parse_holdout
+
+    text = str(getattr(test, "name", "") or "")
+    try:
+        column = parse_holdout(text).column
+    except AnalysisError:
+        column = None
+    if column in ("n_params", "loss"):
+        return text, None
+    return None, (f"the split {text or '(a mask)'} is not on N or L, and L(N) is back-tested on "
+                  "its own points (Kaplan's best run per size): no split of them matches yours")
 
 
 def _peers(path, arch: str | None, archs: list[str], **kw) -> tuple[str, dict] | None:
