@@ -58,3 +58,24 @@ def test_the_kaplan_n_backtest_follows_the_users_holdout(tmp_path):
                        figures=False)  # fmt: skip
     assert "kaplan_N" not in rep.backtests
     assert "not on N or L" in rep.skipped["kaplan_N back-test"]
+
+
+def test_every_fit_in_fits_json_states_the_reports_convention(tmp_path):
+    """Each fit said 'matmul ... C = 6ND' under --n-convention total with C given."""
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    from analysis.laws.synthetic import grid_points
+    from analysis.report.build import build_report
+
+    n, d, loss = grid_points(rng=np.random.default_rng(0), n_sizes=5, n_token_counts=4)
+    t = pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss, "flops": 6.5 * n * d})
+    t.attrs["n_convention"] = "total"
+    rep = build_report(t, out=tmp_path / "r", n_bootstrap=10, n_convention="total",
+                       figures=False)  # fmt: skip
+    fits = json.loads((tmp_path / "r" / "fits.json").read_text())
+    assert "matmul" not in fits["convention"]
+    assert {f["convention"] for f in fits["fits"].values()} == {fits["convention"]}
+    assert rep.fits  # at least one fit was checked

@@ -388,8 +388,11 @@ def fits_json(rep: Report) -> dict[str, Any]:
         "convention": rep.convention,
         "n_convention": rep.n_convention,
         "prediction": rep.prediction,
+        # each fit in the report's convention: the fits themselves default to the records'
+        # (matmul N, C = 6ND), which a table's --n-convention or flops column replaces
         "fits": {
             k: {kk: vv for kk, vv in f.to_dict().items() if kk != "details"}
+            | ({"convention": rep.convention} if rep.convention else {})
             for k, f in rep.fits.items()
         },
         "allocation": rep.allocation,
