@@ -11,7 +11,13 @@ import pandas as pd
 import pytest
 
 from analysis.inputs.published_suites import load_suite
-from analysis.prediction.calibration import MIN_DISTANCE, calibrate, interval_problem
+from analysis.prediction.calibration import (
+    MIN_DISTANCE,
+    RULES,
+    calibrate,
+    estimate_k,
+    interval_problem,
+)
 from analysis.prediction.ladder import ladder_folds, n_rungs, rungs
 from analysis.prediction.recommend import Prediction, recommend
 
@@ -52,14 +58,31 @@ def test_runs_nearer_than_the_floor_do_not_inform_k():
     assert calibrate(0.001, e[2:], x[2:], 1).k == 0.0  # nothing beyond the floor: no k
 
 
-def test_k_is_the_maximum_likelihood_scale_and_the_fold_spread_is_not_counted_twice():
+def test_each_rule_recovers_a_known_extrapolation_error():
+    """median: a robust scale of the excess over the noise floor; ml: the Gaussian likelihood
+    with the fold fits' own spread taken out (left in k, it was counted twice)."""
     rng = np.random.default_rng(1)
     x = rng.uniform(0.5, 3.0, 4000)
     s0, sf, k = 0.005, 0.01, 0.02
     e = rng.normal(0, np.sqrt(s0**2 + sf**2 + (k * x) ** 2))
-    with_fold = calibrate(s0, e, x, 3, fold_sd=np.full(x.size, sf))
-    assert with_fold.k == pytest.approx(k, rel=0.05)
-    assert calibrate(s0, e, x, 3).k > with_fold.k * 1.05  # the fold spread, counted in k
+    spread = np.full(x.size, sf)
+    assert estimate_k("ml", s0, e, x, spread) == pytest.approx(k, rel=0.05)
+    assert estimate_k("ml", s0, e, x, 0 * spread) > 1.05 * k  # the fold spread, counted in k
+    e = rng.normal(0, k * x)  # no noise floor: the median rule's scale is k itself
+    assert estimate_k("median", 0.0, e, x, spread) == pytest.approx(k, rel=0.05)
+
+
+def test_one_fold_uses_the_synthetic_choice_and_several_folds_choose_on_themselves():
+    """A median k ignores a minority of large errors: where a table's lower folds show that it
+    would have missed its upper fold, the nested back-test prefers the likelihood's k."""
+    x = np.full(30, 0.7)
+    one = calibrate(0.01, np.linspace(-0.02, 0.02, 30), x, 1)
+    assert one.rule == RULES[0] == "median" and "synthetic" in one.why
+    fold = np.repeat([0, 1, 2], 10)
+    e = np.tile([0.001] * 7 + [0.15, -0.2, 0.25], 3)  # most runs fit, three per fold miss badly
+    nested = calibrate(0.01, e, x, 3, fold=fold)
+    assert nested.rule == "ml" and "nested folds" in nested.why
+    assert nested.k > 0.1 and estimate_k("median", 0.01, e, x, 0 * e) < 0.01
 
 
 @pytest.mark.parametrize(

@@ -123,13 +123,15 @@ def test_calibrated_interval_holds_where_the_law_is_misspecified():
     assert (half > 1.96 * sd).all()
 
 
-def test_calibration_quantile_is_student_t_on_the_backtest_runs():
+def test_calibration_quantile_is_gaussian_for_the_median_rule_and_t_for_ml():
     from scipy.stats import norm, t
 
     from analysis.prediction.calibration import Calibration
 
-    assert Calibration(0.01, 0.02, 1, 8).quantile(0.95) == pytest.approx(t.ppf(0.975, 7))
-    assert Calibration(0.01, 0.0, 0, 0).quantile(0.8) == pytest.approx(norm.ppf(0.9))
+    ml = Calibration(0.01, 0.02, 1, 8, rule="ml")  # k estimated: t on the runs behind it
+    assert ml.quantile(0.95) == pytest.approx(t.ppf(0.975, 7))
+    assert Calibration(0.01, 0.02, 1, 8).quantile(0.95) == pytest.approx(norm.ppf(0.975))
+    assert Calibration(0.01, 0.0, 0, 0, rule="ml").quantile(0.8) == pytest.approx(norm.ppf(0.9))
 
 
 def test_a_table_mixing_groups_is_flagged(rec):

@@ -171,8 +171,9 @@ def _shared_recommendations(
         bends = accelerates(d, noise.get(k))
         # the fold fits' spread: each group's own law on the fold (the joint fit's is not kept)
         sd_f = folds_sd(cand, ladder_folds(d)[:n_folds], seed)
+        fold_of = np.concatenate([np.full(len(a), i) for i, (a, _) in enumerate(errs[k])])
         calib = calibrate(robust_scale(resid), e, x, n_folds, growth=2.0 if bends else 1.0,
-                          fold_sd=sd_f)  # fmt: skip
+                          fold_sd=sd_f, fold=fold_of)  # fmt: skip
         warns = [f"{bends}; so the calibrated interval's extrapolation error grows with the "
                  "square of the distance beyond the runs"] if bends else []  # fmt: skip
         if not fit.converged:

@@ -269,9 +269,11 @@ def _recommend(
                               rng=np.random.default_rng(seed))  # fmt: skip
     resid = np.log(chinchilla_loss(fit.params, n, d) / loss)
     bends = accelerates(data, noise)
-    sd_f = folds_sd(cand, ladder_folds(data), seed) if e.size else None
+    folds = ladder_folds(data)
+    sd_f = folds_sd(cand, folds, seed) if e.size else None
+    fold_of = np.repeat(np.arange(len(folds)), [len(f.test) for f in folds]) if e.size else None
     calib = calibrate(robust_scale(resid), e, x, n_folds, growth=2.0 if bends else 1.0,
-                      fold_sd=sd_f)  # fmt: skip
+                      fold_sd=sd_f, fold=fold_of)  # fmt: skip
     if bends:
         warns.append(
             f"{bends}; so the calibrated interval's extrapolation error grows with the square "

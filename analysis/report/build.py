@@ -298,9 +298,9 @@ def build_report(
                 f, *pts, n_resamples=n_bootstrap, rng=rng
             )
             if var == "N":
-                split, why = _kaplan_split(inp.test)
-                if why:
-                    rep.skipped["kaplan_N back-test"] = why
+                split, not_split = _kaplan_split(inp.test)
+                if not_split:
+                    rep.skipped["kaplan_N back-test"] = not_split
                 else:
                     rep.backtests["kaplan_N"] = _try(
                         rep, "kaplan_N back-test", bt.backtest_power_law, *pts, holdout=split
