@@ -31,8 +31,8 @@ calibrated on the folds below each upper fold and scored on it (interval score, 
 final interval is calibrated below and used beyond), and the lower mean score chooses
 (`Calibration.why` says which and why). This check was added after the median rule, chosen on
 the synthetic tables, gave Porian et al.'s tuned-constant setup 80% and 95% intervals that held
-17% and 31% of its
-held-out runs (docs/fidelity.md): the nested folds choose "ml" there from the training runs alone.
+17% and 31% of its held-out runs (docs/fidelity.md): the nested folds choose "ml" there from the
+training runs alone.
 Held-out runs nearer than `MIN_DISTANCE` (0.05 in log, 5%) to their fold's training runs say
 nothing about growth with distance and are left out of k.
 
