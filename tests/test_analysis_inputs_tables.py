@@ -162,3 +162,49 @@ def test_a_table_of_n_c_and_loss_derives_d_and_says_so(tmp_path):
     said = [str(w.message) for w in caught if issubclass(w.category, AnalysisWarning)]
     assert any("D derived as C / (6 N)" in m and "'compute'" in m for m in said)
     assert any("D derived" in m for m in t.attrs["warnings"])  # kept for the report
+
+
+def _two_lr_curves() -> pd.DataFrame:
+    rows = []
+    for lr, worse in ((1e-3, 1.0), (3e-3, 1.05)):
+        for n in (1e5, 3e5, 1e6, 3e6):
+            for d_total in (1e7, 1e8):
+                for step in (100, 200, 400):
+                    d = d_total * step / 400
+                    rows.append({"n_params": n, "n_tokens": d, "step": step, "lr": lr,
+                                 "run": f"{n}-{d_total}-{lr}",
+                                 "loss": worse * float(law_loss(TRUE_PARAMS, n, d))})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_curve_points_all_says_what_it_fits_and_warns_on_mid_run_points():
+    """--curve-points all fitted every row yet said 'each point keeps its best lr', and nothing
+    warned that mid-run points of a cosine run are not finished runs."""
+    import warnings as _w
+
+    curves = _two_lr_curves()
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        every = load_table(curves, points="all")
+    said = " ".join(str(w.message) for w in caught)
+    assert len(every) == 48 and "best lr" not in said
+    assert "fits all 48 rows of 16 curves" in said and "not a finished run" in said
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        load_table(curves.assign(schedule="constant"), points="all")
+    assert not any("not a finished run" in str(w.message) for w in caught)
+    with pytest.warns(AnalysisWarning, match="keeps its best lr"):  # the end points: still true
+        assert len(load_table(curves)) == 8
+
+
+def test_approach_2_says_when_its_irreducible_loss_sits_at_a_bound():
+    from analysis.laws.isoflop import fit_isoflop
+    from analysis.laws.synthetic import isoflop_points
+
+    params = dict(TRUE_PARAMS) | {"E": 1e-9}  # a law with no floor: L*(C) is a power law
+    n, _, loss, c = isoflop_points(rng=np.random.default_rng(0), params=params, noise=0.0)
+    fit = fit_isoflop(n, c / (6 * n), loss, c)
+    assert any("sits at its bound" in w for w in fit.warnings), fit.warnings
+    good = fit_isoflop(*isoflop_points(rng=np.random.default_rng(0), noise=0.0)[:3],
+                       isoflop_points(rng=np.random.default_rng(0), noise=0.0)[3])  # fmt: skip
+    assert not any("sits at its bound" in w for w in good.warnings), good.warnings

@@ -56,7 +56,10 @@ CANONICAL_COLUMNS = {
     "lr": "learning rate",
     "step": "optimizer step (a table of loss curves)",
     "run": "run id (which rows of a curve table are one run)",
+    "schedule": "learning-rate schedule (constant, wsd, cosine, linear)",
 }
+# schedules whose mid-run evaluations are (nearly) finished runs of that length
+HOLDING_SCHEDULES = ("constant", "wsd")
 REQUIRED_COLUMNS = ("n_params", "n_tokens", "loss")
 # what N counts; `as_given` records that the table did not say
 TABLE_CONVENTIONS = ("as_given", "total", "non_embedding", "matmul")
@@ -177,6 +180,26 @@ def _best_lr(t: pd.DataFrame, where: str) -> pd.DataFrame:
     return out
 
 
+def _warn_mid_run(t: pd.DataFrame, where: str) -> None:
+    """--curve-points all on loss curves: every evaluation is fitted as a run. An evaluation
+    mid-way through a run whose learning rate decays (cosine, linear) is not a finished run of
+    that length (it has not cooled down) and sits above the law; a constant or WSD-trunk curve's
+    is nearly one. Said unless a schedule column says every run is constant or wsd."""
+    sched = t["schedule"].astype(str).str.lower() if "schedule" in t else None
+    if sched is not None and sched.isin(HOLDING_SCHEDULES).all():
+        return
+    n_runs = len(end_points(t))
+    warnings.warn(
+        f"{where}: --curve-points all fits all {len(t)} rows of {n_runs} curves as points, every "
+        "learning rate's included: a mid-run evaluation of a decaying schedule (cosine, linear) "
+        "is not a finished run and sits above the law, so fits and back-tests on them miss; "
+        "use --curve-points final, or map a schedule column (--columns schedule=...) whose "
+        "values say constant or wsd",
+        AnalysisWarning,
+        stacklevel=3,
+    )
+
+
 def load_table(
     source: str | os.PathLike[str] | pd.DataFrame,
     *,
@@ -253,7 +276,11 @@ def load_table(
             )
         if "step" in t:
             t = _tokens_along_curves(t, where)
-        ends = _best_lr(end_points(t), where)
+        ends = end_points(t)
+        if points != "all":  # "all" fits every row: no point keeps only its best lr
+            ends = _best_lr(ends, where)
+        elif "step" in t:
+            _warn_mid_run(t, where)
         check_fit_size(ends, where)
         check_loss_units(ends, mapping, where)
     for w in caught:

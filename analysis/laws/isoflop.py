@@ -235,6 +235,15 @@ def fit_isoflop(
     params, how = _power_laws(c, n_star, l_star, irreducible)
     if params["E"] == 0.0 and len(good) < MIN_BUDGETS_FREE_E:
         warns += (f"isoflop: L*(C) is a plain power law ({how}); it cannot flatten",)
+    elif len(good) >= MIN_BUDGETS_FREE_E:
+        e, l_min = params["E"], float(l_star.min())
+        if e <= 1e-6 * l_min or e >= (1 - 1e-6) * l_min:  # E free, but it ran to its bound
+            where = "0" if e <= 1e-6 * l_min else f"the best loss, {l_min:.4g}"
+            warns += (
+                f"isoflop: the irreducible loss E of L*(C) sits at its bound ({e:.3g}, at "
+                f"{where}): the per-budget optima do not determine it, and L*(C) far out leans "
+                "on that bound (curves of a decaying schedule, read mid-run, do this)",
+            )
     resid = np.log(n_star) - np.log(params["k_N"] * c ** params["a"])
     return FitResult(
         law="isoflop",
