@@ -79,3 +79,24 @@ def test_every_fit_in_fits_json_states_the_reports_convention(tmp_path):
     assert "matmul" not in fits["convention"]
     assert {f["convention"] for f in fits["fits"].values()} == {fits["convention"]}
     assert rep.fits  # at least one fit was checked
+
+
+def test_a_holdout_that_empties_one_groups_split_names_the_group(tmp_path, capsys):
+    """'--group corpus --holdout N>=3e7' said 'no point is held out' though 8 rows were."""
+    import numpy as np
+    import pandas as pd
+
+    from analysis.command import main
+    from analysis.laws.synthetic import grid_points
+
+    n, d, loss = grid_points(rng=np.random.default_rng(0), n_sizes=5, n_token_counts=4)
+    big = pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss, "corpus": "big"})
+    small = big.assign(n_params=big["n_params"] / 1e3, corpus="small")  # all below the cut
+    path = tmp_path / "t.csv"
+    pd.concat([big, small]).to_csv(path, index=False)
+    cut = float(np.sort(np.unique(n))[-1])
+    rc = main([str(path), "--group", "corpus", "--holdout", f"N>={cut:g}", "--n-bootstrap", "5",
+               "--out", str(tmp_path / "r")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and "group 'small'" in err and "no point is held out" in err
+    assert err.strip().count("\n") == 0 and not (tmp_path / "r").exists()

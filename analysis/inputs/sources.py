@@ -248,7 +248,14 @@ def report_inputs(
     if holdout is not None:  # checked before anything is written
         h = parse_holdout(holdout)
         mask = h.mask(data)
-        h.check(mask, min_train=MIN_POINTS)
+        try:
+            h.check(mask, min_train=MIN_POINTS)
+        except AnalysisError as e:
+            if arch is None or len(archs) < 2:
+                raise
+            # one group of several: say which, and that the cut holds runs out of the others
+            raise AnalysisError(f"{what} {arch!r}: {e} (in this {what}; each {what} is "
+                                f"fitted and split apart)") from None  # fmt: skip
         test = pd.Series(mask, name=h.text)
     said = tuple(runs.attrs.get("table", {}).get("warnings", ()))
     return ReportInputs(runs, curves, data, name, out_dir, text, conv, archs, test, said)
