@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from analysis.report.build import headline_warnings
+from analysis.report.headline_checks import headline_warnings
 from analysis.report.printed_summary import summarize
 from analysis.result_types import FitResult, Report
 
