@@ -63,10 +63,12 @@ def one_suite(args) -> list[dict]:
         p80 = [recs[name].predict(n, d, level=0.8) for n, d in pts]
         p95 = [recs[name].predict(n, d, level=0.95) for n, d in pts]
         lo, hi = np.array([p.interval for p in p95]).T
+        def inside(ps: list) -> int:
+            return int(sum(p.interval[0] <= v <= p.interval[1] for p, v in zip(ps, y, strict=True)))
+
         rows.append({
             "table": name, "how": how, "law": recs[name].law, "n": len(y),
-            "in80": int(sum(p.interval[0] <= v <= p.interval[1] for p, v in zip(p80, y, strict=True))),
-            "in95": int(sum(p.interval[0] <= v <= p.interval[1] for p, v in zip(p95, y, strict=True))),
+            "in80": inside(p80), "in95": inside(p95),
             "width95": float(np.median([p.width for p in p95])),
             "score95": float(np.mean(interval_score(lo, hi, y, 0.95, [p.loss for p in p95]))),
             "finite": all(p.problem is None or "wider" in p.problem for p in p80 + p95),
