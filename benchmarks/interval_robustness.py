@@ -63,7 +63,7 @@ def one_suite(args) -> list[dict]:
         p80 = [recs[name].predict(n, d, level=0.8) for n, d in pts]
         p95 = [recs[name].predict(n, d, level=0.95) for n, d in pts]
         lo, hi = np.array([p.interval for p in p95]).T
-        def inside(ps: list) -> int:
+        def inside(ps: list, y=y) -> int:
             return int(sum(p.interval[0] <= v <= p.interval[1] for p, v in zip(ps, y, strict=True)))
 
         rows.append({
