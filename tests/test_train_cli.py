@@ -73,6 +73,47 @@ def test_sigkill_then_rerun_resumes_to_the_uninterrupted_loss(cli, tiny_override
     assert list(run_dir.glob(".*.tmp")) == []  # nothing half-written left behind
 
 
+@pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_says_so_and_the_rerun_reaches_the_uninterrupted_loss(
+    cli, tiny_overrides, tmp_path
+):
+    """SIGTERM (what schedulers send before a kill) exited 143 silently and kept only the last
+    periodic checkpoint. Now the run checkpoints at the step it reached and says so; the rerun
+    resumes from that step (no periodic checkpoint here: one per hour)."""
+    overrides = [*tiny_overrides, "budget.tokens=1e5", "n_evals=4", "checkpoint_every_s=3600"]
+    cfg = composed(overrides)
+    run_dir = run_dir_for(cfg)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweeps.train", *overrides], cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90  # the first evaluation: training is under way
+        while not (run_dir / records.CURVE_FILE).exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, "the run ended before its first evaluation"
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM) at step" in err and "Traceback" not in err
+    stopped = int(err.split("terminated (SIGTERM) at step ")[1].split()[0])
+    assert records.run_state(run_dir) == "partial"
+    rerun = cli(overrides, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    # it resumes where the signal stopped it (no periodic checkpoint was due): no step is lost
+    assert f"resuming from its checkpoint at step {stopped:,} of" in rerun.stderr, rerun.stderr
+    resumed = records.read_record(run_dir)
+    whole = train(cfg, tmp_path / "uninterrupted")
+    assert resumed["loss"] == whole["loss"] and resumed["n_tokens"] == whole["n_tokens"]
+    steps = [r["step"] for r in records.read_curve(run_dir)]
+    assert steps == sorted(set(steps)) and len(steps) == 4
+
+
 def test_diverged_run_exits_non_zero_with_its_record(cli, tiny_overrides, tmp_path):
     proc = cli([*tiny_overrides, "optim.lr=1e4", "optim.grad_clip=0"])
     assert proc.returncode == 1, proc.stderr

@@ -40,7 +40,7 @@ from sweeps.run.evaluate import evaluate, global_batch
 from sweeps.run.identity import run_id_for
 from sweeps.run.lr_schedule import lr_at
 from sweeps.run.plan import RunPlan, plan_run
-from sweeps.run.preempt import Preemption
+from sweeps.run.preempt import Preemption, Terminated
 from sweeps.run.progress import Progress
 from sweeps.run.record import Measured, make_record, mfu
 from sweeps.tracking.fanout import Tracking
@@ -223,7 +223,8 @@ def train(
     # nothing and the bar moves per step; every SYNC_EVERY steps and at evaluations on CUDA).
     sync_every = 1 if device.type == "cpu" else SYNC_EVERY
     pending: list[tuple[int, float, torch.Tensor]] = []  # (step, lr, this rank's loss share)
-    preempt = Preemption().install()  # submitit's timeout signal: checkpoint here, then requeue
+    # submitit's timeout signal, and SIGTERM in a single-process run: checkpoint here, then go
+    preempt = Preemption().install(sigterm=ranks.world == 1)
     step = n_done = start_step
     for step in range(start_step, n_steps):
         lr = lr_at(step, n_steps=n_steps, lr=float(optim.lr), cfg=cfg.schedule)
@@ -247,7 +248,7 @@ def train(
         pending.append((step, lr, share.detach()))
         done = step + 1
         if len(pending) < sync_every and done not in eval_steps and done not in keep_at:
-            if done != n_steps and preempt.pending is None:
+            if done != n_steps and preempt.pending is None and not preempt.terminated:
                 continue
         losses = ranks.all_sum(torch.stack([p[2] for p in pending])).tolist()
         bad = next((i for i, v in enumerate(losses) if not math.isfinite(v)), None)
@@ -304,6 +305,11 @@ def train(
             preempt.hand_over(
                 functools.partial(checkpoint, done)
             )  # exits: submitit requeues the job
+        if preempt.terminated and done < n_steps:  # SIGTERM: keep this step, then stop
+            checkpoint(done)
+            progress.close()
+            preempt.restore()
+            raise Terminated(done, n_steps)
         if on_eval is not None and done in eval_steps and done < n_steps:
             # the evaluation's nominal share of the run (25, 50, ...): comparable across batches
             if on_eval(round(100 * (eval_steps.index(done) + 1) / len(eval_steps)), val_loss):

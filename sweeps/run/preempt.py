@@ -9,6 +9,13 @@ it would lose everything since the last periodic checkpoint; `Preemption` takes 
 instead, lets the training loop save a checkpoint where the state is whole, then calls
 submitit's handler. The requeued job reruns the same command, and the run resumes from that
 checkpoint exactly (sweeps/run/runner.py). Outside submitit (no handler installed) it does nothing.
+
+SIGTERM (what SLURM's scancel and most schedulers send before a kill, and `kill`'s default) is
+taken the same way in a single-process run: the loop saves a checkpoint at the next step boundary
+and raises `Terminated`, which the command line turns into one line and exit status 143; a rerun
+resumes from that checkpoint, so only the step in flight is redone. (In a DDP run the ranks could
+see the signal at different steps and wait for each other for ever, so there SIGTERM keeps its
+default: the run resumes from its last periodic checkpoint.)
 """
 
 from __future__ import annotations
@@ -20,7 +27,16 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-__all__ = ["Preemption"]
+__all__ = ["Preemption", "Terminated"]
+
+
+class Terminated(BaseException):
+    """A run stopped by SIGTERM after saving a checkpoint at `step` of `n_steps` (a BaseException,
+    like KeyboardInterrupt: no `except Exception` may record it as a failed run)."""
+
+    def __init__(self, step: int, n_steps: int) -> None:
+        super().__init__(f"SIGTERM at step {step} of {n_steps}")
+        self.step, self.n_steps = step, n_steps
 
 
 class Preemption:
@@ -29,14 +45,20 @@ class Preemption:
 
     def __init__(self) -> None:
         self.pending: tuple[int, FrameType | None] | None = None
+        self.terminated = False
         self._prev: Any = None
         self._sig: int | None = None
+        self._prev_term: Any = None
 
-    def install(self) -> Preemption:
-        if "SUBMITIT_EXECUTOR" not in os.environ:
-            return self
+    def install(self, *, sigterm: bool = False) -> Preemption:
+        """Take submitit's preemption signal (under submitit) and, with `sigterm`, SIGTERM."""
         if threading.current_thread() is not threading.main_thread():
             return self  # signal handlers live in the main thread only
+        if sigterm:
+            self._prev_term = signal.getsignal(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, self._note_term)
+        if "SUBMITIT_EXECUTOR" not in os.environ:
+            return self
         name = "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
         sig = getattr(signal, name, None)
         prev = signal.getsignal(sig) if sig is not None else None
@@ -47,6 +69,9 @@ class Preemption:
 
     def _note(self, signum: int, frame: FrameType | None) -> None:
         self.pending = (signum, frame)
+
+    def _note_term(self, signum: int, frame: FrameType | None) -> None:
+        self.terminated = True
 
     def hand_over(self, save: Callable[[], None]) -> None:
         """Save (the caller's checkpoint), then run submitit's handler: requeue and exit."""
@@ -60,3 +85,6 @@ class Preemption:
         if self._sig is not None:
             signal.signal(self._sig, self._prev)
             self._sig = None
+        if self._prev_term is not None:
+            signal.signal(signal.SIGTERM, self._prev_term)
+            self._prev_term = None

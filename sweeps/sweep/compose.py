@@ -171,6 +171,8 @@ def run_hydra_cli(main: Callable[[], Any]) -> None:
     from hydra.errors import CompactHydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from sweeps.run.preempt import Terminated
+
     before = os.environ.get("HYDRA_FULL_ERROR")
     keep_traceback = before == "1"
     # Let Hydra's errors reach us instead of its own multi-line printer (our bugs keep a traceback).
@@ -182,6 +184,16 @@ def run_hydra_cli(main: Callable[[], Any]) -> None:
             raise
         print(f"error: {compose_error(e).line()}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except Terminated as e:  # SIGTERM: the run saved a checkpoint at the step it reached
+        if keep_traceback:
+            raise
+        print(
+            f"\nterminated (SIGTERM) at step {e.step} of {e.n_steps}: a checkpoint is saved there "
+            "and finished runs are kept; rerun the same command to resume from it",
+            file=sys.stderr,
+            flush=True,
+        )
+        sys.exit(143)
     except KeyboardInterrupt:
         if keep_traceback:
             raise
