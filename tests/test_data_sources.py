@@ -314,3 +314,33 @@ def test_vocab_size_of_agrees_with_the_built_corpus_and_builds_nothing(tmp_path,
     predicted = vocab_size_of(cfg(tmp_path, **kw))
     assert not (tmp_path / "cache").exists()
     assert predicted == load(tmp_path, **kw).vocab_size
+
+
+def test_a_folder_with_a_fifo_skips_it_by_name_and_never_blocks(tmp_path, capsys):
+    """A named pipe in the data folder hung the run for ever at 'read corpus: 0%'."""
+    (tmp_path / "a.txt").write_text("hello world\n" * 50, encoding="utf-8")
+    os.mkfifo(tmp_path / "pipe.txt")
+    root, files = sources.list_text(str(tmp_path))
+    assert [f.relpath for f in files] == ["a.txt"]
+    assert "skipped 1 entry that is not a regular file: pipe.txt (a named pipe (FIFO))" in (
+        capsys.readouterr().err
+    )
+    corpus = sources.read_corpus(files, strict=True, progress=False)  # returns: nothing blocks
+    assert corpus.relpaths == ["a.txt"]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "loop"])
+def test_data_path_at_a_fifo_or_a_link_loop_says_what_it_is(tmp_path, kind):
+    """Both said 'does not exist'; a token file that is a FIFO was advised 'model.context <= 1'."""
+    p = tmp_path / "data.txt"
+    if kind == "fifo":
+        os.mkfifo(p)
+    else:
+        os.symlink(tmp_path / "other", tmp_path / "other2")
+        os.symlink(tmp_path / "other2", tmp_path / "other")
+        os.symlink(tmp_path / "other", p)
+    want = r"named pipe \(FIFO\)" if kind == "fifo" else "symbolic link that loops"
+    with pytest.raises(UserError, match=want):
+        sources.list_text(str(p))
+    with pytest.raises(UserError, match=want):
+        sources.read_token_file(str(p), "uint16")

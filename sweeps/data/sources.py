@@ -12,10 +12,13 @@ Conventions:
 
 from __future__ import annotations
 
+import errno
 import glob
 import hashlib
 import json
 import os
+import stat
+import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +62,24 @@ class Corpus:
     n_bytes_per_file: list[int]
     content_hash: str  # hex sha256 (see the module docstring)
     skipped: list[str]  # relpaths left out because they are not valid UTF-8 (pystdlib only)
+
+
+def not_a_file(path: Path) -> str | None:
+    """What a path is when it is not a regular file or a folder, in words, or None: a FIFO or a
+    device would block or never end a read, and a dangling or looping link reads as 'missing'."""
+    try:
+        mode = path.lstat().st_mode
+    except OSError:
+        return None  # nothing there at all
+    if stat.S_ISLNK(mode):
+        try:
+            path.stat()
+        except OSError as e:  # ELOOP or ENOENT behind the link
+            return f"a symbolic link that {'loops' if e.errno == errno.ELOOP else 'points nowhere'}"
+        mode = path.stat().st_mode
+    kinds = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+             (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))  # fmt: skip
+    return next((what for test, what in kinds if test(mode)), None)
 
 
 def _stat(root: Path, path: Path) -> SourceFile:
@@ -105,14 +126,31 @@ def list_text(path: str) -> tuple[Path, list[SourceFile]]:
     elif p.is_dir():
         root = p.resolve()
         files = []
+        odd = []
         for dirpath, dirnames, filenames in os.walk(root):
             # Hidden entries (.git, .DS_Store) are tooling, not text.
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            files += [_stat(root, Path(dirpath, n)) for n in filenames if not n.startswith(".")]
+            for n in filenames:
+                if n.startswith("."):
+                    continue
+                f = Path(dirpath, n)
+                what = not_a_file(f)
+                if what is None and not f.is_file():
+                    what = "not a regular file"
+                if what:  # a FIFO's read blocks for ever: named and passed over, never read
+                    odd.append(f"{f.relative_to(root).as_posix()} ({what})")
+                else:
+                    files.append(_stat(root, f))
+        if odd:
+            print(f"data.path: skipped {len(odd)} entr{'y' if len(odd) == 1 else 'ies'} that "
+                  f"{'is' if len(odd) == 1 else 'are'} not a regular file: "
+                  f"{', '.join(odd[:5])}{' ...' if len(odd) > 5 else ''}",
+                  file=sys.stderr, flush=True)  # fmt: skip
     else:
+        what = not_a_file(p)
         raise UserError(
             "data.path",
-            f"{path!r} does not exist",
+            f"{path!r} is {what}, not a file or a folder" if what else f"{path!r} does not exist",
             "point data.path at a UTF-8 text file, a folder of them, or a glob like 'dir/*.txt'",
         )
     files = sorted(files, key=lambda f: f.relpath)
@@ -179,9 +217,10 @@ def read_token_file(path: str, token_dtype: str) -> np.ndarray:
     """A 1-D array of token ids from a nanoGPT raw `.bin` (dtype `token_dtype`) or a `.npy` file."""
     p = Path(path).expanduser()
     if not p.is_file():
+        what = not_a_file(p)
         raise UserError(
             "data.path",
-            f"{path!r} is not a file",
+            f"{path!r} is {what}, not a file" if what else f"{path!r} is not a file",
             "point data.path at a token file (.bin of data.token_dtype, or .npy)",
         )
     if p.suffix == ".npy":

@@ -181,6 +181,8 @@ def predicted_split(data: DataConfig) -> tuple[int, int] | None:
         n = data.synthetic_n_tokens
     elif data.name == "tokens" and data.path:
         p = Path(data.path).expanduser()
+        if not p.is_file():
+            return None  # the data layer names what it is (a FIFO's size is 0: no split advice)
         try:
             if p.suffix == ".npy":
                 import numpy as np
