@@ -114,6 +114,40 @@ def test_a_tracker_that_raises_leaves_the_record_as_without_it(tiny_cfg, monkeyp
     ]
 
 
+class Hanging:
+    """A tracker whose library hangs on load (an unreachable server's connection retries)."""
+
+    def __init__(self, info, cfg) -> None:
+        pass
+
+    def load(self) -> None:
+        time.sleep(60)  # the worker thread is a daemon: the test does not wait for it
+
+    def _nothing(self, *args, **kwargs) -> None:
+        pass
+
+    start = log = summary = flush = images = finish = _nothing
+
+
+def test_a_tracker_that_hangs_costs_the_run_its_budget_once_and_not_its_measured_time(
+    tiny_cfg, monkeypatch, capsys
+):
+    """An unreachable MLflow URI made each of a 7 s run's flushes wait 300 s (37 min), and the
+    record said 100 tokens/s. Now all waits share one budget per run, past which the run drops
+    its trackers (saying so once), and the record's time leaves the waits out."""
+    monkeypatch.setattr(fanout, "WAIT_BUDGET_S", 2.0)
+    monkeypatch.setitem(fanout.FACTORIES, "tensorboard", "tests.test_tracking:Hanging")
+    cfg = tiny_cfg(n_evals=4, checkpoint_every_s=0.0, tracker=TrackerConfig(tensorboard=True))
+    t = time.perf_counter()
+    rec = run_one(cfg)
+    wall = time.perf_counter() - t
+    err = capsys.readouterr().err
+    assert rec is not None and rec["status"] == "ok"
+    assert err.count("did not flush within this run's 2 s budget") == 1, err
+    assert "did not finish" not in err  # dropped: the finish does not wait again
+    assert rec["time_s"] < wall - 1.5  # the 2 s waited are not the run's time
+
+
 def test_a_finished_run_skipped_by_a_rerun_logs_nothing(tiny_cfg, monkeypatch):
     cfg = tiny_cfg(tracker=TrackerConfig(tensorboard=True))
     monkeypatch.setitem(fanout.FACTORIES, "tensorboard", "tests.test_tracking:Raising")

@@ -197,7 +197,7 @@ def train(
                 "model": model.state_dict(),
                 "optim": opt.state_dict(),
                 "step": step,
-                "elapsed_s": elapsed_s + (time.perf_counter() - t0),
+                "elapsed_s": elapsed_s + (clock() - t0),
                 "train_sum": train_sum,
                 "train_count": train_count,
                 "last_train_loss": last_train_loss,
@@ -213,8 +213,12 @@ def train(
         cfg.progress if main else "none", total=n_steps, initial=start_step, desc=run_id
     )
     meter.start(start_step)
-    t0 = time.perf_counter()
-    last_ckpt = t0
+
+    def clock() -> float:  # stops while the run waits for its trackers: they are not its time
+        return time.perf_counter() - meter.waited_s
+
+    t0 = clock()
+    last_ckpt = time.perf_counter()
     status, reason = "ok", None
     val_loss, val_se = float("nan"), float("nan")
     model.train()
@@ -266,7 +270,7 @@ def train(
         train_sum += sum(losses)
         train_count += len(losses)
         n_done = done
-        now = time.perf_counter()
+        now = clock()
         progress.update(
             done, loss=losses[-1], tokens_per_s=(done - start_step) * bs * ctx / (now - t0)
         )
@@ -297,7 +301,8 @@ def train(
         if done in keep_at:  # kept first: a kill between the two saves redoes it from before
             checkpoint(done, keep_at[done])
         if done < n_steps and (
-            done in eval_steps or done in keep_at or now - last_ckpt >= cfg.checkpoint_every_s
+            done in eval_steps or done in keep_at
+            or time.perf_counter() - last_ckpt >= cfg.checkpoint_every_s
         ):
             checkpoint(done)
             last_ckpt = time.perf_counter()
@@ -318,7 +323,7 @@ def train(
                 return {"status": "pruned", "run_id": run_id, "step": done, "loss": val_loss}
     progress.close()
     preempt.restore()
-    time_s = elapsed_s + (time.perf_counter() - t0)
+    time_s = elapsed_s + (clock() - t0)
     n_tokens = n_done * bs * ctx
     measured = Measured(
         n_steps=n_done,
@@ -334,7 +339,7 @@ def train(
         mfu=mfu(
             plan,
             n_tokens - start_step * bs * ctx,
-            time.perf_counter() - t0,
+            clock() - t0,
             ranks,
             device,
             precision,

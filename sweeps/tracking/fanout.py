@@ -21,6 +21,7 @@ import importlib
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,15 +104,24 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# All of a run's waits for its trackers together (its flushes before checkpoints, its finish): an
+# unreachable MLflow server made each of a run's seven flushes wait 300 s (a 7 s run took 37 min)
+WAIT_BUDGET_S = 15.0
+
+
 class Tracking:
     """The chosen backends of one run, called from one worker thread: the training loop only
     queues a call (microseconds), so a tracker's latency (a SQLite commit, an event flush, W&B's
     start-up) overlaps training, and a tracker's error never reaches the caller."""
 
-    def __init__(self, backends: dict[str, Backend], *, label: str, wait_s: float = 300.0) -> None:
+    def __init__(
+        self, backends: dict[str, Backend], *, label: str, wait_s: float = WAIT_BUDGET_S
+    ) -> None:
         self.backends = backends
         self.label = label
-        self.wait_s = wait_s  # the longest a flush or the finish waits for the trackers
+        self.wait_s = wait_s  # the most a run waits for its trackers, all flushes and finish
+        self.waited_s = 0.0  # how long it has waited so far (left out of the run's time)
+        self.dropped = False  # past the budget: the run goes on without its trackers
         self.warned: set[str] = set()
         self.calls: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self.worker: threading.Thread | None = None
@@ -139,6 +149,9 @@ class Tracking:
             call()
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> None:
+        if self.dropped:  # a tracker that cannot keep up costs the run nothing more
+            return
+
         def run() -> None:
             for name, backend in self.backends.items():
                 try:
@@ -170,10 +183,12 @@ class Tracking:
     def flush(self) -> None:
         """Wait until every call so far reached the trackers' files (before a checkpoint: what
         was logged up to it survives a kill after it)."""
+        if self.dropped or self.worker is None:
+            return
         done = threading.Event()
         self._call("flush")
         self.calls.put(done.set)
-        if not done.wait(self.wait_s):
+        if not self._wait(done.wait):
             self._late("flush")
 
     def end(self, record: Mapping[str, Any]) -> None:
@@ -191,17 +206,33 @@ class Tracking:
         if self.finished or self.worker is None:
             return  # ended already, or nothing was started (the run failed before training)
         self.finished = True
+        if self.dropped:
+            return
         self._call("finish", status)
         self.calls.put(None)
-        assert self.worker is not None
-        self.worker.join(self.wait_s)
-        if self.worker.is_alive():
+        worker = self.worker
+
+        def joined(timeout: float) -> bool:
+            worker.join(timeout)
+            return not worker.is_alive()
+
+        if not self._wait(joined):
             self._late("finish")
 
+    def _wait(self, wait: Callable[[float], bool]) -> bool:
+        """wait(timeout) within what is left of the run's budget; the time counts against it."""
+        t = time.perf_counter()
+        ok = wait(max(self.wait_s - self.waited_s, 0.0))
+        self.waited_s += time.perf_counter() - t
+        return ok
+
     def _late(self, method: str) -> None:
+        """Past the budget: say so once, and drop every tracker for the rest of the run."""
+        self.dropped = True
         print(
-            f"[{self.label}] warning: the trackers did not {method} within {self.wait_s:.0f} s; "
-            "the run goes on without waiting for them",
+            f"[{self.label}] warning: the trackers did not {method} within this run's "
+            f"{self.wait_s:.0f} s budget for them; the run goes on without its trackers (its "
+            "record, time and tokens/s are unaffected)",
             file=sys.stderr,
             flush=True,
         )
@@ -218,7 +249,7 @@ def open_tracking(cfg: TrackerConfig, info: RunInfo, *, label: str) -> Tracking 
     set-up) and its run opened at `start`, both on the worker thread (inside the guard)."""
     if not cfg.backends:
         return None
-    tracking = Tracking({}, label=label)
+    tracking = Tracking({}, label=label, wait_s=WAIT_BUDGET_S)
     for name in cfg.backends:
         try:
             tracking.backends[name] = _factory(name)(info, cfg)

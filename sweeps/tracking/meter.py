@@ -88,6 +88,11 @@ class Meter:
         if self.tracking is not None:
             self.tracking.flush()
 
+    @property
+    def waited_s(self) -> float:
+        """Seconds the run has waited for its trackers (the record's time leaves them out)."""
+        return self.tracking.waited_s if self.tracking is not None else 0.0
+
     def state(self) -> dict[str, Any]:
         return {"log_sum": self.loss_sum, "log_count": self.loss_count}
 
