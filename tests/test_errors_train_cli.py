@@ -128,3 +128,18 @@ def test_ctrl_c_is_one_line_saying_how_to_resume(capsys, monkeypatch):
     # it set HYDRA_FULL_ERROR for itself and left it set: every later `python -m` this test
     # process started printed Hydra's tracebacks (a tune test failed after this one)
     assert "HYDRA_FULL_ERROR" not in os.environ
+
+
+def test_an_unquoted_value_beyond_ascii_is_told_to_quote_it():
+    """Hydra's lexer refuses results_dir=résultats_é中文 unquoted; the hint said 'write each
+    override as key=value', which it was. Quoting works, so say that."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    from sweeps.sweep.compose import compose_error
+
+    with pytest.raises(OverrideParseException) as info:
+        OverridesParser.create().parse_overrides(["results_dir=résultats_é中文"])
+    err = compose_error(info.value)
+    assert "quote a value" in err.fix and "results_dir='résultats_é中文'" in err.fix
+    OverridesParser.create().parse_overrides(["results_dir='résultats_é中文'"])  # quoted: fine

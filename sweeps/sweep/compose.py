@@ -141,6 +141,14 @@ def compose_error(e: Exception) -> UserError:
             group or "config", f"no option {name!r}", f"use one of {options}" if options else ""
         )
     if isinstance(e, OverrideParseException):
+        text = str(e.override or "")
+        if "=" in text and not text.isascii():  # Hydra's lexer reads unquoted values as ASCII
+            key, _, value = text.partition("=")
+            return UserError(
+                e.override or "overrides", first,
+                f"quote a value with characters beyond ASCII: {key}='{value}' (in the shell: "
+                f'"{key}=\'{value}\'")',
+            )  # fmt: skip
         return UserError(
             e.override or "overrides", first, "write each override as key=value, e.g. optim.lr=3e-3"
         )
