@@ -143,3 +143,15 @@ def test_an_unquoted_value_beyond_ascii_is_told_to_quote_it():
     err = compose_error(info.value)
     assert "quote a value" in err.fix and "results_dir='résultats_é中文'" in err.fix
     OverridesParser.create().parse_overrides(["results_dir='résultats_é中文'"])  # quoted: fine
+
+
+def test_a_typo_in_a_multirun_is_refused_before_anything_is_written(cli, tmp_path):
+    """`-m model.n_param=3e3,6e3` was refused with a good hint, but left multirun.yaml and a
+    .sweep.json of null run ids in the results folder."""
+    proc = cli(["-m", "model.n_param=3e3,6e3", "data=synthetic", "results_dir=out"])
+    assert proc.returncode == 2, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "did you mean model.n_params?" in lines[0]
+    assert "nothing was launched" in lines[0]
+    assert not (tmp_path / "out").exists()
+    assert not list(tmp_path.rglob("multirun.yaml"))

@@ -43,6 +43,33 @@ __all__ = ["SweepSummary", "SWEEP_FILE", "JOB_ERRORS", "progress_line"]
 HELD = "being trained elsewhere"  # a run another process holds the lock of at the sweep's end
 
 
+def config_problem(config: DictConfig) -> UserError | None:
+    """The first job whose overrides do not compose (an unknown key, a wrong type), as the job
+    itself would report it, or None. Checked before the sweep writes anything: a typo in
+    `-m model.n_param=3e3,6e3` left multirun.yaml and a .sweep.json of null run ids behind."""
+    from hydra.errors import CompactHydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from sweeps.sweep.compose import compose_error
+
+    hydra = GlobalHydra.instance().hydra
+    if hydra is None or "tune" in config:  # sweeps.tune: its jobs are studies, checked by it
+        return None
+    loader = hydra.config_loader
+    try:
+        jobs = job_overrides(config, config_loader=loader)
+    except UserError:  # another sweeper: its jobs are checked as they start
+        return None
+    for overrides in jobs:
+        try:
+            to_run_config(task_config(loader.load_sweep_config(config, list(overrides))))
+        except (CompactHydraException, OmegaConfBaseException) as e:
+            err = compose_error(e)
+            return UserError(err.field, f"{err.problem} (job {' '.join(overrides)}, one of "
+                             f"{len(jobs)}; nothing was launched)", err.fix)  # fmt: skip
+    return None
+
+
 def _run_ids(config: DictConfig) -> tuple[list[str | None], list[list[str]]]:
     """Each job's run id (None where its config is invalid), composed as the launcher will, and
     the groups of run ids that train one model (size targets that resolve to one shape)."""
@@ -158,6 +185,9 @@ class SweepSummary(Callback):
                 raise UserError(
                     "results_dir", "is empty", "give a folder, e.g. results_dir=results"
                 )
+            problem = config_problem(config)
+            if problem is not None:
+                raise problem
         except UserError as e:
             print(f"error: {e.line()}", file=sys.stderr, flush=True)
             sys.exit(2)
