@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from ..errors import AnalysisError
-from .figure_set import draw_report_figures
-from .headline_checks import headline_warnings
-from .files import noise_floor, write_report_files
 from ..result_types import MATMUL_CONVENTION, Report
+from .figure_set import draw_report_figures
+from .files import noise_floor, write_report_files
+from .headline_checks import headline_warnings
 
 __all__ = ["Report", "build_report"]
 
@@ -138,7 +138,9 @@ def build_report(
     isoflop_from_curves: a curve table's runs had a constant lr (approach 2 from its curves;
     analysis/laws/curve_slices.py). Raises AnalysisError if no run is usable.
     """
-    from ..prediction import backtest as bt
+    from ..inputs.run_records import excluded_counts, excluded_reasons
+    from ..inputs.schedules import schedule_mix
+    from ..inputs.sources import mark_table_out, report_inputs
     from ..laws.bootstrap import bootstrap_chinchilla, bootstrap_kaplan_joint, bootstrap_power_law
     from ..laws.chinchilla import compute_optimal, fit_chinchilla
     from ..laws.curve_slices import constant_lr_curves, isoflop_points_from_curves
@@ -152,10 +154,8 @@ def build_report(
     )
     from ..laws.kaplan import fit_kaplan_joint, fit_power_law
     from ..laws.limiting_runs import kaplan_points, not_falling
-    from ..inputs.run_records import excluded_counts, excluded_reasons
-    from ..inputs.schedules import schedule_mix
+    from ..prediction import backtest as bt
     from ..prediction.seed_noise import seed_groups
-    from ..inputs.sources import mark_table_out, report_inputs
 
     inp = report_inputs(path, arch=arch, n_convention=n_convention, out=out, holdout=holdout)
     runs, curves, data, out_dir = inp.runs, inp.curves, inp.data, inp.out_dir
@@ -324,10 +324,11 @@ def _kaplan_split(test) -> tuple[str | None, str | None]:
 
 def _peers(path, arch: str | None, archs: list[str], **kw) -> tuple[str, dict] | None:
     """The other archs' (groups') fit points, budgets, held-out split and seed noise, for the
-    recommendation pooled over them (analysis/prediction/groups.py); None for a single-arch source. An
+    recommendation pooled over them (analysis/prediction/groups.py); None for a single-arch source.
+    An
     arch with nothing to fit is left out: its own report says what is wrong with it."""
-    from ..prediction.seed_noise import pooled_rel_sd, seed_groups
     from ..inputs.sources import report_inputs
+    from ..prediction.seed_noise import pooled_rel_sd, seed_groups
 
     if arch is None or len(archs) < 2:
         return None

@@ -1,5 +1,6 @@
 """The report's calibrated prediction: the law this sweep's own back-test recommends
-(analysis/prediction/recommend.py), evaluated at the report's predicted optimum, with its calibrated interval
+(analysis/prediction/recommend.py), evaluated at the report's predicted optimum, with its
+calibrated interval
 and its warnings. Kept apart from analysis/report/build.py so the report only wires it in."""
 
 from __future__ import annotations
@@ -71,7 +72,8 @@ def calibrated_prediction(
 ) -> dict[str, Any]:
     """The recommended law's loss and 95% / 80% calibrated intervals at the prediction's N*, D*.
 
-    data: `run_records.fit_runs` output (columns N, D, L, C); budgets: each run's IsoFLOP budget (NaN
+    data: `run_records.fit_runs` output (columns N, D, L, C); budgets: each run's IsoFLOP budget
+    (NaN
     where none), which makes the budgets the back-test's ladder; noise: the measured seed noise
     (`recommend`'s); peers: the other groups of the same source (`_recommendation`)."""
     n, d = float(prediction["n_params"]), float(prediction["n_tokens"])

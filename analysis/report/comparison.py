@@ -23,10 +23,10 @@ __all__ = ["build_comparison"]
 
 def _series(path) -> list[dict]:
     """The series of one source: a results folder, or a table (a DataFrame from `load_table`)."""
-    from ..laws.chinchilla import fit_chinchilla
-    from ..laws.envelope import fit_envelope
     from ..inputs.run_records import fit_runs
     from ..inputs.sources import load_source
+    from ..laws.chinchilla import fit_chinchilla
+    from ..laws.envelope import fit_envelope
 
     runs, curves = load_source(path)
     table = runs.attrs.get("table")
@@ -75,9 +75,9 @@ def build_comparison(
     import matplotlib
 
     matplotlib.use("Agg")
-    from . import plots
     from ..laws.bootstrap import bootstrap_chinchilla
     from ..laws.chinchilla import compute_optimal
+    from . import plots
 
     rng = np.random.default_rng(seed)
     series = [s for p in paths for s in _series(p)]

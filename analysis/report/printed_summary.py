@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import math
 
-from .files import fmt, interval, noise_floor, pct
-from .build import PREDICTION_SOURCES
 from ..result_types import Report
+from .build import PREDICTION_SOURCES
+from .files import fmt, interval, noise_floor, pct
 
 __all__ = ["summarize"]
 

@@ -56,7 +56,8 @@ def _summary(obj: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def log_report(rep: Any, source: str | Path, *, tracker: str, per_arch: bool = False) -> str:
-    """Log `rep` (analysis.report.build.Report, its files written) to one summary run; returns where.
+    """Log `rep` (analysis.report.build.Report, its files written) to one summary run; returns
+    where.
     `per_arch`: one report of several in the sweep, named `analysis-<arch>`."""
     from sweeps.tracking.fanout import RunInfo, open_tracking
     from sweeps.tracking.settings import TrackerConfig
