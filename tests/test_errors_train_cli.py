@@ -152,6 +152,6 @@ def test_a_typo_in_a_multirun_is_refused_before_anything_is_written(cli, tmp_pat
     assert proc.returncode == 2, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "did you mean model.n_params?" in lines[0]
-    assert "nothing was launched" in lines[0]
+    assert "in every one of the 2 jobs; nothing was launched" in lines[0]
     assert not (tmp_path / "out").exists()
     assert not list(tmp_path.rglob("multirun.yaml"))

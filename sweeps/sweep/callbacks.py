@@ -44,8 +44,9 @@ HELD = "being trained elsewhere"  # a run another process holds the lock of at t
 
 
 def config_problem(config: DictConfig) -> UserError | None:
-    """The first job whose overrides do not compose (an unknown key, a wrong type), as the job
-    itself would report it, or None. Checked before the sweep writes anything: a typo in
+    """When no job's overrides compose (an unknown key, a wrong type: a typo hits every job), the
+    first job's error as the job itself would report it, else None (a sweep with a job that can
+    run runs, and its bad jobs fail alone). Checked before the sweep writes anything: a typo in
     `-m model.n_param=3e3,6e3` left multirun.yaml and a .sweep.json of null run ids behind."""
     from hydra.errors import CompactHydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -60,14 +61,17 @@ def config_problem(config: DictConfig) -> UserError | None:
         jobs = job_overrides(config, config_loader=loader)
     except UserError:  # another sweeper: its jobs are checked as they start
         return None
+    first: UserError | None = None
     for overrides in jobs:
         try:
             to_run_config(task_config(loader.load_sweep_config(config, list(overrides))))
-        except (CompactHydraException, OmegaConfBaseException) as e:
-            err = compose_error(e)
-            return UserError(err.field, f"{err.problem} (job {' '.join(overrides)}, one of "
-                             f"{len(jobs)}; nothing was launched)", err.fix)  # fmt: skip
-    return None
+            return None  # a job that can run: the sweep runs, and a bad job fails alone
+        except (CompactHydraException, OmegaConfBaseException, UserError) as e:
+            if first is None:
+                err = e if isinstance(e, UserError) else compose_error(e)
+                first = UserError(err.field, f"{err.problem} (in every one of the {len(jobs)} "
+                                  "jobs; nothing was launched)", err.fix)  # fmt: skip
+    return first
 
 
 def _run_ids(config: DictConfig) -> tuple[list[str | None], list[list[str]]]:
