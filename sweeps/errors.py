@@ -6,7 +6,12 @@ leave nothing half-written. Anything else that escapes is a bug and keeps its tr
 
 from __future__ import annotations
 
-__all__ = ["UserError", "RunHeld", "require"]
+import errno
+
+__all__ = ["UserError", "RunHeld", "require", "out_of_space"]
+
+# A full disk and a full quota: the user's to fix (free space, or write elsewhere), not a bug.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 class UserError(Exception):
@@ -41,3 +46,26 @@ def require(ok: bool, field: str, problem: str, fix: str) -> None:
     """Raise `UserError(field, problem, fix)` unless `ok`: the one-line check of every schema."""
     if not ok:
         raise UserError(field, problem, fix)
+
+
+def out_of_space(e: BaseException, folder: object = None) -> UserError | None:
+    """`e` as one UserError when a full disk (or quota) is at its root, else None.
+
+    Looks through `e`'s causes and contexts: torch.save reports a failed write as a RuntimeError
+    whose context is the OSError. `folder` names where the write went (the run's folder); without
+    it, the file the OSError names, if any."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno in _NO_SPACE:
+            where = folder if folder is not None else cause.filename
+            return UserError(
+                str(where) if where is not None else "results_dir",
+                f"its disk is full ({cause.strerror or 'No space left on device'}); "
+                "nothing half-written was kept",
+                "free space there, or point results_dir (or data.cache_dir) at a disk with room; "
+                "then rerun the same command: a run resumes from its last checkpoint",
+            )
+        cause = cause.__cause__ or cause.__context__
+    return None

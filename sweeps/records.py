@@ -9,6 +9,7 @@ Layout of one run (the folder is named by a hash of the resolved, semantic confi
         record.json    written last and atomically; its presence means the run ended
         curve.jsonl    one JSON object per evaluation (appended as training goes)
         checkpoint.pt  the last checkpoint (weights_only-loadable); removed when the run ends ok
+        error.log      a failed run's traceback (beside its failed record); removed when it ends ok
     results/<sweep>/tune/<study>.json   an lr_tune study's search space and trials (sweeps/tuning)
 
 Fields of record.json (schema version 1), the fields of `sweeps.run_record.RunRecord`; every
@@ -72,6 +73,7 @@ Each line of curve.jsonl: step, n_tokens, flops, loss (validation), train_loss, 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import math
@@ -102,6 +104,8 @@ __all__ = [
     "TUNE_DIR",
     "RecordError",
     "write_json_atomic",
+    "write_text_atomic",
+    "ERROR_FILE",
     "umask_mode",
     "mkstemp_public",
     "write_record",
@@ -122,6 +126,7 @@ RECORD_FILE = "record.json"
 CURVE_FILE = "curve.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 CONFIG_FILE = "config.json"  # the semantic config, written when a run starts (checks its id)
+ERROR_FILE = "error.log"  # a failed run's traceback (sweeps/run/runner.run_one)
 LOCK_FILE = ".lock"  # flock'ed by the process training the run (sweeps/run/runner.run_lock)
 TUNE_DIR = "tune"  # results/<sweep>/tune/<study>.json: the search space and every trial
 
@@ -177,21 +182,27 @@ def mkstemp_public(path: Path, prefix: str | None = None) -> tuple[int, str]:
     return fd, tmp
 
 
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write JSON to a temp file beside it, fsync, then rename: readers never see half a file."""
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write text to a temp file beside it, fsync, then rename: readers never see half a file, and
+    a failed write (a full disk) leaves the old file, or none, and no temp file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = mkstemp_public(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(_clean(obj), f, indent=2, sort_keys=True, default=_json_default)
-            f.write("\n")
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write JSON atomically (`write_text_atomic`)."""
+    text = json.dumps(_clean(obj), indent=2, sort_keys=True, default=_json_default)
+    write_text_atomic(path, text + "\n")
 
 
 def write_record(run_dir: str | os.PathLike[str], record: RunRecord) -> Path:
@@ -249,13 +260,20 @@ def older_id_version(run_dir: str | os.PathLike[str]) -> int | None:
 
 
 def append_curve(run_dir: str | os.PathLike[str], row: dict[str, Any]) -> None:
-    """Append one evaluation to curve.jsonl (a line is written whole, then flushed)."""
+    """Append one evaluation to curve.jsonl (a line is written whole, then flushed); a failed
+    write (a full disk) is cut off again, so no torn line stays."""
     path = Path(run_dir) / CURVE_FILE
     line = json.dumps(_clean(row), sort_keys=True, default=_json_default)
     with open(path, "a", encoding="utf-8") as f:
-        f.write(line + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+        size = f.tell()
+        try:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):  # shrinking a file needs no space
+                os.truncate(path, size)
+            raise
 
 
 def _is_number(x: Any) -> bool:
@@ -286,12 +304,8 @@ def read_curve(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
 def truncate_curve(run_dir: str | os.PathLike[str], max_step: int) -> None:
     """Keep only evaluations at or before `max_step` (a resumed run rewinds to its checkpoint)."""
     rows = [r for r in read_curve(run_dir) if r.get("step", 0) <= max_step]
-    path = Path(run_dir) / CURVE_FILE
-    fd, tmp = mkstemp_public(path)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+    write_text_atomic(Path(run_dir) / CURVE_FILE, text)
 
 
 def set_aside(path: str | os.PathLike[str]) -> Path:

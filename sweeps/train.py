@@ -50,17 +50,20 @@ def main(cfg: DictConfig) -> float | None:
         print(f"error: {e.line()}", file=sys.stderr, flush=True)
         if not in_sweep:
             sys.exit(2)
+        row = {
+            "overrides": list(HydraConfig.get().overrides.task),
+            "error": e.line(),
+            "time": time.time(),
+            # refused after composing (a check inside the run): status shows its id refused
+            "run_id": run_id_for(run_cfg) if run_cfg is not None else None,
+        }
         sweep_dir = Path(HydraConfig.get().sweep.dir)
-        sweep_dir.mkdir(parents=True, exist_ok=True)
-        with open(sweep_dir / JOB_ERRORS, "a", encoding="utf-8") as f:
-            row = {
-                "overrides": list(HydraConfig.get().overrides.task),
-                "error": e.line(),
-                "time": time.time(),
-                # refused after composing (a check inside the run): status shows its id refused
-                "run_id": run_id_for(run_cfg) if run_cfg is not None else None,
-            }
-            f.write(json.dumps(row) + "\n")
+        try:
+            sweep_dir.mkdir(parents=True, exist_ok=True)
+            with open(sweep_dir / JOB_ERRORS, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError:  # a full disk (the error just printed): the line above is the report
+            pass
         return None
     except RunHeld as e:  # a single run only (a sweep's job skips a held run and goes on)
         print(f"error: {e}", file=sys.stderr, flush=True)

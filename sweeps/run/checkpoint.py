@@ -39,10 +39,14 @@ def check_same_inputs(state: dict[str, Any], path: Path, dataset_id: str, precis
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write `state` to `path` atomically: a failed write (a full disk) keeps the last checkpoint
+    and leaves no temp file."""
     fd, tmp = records.mkstemp_public(path, prefix=".ckpt.")  # not 0600: shared folders
-    os.close(fd)
     try:
-        torch.save(state, tmp)
+        # Through Python's file object, not torch.save's own writer: a failed write then keeps
+        # its OSError (ENOSPC: sweeps.errors.out_of_space) as the context of torch's error.
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -17,7 +17,7 @@ from typing import Any
 
 from sweeps import records
 from sweeps.config import RunConfig
-from sweeps.errors import RunHeld, UserError
+from sweeps.errors import RunHeld, UserError, out_of_space
 from sweeps.run import preflight
 from sweeps.run.identity import run_id_for, semantic_config
 from sweeps.tracking.fanout import RunInfo, Tracking, flatten, open_tracking
@@ -61,6 +61,19 @@ def run_lock(run_dir: Path) -> Iterator[bool]:
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+@contextmanager
+def _no_space_is_user_error(run_dir: Path) -> Iterator[None]:
+    """A full disk met while writing the run's files: one UserError naming its folder (every
+    write there is atomic or cut back, so nothing half-written stays), not a traceback."""
+    try:
+        yield
+    except Exception as e:
+        full = out_of_space(e, run_dir)
+        if full is None:
+            raise
+        raise full from None
 
 
 def _say(text: str) -> None:
@@ -262,7 +275,7 @@ def run_one(
             "raise the budget, lower optim.batch_size or model.context, or lower budget.min_steps",
         )
     run_dir = run_dir_for(cfg)
-    with run_lock(run_dir) as held:
+    with _no_space_is_user_error(run_dir), run_lock(run_dir) as held:
         if not held:
             if not in_sweep:  # the one run asked for: nothing to show
                 raise RunHeld.of(run_dir)
@@ -309,11 +322,16 @@ def run_one(
         try:
             record = train(cfg, run_dir, prepared=prep, tracking=tracking, **train_kwargs)
         except Exception as e:  # a crash of one run must not stop a sweep
-            (run_dir / "error.log").write_text(traceback.format_exc(), encoding="utf-8")
+            if out_of_space(e) is not None:  # the disk's fault: partial, a rerun resumes it
+                if tracking is not None:
+                    tracking.finish("interrupted")
+                raise
+            error_log = run_dir / records.ERROR_FILE
+            records.write_text_atomic(error_log, traceback.format_exc())
             why = f"{type(e).__name__}: {e}"
             record = write_untrained(run_dir, cfg, prep, "failed", why, attempts=attempts + 1,
                                      tracking=tracking)  # fmt: skip
-            _say(f"[{run_dir.name}] failed: {type(e).__name__}: {e} (see {run_dir}/error.log)")
+            _say(f"[{run_dir.name}] failed: {type(e).__name__}: {e} (see {error_log})")
             if not in_sweep:
                 raise
             return record
@@ -322,6 +340,9 @@ def run_one(
                 tracking.finish("interrupted")
             raise
         _end_tracking(tracking, record)
+        if record["status"] != "pruned":  # ended: an earlier attempt's traceback is history
+            with contextlib.suppress(OSError):
+                (run_dir / records.ERROR_FILE).unlink(missing_ok=True)
         if record["status"] == "pruned":  # stopped by `on_eval`: partial, resumable, no record
             _say(
                 f"[{run_dir.name}] pruned at step {record['step']} (val loss "

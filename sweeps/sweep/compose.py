@@ -171,14 +171,15 @@ def compose_error(e: Exception) -> UserError:
 
 def run_hydra_cli(main: Callable[[], Any]) -> None:
     """Call a `@hydra.main` function with Hydra's own config errors (unknown key, wrong type,
-    unknown option) printed as one `error:` line, exit code 2 (every Hydra entry point), and
-    Ctrl-C as one line saying how to resume, exit code 130 (not a torch traceback)."""
+    unknown option) and a full disk printed as one `error:` line, exit code 2 (every Hydra entry
+    point), and Ctrl-C as one line saying how to resume, exit code 130 (not a torch traceback)."""
     import os
     import sys
 
     from hydra.errors import CompactHydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    from sweeps.errors import out_of_space
     from sweeps.run.preempt import Terminated
 
     before = os.environ.get("HYDRA_FULL_ERROR")
@@ -202,6 +203,12 @@ def run_hydra_cli(main: Callable[[], Any]) -> None:
             flush=True,
         )
         sys.exit(143)
+    except Exception as e:  # a full disk met outside a run's folder (a data cache): one line
+        full = out_of_space(e)
+        if full is None or keep_traceback:
+            raise
+        print(f"error: {full.line()}", file=sys.stderr, flush=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         if keep_traceback:
             raise
