@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 
 from sweeps.errors import RunHeld, UserError
 from sweeps.run.identity import run_id_for
+from sweeps.run.preflight import check_config
 from sweeps.run.runner import run_ranked
 from sweeps.sweep.callbacks import JOB_ERRORS
 from sweeps.sweep.compose import register_configs, run_hydra_cli, to_run_config
@@ -34,6 +35,7 @@ def main(cfg: DictConfig) -> float | None:
     run_cfg = None
     try:
         run_cfg = to_run_config(cfg)  # OmegaConf's refusals too, as one UserError
+        check_config(run_cfg)  # before anything below imports torch (~3 s of CPU)
         if run_cfg.branch.budgets is not None:
             # Imported here, not at the top: branch planning needs models/ and so torch (10-20 s
             # to import on this loaded 2-core Xeon), which run_one skips for a finished run.

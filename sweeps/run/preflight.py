@@ -7,7 +7,9 @@ its folder exists, via sweeps.run.runner.run_one), `sweeps.tune` (each trial, th
 `sweeps.plan` and the demo (whose steps are those commands). Each failure is a UserError: one
 line, the field, the fix.
 
-Two stages: `check_before_data` needs only the config (the vocabulary it asks for, the split sizes
+Three stages: `check_config` needs the config alone (no torch, no disk: `sweeps.train` calls it
+before torch is imported, so a refusal costs no torch import); `check_before_data` needs only the
+config (the vocabulary it asks for, the split sizes
 a synthetic or token-file corpus will have), so an impossible run is refused before a cache entry
 is built; `check_with_data` repeats the split and memory checks on the loaded corpus.
 """
@@ -32,6 +34,7 @@ from sweeps.tracking.settings import BACKENDS, mlflow_uri, tracker_dir
 __all__ = [
     "check_device",
     "check_seed",
+    "check_config",
     "check_results_dir",
     "check_trackers",
     "check_tracker_imports",
@@ -229,21 +232,32 @@ def memory_estimate(cfg: RunConfig, plan: Any) -> Any:
     return estimate_memory(plan.shape, n_params_total=total, batch_size=plan.batch_size)
 
 
-def check_before_data(cfg: RunConfig) -> None:
-    """Everything that needs no corpus: refuses before a cache entry or a run folder is made."""
-    from sweeps.data import check_bpe_vocab
-    from sweeps.run.plan import plan_run
-
+def check_config(cfg: RunConfig) -> None:
+    """The checks the schemas cannot make that need the config alone: no torch, no file read."""
     check_seed(cfg.seed)
+    if cfg.data.name == "synthetic":  # a token file's split needs a read of it: check_before_data
+        split = predicted_split(cfg.data)
+        assert split is not None
+        check_split(*split, context=cfg.model.context, where=f"data={cfg.data.name}")
+
+
+def check_before_data(cfg: RunConfig) -> None:
+    """Everything that needs no corpus: refuses before a cache entry or a run folder is made
+    (torch is imported last, for the memory estimate)."""
+    from sweeps.data import check_bpe_vocab
+
+    check_config(cfg)
     check_device(cfg.device)
     check_results_dir(cfg.results_dir, cfg.sweep_name)
     check_trackers(cfg)
-    split = predicted_split(cfg.data)
+    split = predicted_split(cfg.data) if cfg.data.name != "synthetic" else None
     if split is not None:
         check_split(*split, context=cfg.model.context, where=f"data={cfg.data.name}")
     check_bpe_vocab(cfg.data)  # before the model is sized on it
     vocab = _planned_vocab(cfg.data)
     if vocab is not None:
+        from sweeps.run.plan import plan_run  # models/: torch
+
         plan = plan_run(cfg, vocab_size=vocab)
         check_memory(memory_estimate(cfg, plan), device=cfg.device)
 

@@ -258,11 +258,12 @@ def run_one(
     if done is not None:  # at once: no data loading, not even torch
         return done
 
+    preflight.check_before_data(cfg)  # before a cache entry or a folder is written
     # Imported here, not at the top: a finished run returns above without importing torch
-    # (`import sweeps.run.loop` costs TORCH_IMPORT_S, most of a finished job's time).
+    # (`import sweeps.run.loop` costs TORCH_IMPORT_S, most of a finished job's time), and a
+    # refused one is refused before it (but for the memory estimate's models/).
     from sweeps.run.loop import prepare, train
 
-    preflight.check_before_data(cfg)  # before a cache entry or a folder is written
     prep = prepare(cfg, progress=cfg.progress != "none")
     preflight.check_with_data(cfg, prep.data, prep.plan)
     repeated = preflight.repeated_data(prep.plan.n_tokens, len(prep.data.train))

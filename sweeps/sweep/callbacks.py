@@ -23,7 +23,6 @@ from omegaconf import DictConfig
 
 from sweeps import records
 from sweeps.config import RunConfig
-from sweeps.data import vocab_size_of
 from sweeps.errors import UserError
 from sweeps.run.identity import run_id_for
 from sweeps.run.preflight import check_seed
@@ -88,6 +87,10 @@ def _run_ids(config: DictConfig) -> tuple[list[str | None], list[list[str]]]:
         # token file's vocabulary is a read of the whole file (sweeps/sweep/plan.py agrees)
         key = json.dumps(asdict(cfg.data), sort_keys=True)
         if key not in vocab:
+            # here, not at the top: this module is loaded by every run, a refused one included,
+            # and sweeps.data brings numpy and tokenizers (~0.2 s)
+            from sweeps.data import vocab_size_of
+
             vocab[key] = vocab_size_of(cfg.data)
         return vocab[key]
 
