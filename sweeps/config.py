@@ -297,6 +297,7 @@ class RunConfig:
     checkpoint_every_s: float = 60.0  # also checkpoints at every evaluation
     results_dir: str = "results"
     sweep_name: str = "default"
+    wave: int | None = None  # the wave of a planned sweep that proposed this run (sweeps.next)
     progress: str = "auto"  # auto (bar on a terminal, log lines otherwise) | bar | log | none
     max_retries: int = 1  # a failed run is retried this many times by a rerun
     tracker: TrackerConfig = field(default_factory=TrackerConfig)  # sweeps/tracking/settings.py
@@ -316,6 +317,8 @@ class RunConfig:
             "must be >= 0",
             "e.g. checkpoint_every_s=60 (0: after every step)",
         )
+        require(self.wave is None or self.wave >= 0, "wave", f"must be >= 0, got {self.wave}",
+                "wave=1 (sweeps.next numbers its waves), or leave it unset")  # fmt: skip
         require(bool(self.sweep_name), "sweep_name", "must not be empty", "sweep_name=mysweep")
         require(bool(self.results_dir.strip()), "results_dir", "must not be empty",
                 "e.g. results_dir=results")  # fmt: skip

@@ -1,0 +1,174 @@
+"""The runs a finished sweep could add, and why (analysis/planning/select.py chooses among them).
+
+Three reasons, from what the analysis already says about a sweep:
+- repair (required): a budget whose lowest loss sits at the smallest or largest size has no
+  bracketed minimum (approach 2 cannot place N* there, and the law's N* is an extrapolation):
+  two sizes beyond that edge, at the slice's own size spacing. A budget whose minimum is
+  bracketed by fewer than `MIN_SLICE` runs: sizes beyond its ends until it has them;
+- seed (required): where no configuration was repeated with another seed, the noise floor is
+  unmeasured (an assumed 1% decides whether the frontier bends, seed_noise.py): two more seeds of
+  the cheapest run nearest a minimum;
+- extend: the next budgets up the ladder toward the target (the sweep's own budget ratio, one,
+  two and three steps up), each a slice of `MIN_SLICE` sizes centred on the law's N*(C) and
+  spread to bracket its bootstrap interval (at least a factor of 2 each side).
+Repairs and seeds are required because the variance criterion assumes the law, which they check;
+extensions are ranked by it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..laws.chinchilla import compute_optimal
+from ..prediction.ladder import RUNG_TOLERANCE, rungs
+from .select import Item
+
+__all__ = ["MIN_SLICE", "budget_slices", "candidate_items", "extend_budgets"]
+
+MIN_SLICE = 5  # runs a budget's minimum needs (a parabola in log N through 3, checked by 2 more)
+MAX_SPAN = 64.0  # an extension slice spans at most this factor in N
+
+
+def budget_slices(data: pd.DataFrame) -> dict[float, pd.DataFrame]:
+    """The IsoFLOP slices of a table: runs grouped by their budget (`flops_budget` where given,
+    else C within 1%), each with 3 or more sizes; {} for other designs."""
+    if "flops_budget" in data.columns and np.isfinite(data["flops_budget"].astype(float)).any():
+        key = data["flops_budget"].astype(float).to_numpy()
+    else:
+        key = rungs(data["flops"].astype(float))
+    out = {}
+    for c in np.unique(key[np.isfinite(key)]):
+        s = data[key == c]
+        if np.unique(rungs(s["n_params"])).size >= 3:
+            out[float(c)] = s.sort_values("n_params")
+    return out
+
+
+def _present(sizes: np.ndarray, n: float) -> bool:
+    return bool(np.any(np.abs(sizes / n - 1) <= RUNG_TOLERANCE))
+
+
+def _run(c: float, n: float, kind: str, why: str, required: bool, seeds=()) -> Item:
+    return Item((n,), (c / (6 * n),), kind, why, required, tuple(seeds))
+
+
+def _repairs(c: float, s: pd.DataFrame) -> list[Item]:
+    per = s.groupby(rungs(s["n_params"]))["loss"].min()
+    sizes = per.index.to_numpy(float)
+    step = float(np.exp(np.median(np.diff(np.log(sizes)))))
+    step = max(step, 1.3)
+    i = int(np.argmin(per.to_numpy(float)))
+    out: list[Item] = []
+    if i in (0, sizes.size - 1):
+        side, edge = ("smallest", sizes[0] / step) if i == 0 else ("largest", sizes[-1] * step)
+        ratio = 1 / step if i == 0 else step
+        for j in range(2):
+            n = edge * ratio**j
+            why = (
+                f"repair: at C={c:.3g} the lowest loss is at the {side} size "
+                f"(N={sizes[i]:.3g}), so the minimum is not bracketed; a size beyond it"
+            )
+            out.append(_run(c, n, "repair", why, True))
+        return out
+    missing = MIN_SLICE - sizes.size
+    lo, hi = sizes[0], sizes[-1]
+    left_first = i < sizes.size / 2
+    for j in range(max(missing, 0)):
+        if (j % 2 == 0) == left_first:
+            lo = lo / step
+            n = lo
+        else:
+            hi = hi * step
+            n = hi
+        why = (f"repair: the minimum at C={c:.3g} rests on {sizes.size} sizes; a budget's "
+               f"minimum needs {MIN_SLICE}")  # fmt: skip
+        out.append(_run(c, n, "repair", why, True))
+    return out
+
+
+def extend_budgets(budgets: list[float], target: float, n_steps: int = 3) -> list[float]:
+    """The next `n_steps` budgets up the ladder: the sweep's median budget ratio (3 where it has
+    one budget), kept below the target (the target itself where one step would pass it)."""
+    b = np.unique(np.asarray(budgets, float))
+    ratio = float(np.exp(np.median(np.diff(np.log(b))))) if b.size > 1 else 3.0
+    ratio = min(max(ratio, 1.5), 10.0)
+    out: list[float] = []
+    for j in range(1, n_steps + 1):
+        c = float(b[-1] * ratio**j)
+        if c >= target:
+            if not out:
+                out.append(float(target))
+            break
+        out.append(c)
+    return out
+
+
+def _optimal_sizes(params: dict, thetas: np.ndarray, c: float) -> tuple[float, float, float]:
+    """N*(C) of the fit and the 2.5% and 97.5% points of its bootstrap refits."""
+    center = float(compute_optimal(params, c).n_params)
+    th = np.asarray(thetas, float)
+    alpha, beta = th[:, 3], th[:, 4]
+    with np.errstate(all="ignore"):
+        s = alpha + beta
+        log_g = (np.log(alpha) + th[:, 0] - np.log(beta) - th[:, 1]) / s
+        n = np.exp(log_g + beta / s * math.log(c / 6))
+    n = n[np.isfinite(n) & (n > 0)]
+    if n.size < 10:
+        return center, center, center
+    lo, hi = np.percentile(n, [2.5, 97.5])
+    return center, float(lo), float(hi)
+
+
+def _extensions(c: float, params: dict, thetas: np.ndarray) -> Item | None:
+    center, lo, hi = _optimal_sizes(params, thetas, c)
+    if not (math.isfinite(center) and center > 0):
+        return None
+    lo, hi = min(lo, center / 2), max(hi, center * 2)
+    if hi / lo > MAX_SPAN:  # keep the slice around the centre
+        f = math.sqrt(MAX_SPAN)
+        lo, hi = center / f, center * f
+    sizes = np.geomspace(lo, hi, MIN_SLICE)
+    why = (f"extend: a budget of C={c:.3g} up the ladder toward the target; sizes around the "
+           f"law's N*={center:.3g}, spanning its 95% bootstrap range")  # fmt: skip
+    return Item(tuple(float(n) for n in sizes), tuple(float(c / (6 * n)) for n in sizes),
+                "extend", why)  # fmt: skip
+
+
+def _seeds(data: pd.DataFrame, slices: dict[float, pd.DataFrame]) -> list[Item]:
+    if slices:
+        c0 = min(slices)
+        s = slices[c0]
+        best = s.loc[s["loss"].idxmin()]
+    else:
+        best = data.loc[(data["n_params"] * data["n_tokens"]).idxmin()]
+    seeds = pd.to_numeric(data["seed"], errors="coerce") if "seed" in data.columns else None
+    used = {int(v) for v in seeds.dropna()} if seeds is not None else set()
+    used = used or {0}
+    nxt = [v for v in range(0, max(used) + 4) if v not in used][:2]
+    why = ("seed: no configuration was run with two seeds, so the noise floor is unmeasured; "
+           "the cheapest run at a minimum again with other seeds")  # fmt: skip
+    return [Item((float(best["n_params"]),) * 2, (float(best["n_tokens"]),) * 2, "seed", why,
+                 True, tuple(nxt))]  # fmt: skip
+
+
+def candidate_items(
+    data: pd.DataFrame, rec, target: float, *, noise_measured: bool
+) -> list[Item]:
+    """Every item a proposal may include (module docstring), required ones first."""
+    assert rec.fit is not None and rec.thetas is not None
+    slices = budget_slices(data)
+    items: list[Item] = []
+    for c in sorted(slices, reverse=True):  # the largest budget's repairs first
+        present = slices[c]["n_params"].to_numpy(float)
+        items += [i for i in _repairs(c, slices[c]) if not _present(present, i.n_params[0])]
+    if not noise_measured:
+        items += _seeds(data, slices)
+    budgets = sorted(slices) if slices else sorted(set(rungs(data["flops"].astype(float))))
+    for c in extend_budgets(budgets, target):
+        item = _extensions(c, rec.fit.params, rec.thetas)
+        if item is not None:
+            items.append(item)
+    return items

@@ -1,0 +1,95 @@
+"""`python -m analysis.planning SOURCE --target-flops C --allowance F [--max-runs K] [--json]`.
+
+SOURCE is what `python -m analysis` reads (a results folder or a table). Prints the runs to add
+(propose.py), or with --json one JSON document (what `python -m sweeps.next` reads). Writes
+nothing. Exit 2 with one `error:` line on a bad input, and where the allowance buys no run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+
+from ..errors import AnalysisError
+from ..inputs.sources import report_inputs
+from ..prediction.seed_noise import pooled_rel_sd, seed_groups
+from .propose import Proposal, half_width, propose
+
+__all__ = ["main", "format_proposal"]
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 1e13)") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive number (e.g. 1e13)")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m analysis.planning",
+                                description="The runs a sweep should add next.")  # fmt: skip
+    p.add_argument("source", help="a results folder (results/<sweep>) or a results table")
+    p.add_argument("--target-flops", type=_positive, required=True,
+                   help="the budget whose loss the plan should pin down")  # fmt: skip
+    p.add_argument("--allowance", type=_positive, required=True,
+                   help="FLOPs this wave may spend (C = 6 N D summed)")  # fmt: skip
+    p.add_argument("--max-runs", type=int, default=None)
+    p.add_argument("--arch", default=None, help="the architecture (or group) to plan for")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    return p
+
+
+def format_proposal(p: Proposal) -> str:
+    t = p.target
+    lo, hi = t.interval
+    lines = [
+        f"target C={t.flops:.3g}: {p.law} predicts {t.loss:.4f} at N*={t.n_params:.3g}, "
+        f"D*={t.n_tokens:.3g}, 95% interval "
+        + (f"[{lo:.4f}, {hi:.4f}] (+-{half_width(t):.1%})" if t.problem is None
+           else f"[{lo:.4f}, {hi:.4f}]: {t.problem}"),
+    ]  # fmt: skip
+    lines += [f"warning: {w}" for w in p.warnings]
+    if p.stop:
+        lines.append(f"nothing proposed: {p.stop}")
+        return "\n".join(lines)
+    elo, ehi = p.expected
+    lines.append(
+        f"proposed: {len(p.rows())} run(s), {p.spent:.3g} of {p.allowance:.3g} FLOPs; expected "
+        f"95% interval after them [{elo:.4f}, {ehi:.4f}] (+-{(ehi - elo) / 2 / t.loss:.1%})"
+    )
+    lines.append(f"{'N':>10} {'D':>10} {'C':>10} {'kind':>7} {'share':>6}  why")
+    for r in p.rows():
+        lines.append(f"{r['n_params']:>10.4g} {r['n_tokens']:>10.4g} {r['flops']:>10.3g} "
+                     f"{r['kind']:>7} {r['variance_share']:>6.1%}  {r['why']}")  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.max_runs is not None and args.max_runs < 1:
+            raise AnalysisError(f"--max-runs {args.max_runs}: must be >= 1, e.g. --max-runs 10")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # python -m analysis shows the fit's warnings
+            inp = report_inputs(args.source, arch=args.arch)
+            noise = pooled_rel_sd(seed_groups(inp.runs))
+            prop = propose(inp.data, args.target_flops, args.allowance, max_runs=args.max_runs,
+                           noise=noise, seed=args.seed)  # fmt: skip
+    except AnalysisError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(prop.to_dict(), indent=1, default=float))
+    else:
+        print(format_proposal(prop))
+    if prop.stop and not prop.items and "allowance" in prop.stop:
+        print(f"error: --allowance: {prop.stop}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,146 @@
+"""The next wave of a sweep: which runs to add within a compute allowance, and what they should do
+to the calibrated interval at the target (the planning room's entry point).
+
+`propose(data, target_flops, allowance)` recommends the law (analysis/prediction/recommend.py),
+predicts the loss at the target's compute-optimal (N*, D*) with its calibrated 95% interval,
+lists candidate runs (analysis/planning/candidates.py), and chooses those that narrow that
+interval most per FLOP (select.py, value.py). It trains nothing and writes nothing: sweeps.next
+turns the answer into a sweep config.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import AnalysisError
+from ..laws.chinchilla import compute_optimal
+from ..prediction.recommend import Prediction, canonical, recommend
+from .candidates import candidate_items
+from .select import Choice, Item, choose, gains
+from .value import sigma2, target_state
+
+__all__ = ["LEVEL", "Proposal", "half_width", "propose"]
+
+LEVEL = 0.95
+
+
+def half_width(pred: Prediction) -> float:
+    """(hi - lo) / 2 / loss: the interval's relative half-width (inf where unbounded)."""
+    lo, hi = pred.interval
+    return (hi - lo) / 2 / pred.loss if math.isfinite(hi) else math.inf
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """What to train next and what it should buy (see the module docstring)."""
+
+    target: Prediction
+    backtested: bool  # the interval's extrapolation term was calibrated on the table's own folds
+    law: str
+    allowance: float
+    choice: Choice
+    expected: tuple[float, float]  # the 95% interval the chosen runs should leave at the target
+    stop: str | None = None  # why nothing (more) is proposed
+    warnings: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def items(self) -> tuple[Item, ...]:
+        return self.choice.items
+
+    @property
+    def spent(self) -> float:
+        return self.choice.spent
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per proposed run, in the order chosen (required first, then by gain/FLOP)."""
+        out = []
+        for k, (item, g) in enumerate(zip(self.items, gains(self.choice), strict=True)):
+            share = g / self.choice.sigma2_before if self.choice.sigma2_before > 0 else 0.0
+            for j, (n, d) in enumerate(zip(item.n_params, item.n_tokens, strict=True)):
+                out.append({
+                    "n_params": n, "n_tokens": d, "flops": 6 * n * d, "kind": item.kind,
+                    "item": k, "seed": item.seeds[j] if item.seeds else None,
+                    "variance_share": share, "why": item.why,
+                })  # fmt: skip
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        t = self.target
+        return {
+            "law": self.law,
+            "target": t.to_dict() | {"half_width": half_width(t), "backtested": self.backtested},
+            "allowance": self.allowance,
+            "spent": self.spent,
+            "expected": {"interval": list(self.expected),
+                         "half_width": (self.expected[1] - self.expected[0]) / 2 / t.loss},
+            "runs": self.rows(),
+            "stop": self.stop,
+            "warnings": list(self.warnings),
+        }  # fmt: skip
+
+
+def propose(
+    data: pd.DataFrame,
+    target_flops: float,
+    allowance: float,
+    *,
+    max_runs: int | None = None,
+    noise: float | None = None,
+    seed: int = 0,
+) -> Proposal:
+    """The next wave for `data` (a canonical table of fit points: n_params, n_tokens, loss and,
+    where known, flops, flops_budget, seed). noise: the measured relative seed noise, None or NaN
+    where no configuration was repeated (then seeds are proposed)."""
+    if not (math.isfinite(allowance) and allowance > 0):
+        raise AnalysisError(f"--allowance {allowance:g}: must be a positive number of FLOPs, "
+                            "e.g. --allowance 1e13")  # fmt: skip
+    if max_runs is not None and max_runs < 1:
+        raise AnalysisError(f"--max-runs {max_runs}: must be >= 1, e.g. --max-runs 10")
+    flops = canonical(data)["flops"]
+    if not target_flops > flops.max():
+        raise AnalysisError(
+            f"--target-flops {target_flops:g} is not beyond the largest run ({flops.max():.3g} "
+            "FLOPs): a plan extrapolates to a larger budget; give one above it, e.g. "
+            f"--target-flops {10 ** math.ceil(math.log10(flops.max() * 10)):.0e}"
+        )
+    measured = noise is not None and math.isfinite(noise) and noise > 0
+    rec = recommend(data, seed=seed, noise=noise if measured else None)
+    assert rec.fit is not None and rec.calibration is not None
+    opt = compute_optimal(rec.fit.params, target_flops)
+    if not (math.isfinite(opt.n_params) and opt.n_params > 0):
+        raise AnalysisError(
+            f"the recommended law ({rec.law}) has no compute-optimal allocation at "
+            f"{target_flops:g} FLOPs (an exponent at 0): the runs do not determine it; add sizes "
+            "and budgets by hand (python -m analysis shows what is ill-determined)"
+        )
+    pred = rec.predict(opt.n_params, opt.n_tokens, level=LEVEL)
+    noise_sd = math.log1p(noise) if measured and noise is not None else None
+    state = target_state(rec, np.array([[opt.n_params, opt.n_tokens]]), noise_sd=noise_sd)
+    items = candidate_items(data, rec, target_flops, noise_measured=measured)
+    choice = choose(state, items, allowance, max_runs=max_runs)
+    q = rec.calibration.quantile(LEVEL)
+    half = q * math.sqrt(choice.final)
+    expected = (pred.loss * math.exp(-half), pred.loss * math.exp(half))
+    stop = None
+    if not choice.items:
+        cheapest = min((i.cost for i in items), default=math.nan)
+        if items and cheapest > allowance:
+            stop = (f"the allowance ({allowance:.3g} FLOPs) buys no proposed run: the cheapest "
+                    f"costs {cheapest:.3g} FLOPs; raise --allowance")  # fmt: skip
+        else:
+            stop = ("no proposed run narrows the target's interval by 1% of its variance or more "
+                    f"(now {sigma2(state):.3g} in log^2)")  # fmt: skip
+    warns: list[str] = []
+    if not rec.calibration.n_points:
+        warns.append(
+            "no back-test was possible (fewer than 4 rungs): the interval at the target does not "
+            "cover the law's extrapolation error; the plan assumes k = "
+            f"{state.k:g} per unit of log distance (analysis/planning/value.py K_PRIOR)"
+        )
+    return Proposal(pred, bool(rec.calibration.n_points), rec.law, float(allowance), choice,
+                    expected, stop, tuple(warns))  # fmt: skip

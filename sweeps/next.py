@@ -1,0 +1,260 @@
+"""`python -m sweeps.next RESULTS --target-flops C --allowance F`: the next wave of a sweep.
+
+Reads a finished sweep (RESULTS = results/<sweep_name>), asks the analysis which runs would narrow
+the recommended law's calibrated 95% interval at the target budget most per FLOP within the
+allowance (`python -m analysis.planning`, run as a subprocess: sweeps/ never imports analysis/;
+the criterion is in analysis/planning/value.py, docs/planning.md), writes them as a sweep config
+(sweeps/sweep/waves.py), sizes each run with the trainer's own planner (shape, steps, wall time)
+and prints one row per run: N, D, C, shape, estimated time, and why.
+
+    python -m sweeps.next results/isoflop --target-flops 1e13 --allowance 5e12
+    python -m sweeps.next results/isoflop --target-flops 1e13 --allowance 5e12 --launch
+    python -m sweeps.next results/isoflop --target-flops 1e13 --allowance 5e12 -- launcher=slurm
+
+--launch runs the wave (`python -m sweeps.train -m` with the wave's overrides and any given after
+`--`); --json prints the proposal as one JSON document. A bad input (an allowance below one run, a
+target below the largest run, a folder with nothing to fit) is one `error:` line, exit 2, and
+nothing written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sweeps import records
+from sweeps.errors import UserError
+
+__all__ = ["Wave", "main", "next_wave", "planner", "train_command"]
+
+PY = sys.executable
+
+@dataclass
+class Wave:
+    """A written wave: its number, folder, runs (as planned), command and the proposal."""
+
+    k: int
+    path: Path
+    runs: list[dict[str, Any]]
+    command: list[str]
+    proposal: dict[str, Any]
+    wall_s: float
+    dropped: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"wave": self.k, "config": str(self.path), "command": self.command,
+                "runs": self.runs, "est_wall_s": self.wall_s, "dropped": self.dropped,
+                "proposal": self.proposal}  # fmt: skip
+
+def planner(sweep_dir: Path, target: float, allowance: float, *, max_runs: int | None,
+            arch: str | None) -> dict[str, Any]:  # fmt: skip
+    """The analysis's proposal (`python -m analysis.planning --json`); UserError with its line."""
+    cmd = [PY, "-m", "analysis.planning", str(sweep_dir), "--target-flops", f"{target:g}",
+           "--allowance", f"{allowance:g}", "--json"]  # fmt: skip
+    if max_runs is not None:
+        cmd += ["--max-runs", str(max_runs)]
+    if arch is not None:
+        cmd += ["--arch", arch]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode != 0:
+        lines = [ln for ln in out.stderr.strip().splitlines() if ln.startswith("error:")]
+        line = lines[-1].removeprefix("error: ") if lines else out.stderr.strip()[-500:]
+        field, _, problem = line.partition(": ") if line.startswith("--") else ("RESULTS", "", line)
+        raise UserError(field, problem.strip().rstrip("."))
+    return json.loads(out.stdout)
+
+def train_command(wave: Path, extra: list[str]) -> list[str]:
+    from sweeps.sweep.waves import train_overrides
+
+    return [PY, "-m", "sweeps.train", "-m", *train_overrides(wave), *extra]
+
+def _seed_row(row: dict[str, Any], recs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A seed run repeats a finished run's config exactly (its own n_params target and budget),
+    so the two differ by seed alone and the analysis pools them as seed noise."""
+    def gap(r: dict[str, Any]) -> float:
+        return abs(math.log(r["n_params"] / row["n_params"])) + abs(
+            math.log(r["n_tokens"] / row["n_tokens"]))  # fmt: skip
+
+    ok = [r for r in recs if r.get("status") == "ok" and (r.get("config") or {}).get("budget")]
+    src = min(ok, key=gap)["config"]
+    flops = src["budget"].get("flops")
+    return row | {"n_params": float(src["model"]["n_params"]),
+                  "flops": float(flops) if flops else row["flops"]}  # fmt: skip
+
+def _sizable(rows: list[dict[str, Any]], settings: dict[str, Any], recs: list[dict[str, Any]],
+             dropped: list[str]) -> list[dict[str, Any]]:  # fmt: skip
+    """The rows the sizing policy can build, each shape once per budget (two sizes that round to
+    one shape would train one model twice); what was left out goes to `dropped`."""
+    from models.sizing import solve_shape
+
+    m = settings["model"]
+    vocab = next((int(r["shape"]["vocab_size"]) for r in recs if r.get("shape")), 256)
+    seen, out = set(), []
+    for r in rows:
+        try:
+            shape = solve_shape(
+                m["arch"], n_params=r["n_params"], vocab_size=vocab, context=int(m["context"]),
+                tied=bool(m.get("tied")), min_layers=int(m.get("min_layers", 2)),
+                n_head=m.get("n_head"),
+            )
+        except ValueError:
+            dropped.append(f"N={r['n_params']:.3g} at C={r['flops']:.3g}: below the smallest "
+                           f"{m['arch']} shape of the sizing policy")  # fmt: skip
+            continue
+        key = (repr(shape), round(math.log(r["flops"]), 4), r.get("seed"))
+        if key in seen:
+            dropped.append(f"N={r['n_params']:.3g} at C={r['flops']:.3g}: the same shape as "
+                           "another run of the wave at this budget")  # fmt: skip
+            continue
+        seen.add(key)
+        out.append(r)
+    return out
+
+
+def next_wave(
+    sweep_dir: str | Path,
+    target: float,
+    allowance: float,
+    *,
+    max_runs: int | None = None,
+    arch: str | None = None,
+    extra: list[str] | None = None,
+) -> Wave | str:
+    """Propose, write and size the next wave of `sweep_dir`; the wave, or why nothing is proposed
+    (the proposal's stop). UserError for a bad input, before anything is written."""
+    from sweeps.sweep.plan import plan_sweep, summary
+    from sweeps.sweep.waves import (
+        base_settings,
+        wave_dir,
+        wave_numbers,
+        wave_runs_trained,
+        write_wave,
+    )
+
+    sweep_dir = Path(sweep_dir)
+    extra = list(extra or [])
+    if not sweep_dir.is_dir():
+        raise UserError("RESULTS", f"{sweep_dir}: no such folder",
+                        "pass a sweep's results folder, e.g. results/isoflop")  # fmt: skip
+    settings = base_settings(sweep_dir, arch)  # refuses a folder with no finished run
+    prop = planner(sweep_dir, target, allowance, max_runs=max_runs, arch=arch)
+    if not prop["runs"]:
+        return str(prop.get("stop") or "nothing to propose")
+    done = [n for n in wave_numbers(sweep_dir)]
+    # an earlier wave that trained nothing is replaced, not left beside a new one
+    k = done[-1] if done and wave_runs_trained(sweep_dir, done[-1]) == 0 else len(done) + 1
+    recs = [records.read_record(d) for d in records.iter_run_dirs(sweep_dir)
+            if records.run_state(d) == "done"]  # fmt: skip
+    rows = [(_seed_row(r, recs) if r["kind"] == "seed" else dict(r)) for r in prop["runs"]]
+    dropped: list[str] = []
+    rows = _sizable(rows, settings, recs, dropped)
+    if not rows:
+        return "no proposed run can be built: " + "; ".join(dropped)
+    while True:
+        header = (f"Wave {k} of {sweep_dir.name}: {len(rows)} run(s) proposed by python -m "
+                  f"sweeps.next --target-flops {target:g} --allowance {allowance:g} "
+                  "(docs/planning.md).\nRun it: python " + " ".join(shlex.quote(c) for c in
+                  train_command(wave_dir(sweep_dir, k), extra)[1:]))  # fmt: skip
+        path = write_wave(sweep_dir, k, rows, settings, header=header, proposal=prop)
+        planned, info = plan_sweep(train_command(path, extra)[4:])
+        why_not = {i: (f"already trained (run {p.run_id})" if p.state == "done" else
+                       str(p.problem)) for i, p in enumerate(planned)
+                   if p.state == "done" or (p.problem and p.state == "new")}  # fmt: skip
+        cost = sum(p.flops for p in planned if p.state != "done" and not p.problem)
+        if why_not:  # skipped by the trainer, or rounded onto a run the sweep has: not worth a slot
+            dropped += [f"N={rows[i]['n_params']:.3g} at C={rows[i]['flops']:.3g}: {w}"
+                        for i, w in why_not.items()]  # fmt: skip
+            rows = [r for i, r in enumerate(rows) if i not in why_not]
+        elif cost > allowance * 1.0001 and len(rows) > 1:  # shapes round N: drop the last-ranked
+            dropped.append(f"N={rows[-1]['n_params']:.3g} at C={rows[-1]['flops']:.3g}: the sized "
+                           f"wave costs {cost:.3g} FLOPs, over the allowance")  # fmt: skip
+            rows = rows[:-1]
+        else:
+            break
+        if not rows:
+            import shutil
+
+            shutil.rmtree(path, ignore_errors=True)
+            return "no proposed run is worth training: " + "; ".join(dropped)
+    runs = []
+    for row, p in zip(rows, planned, strict=True):
+        runs.append(row | {"shape": p.shape, "n_params_sized": p.n_params, "n_tokens": p.n_tokens,
+                           "flops": p.flops, "n_steps": p.n_steps, "state": p.state,
+                           "est_s": p.est_s, "run_id": p.run_id})  # fmt: skip
+    total = summary(planned, info)
+    return Wave(k, path, runs, train_command(path, extra), prop, total["wall_s_remaining"], dropped)
+
+def _format(w: Wave) -> str:
+    t = w.proposal["target"]
+    lo, hi = t["interval"] or (math.nan, math.inf)
+    e = w.proposal["expected"]
+    lines = [
+        f"target C={t['flops']:.3g}: {w.proposal['law']} predicts {t['loss']:.4f}, 95% interval "
+        f"[{lo:.4f}, {hi:.4f}] (+-{t['half_width']:.1%}); after this wave, expected "
+        f"[{e['interval'][0]:.4f}, {e['interval'][1]:.4f}] (+-{e['half_width']:.1%})",
+        *[f"warning: {x}" for x in w.proposal.get("warnings", [])],
+        f"wave {w.k}: {len(w.runs)} run(s), {sum(r['flops'] for r in w.runs):.3g} FLOPs of "
+        f"{w.proposal['allowance']:.3g} allowed, ~{w.wall_s / 60:.1f} min on this machine",
+        f"{'N':>9} {'D':>10} {'C':>9} {'shape':>7} {'time':>6} {'kind':>7}  why",
+    ]
+    for r in w.runs:
+        lines.append(
+            f"{r['n_params_sized']:>9,} {r['n_tokens']:>10,} {r['flops']:>9.3g} "
+            f"{r['shape']:>7} {r['est_s'] / 60:>5.1f}m {r['kind']:>7}  {r['why']}"
+        )
+    lines += [f"dropped: {d}" for d in w.dropped]
+    lines.append(f"config: {w.path}/sweep/wave_{w.k}.yaml")
+    lines.append("run it:  python " + " ".join(shlex.quote(c) for c in w.command[1:]))
+    return "\n".join(lines)
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number (e.g. 1e13)") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive number (e.g. 1e13)")
+    return v
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m sweeps.next",
+                                description=__doc__.split("\n\n")[0])  # fmt: skip
+    p.add_argument("results", help="a finished sweep's folder, results/<sweep_name>")
+    p.add_argument("--target-flops", type=_positive, required=True)
+    p.add_argument("--allowance", type=_positive, required=True, help="FLOPs the wave may spend")
+    p.add_argument("--max-runs", type=int, default=None)
+    p.add_argument("--arch", default=None)
+    p.add_argument("--launch", action="store_true", help="run the wave now")
+    p.add_argument("--json", action="store_true", help="print the proposal as one JSON document")
+    p.add_argument("overrides", nargs="*", help="after --: Hydra overrides for the wave's runs")
+    return p
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.max_runs is not None and args.max_runs < 1:
+            raise UserError("--max-runs", f"must be >= 1, got {args.max_runs}", "--max-runs 10")
+        wave = next_wave(args.results, args.target_flops, args.allowance, max_runs=args.max_runs,
+                         arch=args.arch, extra=args.overrides)  # fmt: skip
+    except UserError as e:
+        print(f"error: {e.line()}", file=sys.stderr)
+        return 2
+    if isinstance(wave, str):
+        print(json.dumps({"wave": None, "stop": wave}) if args.json
+              else f"nothing proposed: {wave}")  # fmt: skip
+        return 0
+    print(json.dumps(wave.to_dict(), indent=1, default=float) if args.json else _format(wave))
+    if args.launch:
+        print("\n$ " + " ".join(shlex.quote(c) for c in wave.command), file=sys.stderr, flush=True)
+        return subprocess.run(wave.command).returncode
+    return 0
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""The planning room: what runs a sweep should add next (analysis/planning/)."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.errors import AnalysisError
+from analysis.laws.synthetic import isoflop_points
+from analysis.planning.candidates import budget_slices, extend_budgets
+from analysis.planning.propose import propose
+from analysis.planning.select import Item, choose
+from analysis.planning.value import log_loss_grad, sigma2, target_state, with_runs
+from analysis.prediction.recommend import recommend
+
+
+def _isoflop(budgets=(1e13, 3e13, 1e14, 3e14), n_per=5, shift=0.0, seed=0) -> pd.DataFrame:
+    n, d, loss, c = isoflop_points(
+        rng=np.random.default_rng(seed), budgets=budgets, n_per_budget=n_per, span_decades=0.6,
+        center_shift=shift,
+    )
+    return pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss, "flops": 6 * n * d,
+                         "flops_budget": c, "seed": 0})  # fmt: skip
+
+
+def test_the_gradient_is_the_derivative_of_log_loss() -> None:
+    theta = np.array([math.log(60.0), math.log(100.0), math.log(1.8), 0.35, 0.3])
+
+    def log_l(t: np.ndarray, n: float, d: float) -> float:
+        return math.log(math.exp(t[2]) + math.exp(t[0]) * n ** -t[3] + math.exp(t[1]) * d ** -t[4])
+
+    g = log_loss_grad(theta, 3e6, 2e8)[0]
+    for i in range(5):
+        step = np.zeros(5)
+        step[i] = 1e-6
+        num = (log_l(theta + step, 3e6, 2e8) - log_l(theta - step, 3e6, 2e8)) / 2e-6
+        assert g[i] == pytest.approx(num, rel=1e-5, abs=1e-9)
+
+
+def test_sigma_now_is_the_printed_interval_and_a_run_never_widens_it() -> None:
+    table = _isoflop()
+    rec = recommend(table)
+    pred = rec.predict(2e8, 1e10)
+    state = target_state(rec, np.array([[2e8, 1e10]]))
+    q = rec.calibration.quantile(0.95)
+    assert q * math.sqrt(sigma2(state)) == pytest.approx(math.log(pred.interval[1] / pred.loss),
+                                                          rel=1e-6)  # fmt: skip
+    before = sigma2(state)
+    for n, d in [(1e5, 1e9), (1e7, 1e9), (1e8, 5e9)]:
+        assert sigma2(with_runs(state, n, d)) <= before + 1e-15
+    # a run beyond the reach shortens the extrapolation: it helps more than one inside
+    inside = sigma2(with_runs(state, 1e6, 5e7))
+    beyond = sigma2(with_runs(state, 3e7, 2e9))
+    assert beyond < inside
+
+
+def test_partial_enumeration_buys_the_costly_item_worth_more_than_the_cheap_ones() -> None:
+    rec = recommend(_isoflop())
+    state = target_state(rec, np.array([[2e8, 1e10]]))
+    cheap = [Item((n,), (1e14 / (6 * n),), "pool", "cheap") for n in np.geomspace(1e5, 1e6, 6)]
+    costly = Item((5e7,), (3e15 / (6 * 5e7),), "pool", "costly")
+    choice = choose(state, [*cheap, costly], allowance=3.2e15)
+    alone = sigma2(with_runs(state, *costly.n_params, *costly.n_tokens))
+    assert costly in choice.items
+    assert choice.final <= alone + 1e-15
+    assert choice.spent <= 3.2e15
+
+
+@pytest.mark.parametrize("allowance", [3e13, 1e14, 4e14, 2e15, 1e16])
+def test_a_proposal_never_exceeds_the_allowance(allowance: float) -> None:
+    p = propose(_isoflop(), 1e16, allowance)
+    assert p.spent <= allowance * (1 + 1e-12)
+    assert sum(r["flops"] for r in p.rows()) == pytest.approx(p.spent, rel=1e-9)
+    if p.items:
+        assert p.expected[1] - p.expected[0] <= p.target.interval[1] - p.target.interval[0]
+
+
+def test_a_minimum_at_the_edge_gets_sizes_beyond_that_edge() -> None:
+    table = _isoflop(shift=0.55)  # every budget's sizes sit above its optimum: minimum at the left
+    largest = table[table["flops_budget"] == table["flops_budget"].max()]
+    assert largest.loc[largest["loss"].idxmin(), "n_params"] == largest["n_params"].min()
+    p = propose(table, 1e16, 1e16)
+    repairs = [r for r in p.rows() if r["kind"] == "repair" and r["flops"] == pytest.approx(3e14)]
+    assert repairs, p.rows()
+    assert all(r["n_params"] < largest["n_params"].min() for r in repairs)
+    assert all("smallest size" in r["why"] for r in repairs)
+
+
+def test_an_accelerating_frontier_gets_a_larger_budget() -> None:
+    # the best loss per budget falls faster at each larger budget (no law here can follow it)
+    table = _isoflop()
+    table["loss"] -= 0.3 * np.log10(table["flops_budget"] / 1e13) ** 2
+    rec = recommend(table)
+    assert rec.calibration.growth == 2.0  # the recommendation saw the bend
+    p = propose(table, 1e16, 1e16)
+    ext = [r for r in p.rows() if r["kind"] == "extend"]
+    assert ext and min(r["flops"] for r in ext) > 3e14 * 1.4
+
+
+def test_extension_budgets_climb_the_sweeps_own_ladder_and_stop_below_the_target() -> None:
+    assert extend_budgets([1e13, 1e14], 1e17) == pytest.approx([1e15, 1e16])
+    assert extend_budgets([1e13, 3e13], 2e14) == pytest.approx([9e13])
+    assert extend_budgets([1e13], 2e13) == [2e13]  # one step would pass it: the target itself
+
+
+def test_slices_are_the_budgets_of_an_isoflop_table() -> None:
+    s = budget_slices(_isoflop())
+    assert sorted(s) == [1e13, 3e13, 1e14, 3e14]
+    assert all(len(v) == 5 for v in s.values())
+
+
+def test_seeds_are_proposed_where_the_noise_floor_is_unmeasured() -> None:
+    table = _isoflop()
+    unmeasured = propose(table, 1e16, 1e16)
+    measured = propose(table, 1e16, 1e16, noise=0.004)
+    assert any(r["kind"] == "seed" for r in unmeasured.rows())
+    assert not any(r["kind"] == "seed" for r in measured.rows())
+    seeds = [r["seed"] for r in unmeasured.rows() if r["kind"] == "seed"]
+    assert seeds == [1, 2]
+
+
+def test_bad_inputs_are_refused_with_the_option_named() -> None:
+    table = _isoflop()
+    with pytest.raises(AnalysisError, match="--target-flops 1e\\+14 is not beyond"):
+        propose(table, 1e14, 1e15)
+    with pytest.raises(AnalysisError, match="--allowance"):
+        propose(table, 1e16, -1.0)
+    small = propose(table, 1e16, 1e9)
+    assert not small.items and "buys no proposed run" in (small.stop or "")
+
+
+def test_the_command_prints_json_and_refuses_an_allowance_below_one_run(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    _isoflop().drop(columns=["flops_budget", "seed"]).to_csv(path, index=False)
+    base = [sys.executable, "-m", "analysis.planning", str(path), "--target-flops", "1e16"]
+    ok = subprocess.run([*base, "--allowance", "1e16", "--json"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    import json
+
+    doc = json.loads(ok.stdout)
+    assert doc["spent"] <= 1e16 and doc["runs"] and doc["target"]["interval"]
+    bad = subprocess.run([*base, "--allowance", "1e9"], capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: --allowance")
+    assert list(tmp_path.iterdir()) == [path]  # nothing written
+

@@ -1,0 +1,120 @@
+"""`python -m sweeps.next`: a finished sweep's next wave, written as a sweep config that
+`python -m sweeps.train -m` runs as it is (sweeps/next.py, sweeps/sweep/waves.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis.laws.chinchilla import compute_optimal
+from analysis.laws.synthetic import TRUE_PARAMS, law_loss
+from sweeps import next as next_wave_cli
+from sweeps.sweep.expand import expand_sweep
+from sweeps.sweep.waves import WAVES_DIR, train_overrides
+
+pytestmark = pytest.mark.slow  # each call fits a law and sizes runs with the trainer's planner
+
+BUDGETS = (1e10, 3e10, 1e11)
+
+
+def _sweep(tmp_path: Path, tiny_cfg, hand_record, *, factors, budgets=BUDGETS, noise=0.002):
+    """A finished IsoFLOP sweep of hand-made records whose losses follow TRUE_PARAMS' law, with
+    sizes at `factors` x N*(C) at each budget."""
+    sweep = tmp_path / "results" / "iso"
+    rng = np.random.default_rng(0)
+    i = 0
+    for c in budgets:
+        n_star = compute_optimal(dict(TRUE_PARAMS), c).n_params
+        for f in factors:
+            n = int(n_star * f)
+            d = int(c / (6 * n))
+            cfg = tiny_cfg(budget=dataclasses.replace(tiny_cfg().budget, tokens=None, flops=c),
+                           sweep_name="iso")  # fmt: skip
+            cfg.model.n_params = float(n)
+            config = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "tracker"}
+            loss = float(law_loss(TRUE_PARAMS, n, d)) * float(np.exp(rng.normal(0, noise)))
+            hand_record(sweep / f"run{i:03d}", n_params=n, n_tokens=d, loss=loss, config=config,
+                        flops_budget=c, shape={"n_layer": 2, "d_model": 16, "vocab_size": 64,
+                                               "context": 32, "n_head": 1, "tied": False},
+                        created_at=f"2026-01-01T00:00:{i:02d}+00:00")  # fmt: skip
+            i += 1
+    return sweep
+
+
+def _next(capsys, *args: str) -> tuple[int, str, str]:
+    rc = next_wave_cli.main(list(args))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_a_minimum_at_the_edge_gets_sizes_beyond_it_in_a_wave_train_runs_as_is(
+    tmp_path, tiny_cfg, hand_record, capsys
+) -> None:
+    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(2, 4, 8, 16, 32))
+    rc, out, err = _next(capsys, str(sweep), "--target-flops", "1e12", "--allowance", "3e11",
+                         "--json")  # fmt: skip
+    assert rc == 0, err
+    doc = json.loads(out)
+    smallest = compute_optimal(dict(TRUE_PARAMS), 1e11).n_params * 2
+    repairs = [r for r in doc["runs"] if r["kind"] == "repair" and r["flops"] > 0.9e11]
+    assert repairs and all(r["n_params_sized"] < smallest for r in repairs), doc["runs"]
+    assert sum(r["flops"] for r in doc["runs"]) <= 3e11  # the sized wave fits the allowance
+    wave = Path(doc["config"])
+    assert wave == sweep.resolve() / WAVES_DIR / "wave_1"
+    # the very jobs `python -m sweeps.train -m <command>` would run: the wave's sizes, budgets
+    # and number, in the sweep's own folder, with its settings
+    jobs = expand_sweep(train_overrides(wave)).jobs
+    assert len(jobs) == len(doc["runs"])
+    for job, row in zip(jobs, doc["runs"], strict=True):
+        assert job.cfg.wave == 1 and job.cfg.sweep_name == "iso"
+        assert job.cfg.results_dir == str(sweep.resolve().parent)
+        assert job.cfg.data.name == "synthetic" and job.cfg.model.context == 32
+        assert job.cfg.budget.flops == pytest.approx(row["flops"], rel=0.05)
+    assert doc["command"][-2:] == train_overrides(wave)
+
+
+def test_a_proposal_that_rounds_over_the_allowance_is_trimmed_to_it(
+    tmp_path, tiny_cfg, hand_record, capsys
+) -> None:
+    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(0.5, 1, 2))
+    for allowance in (2e11, 7e11):
+        rc, out, err = _next(capsys, str(sweep), "--target-flops", "1e12", "--allowance",
+                             f"{allowance:g}", "--json")  # fmt: skip
+        assert rc == 0, err
+        doc = json.loads(out)
+        if doc["wave"] is not None:
+            assert sum(r["flops"] for r in doc["runs"]) <= allowance
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--target-flops", "1e12", "--allowance", "1e6"], "--allowance"),
+        (["--target-flops", "5e10", "--allowance", "1e12"], "--target-flops"),
+    ],
+    ids=["allowance-below-one-run", "target-below-the-largest-run"],
+)
+def test_bad_inputs_are_one_line_exit_2_and_nothing_written(
+    tmp_path, tiny_cfg, hand_record, capsys, args, field
+) -> None:
+    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(0.5, 1, 2))
+    before = sorted(p.relative_to(sweep) for p in sweep.rglob("*"))
+    rc, out, err = _next(capsys, str(sweep), *args)
+    assert rc == 2
+    assert err.strip().count("\n") == 0 and err.startswith(f"error: {field}"), err
+    assert sorted(p.relative_to(sweep) for p in sweep.rglob("*")) == before
+
+
+def test_an_empty_or_unfittable_folder_is_refused(tmp_path, tiny_cfg, hand_record, capsys) -> None:
+    empty = tmp_path / "results" / "empty"
+    empty.mkdir(parents=True)
+    rc, _, err = _next(capsys, str(empty), "--target-flops", "1e12", "--allowance", "1e12")
+    assert rc == 2 and "no finished run" in err and err.count("\n") == 1
+    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(1, 2), budgets=(1e10,))
+    rc, _, err = _next(capsys, str(sweep), "--target-flops", "1e12", "--allowance", "1e12")
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert not (sweep / WAVES_DIR).exists()
