@@ -126,9 +126,11 @@ def next_wave(
     max_runs: int | None = None,
     arch: str | None = None,
     extra: list[str] | None = None,
+    proposal: dict[str, Any] | None = None,
 ) -> Wave | str:
     """Propose, write and size the next wave of `sweep_dir`; the wave, or why nothing is proposed
-    (the proposal's stop). UserError for a bad input, before anything is written."""
+    (the proposal's stop). UserError for a bad input, before anything is written. `proposal`: the
+    planner's answer for these arguments, where the caller already has it."""
     from sweeps.sweep.plan import plan_sweep, summary
     from sweeps.sweep.waves import (
         base_settings,
@@ -144,7 +146,7 @@ def next_wave(
         raise UserError("RESULTS", f"{sweep_dir}: no such folder",
                         "pass a sweep's results folder, e.g. results/isoflop")  # fmt: skip
     settings = base_settings(sweep_dir, arch)  # refuses a folder with no finished run
-    prop = planner(sweep_dir, target, allowance, max_runs=max_runs, arch=arch)
+    prop = proposal or planner(sweep_dir, target, allowance, max_runs=max_runs, arch=arch)
     if not prop["runs"]:
         return str(prop.get("stop") or "nothing to propose")
     done = [n for n in wave_numbers(sweep_dir)]

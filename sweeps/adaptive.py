@@ -1,0 +1,256 @@
+"""`python -m sweeps.adaptive --target-flops C --allowance F [--tolerance 0.03] [-- overrides]`:
+a sweep that plans itself.
+
+Starts from a small seed grid (the overrides after `--`; default `sweep=adaptive`, a 3 x 3
+IsoFLOP design on the embedded corpus) and repeats: propose a wave (`python -m sweeps.next`'s
+planner: the runs that narrow the recommended law's calibrated 95% interval at the target most
+per FLOP), train it, refit. It stops, and says which, when
+- the calibrated 95% interval at the target is within +-tolerance (and was back-tested), or
+- the allowance is spent (every finished run of the sweep counts, the seed grid included), or
+- no proposal helps (nothing affordable narrows the interval by 1% of its variance), or
+- `--max-waves` waves have run.
+The loop's state is `results/<sweep>/waves/loop.json` (written atomically after each step): the
+history of the target's interval against cumulative compute, wave by wave (the report draws it),
+and which wave was launched and whether it finished. A rerun after a kill continues where it
+stopped: a wave launched and not finished is relaunched as it was (its finished runs are skipped,
+a run with a checkpoint resumes), and nothing is trained twice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sweeps import records
+from sweeps.errors import UserError
+
+__all__ = ["LOOP_FILE", "WAVE_KEYS", "main", "run_loop", "spent_flops"]
+
+PY = sys.executable
+LOOP_FILE = "loop.json"
+WAVE_FRACTION = 0.5  # a wave spends at most this share of what is left (so later waves can adapt)
+# overrides after `--` that also apply to the waves (how to run, not what): the rest (the seed
+# grid's preset and its values) are the seed grid's alone
+WAVE_KEYS = ("launcher", "hydra.launcher", "tracker", "threads", "device", "progress",
+             "gpus_per_run", "checkpoint_every_s", "~tracker", "+tracker")  # fmt: skip
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _run(cmd: list[str]) -> int:
+    _say("\n$ python " + " ".join(shlex.quote(c) for c in cmd[1:]))
+    return subprocess.run(cmd).returncode
+
+
+def spent_flops(sweep_dir: Path) -> float:
+    """FLOPs of the sweep's trained runs (records ok or diverged; skipped runs trained nothing)."""
+    total = 0.0
+    for d in records.iter_run_dirs(sweep_dir):
+        if records.run_state(d) != "done":
+            continue
+        try:
+            rec = records.read_record(d)
+        except records.RecordError:
+            continue
+        if rec.get("status") in ("ok", "diverged") and rec.get("flops"):
+            total += float(rec["flops"])
+    return total
+
+
+def _wave_extra(extra: list[str]) -> list[str]:
+    return [o for o in extra if o.split("=")[0].startswith(WAVE_KEYS)]
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise UserError(str(path), f"cannot be read ({e})",
+                        "move it aside to restart the loop's history") from e  # fmt: skip
+
+
+def _seed_grid(extra: list[str]) -> tuple[Path, list[Any], list[str]]:
+    """(the sweep folder, the seed grid's planned runs, its training command); trains nothing."""
+    from sweeps.sweep.expand import expand_sweep
+    from sweeps.sweep.plan import plan_sweep
+
+    overrides = extra if any(o.startswith("sweep=") for o in extra) else ["sweep=adaptive", *extra]
+    runs, _ = plan_sweep(overrides)
+    m = expand_sweep(overrides).master
+    sweep_dir = Path(str(m.results_dir)) / str(m.sweep_name)
+    return sweep_dir, runs, [PY, "-m", "sweeps.train", "-m", *overrides]
+
+
+def run_loop(
+    *,
+    target: float,
+    allowance: float,
+    tolerance: float,
+    max_waves: int,
+    extra: list[str],
+    arch: str | None = None,
+    max_runs: int | None = None,
+) -> tuple[str, Path]:
+    """Run the loop (module docstring); (why it stopped, the sweep folder)."""
+    from sweeps.next import Wave, next_wave, planner, train_command
+    from sweeps.sweep.waves import WAVES_DIR, wave_dir
+
+    sweep_dir, runs, grid_cmd = _seed_grid(extra)
+    grid_flops = sum(r.flops for r in runs if not r.problem)
+    largest = max((r.flops for r in runs if not r.problem), default=0.0)
+    if not target > largest:
+        raise UserError("--target-flops", f"{target:g} is not beyond the seed grid's largest run "
+                        f"({largest:.3g} FLOPs)", "give a larger target budget")  # fmt: skip
+    if grid_flops > allowance:
+        raise UserError(
+            "--allowance", f"{allowance:.3g} FLOPs is below the seed grid's {grid_flops:.3g}",
+            "raise it, or give a smaller seed grid after --",
+        )
+    state_path = sweep_dir / WAVES_DIR / LOOP_FILE
+    state = _read_state(state_path)
+    if state and (state.get("target_flops") != target):
+        raise UserError("--target-flops", f"{target:g} differs from this loop's "
+                        f"{state.get('target_flops'):g} ({state_path})",
+                        "rerun with the same target, or use another sweep_name")  # fmt: skip
+    state = state or {"target_flops": target, "history": [], "launched": None,
+                      "finished": True, "stop": None}  # fmt: skip
+    state |= {"allowance": allowance, "tolerance": tolerance}
+
+    def save() -> None:
+        records.write_json_atomic(state_path, state)
+
+    if any(r.state != "done" for r in runs) and _run(grid_cmd) != 0:  # a rerun skips a done grid
+        raise UserError("seed grid", "its sweep failed (see above)", "fix it and rerun")
+    wave_extra = _wave_extra(extra)
+    while True:
+        if state["launched"] is not None and not state["finished"]:  # killed mid-wave: go on
+            k = int(state["launched"])
+            if _run(train_command(wave_dir(sweep_dir, k), wave_extra)) != 0:
+                raise UserError(f"wave {k}", "its sweep failed (see above)", "fix it and rerun")
+            state["finished"] = True
+            save()
+        spent = spent_flops(sweep_dir)
+        left = allowance - spent
+        n_waves = int(state["launched"] or 0)
+        wave_allow = max(left * WAVE_FRACTION, 0.0)
+
+        def ask(allow: float) -> dict[str, Any]:
+            try:
+                return planner(sweep_dir, target, allow, max_runs=max_runs, arch=arch)
+            except UserError as e:  # an allowance that buys nothing is a stop, not a mistake
+                if e.field != "--allowance":
+                    raise
+                return {"runs": [], "stop": e.problem, "target": None}
+
+        go_on = left > 0 and n_waves < max_waves
+        prop = ask(wave_allow) if go_on else None
+        if prop is not None and not prop["runs"] and wave_allow < left:  # half buys nothing: all
+            prop = ask(left)
+        if prop is None or prop["target"] is None:  # the target's interval, whatever is left
+            t = ask(max(allowance, 1.0) * 1e6)["target"]
+        else:
+            t = prop["target"]
+        point = {"wave": n_waves, "spent": spent, "loss": t["loss"], "interval": t["interval"],
+                 "half_width": t["half_width"], "law": t["law"], "backtested": t["backtested"],
+                 "time": time.time()}  # fmt: skip
+        hist = state["history"]
+        if not hist or hist[-1]["wave"] != n_waves:
+            hist.append(point)
+        else:
+            hist[-1] = point
+        stop = None
+        if t["backtested"] and t["half_width"] <= tolerance:
+            stop = (f"tolerance: the calibrated 95% interval at the target is within "
+                    f"+-{t['half_width']:.1%} (asked: +-{tolerance:.1%})")  # fmt: skip
+        elif left <= 0:
+            stop = f"allowance: {spent:.3g} of {allowance:.3g} FLOPs spent"
+        elif n_waves >= max_waves:
+            stop = f"max waves: {n_waves} wave(s) run (--max-waves {max_waves})"
+        elif prop is not None and not prop["runs"]:
+            reason = str(prop.get("stop") or "")
+            stop = (f"allowance: {reason}" if "allowance" in reason
+                    else f"no proposal helps: {reason}")  # fmt: skip
+        if stop is not None:
+            state["stop"] = stop
+            save()
+            return stop, sweep_dir
+        assert prop is not None
+        wave = next_wave(sweep_dir, target, float(prop["allowance"]), arch=arch,
+                         extra=wave_extra, proposal=prop, max_runs=max_runs)  # fmt: skip
+        if not isinstance(wave, Wave):
+            state["stop"] = f"no proposal helps: {wave}"
+            save()
+            return state["stop"], sweep_dir
+        _say(f"\nwave {wave.k}: {len(wave.runs)} run(s), "
+             f"{sum(r['flops'] for r in wave.runs):.3g} FLOPs; the target's 95% interval now "
+             f"+-{t['half_width']:.1%}, expected after it "
+             f"+-{prop['expected']['half_width']:.1%}")  # fmt: skip
+        state |= {"launched": wave.k, "finished": False, "stop": None}
+        save()
+        if _run(wave.command) != 0:
+            raise UserError(f"wave {wave.k}", "its sweep failed (see above)", "fix it and rerun")
+        state["finished"] = True
+        save()
+
+
+def _positive(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive number")
+    return v
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m sweeps.adaptive",
+                                description=__doc__.split("\n\n")[0])  # fmt: skip
+    p.add_argument("--target-flops", type=_positive, required=True)
+    p.add_argument("--allowance", type=_positive, required=True,
+                   help="FLOPs the whole loop may spend, the seed grid included")  # fmt: skip
+    p.add_argument("--tolerance", type=_positive, default=0.03,
+                   help="stop when the 95%% interval at the target is within +- this")  # fmt: skip
+    p.add_argument("--max-waves", type=int, default=8)
+    p.add_argument("--max-runs", type=int, default=None, help="runs per wave, at most")
+    p.add_argument("--arch", default=None)
+    p.add_argument("overrides", nargs="*", help="after --: the seed grid's Hydra overrides")
+    args = p.parse_args(argv)
+    try:
+        if args.max_waves < 0:
+            raise UserError("--max-waves", f"must be >= 0, got {args.max_waves}", "--max-waves 8")
+        if args.max_runs is not None and args.max_runs < 1:
+            raise UserError("--max-runs", f"must be >= 1, got {args.max_runs}", "--max-runs 5")
+        stop, sweep_dir = run_loop(target=args.target_flops, allowance=args.allowance,
+                                   tolerance=args.tolerance, max_waves=args.max_waves,
+                                   extra=args.overrides, arch=args.arch,
+                                   max_runs=args.max_runs)  # fmt: skip
+    except UserError as e:
+        print(f"error: {e.line()}", file=sys.stderr)
+        return 2
+    state = json.loads((sweep_dir / "waves" / LOOP_FILE).read_text(encoding="utf-8"))
+    last = state["history"][-1]
+    lo, hi = last["interval"] or (math.nan, math.inf)
+    print(f"stopped: {stop}")
+    print(f"recommended law {last['law']} at C={args.target_flops:.3g}: {last['loss']:.4f}, "
+          f"calibrated 95% interval [{lo:.4f}, {hi:.4f}] (+-{last['half_width']:.1%}) after "
+          f"{last['spent']:.3g} FLOPs in {last['wave']} wave(s)")  # fmt: skip
+    for h in state["history"]:
+        print(f"  wave {h['wave']}: {h['spent']:.3g} FLOPs spent, {h['loss']:.4f} "
+              f"+-{h['half_width']:.1%}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""`python -m sweeps.adaptive`: the closed loop (seed grid, then propose, train, refit), its stop
+reasons, its state, and a rerun after a kill that trains nothing twice (sweeps/adaptive.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sweeps import records
+from tests.processes import background, child_env, run_module
+
+pytestmark = pytest.mark.slow  # real (tiny) training runs in subprocesses
+
+
+def _tiny(results: Path, cache: Path) -> list[str]:
+    """A seed grid of 9 tiny runs on the synthetic corpus (~15 s), sequential."""
+    return [
+        f"results_dir={results}", "data=synthetic", f"data.cache_dir={cache}",
+        "data.n_val_tokens=2048", "model.context=32", "optim.batch_size=8", "n_evals=2",
+        "progress=none", "precision=fp32", "device=cpu", "budget.min_steps=5", "launcher=local",
+        "budget.flops=3e8,1e9,3e9", "isoflop_tokens_per_param=10,3,1",
+    ]  # fmt: skip
+
+
+def _loop(tmp_path: Path, overrides: list[str], *more: str, timeout: float = 400):
+    args = ["--target-flops", "1e11", "--allowance", "3e10", "--max-runs", "3", *more, "--",
+            *overrides]  # fmt: skip
+    return run_module("sweeps.adaptive", args, cwd=tmp_path, env=child_env(), timeout=timeout)
+
+
+def _finished(sweep: Path) -> dict[str, dict]:
+    out = {}
+    for d in records.iter_run_dirs(sweep):
+        if records.run_state(d) == "done":
+            out[d.name] = records.read_record(d)
+    return out
+
+
+def test_bad_inputs_are_refused_before_anything_is_trained(tmp_path, data_cache) -> None:
+    tiny = _tiny(tmp_path / "results", data_cache)
+    def adaptive(*args: str):
+        return run_module("sweeps.adaptive", [*args, "--", *tiny], cwd=tmp_path,
+                          env=child_env(), timeout=120)  # fmt: skip
+
+    low = adaptive("--target-flops", "1e11", "--allowance", "1e9")
+    assert low.returncode == 2
+    assert low.stderr.strip().splitlines()[-1].startswith("error: --allowance"), low.stderr
+    near = adaptive("--target-flops", "1e9", "--allowance", "1e11")
+    assert near.returncode == 2 and "error: --target-flops" in near.stderr
+    assert not _finished(tmp_path / "results" / "adaptive")
+
+
+def test_a_loop_killed_between_and_during_waves_ends_with_the_same_runs_trained_once(
+    tmp_path, data_cache
+) -> None:
+    seed_dir = tmp_path / "seed"
+    grid = run_module(
+        "sweeps.train", ["-m", "sweep=adaptive", *_tiny(seed_dir, data_cache)],
+        cwd=tmp_path, env=child_env(), timeout=300,
+    )  # fmt: skip
+    assert grid.returncode == 0, grid.stderr[-2000:]
+    ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
+    shutil.copytree(seed_dir, ref_dir)
+    shutil.copytree(seed_dir, cut_dir)
+
+    ref = _loop(tmp_path, _tiny(ref_dir, data_cache), "--max-waves", "2")
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    assert "stopped: max waves" in ref.stdout
+
+    # killed between waves: the loop ends after wave 1 (its state saved, as after a kill there)
+    first = _loop(tmp_path, _tiny(cut_dir, data_cache), "--max-waves", "1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    sweep = cut_dir / "adaptive"
+    after_one = {k: (sweep / k / records.RECORD_FILE).stat().st_mtime_ns
+                 for k in _finished(sweep)}  # fmt: skip
+    # killed during wave 2: SIGKILL as soon as wave 2's first run has finished
+    cmd = [sys.executable, "-m", "sweeps.adaptive", "--target-flops", "1e11", "--allowance", "3e10",
+           "--max-runs", "3", "--max-waves", "2", "--", *_tiny(cut_dir, data_cache)]  # fmt: skip
+    with background(cmd, cwd=tmp_path, env=child_env()) as proc:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            if any((r.get("config") or {}).get("wave") == 2 for r in _finished(sweep).values()):
+                break
+            time.sleep(0.2)
+    state = json.loads((sweep / "waves" / "loop.json").read_text())
+    assert state["launched"] == 2 and state["finished"] is False  # it really was mid-wave
+    last = _loop(tmp_path, _tiny(cut_dir, data_cache), "--max-waves", "2")
+    assert last.returncode == 0, last.stderr[-3000:]
+
+    ref_runs, cut_runs = _finished(ref_dir / "adaptive"), _finished(sweep)
+    assert set(cut_runs) == set(ref_runs)  # the same record set as the uninterrupted loop
+    # nothing trained twice: the records written before the kills are untouched, none retried
+    for run_id, mtime in after_one.items():
+        assert (sweep / run_id / records.RECORD_FILE).stat().st_mtime_ns == mtime
+    assert all(records.attempts(r) <= 1 for r in cut_runs.values())
+    waves = {r["config"].get("wave") for r in cut_runs.values()}
+    assert waves == {None, 1, 2}  # each run's record names its wave (the seed grid: none)
+    hist = json.loads((sweep / "waves" / "loop.json").read_text())["history"]
+    assert [h["wave"] for h in hist] == [0, 1, 2]
+    assert [h["spent"] for h in hist] == sorted(h["spent"] for h in hist)
