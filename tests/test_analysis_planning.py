@@ -149,3 +149,24 @@ def test_the_command_prints_json_and_refuses_an_allowance_below_one_run(tmp_path
     assert bad.stderr.strip().splitlines()[-1].startswith("error: --allowance")
     assert list(tmp_path.iterdir()) == [path]  # nothing written
 
+
+
+def test_the_report_of_a_planned_sweep_draws_its_interval_by_wave(tmp_path) -> None:
+    import json
+
+    from analysis.laws.synthetic import write_sweep
+    from analysis.report.build import build_report
+
+    t = _isoflop()
+    sweep = write_sweep(tmp_path / "iso", n_params=t["n_params"], n_tokens=t["n_tokens"],
+                        loss=t["loss"], flops_budget=t["flops_budget"])  # fmt: skip
+    hist = [{"wave": k, "spent": s, "loss": 2.5, "interval": [2.5 - w, 2.5 + w],
+             "half_width": w / 2.5, "law": "chinchilla-vp", "backtested": True}
+            for k, (s, w) in enumerate([(1e15, 0.5), (3e15, 0.2)])]  # fmt: skip
+    (sweep / "waves").mkdir()
+    (sweep / "waves" / "loop.json").write_text(json.dumps(
+        {"target_flops": 1e17, "history": hist, "tolerance": 0.03, "stop": "max waves"}))
+    rep = build_report(sweep, n_bootstrap=5, target_flops=1e17)
+    assert "interval_by_wave" in rep.figures
+    assert (sweep / "report" / "figures" / "interval_by_wave.png").stat().st_size > 1000
+    assert "figures/interval_by_wave.png" in (sweep / "report" / "report.md").read_text()

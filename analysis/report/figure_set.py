@@ -93,4 +93,9 @@ def draw_report_figures(rep: Report, data, curves, budgets) -> list[str]:
         n_range = (float(data["N"].min()) / 3, float(data["N"].max()) * 30)
         draw("isoloss", lambda: plots.plot_isoloss(ch, c_range=c_range, n_range=n_range))
         draw("residuals", lambda: plots.plot_residuals(data, ch))
+    from .wave_history import plot_wave_history, read_history
+
+    loop = read_history(rep.out_dir.parent)  # a results folder's report sits in <sweep>/report
+    if loop is not None:
+        draw("interval_by_wave", lambda: plot_wave_history(loop))
     return names
