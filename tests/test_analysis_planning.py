@@ -170,3 +170,23 @@ def test_the_report_of_a_planned_sweep_draws_its_interval_by_wave(tmp_path) -> N
     assert "interval_by_wave" in rep.figures
     assert (sweep / "report" / "figures" / "interval_by_wave.png").stat().st_size > 1000
     assert "figures/interval_by_wave.png" in (sweep / "report" / "report.md").read_text()
+
+
+def test_the_calibrated_prediction_comes_first_and_alone(tmp_path) -> None:
+    """The summary and report.md lead with the recommended law's calibrated interval; each
+    approach's own prediction follows, labelled with what its interval covers."""
+    from analysis.laws.synthetic import write_sweep
+    from analysis.report.build import build_report
+    from analysis.report.printed_summary import summarize
+
+    t = _isoflop()
+    sweep = write_sweep(tmp_path / "iso", n_params=t["n_params"], n_tokens=t["n_tokens"],
+                        loss=t["loss"], flops_budget=t["flops_budget"])  # fmt: skip
+    rep = build_report(sweep, n_bootstrap=5, target_flops=1e16, figures=False)
+    lines = summarize(rep).splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("prediction at C"))
+    assert lines[at + 1].startswith("  recommended law") and "calibrated 95%" in lines[at + 1]
+    assert "not extrapolation error" in lines[at + 2]
+    md = (sweep / "report" / "report.md").read_text()
+    assert md.index("## Recommended law and its calibrated") < md.index("## Prediction at the")
+    assert "not the law's extrapolation error" in md

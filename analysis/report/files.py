@@ -60,10 +60,16 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
         def cell(k):
             return f"{fmt(p[k])} {interval(iv, k)}"
 
+        if "calibrated" in p:  # the prediction to act on first, the approaches' own after it
+            from .calibrated_prediction import calibrated_lines
+
+            lines += calibrated_lines(p["calibrated"])
         lines += [
-            "## Prediction at the target compute",
+            "## Prediction at the target compute, by approach (secondary)",
             "",
-            f"Source: {p['source']} ({p['reason']}). 95% bootstrap intervals; {p['convention']}.",
+            f"Source: {p['source']} ({p['reason']}). 95% bootstrap intervals: they cover run "
+            "noise and estimation only, not the law's extrapolation error (the calibrated "
+            f"interval above does); {p['convention']}.",
             "",
             "| N* | D* | tokens/param | loss (nats/token) |",
             "| --- | --- | --- | --- |",
@@ -73,10 +79,6 @@ def write_report_files(rep: Report, runs, fits: dict[str, Any]) -> None:
         ]
         lines += [f"- warning: {w}" for w in p.get("warnings", [])]
         lines += [""] if p.get("warnings") else []
-        if "calibrated" in p:
-            from .calibrated_prediction import calibrated_lines
-
-            lines += calibrated_lines(p["calibrated"])
     if rep.verify is not None:
         v = rep.verify
         lines += [

@@ -42,14 +42,15 @@ def summarize(rep: Report) -> str:
             return f"{fmt(q[k])} {interval(q['intervals'], k)}"
 
         out.append(f"prediction at C = {rep.target_flops:.3g} FLOPs ({p['convention']}):")
-        out.append(f"  from {p['source']} ({p['reason']})")
-        out.append(f"  N* {piv(p, 'n_params')}, D* {piv(p, 'n_tokens')}")
-        out.append(f"  tokens/param {piv(p, 'tokens_per_param')}, loss {piv(p, 'loss')}")
-        out += [f"warning: {w}" for w in p.get("warnings", [])]
-        if "calibrated" in p:
+        if "calibrated" in p:  # first and alone: the prediction to act on
             from .calibrated_prediction import calibrated_summary
 
             out.append(calibrated_summary(p["calibrated"]))
+        out.append(f"  secondary, from {p['source']} ({p['reason']}); its 95% bootstrap "
+                   "intervals cover noise and estimation, not extrapolation error:")  # fmt: skip
+        out.append(f"  N* {piv(p, 'n_params')}, D* {piv(p, 'n_tokens')}")
+        out.append(f"  tokens/param {piv(p, 'tokens_per_param')}, loss {piv(p, 'loss')}")
+        out += [f"warning: {w}" for w in p.get("warnings", [])]
         law = {v: k for k, v in PREDICTION_SOURCES.items()}.get(p["source"], "")
         fit = rep.fits.get(law)  # its own flags (identifiability.py), under the headline
         out += [f"warning: {w}" for w in (fit.warnings if fit else ()) if w.startswith(law + ":")]
@@ -57,7 +58,7 @@ def summarize(rep: Report) -> str:
             if src != p["source"]:
                 out.append(
                     f"  ({src}: N* {fmt(q['n_params'])}, D* {fmt(q['n_tokens'])}, "
-                    f"loss {fmt(q['loss'])})"
+                    f"loss {fmt(q['loss'])}; no interval)"
                 )
     out.append("back-tests (refit without the held-out runs; |relative error| of loss):")
     for name, b in rep.backtests.items():
