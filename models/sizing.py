@@ -42,6 +42,7 @@ __all__ = [
     "MAX_SOLVE_RATIO",
     "default_n_head",
     "make_shape",
+    "smallest_n_params",
     "solve_shape",
 ]
 
@@ -178,7 +179,7 @@ def solve_shape(
         )
 
     smallest = build(next(_widths(arch, head_dim, n_head)))
-    n_min = param_counts(smallest)["matmul"]
+    n_min = param_counts(smallest)["matmul"]  # smallest_n_params, without its checks again
     if n_params < n_min / MAX_SOLVE_RATIO:
         raise ValueError(
             f"model.n_params={n_params:g} is too small: the smallest {arch} shape of the depth "
@@ -198,3 +199,22 @@ def solve_shape(
             return above if gap_above < gap_below else below
         below = above
     return below  # target at or below the smallest shape (within MAX_SOLVE_RATIO)
+
+
+def smallest_n_params(
+    arch: str,
+    *,
+    vocab_size: int,
+    context: int,
+    tied: bool = False,
+    min_layers: int = 2,
+    head_dim: int = DEFAULT_HEAD_DIM,
+    n_head: int | None = None,
+) -> int:
+    """The matmul N of the smallest shape the depth policy builds (`solve_shape` rounds every
+    target below it up to it): the floor of a sweep's sizes, for planners that propose them."""
+    _check_arch(arch)
+    shape = _candidate(arch, next(_widths(arch, head_dim, n_head)), vocab_size=vocab_size,
+                       context=context, tied=tied, min_layers=min_layers,
+                       aspect=DEFAULT_ASPECT[arch], head_dim=head_dim, n_head=n_head)  # fmt: skip
+    return int(param_counts(shape)["matmul"])

@@ -103,7 +103,7 @@ def run_loop(
     max_runs: int | None = None,
 ) -> tuple[str, Path]:
     """Run the loop (module docstring); (why it stopped, the sweep folder)."""
-    from sweeps.next import Wave, next_wave, planner, train_command
+    from sweeps.next import Wave, next_wave, planner, smallest_size, train_command
     from sweeps.sweep.waves import WAVES_DIR, wave_dir
 
     sweep_dir, runs, grid_cmd = _seed_grid(extra)
@@ -145,9 +145,10 @@ def run_loop(
         n_waves = int(state["launched"] or 0)
         wave_allow = max(left * WAVE_FRACTION, 0.0)
 
-        def ask(allow: float) -> dict[str, Any]:
+        def ask(allow: float, min_n: float = smallest_size(sweep_dir, arch)) -> dict[str, Any]:
             try:
-                return planner(sweep_dir, target, allow, max_runs=max_runs, arch=arch)
+                return planner(sweep_dir, target, allow, max_runs=max_runs, arch=arch,
+                               min_params=min_n)  # fmt: skip
             except UserError as e:  # an allowance that buys nothing is a stop, not a mistake
                 if e.field != "--allowance":
                     raise

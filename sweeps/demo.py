@@ -1,10 +1,17 @@
-"""The whole demo in one command: an IsoFLOP sweep on the embedded corpus, a seed-noise floor,
-the fitted laws and their report, and (with --verify) a check of the law's own prediction.
+"""The whole demo in one command: a sweep that plans itself on the embedded corpus (a small
+IsoFLOP seed grid, then waves of runs chosen to narrow the calibrated interval at 10x compute,
+`python -m sweeps.adaptive`), the fitted laws and their report, and (with --verify) a check of the
+law's own prediction.
 
-    python -m sweeps.demo                 # GPT, 3 budgets x 5 sizes, then the report
-    python -m sweeps.demo --verify        # ... then train the predicted optimum at 10x compute
+    python -m sweeps.demo                 # GPT: seed grid + planned waves, then the report
+    python -m sweeps.demo --verify        # ... then train the predicted optimum at the target
     python -m sweeps.demo --arch both     # GPT and LSTM laws on one figure (Kaplan et al. Fig. 7)
-    python -m sweeps.demo --mini          # a ~2-minute miniature (the CI test runs it)
+    python -m sweeps.demo --mini          # a ~3-minute miniature (the CI test runs it)
+    python -m sweeps.demo --fixed-grid    # the earlier design: 3 budgets x 5 sizes and 2 seeds
+
+The loop spends a fixed compute allowance (`ALLOWANCE`: what the fixed grid spent, so the same
+~6 minutes of training on 2 cores) and stops early once the calibrated 95% interval at the
+target is within +-10%.
 
 Each step is an ordinary command of the project, run as a subprocess and echoed, so a user can
 rerun any step alone; every step skips the runs already done, so an interrupted demo resumes.
@@ -27,9 +34,17 @@ from sweeps import records
 from sweeps.errors import UserError
 from sweeps.run.preflight import check_results_dir
 
-__all__ = ["main", "preset_values"]
+__all__ = ["ALLOWANCE", "SEED_GRID", "TOLERANCE", "main", "preset_values"]
 
 PY = sys.executable
+# FLOPs the loop may spend: what the fixed grid (and its 2 seed repeats) spent, so the demo keeps
+# its wall time: demo 5 x (1e12 + 3e11 + 1e11) + 2 x 1e11; the mini 3 x (3e11 + 1e11 + 3e10) and
+# a wave of about a quarter of that
+ALLOWANCE = {"demo": 7.2e12, "demo_mini": 1.6e12}
+SEED_GRID = {"demo": "adaptive", "demo_mini": "demo_mini"}  # the loop's seed grid preset
+TARGET = {"demo": 1e13, "demo_mini": 3e12}  # 10x the fixed grid's largest budget
+MAX_WAVES = {"demo": 4, "demo_mini": 1}
+TOLERANCE = 0.10
 
 
 def _run(cmd: list[str], *, check: bool = True) -> int:
@@ -91,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         help="train the predicted compute-optimal model at the target compute",
     )
     p.add_argument("--mini", action="store_true", help="the miniature (sweep=demo_mini)")
+    p.add_argument("--fixed-grid", action="store_true",
+                   help="the earlier fixed IsoFLOP grid and seed repeats, not the loop")
     p.add_argument("--results-dir", default="results")
     p.add_argument("--n-jobs", type=int, default=2, help="runs at once (one per core)")
     p.add_argument("--n-bootstrap", type=int, default=None)
@@ -102,36 +119,24 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     preset = "demo_mini" if args.mini else "demo"
-    budgets = preset_values(preset, "budget.flops")
-    ratios = preset_values(preset, "isoflop_tokens_per_param")
-    target = 10 * max(budgets)
+    target = TARGET[preset]
     archs = ["gpt", "lstm"] if args.arch == "both" else [args.arch]
     n_boot = _n_bootstrap(args)
     common = [f"results_dir={args.results_dir}", f"hydra.launcher.n_jobs={args.n_jobs}"]
     sweep_dirs = []
     for arch in archs:
         name = preset if arch == "gpt" else f"{preset}_{arch}"
+        if args.fixed_grid:
+            name += "_grid"
         sweep_dirs.append(Path(args.results_dir) / name)
-        base = [
-            PY,
-            "-m",
-            "sweeps.train",
-            "-m",
-            f"sweep={preset}",
-            f"model={arch}",
-            f"sweep_name={name}",
-            *common,
-        ]
-        _run(base)
-        # Noise floor: the cheapest point again with two more seeds.
-        _run(
-            [
-                *base,
-                f"budget.flops={min(budgets)}",
-                f"isoflop_tokens_per_param={max(ratios)}",
-                "seed=1,2",
-            ]
-        )
+        if args.fixed_grid:
+            _fixed_grid(preset, arch, name, common)
+            continue
+        _run([PY, "-m", "sweeps.adaptive", "--target-flops", f"{target:g}",
+              "--allowance", f"{ALLOWANCE[preset]:g}", "--tolerance", f"{TOLERANCE:g}",
+              "--max-waves", str(MAX_WAVES[preset]), "--",
+              f"sweep={SEED_GRID[preset]}", f"model={arch}", f"sweep_name={name}", *common,
+              "launcher=joblib"])  # fmt: skip
     t_sweep = time.time() - t0
 
     for sweep_dir in sweep_dirs:
@@ -158,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.verify:
         verify = _verify(sweep_dirs[0], target=target, args=args, preset=preset)
 
+    for sweep_dir in sweep_dirs:
+        _headline(sweep_dir, target)
     if verify:
         print(
             f"\npredicted at C={target:.3g}: loss {verify['predicted']:.4f}; achieved "
@@ -176,6 +183,54 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(str(d / "report" / "report.md") for d in sweep_dirs)
     )
     return 0
+
+
+def _fixed_grid(preset: str, arch: str, name: str, common: list[str]) -> None:
+    """The earlier design: the preset's fixed IsoFLOP grid, then the cheapest point again with
+    two more seeds (the noise floor)."""
+    budgets = preset_values(preset, "budget.flops")
+    ratios = preset_values(preset, "isoflop_tokens_per_param")
+    base = [PY, "-m", "sweeps.train", "-m", f"sweep={preset}", f"model={arch}",
+            f"sweep_name={name}", *common]  # fmt: skip
+    _run(base)
+    _run([*base, f"budget.flops={min(budgets)}", f"isoflop_tokens_per_param={max(ratios)}",
+          "seed=1,2"])  # fmt: skip
+
+
+def _headline(sweep_dir: Path, target: float) -> None:
+    """The answer, first and alone: the recommended law's prediction at the target with its
+    calibrated interval; then, as secondary lines, each approach's own (labelled with what its
+    interval covers), and what the loop spent."""
+    try:
+        fits = json.loads((sweep_dir / "report" / "fits.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    pred = fits.get("prediction") or {}
+    cal = pred.get("calibrated")
+    print(f"\n{sweep_dir.name}:")
+    if cal:
+        lo, hi = cal["interval"] if cal.get("interval") else (float("nan"), float("inf"))
+        print(f"at C={target:.3g} FLOPs the recommended law {cal['law']} predicts loss "
+              f"{cal['loss']:.4f} at N*={cal['n_params']:.4g}, D*={cal['n_tokens']:.4g}; "
+              f"calibrated 95% interval [{lo:.4f}, {hi:.4f}] "
+              f"(+-{(hi - lo) / 2 / cal['loss']:.1%})")  # fmt: skip
+    print("  secondary (their 95% bootstrap intervals cover noise and estimation, not the law's "
+          "extrapolation error):")  # fmt: skip
+    for key in ("prediction_approach3", "prediction_approach2"):
+        q = fits.get(key)
+        if isinstance(q, dict) and q.get("loss") is not None:
+            iv = (q.get("intervals") or {}).get("loss")
+            txt = f" [{iv[0]:.4f}, {iv[1]:.4f}]" if iv else " (no interval)"
+            print(f"  {key.removeprefix('prediction_')}: loss {q['loss']:.4f}{txt} at "
+                  f"N*={q['n_params']:.4g}, D*={q['n_tokens']:.4g}")  # fmt: skip
+    try:
+        loop = json.loads((sweep_dir / "waves" / "loop.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return
+    hist = loop.get("history") or [{}]
+    print(f"  the sweep: {hist[-1].get('spent', 0):.3g} FLOPs in {hist[-1].get('wave', 0)} "
+          f"planned wave(s) after its seed grid; stopped: {loop.get('stop')} (figure: "
+          f"{sweep_dir / 'report' / 'figures' / 'interval_by_wave.png'})")  # fmt: skip
 
 
 def _verify(

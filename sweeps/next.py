@@ -53,11 +53,28 @@ class Wave:
                 "runs": self.runs, "est_wall_s": self.wall_s, "dropped": self.dropped,
                 "proposal": self.proposal}  # fmt: skip
 
+def smallest_size(sweep_dir: Path, arch: str | None) -> int:
+    """The smallest model the sweep's settings can build (models/sizing.py): no size below it is
+    worth proposing (it would train that smallest model again)."""
+    from models.sizing import smallest_n_params
+    from sweeps.sweep.waves import base_settings
+
+    m = base_settings(sweep_dir, arch)["model"]
+    recs = [records.read_record(d) for d in records.iter_run_dirs(sweep_dir)
+            if records.run_state(d) == "done"]  # fmt: skip
+    vocab = next((int(r["shape"]["vocab_size"]) for r in recs
+                  if (r.get("shape") or {}).get("vocab_size")), 256)  # fmt: skip
+    return smallest_n_params(m["arch"], vocab_size=vocab, context=int(m["context"]),
+                             tied=bool(m.get("tied")), min_layers=int(m.get("min_layers", 2)),
+                             n_head=m.get("n_head"))  # fmt: skip
+
+
 def planner(sweep_dir: Path, target: float, allowance: float, *, max_runs: int | None,
-            arch: str | None) -> dict[str, Any]:  # fmt: skip
+            arch: str | None, min_params: float = 0.0) -> dict[str, Any]:  # fmt: skip
     """The analysis's proposal (`python -m analysis.planning --json`); UserError with its line."""
     cmd = [PY, "-m", "analysis.planning", str(sweep_dir), "--target-flops", f"{target:g}",
-           "--allowance", f"{allowance:g}", "--json"]  # fmt: skip
+           "--allowance", f"{allowance:g}", "--min-params", f"{min_params:g}",
+           "--json"]  # fmt: skip
     if max_runs is not None:
         cmd += ["--max-runs", str(max_runs)]
     if arch is not None:
@@ -146,7 +163,8 @@ def next_wave(
         raise UserError("RESULTS", f"{sweep_dir}: no such folder",
                         "pass a sweep's results folder, e.g. results/isoflop")  # fmt: skip
     settings = base_settings(sweep_dir, arch)  # refuses a folder with no finished run
-    prop = proposal or planner(sweep_dir, target, allowance, max_runs=max_runs, arch=arch)
+    prop = proposal or planner(sweep_dir, target, allowance, max_runs=max_runs, arch=arch,
+                               min_params=smallest_size(sweep_dir, arch))  # fmt: skip
     if not prop["runs"]:
         return str(prop.get("stop") or "nothing to propose")
     done = [n for n in wave_numbers(sweep_dir)]

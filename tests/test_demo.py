@@ -1,5 +1,5 @@
 """The README's main job in miniature: `python -m sweeps.demo --mini`, end to end, as a user runs it
-(a real IsoFLOP sweep on the embedded pystdlib corpus, seed repeats, analysis and report)."""
+(a real IsoFLOP seed grid on the embedded pystdlib corpus, a planned wave, analysis and report)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sweeps.demo import preset_values
+from sweeps.demo import ALLOWANCE, preset_values
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,6 +25,7 @@ FIGURES = [
     "optimal_d",
     "isoloss",
     "residuals",
+    "interval_by_wave",
 ]
 
 
@@ -42,12 +43,16 @@ def test_demo_mini_end_to_end(tmp_path: Path, data_cache: Path) -> None:
 
     sweep = results / "demo_mini"
     records = [json.loads(p.read_text()) for p in sweep.glob("*/record.json")]
-    # 3 budgets x 3 ratios, plus 2 seed repeats of the cheapest point.
-    assert len(records) == 11, [r["status"] for r in records]
+    # the seed grid (3 budgets x 3 ratios), then one planned wave within the allowance
+    waves = [r["config"].get("wave") for r in records]
+    assert waves.count(None) == 9 and waves.count(1) >= 1, waves
     assert all(r["status"] in ("ok", "skipped") for r in records)
     ok = [r for r in records if r["status"] == "ok"]
-    assert len(ok) >= 9
+    assert len(ok) >= 10
     assert all(r["loss"] < r["unigram_entropy"] for r in ok)
+    assert sum(r["flops"] for r in ok) <= ALLOWANCE["demo_mini"]
+    loop = json.loads((sweep / "waves" / "loop.json").read_text())
+    assert [h["wave"] for h in loop["history"]] == [0, 1] and loop["stop"]
 
     report = sweep / "report"
     fits = json.loads((report / "fits.json").read_text())
@@ -55,7 +60,7 @@ def test_demo_mini_end_to_end(tmp_path: Path, data_cache: Path) -> None:
     budgets = preset_values("demo_mini", "budget.flops")
     assert pred["flops"] == pytest.approx(10 * max(budgets))  # 10x the largest budget
     assert pred["n_params"] > 0 and pred["n_tokens"] > 0 and 0 < pred["loss"] < 5
-    assert fits["seed_noise"], "the seed repeats give a noise floor"
+    assert fits["seed_noise"], "the wave's seed repeats give a noise floor"
     text = (report / "report.md").read_text()
     for name in FIGURES:
         assert (report / "figures" / f"{name}.png").exists(), name
@@ -72,6 +77,10 @@ def test_demo_mini_end_to_end(tmp_path: Path, data_cache: Path) -> None:
         "report.md",
     ):
         assert needle in out, needle
+    # the answer first and alone: the recommended law's calibrated prediction, then the rest
+    head = out.index(f"at C={pred['flops']:.3g} FLOPs the recommended law")
+    assert "calibrated 95% interval" in out[head:].splitlines()[0]
+    assert out.index("secondary (their 95% bootstrap intervals", head) > head
 
     # A rerun trains nothing: every run is already done. (Its analysis is redone; 10 bootstrap
     # resamples instead of the mini default's 200, since the report was checked above.)
@@ -80,8 +89,8 @@ def test_demo_mini_end_to_end(tmp_path: Path, data_cache: Path) -> None:
         again, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "already done" in rerun.stderr
     assert " ok: loss" not in rerun.stderr
+    assert len(list(sweep.glob("*/record.json"))) == len(records)
 
 
 @pytest.mark.parametrize("achieved, inside", [(2.50, True), (2.90, False)])

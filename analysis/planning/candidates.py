@@ -55,7 +55,7 @@ def _run(c: float, n: float, kind: str, why: str, required: bool, seeds=()) -> I
     return Item((n,), (c / (6 * n),), kind, why, required, tuple(seeds))
 
 
-def _repairs(c: float, s: pd.DataFrame) -> list[Item]:
+def _repairs(c: float, s: pd.DataFrame, min_n: float) -> tuple[list[Item], list[str]]:
     per = s.groupby(rungs(s["n_params"]))["loss"].min()
     sizes = per.index.to_numpy(float)
     step = float(np.exp(np.median(np.diff(np.log(sizes)))))
@@ -63,30 +63,37 @@ def _repairs(c: float, s: pd.DataFrame) -> list[Item]:
     i = int(np.argmin(per.to_numpy(float)))
     out: list[Item] = []
     if i in (0, sizes.size - 1):
-        side, edge = ("smallest", sizes[0] / step) if i == 0 else ("largest", sizes[-1] * step)
-        ratio = 1 / step if i == 0 else step
-        for j in range(2):
-            n = edge * ratio**j
-            why = (
-                f"repair: at C={c:.3g} the lowest loss is at the {side} size "
-                f"(N={sizes[i]:.3g}), so the minimum is not bracketed; a size beyond it"
-            )
-            out.append(_run(c, n, "repair", why, True))
-        return out
+        side = "smallest" if i == 0 else "largest"
+        why = (
+            f"repair: at C={c:.3g} the lowest loss is at the {side} size "
+            f"(N={sizes[i]:.3g}), so the minimum is not bracketed; a size beyond it"
+        )
+        for j in (1, 2):
+            n = sizes[0] / step**j if i == 0 else sizes[-1] * step**j
+            if i == 0 and n < min_n * (1 - RUNG_TOLERANCE):  # as small as a model can be
+                n = min_n
+            if not out or abs(out[-1].n_params[0] / n - 1) > RUNG_TOLERANCE:
+                out.append(_run(c, n, "repair", why, True))
+        out = [o for o in out if o.n_params[0] < sizes[0] * (1 - RUNG_TOLERANCE) or i != 0]
+        if not out:
+            why_not = (f"the minimum at C={c:.3g} is at the smallest model the sizing policy "
+                       f"builds (N={sizes[0]:.3g}): it cannot be bracketed from below")  # fmt: skip
+            return [], [why_not]
+        return out, []
     missing = MIN_SLICE - sizes.size
     lo, hi = sizes[0], sizes[-1]
     left_first = i < sizes.size / 2
+    why = (f"repair: the minimum at C={c:.3g} rests on {sizes.size} sizes; a budget's "
+           f"minimum needs {MIN_SLICE}")  # fmt: skip
     for j in range(max(missing, 0)):
-        if (j % 2 == 0) == left_first:
+        if (j % 2 == 0) == left_first and lo / step >= min_n * (1 - RUNG_TOLERANCE):
             lo = lo / step
             n = lo
         else:
             hi = hi * step
             n = hi
-        why = (f"repair: the minimum at C={c:.3g} rests on {sizes.size} sizes; a budget's "
-               f"minimum needs {MIN_SLICE}")  # fmt: skip
         out.append(_run(c, n, "repair", why, True))
-    return out
+    return out, []
 
 
 def extend_budgets(budgets: list[float], target: float, n_steps: int = 3) -> list[float]:
@@ -122,7 +129,7 @@ def _optimal_sizes(params: dict, thetas: np.ndarray, c: float) -> tuple[float, f
     return center, float(lo), float(hi)
 
 
-def _extensions(c: float, params: dict, thetas: np.ndarray) -> Item | None:
+def _extensions(c: float, params: dict, thetas: np.ndarray, min_n: float) -> Item | None:
     center, lo, hi = _optimal_sizes(params, thetas, c)
     if not (math.isfinite(center) and center > 0):
         return None
@@ -130,6 +137,8 @@ def _extensions(c: float, params: dict, thetas: np.ndarray) -> Item | None:
     if hi / lo > MAX_SPAN:  # keep the slice around the centre
         f = math.sqrt(MAX_SPAN)
         lo, hi = center / f, center * f
+    lo = max(lo, min_n)
+    hi = max(hi, lo * 4)  # a slice pressed against the smallest model still spans a factor 4
     sizes = np.geomspace(lo, hi, MIN_SLICE)
     why = (f"extend: a budget of C={c:.3g} up the ladder toward the target; sizes around the "
            f"law's N*={center:.3g}, spanning its 95% bootstrap range")  # fmt: skip
@@ -155,20 +164,25 @@ def _seeds(data: pd.DataFrame, slices: dict[float, pd.DataFrame]) -> list[Item]:
 
 
 def candidate_items(
-    data: pd.DataFrame, rec, target: float, *, noise_measured: bool
-) -> list[Item]:
-    """Every item a proposal may include (module docstring), required ones first."""
+    data: pd.DataFrame, rec, target: float, *, noise_measured: bool, min_n: float = 0.0
+) -> tuple[list[Item], list[str]]:
+    """Every item a proposal may include (module docstring), required ones first (seeds, then
+    the largest budget's repairs), and what cannot be repaired. min_n: the smallest model size
+    the sweep can build (no size below it is proposed)."""
     assert rec.fit is not None and rec.thetas is not None
     slices = budget_slices(data)
     items: list[Item] = []
-    for c in sorted(slices, reverse=True):  # the largest budget's repairs first
-        present = slices[c]["n_params"].to_numpy(float)
-        items += [i for i in _repairs(c, slices[c]) if not _present(present, i.n_params[0])]
+    notes: list[str] = []
     if not noise_measured:
         items += _seeds(data, slices)
+    for c in sorted(slices, reverse=True):  # the largest budget's repairs first
+        present = slices[c]["n_params"].to_numpy(float)
+        fixes, why_not = _repairs(c, slices[c], min_n)
+        items += [i for i in fixes if not _present(present, i.n_params[0])]
+        notes += why_not
     budgets = sorted(slices) if slices else sorted(set(rungs(data["flops"].astype(float))))
     for c in extend_budgets(budgets, target):
-        item = _extensions(c, rec.fit.params, rec.thetas)
+        item = _extensions(c, rec.fit.params, rec.thetas, min_n)
         if item is not None:
             items.append(item)
-    return items
+    return items, notes

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-runs", type=int, default=None)
     p.add_argument("--arch", default=None, help="the architecture (or group) to plan for")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
+    p.add_argument("--min-params", type=float, default=0.0,
+                   help="the smallest model the sweep can build (no size below it is proposed)")
     p.add_argument("--json", action="store_true", help="print one JSON document")
     return p
 
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             inp = report_inputs(args.source, arch=args.arch)
             noise = pooled_rel_sd(seed_groups(inp.runs))
             prop = propose(inp.data, args.target_flops, args.allowance, max_runs=args.max_runs,
-                           noise=noise, seed=args.seed)  # fmt: skip
+                           noise=noise, seed=args.seed, min_params=args.min_params)  # fmt: skip
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

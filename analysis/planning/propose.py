@@ -92,10 +92,12 @@ def propose(
     max_runs: int | None = None,
     noise: float | None = None,
     seed: int = 0,
+    min_params: float = 0.0,
 ) -> Proposal:
     """The next wave for `data` (a canonical table of fit points: n_params, n_tokens, loss and,
     where known, flops, flops_budget, seed). noise: the measured relative seed noise, None or NaN
-    where no configuration was repeated (then seeds are proposed)."""
+    where no configuration was repeated (then seeds are proposed). min_params: the smallest model
+    the sweep can build (sweeps.next passes its sizing policy's)."""
     if not (math.isfinite(allowance) and allowance > 0):
         raise AnalysisError(f"--allowance {allowance:g}: must be a positive number of FLOPs, "
                             "e.g. --allowance 1e13")  # fmt: skip
@@ -121,7 +123,8 @@ def propose(
     pred = rec.predict(opt.n_params, opt.n_tokens, level=LEVEL)
     noise_sd = math.log1p(noise) if measured and noise is not None else None
     state = target_state(rec, np.array([[opt.n_params, opt.n_tokens]]), noise_sd=noise_sd)
-    items = candidate_items(data, rec, target_flops, noise_measured=measured)
+    items, notes = candidate_items(data, rec, target_flops, noise_measured=measured,
+                                   min_n=min_params)  # fmt: skip
     choice = choose(state, items, allowance, max_runs=max_runs)
     q = rec.calibration.quantile(LEVEL)
     half = q * math.sqrt(choice.final)
@@ -135,7 +138,7 @@ def propose(
         else:
             stop = ("no proposed run narrows the target's interval by 1% of its variance or more "
                     f"(now {sigma2(state):.3g} in log^2)")  # fmt: skip
-    warns: list[str] = []
+    warns: list[str] = list(notes)
     if not rec.calibration.n_points:
         warns.append(
             "no back-test was possible (fewer than 4 rungs): the interval at the target does not "
