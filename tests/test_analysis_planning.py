@@ -190,3 +190,14 @@ def test_the_calibrated_prediction_comes_first_and_alone(tmp_path) -> None:
     md = (sweep / "report" / "report.md").read_text()
     assert md.index("## Recommended law and its calibrated") < md.index("## Prediction at the")
     assert "not the law's extrapolation error" in md
+
+
+def test_no_size_below_the_smallest_buildable_model_is_proposed() -> None:
+    table = _isoflop(shift=0.55)  # minima at the smallest size of every budget
+    floor = table["n_params"].min() * 0.8  # just below the sweep's smallest size
+    p = propose(table, 1e16, 1e16, min_params=floor)
+    assert all(r["n_params"] >= floor * 0.99 for r in p.rows())
+    # where the smallest size already is the smallest model, the minimum cannot be bracketed
+    stuck = propose(table, 1e16, 1e16, min_params=table["n_params"].min())
+    small_c = table.loc[table["n_params"].idxmin(), "flops_budget"]
+    assert any(f"C={small_c:.3g} is at the smallest model" in w for w in stuck.warnings)

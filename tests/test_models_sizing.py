@@ -153,3 +153,13 @@ def test_bad_fixed_head_counts_are_refused(bad: object) -> None:
         solve_shape("gpt", n_params=1e4, vocab_size=256, context=256, n_head=bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"model\.n_head applies to the GPT only"):
         solve_shape("lstm", n_params=1e4, vocab_size=256, context=256, n_head=2)
+
+
+def test_smallest_n_params_is_the_floor_solve_shape_rounds_up_to() -> None:
+    from models.counting import param_counts
+    from models.sizing import smallest_n_params, solve_shape
+
+    for arch, vocab, context in [("gpt", 256, 256), ("gpt", 64, 32), ("lstm", 256, 64)]:
+        n_min = smallest_n_params(arch, vocab_size=vocab, context=context)
+        shape = solve_shape(arch, n_params=n_min * 0.6, vocab_size=vocab, context=context)
+        assert param_counts(shape)["matmul"] == n_min
