@@ -122,3 +122,5 @@ class Report:
     prediction: dict[str, Any] | None = None
     verify: dict[str, Any] | None = None
     diagnostics: list[str] = field(default_factory=list)  # model-free checks on the runs
+    # a large table's sample (analysis/inputs/row_sample.py): {"n_rows", "n_used", "why"}, or None
+    subsample: dict[str, Any] | None = None

@@ -22,6 +22,7 @@ from ..errors import AnalysisError
 from ..result_types import MATMUL_CONVENTION
 from .canonical_table import fit_points, load_table
 from .holdout import parse_holdout
+from .row_sample import sample_note, sample_rows
 from .run_records import CURVE_COLUMNS, RUN_COLUMNS, fit_runs, load_runs
 from .table_validation import MIN_POINTS
 
@@ -186,6 +187,15 @@ class ReportInputs:
     archs: list[str]
     test: pd.Series | None = None  # the user's held-out split of `data` (named by its text)
     warnings: tuple[str, ...] = ()  # what reading the table warned of (perplexity, lr, tokens)
+    n_rows: int = 0  # fit points before sampling (`row_sample`): more than len(data) if sampled
+
+    @property
+    def subsample(self) -> dict[str, object] | None:
+        """A large table's sample, as fits.json says it ({"n_rows", "n_used", "why"}), or None."""
+        if self.n_rows <= len(self.data):
+            return None
+        return {"n_rows": self.n_rows, "n_used": len(self.data),
+                "why": sample_note(len(self.data), self.n_rows)}  # fmt: skip
 
 
 def report_inputs(
@@ -235,6 +245,8 @@ def report_inputs(
                 "seen; loss in nats/token"
             )
         )
+    data, n_rows = sample_rows(data, columns=("N", "D", "L"))  # a large table: its sample
+    data = data.reset_index(drop=True)
     if out is not None:
         out_dir = Path(out)
     elif isinstance(source, pd.DataFrame):
@@ -258,4 +270,5 @@ def report_inputs(
                                 f"fitted and split apart)") from None  # fmt: skip
         test = pd.Series(mask, name=h.text)
     said = tuple(runs.attrs.get("table", {}).get("warnings", ()))
-    return ReportInputs(runs, curves, data, name, out_dir, text, conv, archs, test, said)
+    said += (sample_note(len(data), n_rows),) if n_rows > len(data) else ()
+    return ReportInputs(runs, curves, data, name, out_dir, text, conv, archs, test, said, n_rows)

@@ -113,13 +113,24 @@ class Candidate:
         return table if len(table) > n_free + 1 else None
 
     def fit(self, table: pd.DataFrame) -> FitResult | None:
-        """Fit the law to the runs the rule keeps (None when the rule leaves too few)."""
+        """Fit the law to the runs the rule keeps (None when the rule leaves too few).
+
+        The same candidate on the same runs is fitted once: the back-test's folds, their fold
+        spreads (`recommend.folds_sd`), the groups' comparison and the final fit ask again for
+        fits already made (a FitResult is immutable, so the second answer is the first)."""
         sub = self.select(table)
         if sub is None:
             return None
-        return fit_varpro(sub["n_params"].to_numpy(float), sub["n_tokens"].to_numpy(float),
-                          sub["loss"].to_numpy(float),
-                          equal_exponents=self.form == "overtrain")  # fmt: skip
+        n, d, loss = (sub[c].to_numpy(float) for c in ("n_params", "n_tokens", "loss"))
+        key = (self.form, np.ascontiguousarray(np.stack([n, d, loss])).tobytes())
+        if key not in _FITS:
+            if len(_FITS) >= 64:
+                _FITS.pop(next(iter(_FITS)))
+            _FITS[key] = fit_varpro(n, d, loss, equal_exponents=self.form == "overtrain")
+        return _FITS[key]
+
+
+_FITS: dict[tuple[str, bytes], FitResult] = {}
 
 
 CANDIDATES = tuple(

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError
+from ..inputs.row_sample import sample_note, sample_rows
 from ..laws.chinchilla import chinchilla_loss
 from ..laws.identifiability import fit_warnings
 from ..laws.isoflop import accelerating_frontier
@@ -160,7 +161,9 @@ class Recommendation:
 
 
 def canonical(table: pd.DataFrame) -> pd.DataFrame:
-    """`table`'s n_params, n_tokens, loss and flops (6 N D where absent) as floats, checked."""
+    """`table`'s n_params, n_tokens, loss and flops (6 N D where absent) as floats, checked;
+    beyond `row_sample.MAX_FIT_ROWS` rows, the stratified sample of them that is fitted (its
+    `attrs["n_rows"]` says how many the table had)."""
     missing = [c for c in _REQUIRED if c not in table.columns]
     if missing:
         raise AnalysisError(
@@ -175,6 +178,9 @@ def canonical(table: pd.DataFrame) -> pd.DataFrame:
             "recommend: n_params, n_tokens and loss must be finite and positive in every row; "
             "drop diverged or incomplete runs first"
         )
+    out, n_rows = sample_rows(out)
+    out = out.reset_index(drop=True)
+    out.attrs = {**out.attrs, "n_rows": n_rows}
     if n_rungs(out["n_params"]) < 3:
         raise AnalysisError(
             f"recommend: {n_rungs(out['n_params'])} distinct model size(s) (column n_params, "
@@ -280,6 +286,8 @@ def _recommend(
             "of the distance beyond the runs, not linearly (analysis/prediction/calibration.py)"
         )
     warns += list(fit.warnings) + fit_warnings(fit, thetas, n, d)
+    if data.attrs.get("n_rows", len(data)) > len(data):
+        warns.append(sample_note(len(data), data.attrs["n_rows"]))
     if "group" in table.columns and table["group"].nunique() > 1:
         warns.append(
             f"the table mixes {table['group'].nunique()} groups (column group) in one law; laws "

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import AnalysisError
+from ..progress import Steps
 from ..result_types import MATMUL_CONVENTION, Report
-from .figure_set import draw_report_figures
+from .figure_set import draw_report_figures, start_report_figures
 from .files import noise_floor, write_report_files
 from .headline_checks import headline_warnings
 
@@ -29,6 +30,10 @@ __all__ = ["Report", "build_report"]
 
 
 JOINT_BOOTSTRAP = 200  # refits behind Kaplan's joint L(N, D) intervals in a report
+# what a report does, in order: the steps its progress names (analysis/progress.py)
+STEPS = ("approach 3: fit and bootstrap", "approach 2 (IsoFLOP): fit and bootstrap",
+         "approach 1 (envelope)", "Kaplan's L(N), L(D), L(C)", "Kaplan's L(N, D): bootstrap",
+         "recommended law: back-test, bootstrap, calibration", "figures")  # fmt: skip
 
 
 def jsonable(obj: Any) -> Any:
@@ -179,10 +184,13 @@ def build_report(
         n_convention=inp.n_convention,
         seed_noise=seed_groups(runs),
         diagnostics=[*inp.warnings, *([mix] if mix else [])],
+        subsample=inp.subsample,
     )
     rng = np.random.default_rng(seed)
     n, d, loss = data["N"].to_numpy(), data["D"].to_numpy(), data["L"].to_numpy()
+    steps = Steps(f"report {arch}" if arch else "report", len(STEPS))  # closed before the files
 
+    steps.step(STEPS[0])
     fit = _try(rep, "chinchilla", fit_chinchilla, n, d, loss)
     if fit is not None:
         fit, _ = bootstrap_chinchilla(
@@ -203,6 +211,7 @@ def build_report(
         )
         if "table" not in runs.attrs:  # a table has one N convention only
             rep.sensitivity = bt.convention_sensitivity(runs, target_flops=target_flops)
+    steps.step(STEPS[1])
     iso_in = (n, d, loss, budgets) if has_budgets else None
     if not has_budgets:  # approach 2 from constant-lr loss curves, where there are some
         qualified, why = constant_lr_curves(runs, curves, from_table=isoflop_from_curves)
@@ -244,12 +253,18 @@ def build_report(
         note = accelerating_frontier(loss, budgets, rel_noise=noise if noise > 0 else 0.01)
         tail = "" if noise > 0 else " (seed noise not measured: 1% assumed)"
         rep.diagnostics += [note + tail] if note is not None else []
+    steps.step(STEPS[2])
     used = curves[curves["included"].fillna(False).astype(bool)]
     env = _try(rep, "envelope", fit_envelope, used) if len(used) else None
     if env is not None:
         rep.fits["envelope"] = bootstrap_envelope(env, used, n_resamples=n_bootstrap, rng=rng)
     elif "envelope" not in rep.skipped:
         rep.skipped["envelope"] = "no loss curves (curve.jsonl, or a table's step column)"
+    rep.verify = None if "table" in runs.attrs else _read_verify(rep, Path(path))
+    # the figures need only approaches 1-3: drawn apart while Kaplan's laws, the recommendation fit
+    drawing = (start_report_figures(rep, data, used, budgets, draw=draw_report_figures)
+               if figures else None)  # fmt: skip
+    steps.step(STEPS[3])
     groups = budgets if has_budgets else None
     for var in ("N", "D", "C"):  # each on Kaplan's own points: analysis/laws/limiting_runs.py
         pts = _try(rep, f"kaplan_{var}", kaplan_points, var, n, d, data["C"], loss, groups)
@@ -268,6 +283,7 @@ def build_report(
                     rep.backtests["kaplan_N"] = _try(
                         rep, "kaplan_N back-test", bt.backtest_power_law, *pts, holdout=split
                     )
+    steps.step(STEPS[4])
     joint = _try(rep, "kaplan_joint", fit_kaplan_joint, n, d, loss)
     if joint is not None:
         # a secondary law with a costly refit (4 grid starts, Levenberg-Marquardt): its 95%
@@ -285,6 +301,7 @@ def build_report(
         rep.prediction["warnings"] = headline_warnings(rep)
     from .calibrated_prediction import calibrated_prediction, recommended_backtest
 
+    steps.step(STEPS[5])
     planned = data["flops_budget"]  # NaN where none: recommend reads C there, as --predict does
     # the other groups (archs) of the same source: one E shared by all is a candidate
     peers = _peers(path, arch, inp.archs, n_convention=n_convention, out=out, holdout=holdout)
@@ -297,9 +314,10 @@ def build_report(
         rep.backtests["recommended"] = _try(
             rep, "recommended back-test", recommended_backtest, data, planned, inp.test, **kw
         )
-    rep.verify = None if "table" in runs.attrs else _read_verify(rep, Path(path))
-    if figures:
-        rep.figures = draw_report_figures(rep, data, used, budgets)
+    if drawing is not None:
+        steps.step(STEPS[6])
+        rep.figures = drawing.result()
+    steps.close()
     write_report_files(rep, runs, fits_json(rep))
     return rep
 
@@ -368,6 +386,7 @@ def fits_json(rep: Report) -> dict[str, Any]:
         "excluded_reasons": rep.excluded_reasons,
         "n_runs": rep.n_runs,
         "n_fitted": rep.n_fitted,
+        "subsample": rep.subsample,
     }
     for src, pred in rep.predictions.items():
         out[f"prediction_{src}"] = pred

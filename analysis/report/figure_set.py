@@ -1,15 +1,77 @@
-"""The report's figures: which plots a sweep's fits allow, drawn and saved as PNG and SVG."""
+"""The report's figures: which plots a sweep's fits allow, drawn and saved as PNG and SVG.
+
+`start_report_figures` draws them in a forked process while the report goes on fitting (Kaplan's
+L(N, D) and the recommended law's back-test need nothing the figures show): on two cores the
+figures, a third of a 250-run report's time, then cost almost nothing (docs/fidelity.md).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import multiprocessing
+import sys
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from ..result_types import FitResult, Report
 
-__all__ = ["draw_report_figures"]
+__all__ = ["draw_report_figures", "start_report_figures"]
+
+
+class _Drawn:
+    """Figures drawn already (in this process): `result()` gives their names."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+
+    def result(self) -> list[str]:
+        return self.names
+
+
+class _DrawingApart:
+    """Figures being drawn by a forked child; `result()` waits for it and adds the diagnostics of
+    figures it could not draw to the report, as `draw_report_figures` does in this process."""
+
+    def __init__(self, rep: Report, args: tuple, draw) -> None:
+        ctx = multiprocessing.get_context("fork")
+        self.rep, self.args, self.draw = rep, args, draw
+        self.recv, send = ctx.Pipe(duplex=False)
+        self.proc = ctx.Process(target=_draw_child, args=(send, rep, args, draw), daemon=True)
+        self.proc.start()
+        send.close()
+
+    def result(self) -> list[str]:
+        try:
+            names, diagnostics = self.recv.recv()
+        except (EOFError, OSError):  # the child died (killed, out of memory): draw them here
+            names = None
+        self.proc.join()
+        self.recv.close()
+        if names is None:
+            return self.draw(self.rep, *self.args)
+        self.rep.diagnostics += diagnostics
+        return names
+
+
+def _draw_child(send: Any, rep: Report, args: tuple, draw) -> None:
+    n0 = len(rep.diagnostics)
+    try:
+        names = draw(rep, *args)
+        send.send((names, rep.diagnostics[n0:]))
+    finally:
+        send.close()
+
+
+def start_report_figures(rep: Report, data, curves, budgets, *, draw=None, apart: bool = True):
+    """Begin drawing `draw(rep, data, curves, budgets)` (default `draw_report_figures`): in a
+    forked process on Linux when `apart` (the caller goes on with its fits; `rep.fits`' approach
+    1-3 fits and `rep.verify` must be final), else here and now. Returns an object whose
+    `result()` gives the figures' names."""
+    draw = draw_report_figures if draw is None else draw
+    if apart and sys.platform.startswith("linux"):
+        return _DrawingApart(rep, (data, curves, budgets), draw)
+    return _Drawn(draw(rep, data, curves, budgets))
 
 
 def draw_report_figures(rep: Report, data, curves, budgets) -> list[str]:

@@ -69,6 +69,9 @@ def _interval_bar(ax: Axes, x: float, mid: float, lo: float, hi: float, *, color
     ax.plot([x], [mid], ls="none", marker="o", ms=3, color=color)
 
 
+MAX_GROUPS = 12  # curves on one loss-vs-size figure: more distinct N or D are binned
+
+
 def plot_loss_vs_size(
     data: pd.DataFrame,
     fit: FitResult | None = None,
@@ -86,6 +89,14 @@ def plot_loss_vs_size(
     iso = budget is not None and len(np.unique(key)) > len(key) / 2
     if iso:
         key = np.asarray(budget, float)
+    elif np.unique(key).size > MAX_GROUPS:
+        # thousands of distinct D (a curve table, runs of any length) drew one curve each: minutes
+        # of drawing, and an unreadable figure; MAX_GROUPS log-spaced bins, each at its geometric
+        # mean, say the same
+        edges = np.geomspace(key.min(), key.max(), MAX_GROUPS + 1)
+        label_of = np.clip(np.searchsorted(edges, key, side="right") - 1, 0, MAX_GROUPS - 1)
+        means = {b: float(np.exp(np.mean(np.log(key[label_of == b])))) for b in set(label_of)}
+        key = np.array([means[b] for b in label_of])
     groups = sorted(np.unique(key))
     colors = plt.cm.viridis(np.linspace(0, 0.9, max(len(groups), 2)))
     for color, g in zip(colors, groups, strict=False):
