@@ -5,7 +5,8 @@ Starts from a small seed grid (the overrides after `--`; default `sweep=adaptive
 IsoFLOP design on the embedded corpus) and repeats: propose a wave (`python -m sweeps.next`'s
 planner: the runs that narrow the recommended law's calibrated 95% interval at the target most
 per FLOP), train it, refit. It stops, and says which, when
-- the calibrated 95% interval at the target is within +-tolerance (and was back-tested), or
+- the calibrated 95% interval at the target is within +-tolerance, calibrated on at least
+  `MIN_FOLDS` (2) back-test folds (one held-out rung cannot check the calibration rule), or
 - the allowance is spent (every finished run of the sweep counts, the seed grid included), or
 - no proposal helps (nothing affordable narrows the interval by 1% of its variance), or
 - `--max-waves` waves have run.
@@ -31,11 +32,15 @@ from typing import Any
 from sweeps import records
 from sweeps.errors import UserError
 
-__all__ = ["LOOP_FILE", "WAVE_KEYS", "main", "run_loop", "spent_flops"]
+__all__ = ["LOOP_FILE", "MIN_FOLDS", "WAVE_KEYS", "main", "run_loop", "spent_flops", "stop_reason"]
 
 PY = sys.executable
 LOOP_FILE = "loop.json"
 WAVE_FRACTION = 0.5  # a wave spends at most this share of what is left (so later waves can adapt)
+# back-test folds an interval needs before the loop trusts it enough to stop: with one, k rests on
+# one held-out rung near the runs and the rule that turns it into an interval cannot be checked
+# on the table's own folds (analysis/prediction/calibration.py's nested check needs two)
+MIN_FOLDS = 2
 # overrides after `--` that also apply to the waves (how to run, not what): the rest (the seed
 # grid's preset and its values) are the seed grid's alone
 WAVE_KEYS = ("launcher", "hydra.launcher", "tracker", "threads", "device", "progress",
@@ -170,18 +175,8 @@ def run_loop(
             hist.append(point)
         else:
             hist[-1] = point
-        stop = None
-        if t["backtested"] and t["half_width"] <= tolerance:
-            stop = (f"tolerance: the calibrated 95% interval at the target is within "
-                    f"+-{t['half_width']:.1%} (asked: +-{tolerance:.1%})")  # fmt: skip
-        elif left <= 0:
-            stop = f"allowance: {spent:.3g} of {allowance:.3g} FLOPs spent"
-        elif n_waves >= max_waves:
-            stop = f"max waves: {n_waves} wave(s) run (--max-waves {max_waves})"
-        elif prop is not None and not prop["runs"]:
-            reason = str(prop.get("stop") or "")
-            stop = (f"allowance: {reason}" if "allowance" in reason
-                    else f"no proposal helps: {reason}")  # fmt: skip
+        stop = stop_reason(t, prop, spent=spent, allowance=allowance, tolerance=tolerance,
+                           n_waves=n_waves, max_waves=max_waves)  # fmt: skip
         if stop is not None:
             state["stop"] = stop
             save()
@@ -203,6 +198,34 @@ def run_loop(
             raise UserError(f"wave {wave.k}", "its sweep failed (see above)", "fix it and rerun")
         state["finished"] = True
         save()
+
+
+def stop_reason(
+    t: dict[str, Any],
+    prop: dict[str, Any] | None,
+    *,
+    spent: float,
+    allowance: float,
+    tolerance: float,
+    n_waves: int,
+    max_waves: int,
+) -> str | None:
+    """Why the loop stops now (module docstring), or None: `t` is the planner's target (its
+    calibrated interval's half-width, whether and on how many folds it was back-tested), `prop`
+    its proposal for the next wave (None where none was asked for)."""
+    trusted = t["backtested"] and t.get("n_folds", 0) >= MIN_FOLDS
+    if trusted and t["half_width"] <= tolerance:
+        return (f"tolerance: the calibrated 95% interval at the target is within "
+                f"+-{t['half_width']:.1%} (asked: +-{tolerance:.1%}), calibrated on "
+                f"{t['n_folds']} back-test folds")  # fmt: skip
+    if spent >= allowance:
+        return f"allowance: {spent:.3g} of {allowance:.3g} FLOPs spent"
+    if n_waves >= max_waves:
+        return f"max waves: {n_waves} wave(s) run (--max-waves {max_waves})"
+    if prop is not None and not prop["runs"]:
+        reason = str(prop.get("stop") or "")
+        return f"allowance: {reason}" if "allowance" in reason else f"no proposal helps: {reason}"
+    return None
 
 
 def _positive(text: str) -> float:

@@ -118,3 +118,26 @@ def test_an_empty_or_unfittable_folder_is_refused(tmp_path, tiny_cfg, hand_recor
     rc, _, err = _next(capsys, str(sweep), "--target-flops", "1e12", "--allowance", "1e12")
     assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1, err
     assert not (sweep / WAVES_DIR).exists()
+
+
+@pytest.mark.parametrize(
+    ("target", "prop", "expect"),
+    [
+        ({"backtested": True, "n_folds": 2, "half_width": 0.05}, None, "tolerance"),
+        ({"backtested": True, "n_folds": 1, "half_width": 0.05}, {"runs": [1]}, None),
+        ({"backtested": False, "n_folds": 0, "half_width": 0.01}, {"runs": [1]}, None),
+        ({"backtested": True, "n_folds": 3, "half_width": 0.2}, {"runs": [], "stop": "x"},
+         "no proposal helps"),
+        ({"backtested": True, "n_folds": 3, "half_width": 0.2},
+         {"runs": [], "stop": "the allowance (1 FLOPs) buys no proposed run"}, "allowance"),
+    ],
+    ids=["within", "one-fold-is-not-trusted", "no-backtest", "nothing-helps", "allowance"],
+)
+def test_the_loop_stops_at_the_tolerance_only_on_an_interval_checked_on_two_folds(
+    target, prop, expect
+) -> None:
+    from sweeps.adaptive import stop_reason
+
+    why = stop_reason(target, prop, spent=1.0, allowance=10.0, tolerance=0.1, n_waves=1,
+                      max_waves=4)  # fmt: skip
+    assert (why is None) if expect is None else why.startswith(expect)

@@ -47,6 +47,7 @@ class Proposal:
     expected: tuple[float, float]  # the 95% interval the chosen runs should leave at the target
     stop: str | None = None  # why nothing (more) is proposed
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    n_folds: int = 0  # back-test folds behind the interval's extrapolation term
 
     @property
     def items(self) -> tuple[Item, ...]:
@@ -73,7 +74,8 @@ class Proposal:
         t = self.target
         return {
             "law": self.law,
-            "target": t.to_dict() | {"half_width": half_width(t), "backtested": self.backtested},
+            "target": t.to_dict() | {"half_width": half_width(t), "backtested": self.backtested,
+                                     "n_folds": self.n_folds},
             "allowance": self.allowance,
             "spent": self.spent,
             "expected": {"interval": list(self.expected),
@@ -146,4 +148,4 @@ def propose(
             f"{state.k:g} per unit of log distance (analysis/planning/value.py K_PRIOR)"
         )
     return Proposal(pred, bool(rec.calibration.n_points), rec.law, float(allowance), choice,
-                    expected, stop, tuple(warns))  # fmt: skip
+                    expected, stop, tuple(warns), rec.calibration.n_folds)  # fmt: skip

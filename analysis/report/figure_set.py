@@ -159,5 +159,5 @@ def draw_report_figures(rep: Report, data, curves, budgets) -> list[str]:
 
     loop = read_history(rep.out_dir.parent)  # a results folder's report sits in <sweep>/report
     if loop is not None:
-        draw("interval_by_wave", lambda: plot_wave_history(loop))
+        draw("interval_by_wave", lambda: plot_wave_history(loop, verify=rep.verify))
     return names

@@ -27,9 +27,12 @@ def read_history(sweep_dir: str | Path) -> dict[str, Any] | None:
     return state if ok else None
 
 
-def plot_wave_history(state: dict[str, Any], *, ax: Axes | None = None) -> Axes:
+def plot_wave_history(
+    state: dict[str, Any], *, verify: dict[str, Any] | None = None, ax: Axes | None = None
+) -> Axes:
     """The predicted loss at the target and its calibrated 95% interval (bars) against the
-    cumulative compute of the sweep, one point per wave (0: the seed grid)."""
+    cumulative compute of the sweep, one point per wave (0: the seed grid); `verify` (the
+    report's verify.json: a run trained at the target) as a line at its achieved loss."""
     import matplotlib.pyplot as plt
 
     ax = plt.subplots(figsize=(6, 4.5))[1] if ax is None else ax
@@ -41,6 +44,10 @@ def plot_wave_history(state: dict[str, Any], *, ax: Axes | None = None) -> Axes:
                     fmt="o", color="C3", capsize=4)  # fmt: skip
         ax.annotate(f"wave {h['wave']}\n+-{h['half_width']:.1%}", (h["spent"], hi),
                     textcoords="offset points", xytext=(0, 4), ha="center", fontsize=7)  # fmt: skip
+    if verify and isinstance(verify.get("achieved"), int | float):
+        ax.axhline(verify["achieved"], color="k", ls="--", lw=1,
+                   label=f"verify run at the target: {verify['achieved']:.4f}")  # fmt: skip
+        ax.legend(fontsize=7)
     tol = state.get("tolerance")
     if hist and tol:
         last = hist[-1]["loss"]
