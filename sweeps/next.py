@@ -192,7 +192,7 @@ def next_wave(
             dropped += [f"N={rows[i]['n_params']:.3g} at C={rows[i]['flops']:.3g}: {w}"
                         for i, w in why_not.items()]  # fmt: skip
             rows = [r for i, r in enumerate(rows) if i not in why_not]
-        elif cost > allowance * 1.0001 and len(rows) > 1:  # shapes round N: drop the last-ranked
+        elif cost > allowance * 1.0001:  # shapes round N: drop the last-ranked run
             dropped.append(f"N={rows[-1]['n_params']:.3g} at C={rows[-1]['flops']:.3g}: the sized "
                            f"wave costs {cost:.3g} FLOPs, over the allowance")  # fmt: skip
             rows = rows[:-1]
@@ -210,6 +210,7 @@ def next_wave(
                            "est_s": p.est_s, "run_id": p.run_id})  # fmt: skip
     total = summary(planned, info)
     return Wave(k, path, runs, train_command(path, extra), prop, total["wall_s_remaining"], dropped)
+
 
 def _format(w: Wave) -> str:
     t = w.proposal["target"]

@@ -141,3 +141,19 @@ def test_the_loop_stops_at_the_tolerance_only_on_an_interval_checked_on_two_fold
     why = stop_reason(target, prop, spent=1.0, allowance=10.0, tolerance=0.1, n_waves=1,
                       max_waves=4)  # fmt: skip
     assert (why is None) if expect is None else why.startswith(expect)
+
+
+def test_a_wave_the_sizing_puts_over_the_allowance_is_cut_to_nothing_rather_than_sent(
+    tmp_path, tiny_cfg, hand_record
+) -> None:
+    """A safety net under the planner: whatever it proposes, the sized wave never costs more
+    than the allowance, even where one run is all it has."""
+    from sweeps.next import next_wave
+
+    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(0.5, 1, 2))
+    row = {"n_params": 2e4, "n_tokens": 1e11 / 1.2e5, "flops": 1e11, "kind": "extend",
+           "item": 0, "seed": None, "variance_share": 0.5, "why": "extend: test"}  # fmt: skip
+    prop = {"runs": [row], "target": {}, "allowance": 5e10, "stop": None}
+    out = next_wave(sweep, 1e12, 5e10, proposal=prop)
+    assert isinstance(out, str) and "over the allowance" in out
+    assert not (sweep / "waves" / "wave_1").exists()
