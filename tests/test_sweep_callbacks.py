@@ -85,7 +85,10 @@ def test_an_explicit_shape_sweep_needs_no_vocabulary_to_count_its_runs(tmp_path,
     def unreachable(cfg):
         raise OSError(f"{cfg.path}: not mounted on this node")
 
-    monkeypatch.setattr(callbacks, "vocab_size_of", unreachable)
+    import sweeps.data
+
+    # the callback imports it when a job needs a vocabulary (sweeps.data is not loaded before)
+    monkeypatch.setattr(sweeps.data, "vocab_size_of", unreachable)
     common = ["data=synthetic", f"data.cache_dir={tmp_path}/c", f"results_dir={tmp_path}/r"]
     shape = ["model.n_layer=2", "model.d_model=32", "model.n_head=2", "budget=tokens"]
     with hydra_context():
