@@ -201,3 +201,12 @@ def test_no_size_below_the_smallest_buildable_model_is_proposed() -> None:
     stuck = propose(table, 1e16, 1e16, min_params=table["n_params"].min())
     small_c = table.loc[table["n_params"].idxmin(), "flops_budget"]
     assert any(f"C={small_c:.3g} is at the smallest model" in w for w in stuck.warnings)
+
+
+def test_the_proposal_carries_what_the_laws_fit_warns_of() -> None:
+    """The planner's command no longer hides the fit's warnings: the proposal lists them."""
+    table = _isoflop()
+    table["loss"] -= 0.3 * np.log10(table["flops_budget"] / 1e13) ** 2  # a frontier that bends
+    rec = recommend(table)
+    p = propose(table, 1e16, 1e16)
+    assert rec.warnings and set(rec.warnings) <= set(p.warnings)

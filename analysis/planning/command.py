@@ -8,6 +8,7 @@ nothing. Exit 2 with one `error:` line on a bad input, and where the allowance b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -78,8 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.max_runs is not None and args.max_runs < 1:
             raise AnalysisError(f"--max-runs {args.max_runs}: must be >= 1, e.g. --max-runs 10")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # python -m analysis shows the fit's warnings
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")  # kept, and said once each below (not a traceback)
             inp = report_inputs(args.source, arch=args.arch)
             noise = pooled_rel_sd(seed_groups(inp.runs))
             prop = propose(inp.data, args.target_flops, args.allowance, max_runs=args.max_runs,
@@ -87,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    said = list(dict.fromkeys(str(w.message) for w in caught))  # reading and fitting warned
+    prop = dataclasses.replace(prop, warnings=tuple(dict.fromkeys([*said, *prop.warnings])))
     if args.json:
         print(json.dumps(prop.to_dict(), indent=1, default=float))
     else:

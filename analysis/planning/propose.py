@@ -140,7 +140,7 @@ def propose(
         else:
             stop = ("no proposed run narrows the target's interval by 1% of its variance or more "
                     f"(now {sigma2(state):.3g} in log^2)")  # fmt: skip
-    warns: list[str] = list(notes)
+    warns: list[str] = list(notes) + list(rec.warnings)  # what the law's fit says of itself
     if not rec.calibration.n_points:
         warns.append(
             "no back-test was possible (fewer than 4 rungs): the interval at the target does not "
