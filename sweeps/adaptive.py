@@ -31,6 +31,7 @@ from typing import Any
 
 from sweeps import records
 from sweeps.errors import UserError
+from sweeps.next import positive_number
 
 __all__ = ["LOOP_FILE", "MIN_FOLDS", "WAVE_KEYS", "main", "run_loop", "spent_flops", "stop_reason"]
 
@@ -228,23 +229,13 @@ def stop_reason(
     return None
 
 
-def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"{text!r}: must be a positive number")
-    return v
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m sweeps.adaptive",
                                 description=__doc__.split("\n\n")[0])  # fmt: skip
-    p.add_argument("--target-flops", type=_positive, required=True)
-    p.add_argument("--allowance", type=_positive, required=True,
+    p.add_argument("--target-flops", type=positive_number, required=True)
+    p.add_argument("--allowance", type=positive_number, required=True,
                    help="FLOPs the whole loop may spend, the seed grid included")  # fmt: skip
-    p.add_argument("--tolerance", type=_positive, default=0.03,
+    p.add_argument("--tolerance", type=positive_number, default=0.03,
                    help="stop when the 95%% interval at the target is within +- this")  # fmt: skip
     p.add_argument("--max-waves", type=int, default=8)
     p.add_argument("--max-runs", type=int, default=None, help="runs per wave, at most")

@@ -32,7 +32,8 @@ from typing import Any
 from sweeps import records
 from sweeps.errors import UserError
 
-__all__ = ["Wave", "main", "next_wave", "planner", "train_command"]
+__all__ = ["Wave", "main", "next_wave", "planner", "positive_number", "smallest_size",
+           "train_command"]
 
 PY = sys.executable
 
@@ -167,7 +168,7 @@ def next_wave(
                                min_params=smallest_size(sweep_dir, arch))  # fmt: skip
     if not prop["runs"]:
         return str(prop.get("stop") or "nothing to propose")
-    done = [n for n in wave_numbers(sweep_dir)]
+    done = wave_numbers(sweep_dir)
     # an earlier wave that trained nothing is replaced, not left beside a new one
     k = done[-1] if done and wave_runs_trained(sweep_dir, done[-1]) == 0 else len(done) + 1
     recs = [records.read_record(d) for d in records.iter_run_dirs(sweep_dir)
@@ -235,7 +236,8 @@ def _format(w: Wave) -> str:
     lines.append("run it:  python " + " ".join(shlex.quote(c) for c in w.command[1:]))
     return "\n".join(lines)
 
-def _positive(text: str) -> float:
+def positive_number(text: str) -> float:
+    """An argparse type: a finite number > 0 (a FLOP count), or argparse's own one-line error."""
     try:
         v = float(text)
     except ValueError:
@@ -248,8 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m sweeps.next",
                                 description=__doc__.split("\n\n")[0])  # fmt: skip
     p.add_argument("results", help="a finished sweep's folder, results/<sweep_name>")
-    p.add_argument("--target-flops", type=_positive, required=True)
-    p.add_argument("--allowance", type=_positive, required=True, help="FLOPs the wave may spend")
+    p.add_argument("--target-flops", type=positive_number, required=True)
+    p.add_argument("--allowance", type=positive_number, required=True,
+                   help="FLOPs the wave may spend")  # fmt: skip
     p.add_argument("--max-runs", type=int, default=None)
     p.add_argument("--arch", default=None)
     p.add_argument("--launch", action="store_true", help="run the wave now")
