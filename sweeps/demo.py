@@ -6,7 +6,7 @@ law's own prediction.
     python -m sweeps.demo                 # GPT: seed grid + planned waves, then the report
     python -m sweeps.demo --verify        # ... then train the predicted optimum at the target
     python -m sweeps.demo --arch both     # GPT and LSTM laws on one figure (Kaplan et al. Fig. 7)
-    python -m sweeps.demo --mini          # a ~3-minute miniature (the CI test runs it)
+    python -m sweeps.demo --mini          # a miniature, ~5 minutes on 2 cores (the CI test)
     python -m sweeps.demo --fixed-grid    # the earlier design: 3 budgets x 5 sizes and 2 seeds
 
 The loop spends a fixed compute allowance (`ALLOWANCE`: what the fixed grid spent, so the same
