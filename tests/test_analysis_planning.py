@@ -210,3 +210,21 @@ def test_the_proposal_carries_what_the_laws_fit_warns_of() -> None:
     rec = recommend(table)
     p = propose(table, 1e16, 1e16)
     assert rec.warnings and set(rec.warnings) <= set(p.warnings)
+
+
+def test_the_planner_fits_budgets_as_the_report_does_when_runs_miss_them_slightly() -> None:
+    """A run trains whole steps, so its FLOPs land near its budget, not on it (2.98e10, 2.99e10
+    for 3e10). The planner fitted those FLOPs, each run its own rung: the frontier's bend went
+    unseen, and the loop printed +-18.7% where the report printed +-38.2% for the same runs."""
+    table = _isoflop()
+    table["loss"] -= 0.3 * np.log10(table["flops_budget"] / 1e13) ** 2  # a frontier that bends
+    jitter = np.random.default_rng(1).uniform(-0.004, 0.004, len(table))
+    table["flops"] = table["flops_budget"] * (1 + jitter)  # each run a little off its budget
+    p = propose(table, 1e16, 1e16)
+    assert any(w.startswith("frontier accelerates") for w in p.warnings), p.warnings
+    # the report's calibrated prediction: the same law fitted with the budgets as its ladder
+    report = recommend(table.assign(flops=table["flops_budget"]))
+    assert report.calibration.growth == 2.0
+    want = report.predict(p.target.n_params, p.target.n_tokens)
+    assert p.law == report.law
+    assert p.target.interval == pytest.approx(want.interval, rel=1e-12)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..errors import AnalysisError
 from ..laws.chinchilla import compute_optimal
-from ..prediction.recommend import Prediction, canonical, recommend
+from ..prediction.recommend import Prediction, canonical, planned_flops, recommend
 from .candidates import candidate_items
 from .select import Choice, Item, choose, gains
 from .value import sigma2, target_state
@@ -113,7 +113,8 @@ def propose(
             f"--target-flops {10 ** math.ceil(math.log10(flops.max() * 10)):.0e}"
         )
     measured = noise is not None and math.isfinite(noise) and noise > 0
-    rec = recommend(data, seed=seed, noise=noise if measured else None)
+    # fitted as the report fits it (budgets as the ladder), so both give the same interval
+    rec = recommend(planned_flops(data), seed=seed, noise=noise if measured else None)
     assert rec.fit is not None and rec.calibration is not None
     opt = compute_optimal(rec.fit.params, target_flops)
     if not (math.isfinite(opt.n_params) and opt.n_params > 0):

@@ -62,6 +62,7 @@ __all__ = [
     "backtest_candidates",
     "canonical",
     "folds_sd",
+    "planned_flops",
     "recommend",
 ]
 
@@ -187,6 +188,27 @@ def canonical(table: pd.DataFrame) -> pd.DataFrame:
             "sizes within 1% counted as one); "
             "a law that extrapolates in N needs at least 3, better 5 or more"
         )
+    return out
+
+
+def planned_flops(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with each run's planned IsoFLOP budget (`flops_budget`, where finite and positive)
+    as its `flops`: the budgets are then the back-test's ladder and the frontier's rungs, as the
+    report's calibrated prediction, `--predict` and the planner all fit them. A run's own FLOPs
+    (2.98e10, 2.99e10, ... around a budget of 3e10) would make each run its own budget, and an
+    accelerating frontier would go unseen. A table without budgets is returned as it is."""
+    if "flops_budget" not in table.columns:
+        return table
+    budget = pd.to_numeric(table["flops_budget"], errors="coerce").to_numpy(float)
+    planned = np.isfinite(budget) & (budget > 0)
+    if not planned.any():
+        return table
+    if "flops" in table.columns:
+        own = pd.to_numeric(table["flops"], errors="coerce").to_numpy(float)
+    else:
+        own = 6 * table["n_params"].to_numpy(float) * table["n_tokens"].to_numpy(float)
+    out = table.copy()
+    out["flops"] = np.where(planned, budget, own)
     return out
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 from ..errors import AnalysisError
 from ..prediction.calibration import interval_problem, interval_score
 from ..prediction.groups import recommend_groups
-from ..prediction.recommend import Recommendation, recommend
+from ..prediction.recommend import Recommendation, planned_flops, recommend
 from ..result_types import Backtest
 
 __all__ = [
@@ -27,14 +27,15 @@ __all__ = [
 
 def _table(data: pd.DataFrame, budgets) -> pd.DataFrame:
     """`recommend`'s input from `run_records.fit_runs` output (columns N, D, L, C) and each run's
-    IsoFLOP budget (NaN where none), which makes the budgets the back-test's ladder."""
-    flops = np.asarray(budgets, float)
-    return pd.DataFrame({
+    IsoFLOP budget (NaN where none), which makes the budgets the back-test's ladder
+    (`planned_flops`, as the planner fits them)."""
+    return planned_flops(pd.DataFrame({
         "n_params": data["N"].to_numpy(float),
         "n_tokens": data["D"].to_numpy(float),
         "loss": data["L"].to_numpy(float),
-        "flops": np.where(np.isfinite(flops), flops, data["C"].to_numpy(float)),
-    })  # fmt: skip
+        "flops": data["C"].to_numpy(float),
+        "flops_budget": np.asarray(budgets, float),
+    })).drop(columns="flops_budget")  # fmt: skip
 
 
 def _recommendation(
