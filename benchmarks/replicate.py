@@ -41,9 +41,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from analysis.inputs.published_suites import load_suite, suite_paper  # noqa: E402
-from analysis.laws.chinchilla import chinchilla_loss, compute_optimal, fit_chinchilla  # noqa: E402
+from analysis.laws.chinchilla import chinchilla_loss, fit_chinchilla  # noqa: E402
 from analysis.laws.varpro import fit_varpro  # noqa: E402
 from analysis.prediction.calibration import interval_score  # noqa: E402
+from analysis.prediction.forms import law_optimal  # noqa: E402
 from analysis.prediction.groups import recommend_groups  # noqa: E402
 from analysis.prediction.ladder import RULES, Candidate  # noqa: E402
 from analysis.prediction.recommend import backtest_candidates  # noqa: E402
@@ -127,7 +128,7 @@ def _scenario(args) -> dict:
         c, star = points
         assert rec.fit is not None
         row["ours_at_paper_points"] = float(
-            np.mean(np.abs(_err(compute_optimal(rec.fit.params, c).loss, star)))
+            np.mean(np.abs(_err(law_optimal(rec.fit, c).loss, star)))
         )
     else:
         row["ours_at_paper_points"] = row["ours"]

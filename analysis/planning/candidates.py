@@ -22,8 +22,9 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..laws.chinchilla import compute_optimal
+from ..prediction.forms import law_optimal, thetas_optimal_n
 from ..prediction.ladder import RUNG_TOLERANCE, rungs
+from ..result_types import FitResult
 from .select import Item
 
 __all__ = ["MIN_SLICE", "budget_slices", "candidate_items", "extend_budgets"]
@@ -113,15 +114,10 @@ def extend_budgets(budgets: list[float], target: float, n_steps: int = 3) -> lis
     return out
 
 
-def _optimal_sizes(params: dict, thetas: np.ndarray, c: float) -> tuple[float, float, float]:
+def _optimal_sizes(fit: FitResult, thetas: np.ndarray, c: float) -> tuple[float, float, float]:
     """N*(C) of the fit and the 2.5% and 97.5% points of its bootstrap refits."""
-    center = float(compute_optimal(params, c).n_params)
-    th = np.asarray(thetas, float)
-    alpha, beta = th[:, 3], th[:, 4]
-    with np.errstate(all="ignore"):
-        s = alpha + beta
-        log_g = (np.log(alpha) + th[:, 0] - np.log(beta) - th[:, 1]) / s
-        n = np.exp(log_g + beta / s * math.log(c / 6))
+    center = float(law_optimal(fit, c).n_params)
+    n = thetas_optimal_n(fit, thetas, c)
     n = n[np.isfinite(n) & (n > 0)]
     if n.size < 10:
         return center, center, center
@@ -129,8 +125,8 @@ def _optimal_sizes(params: dict, thetas: np.ndarray, c: float) -> tuple[float, f
     return center, float(lo), float(hi)
 
 
-def _extensions(c: float, params: dict, thetas: np.ndarray, min_n: float) -> Item | None:
-    center, lo, hi = _optimal_sizes(params, thetas, c)
+def _extensions(c: float, fit: FitResult, thetas: np.ndarray, min_n: float) -> Item | None:
+    center, lo, hi = _optimal_sizes(fit, thetas, c)
     if not (math.isfinite(center) and center > 0):
         return None
     lo, hi = min(lo, center / 2), max(hi, center * 2)
@@ -182,7 +178,7 @@ def candidate_items(
         notes += why_not
     budgets = sorted(slices) if slices else sorted(set(rungs(data["flops"].astype(float))))
     for c in extend_budgets(budgets, target):
-        item = _extensions(c, rec.fit.params, rec.thetas, min_n)
+        item = _extensions(c, rec.fit, rec.thetas, min_n)
         if item is not None:
             items.append(item)
     return items, notes

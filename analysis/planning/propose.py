@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import AnalysisError
-from ..laws.chinchilla import compute_optimal
+from ..prediction.forms import law_optimal
 from ..prediction.recommend import Prediction, canonical, planned_flops, recommend
 from .candidates import candidate_items
 from .select import Choice, Item, choose, gains
@@ -116,7 +116,7 @@ def propose(
     # fitted as the report fits it (budgets as the ladder), so both give the same interval
     rec = recommend(planned_flops(data), seed=seed, noise=noise if measured else None)
     assert rec.fit is not None and rec.calibration is not None
-    opt = compute_optimal(rec.fit.params, target_flops)
+    opt = law_optimal(rec.fit, target_flops)
     if not (math.isfinite(opt.n_params) and opt.n_params > 0):
         raise AnalysisError(
             f"the recommended law ({rec.law}) has no compute-optimal allocation at "

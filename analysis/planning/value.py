@@ -28,11 +28,13 @@ Several targets (a set of held-out runs) average their sigma^2.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ..prediction.calibration import log_prediction_sd
+from ..prediction.forms import law_theta
 from ..prediction.ladder import distance
 
 __all__ = [
@@ -66,7 +68,7 @@ def robust_cov(thetas: np.ndarray) -> np.ndarray:
     mad = 1.4826 * np.median(np.abs(th - med), axis=0)
     keep = (np.abs(th - med) <= 6 * np.maximum(mad, 1e-12)).all(axis=1)
     th = th[keep] if keep.sum() > 5 else th
-    return np.cov(th, rowvar=False) if th.shape[0] > 1 else np.zeros((5, 5))
+    return np.cov(th, rowvar=False) if th.shape[0] > 1 else np.zeros((th.shape[1],) * 2)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class TargetState:
     """What the target's interval variance depends on, before and after runs are added.
 
     theta: the law's parameters; cov: their covariance, updated as runs are added; h: gradients
-    of log L at the targets (T, 5); boot_var: each target's bootstrap variance of log L_hat now
+    of log L at the targets (T, P); boot_var: each target's bootstrap variance of log L_hat now
     (the printed interval's), scaled by the linear model's ratio; s0, noise: the residual scale
     and a new run's noise variance (log); k, growth: the calibrated extrapolation error;
     reach: the runs' largest N, D and N x D; targets: (T, 2) rows of N, D."""
@@ -90,6 +92,8 @@ class TargetState:
     reach: tuple[float, float, float]
     targets: np.ndarray
     ref: np.ndarray | None = None  # h' Sigma h now, per target (set on creation)
+    # d log L / d theta at (N, D) rows: the law's form's (`prediction.forms.law_theta`)
+    grad: Callable[..., np.ndarray] = field(default=log_loss_grad)
 
     def __post_init__(self) -> None:
         if self.ref is None:
@@ -112,7 +116,7 @@ def with_runs(state: TargetState, n_params, n_tokens) -> TargetState:
     n = np.atleast_1d(np.asarray(n_params, float))
     d = np.atleast_1d(np.asarray(n_tokens, float))
     cov = state.cov.copy()
-    for g in log_loss_grad(state.theta, n, d):
+    for g in state.grad(state.theta, n, d):
         sg = cov @ g
         denom = state.noise + float(g @ sg)
         if denom > 0 and math.isfinite(denom):
@@ -127,15 +131,16 @@ def target_state(rec, targets: np.ndarray, *, noise_sd: float | None = None) -> 
     """The state of a `prediction.recommend.Recommendation` at targets ((T, 2) rows of N, D):
     noise_sd, the measured seed noise (log), else the fit's residual scale s0 stands in."""
     assert rec.fit is not None and rec.thetas is not None and rec.calibration is not None
-    p, c = rec.fit.params, rec.calibration
-    theta = np.array([p["log_A"], p["log_B"], p["log_E"], p["alpha"], p["beta"]], float)
+    c = rec.calibration
+    theta, grad = law_theta(rec.fit)
+    grad = grad or log_loss_grad
     t = np.atleast_2d(np.asarray(targets, float))
-    boot = log_prediction_sd(rec.thetas, t[:, 0], t[:, 1]) ** 2
+    boot = log_prediction_sd(rec.thetas, t[:, 0], t[:, 1], fit=rec.fit) ** 2
     noise = noise_sd if noise_sd is not None and noise_sd > 0 else max(c.s0, 1e-3)
     return TargetState(
         theta=theta,
         cov=robust_cov(rec.thetas),
-        h=log_loss_grad(theta, t[:, 0], t[:, 1]),
+        h=grad(theta, t[:, 0], t[:, 1]),
         boot_var=boot,
         s0=c.s0,
         noise=noise**2,
@@ -143,4 +148,5 @@ def target_state(rec, targets: np.ndarray, *, noise_sd: float | None = None) -> 
         growth=c.growth,
         reach=rec.reach,
         targets=t,
+        grad=grad,
     )

@@ -61,9 +61,11 @@ from scipy.stats import t as student_t
 
 from ..laws.bootstrap import resample_weights
 from ..laws.chinchilla import HUBER_DELTA
+from ..laws.isoflop_joint import bootstrap_joint
 from ..laws.objective import newton_batch
 from ..laws.varpro import reduced_design, to_full_theta
 from ..result_types import FitResult
+from .forms import is_joint, thetas_log_loss
 
 __all__ = [
     "MIN_DISTANCE",
@@ -172,18 +174,13 @@ def calibrate(
     return Calibration(s0, estimate_k(rule, s0, e, xg, sf), n_folds, int(e.size), growth, rule, why)
 
 
-def log_prediction_sd(thetas: np.ndarray, n_params, n_tokens) -> np.ndarray:
-    """The bootstrap sd of log L_hat at each (N, D), from refits `thetas` (rows of log A, log B,
-    log E, alpha, beta); refits whose prediction overflows far out are left out."""
-    th = np.asarray(thetas, float)
-    ln, ld = np.log(np.atleast_1d(np.asarray(n_params, float))), np.log(
-        np.atleast_1d(np.asarray(n_tokens, float)))  # fmt: skip
-    with np.errstate(over="ignore", invalid="ignore"):
-        z = np.stack([th[:, 0, None] - th[:, 3, None] * ln, th[:, 1, None] - th[:, 4, None] * ld,
-                      np.broadcast_to(th[:, 2, None], (th.shape[0], ln.size))])  # fmt: skip
-        log_reps = np.logaddexp.reduce(z, axis=0)  # (B, P): log of E + A/N^alpha + B/D^beta
-    out = np.zeros(ln.size)
-    for j in range(ln.size):
+def log_prediction_sd(thetas: np.ndarray, n_params, n_tokens, *, fit=None) -> np.ndarray:
+    """The bootstrap sd of log L_hat at each (N, D), from refits `thetas` of `fit`'s form (rows of
+    log A, log B, log E, alpha, beta where `fit` is None or a power law; `forms`); refits whose
+    prediction overflows far out are left out."""
+    log_reps = thetas_log_loss(fit, thetas, n_params, n_tokens)
+    out = np.zeros(log_reps.shape[1])
+    for j in range(out.size):
         v = log_reps[:, j][np.isfinite(log_reps[:, j])]
         out[j] = float(np.std(v)) if v.size > 1 else 0.0
     return out
@@ -191,10 +188,10 @@ def log_prediction_sd(thetas: np.ndarray, n_params, n_tokens) -> np.ndarray:
 
 def fold_sd(fit: FitResult, train, test, *, n_resamples: int, rng: np.random.Generator):
     """The bootstrap sd of a fold fit's log prediction at each of the fold's held-out runs:
-    `fit` (a `varpro.fit_varpro` result) refitted on `train`'s runs reweighted."""
+    `fit` (any form of `forms`) refitted on `train`'s runs reweighted."""
     n, d, loss = (train[c].to_numpy(float) for c in ("n_params", "n_tokens", "loss"))
     th = bootstrap_thetas(fit, n, d, loss, n_resamples=n_resamples, rng=rng)
-    return log_prediction_sd(th, test["n_params"], test["n_tokens"])
+    return log_prediction_sd(th, test["n_params"], test["n_tokens"], fit=fit)
 
 
 def interval_score(lo, hi, observed, level: float, scale=1.0) -> np.ndarray:
@@ -248,7 +245,10 @@ def bootstrap_thetas(
 ) -> np.ndarray:
     """Refits of `fit` (a `varpro.fit_varpro` result) on Bayesian-bootstrap run weights, batched
     Newton from the optimum: (n_kept, 5) rows of (a, b, e, alpha, beta). Refits that fail to
-    give a finite optimum are dropped."""
+    give a finite optimum are dropped. Approach 2 made joint (`forms.is_joint`): its own refits,
+    rows of `isoflop_joint.bootstrap_joint`."""
+    if is_joint(fit):
+        return bootstrap_joint(fit, n, d, loss, n_resamples=n_resamples, rng=rng)
     equal = bool(fit.details.get("equal_exponents"))
     p = fit.params
     theta = [p["log_A"], p["log_B"], p["log_E"], p["alpha"]] + ([] if equal else [p["beta"]])

@@ -26,7 +26,7 @@ from ..laws.chinchilla import chinchilla_loss
 from ..laws.identifiability import fit_warnings
 from ..laws.shared_floor import bootstrap_shared, fit_shared_floor
 from .calibration import calibrate, robust_scale
-from .ladder import CANDIDATES, Candidate, distance, ladder_folds, log_errors, reach
+from .ladder import CANDIDATES, POWER_FORMS, Candidate, distance, ladder_folds, log_errors, reach
 from .recommend import (
     N_BOOTSTRAP,
     Recommendation,
@@ -71,7 +71,8 @@ def _recommend_groups(tables: dict, seed: int, noise: dict) -> dict[str, Recomme
     own_score = _score({k: by_name[own[k].law] for k in data}, folds, n_folds, shared=False)[0]
     if not math.isfinite(own_score):  # a group's own law was its default (no back-test)
         return own
-    results = {c: _score({k: c for k in data}, folds, n_folds, shared=True) for c in CANDIDATES}
+    results = {c: _score({k: c for k in data}, folds, n_folds, shared=True) for c in CANDIDATES
+               if c.form in POWER_FORMS}  # fmt: skip
     tried = {c: r for c, r in results.items() if math.isfinite(r[0])}
     # each group's own scores, its score under each shared candidate, and the pooled comparison
     scores = {
@@ -165,7 +166,7 @@ def _shared_recommendations(
         sub = subs[k]
         assert sub is not None  # the back-test fitted this rule on fewer runs
         n, dd, loss = (sub[c].to_numpy(float) for c in ("n_params", "n_tokens", "loss"))
-        resid = np.log(chinchilla_loss(fit.params, n, dd) / loss)
+        resid = np.log(chinchilla_loss(fit.params, n, dd) / loss)  # a power law (POWER_FORMS)
         e = np.concatenate([a for a, _ in errs[k]])
         x = np.concatenate([b for _, b in errs[k]])
         bends = accelerates(d, noise.get(k))

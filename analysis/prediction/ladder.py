@@ -38,12 +38,14 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..laws.chinchilla import chinchilla_loss
+from ..laws.isoflop_joint import fit_isoflop_joint, n_budgets
 from ..laws.varpro import fit_varpro
 from ..result_types import FitResult
+from .forms import JOINT, law_loss
 
 __all__ = [
     "CANDIDATES",
+    "POWER_FORMS",
     "RUNG_TOLERANCE",
     "n_rungs",
     "rungs",
@@ -87,12 +89,12 @@ def n_rungs(values) -> int:
 class Candidate:
     """A law's form and the rule choosing which runs it is fitted on."""
 
-    form: str  # "chinchilla" | "overtrain"
+    form: str  # "chinchilla" | "overtrain" | "isoflop-joint"
     rule: str  # one of RULES
 
     @property
     def name(self) -> str:
-        law = f"{self.form}-vp"
+        law = JOINT if self.form == JOINT else f"{self.form}-vp"
         return law if self.rule == "all" else f"{law}[{self.rule}]"
 
     def select(self, table: pd.DataFrame) -> pd.DataFrame | None:
@@ -107,7 +109,13 @@ class Candidate:
             if "warmup_tokens" not in table:
                 return None
             table = table[~(table["warmup_tokens"] >= table["n_tokens"])]  # unknown: kept
-        n_free = 4 if self.form == "overtrain" else 5
+        if self.form == JOINT:  # approach 2 made joint: IsoFLOP grids of 3 or more budgets only
+            if ladder_axis(table) != "flops" or n_budgets(6 * table["n_params"]
+                                                          * table["n_tokens"]) < 3:  # fmt: skip
+                return None
+            n_free = 6
+        else:
+            n_free = 4 if self.form == "overtrain" else 5
         if n_rungs(table["n_params"]) < 3 or n_rungs(table["n_tokens"]) < 2:
             return None
         return table if len(table) > n_free + 1 else None
@@ -126,18 +134,22 @@ class Candidate:
         if key not in _FITS:
             if len(_FITS) >= 64:
                 _FITS.pop(next(iter(_FITS)))
-            _FITS[key] = fit_varpro(n, d, loss, equal_exponents=self.form == "overtrain")
+            if self.form == JOINT:
+                _FITS[key] = fit_isoflop_joint(n, d, loss)
+            else:
+                _FITS[key] = fit_varpro(n, d, loss, equal_exponents=self.form == "overtrain")
         return _FITS[key]
 
 
 _FITS: dict[tuple[str, bytes], FitResult] = {}
 
 
+POWER_FORMS = ("chinchilla", "overtrain")  # the forms a shared E applies to (groups.py)
 CANDIDATES = tuple(
     Candidate(form, rule)
-    for form in ("chinchilla", "overtrain")
+    for form in POWER_FORMS
     for rule in ("all", "drop-smallest")
-)
+) + (Candidate(JOINT, "all"),)
 
 
 @dataclass(frozen=True)
@@ -188,5 +200,5 @@ def distance(reach_: tuple[float, float, float], n_params, n_tokens) -> np.ndarr
 
 def log_errors(fit: FitResult, test: pd.DataFrame) -> np.ndarray:
     """log(predicted / observed loss) of each test run."""
-    pred = chinchilla_loss(fit.params, test["n_params"], test["n_tokens"])
+    pred = law_loss(fit, test["n_params"].to_numpy(float), test["n_tokens"].to_numpy(float))
     return np.log(np.asarray(pred, float) / test["loss"].to_numpy(float))

@@ -28,9 +28,9 @@ import pandas as pd
 
 from ..errors import AnalysisError
 from ..inputs.row_sample import sample_note, sample_rows
-from ..laws.chinchilla import chinchilla_loss
 from ..laws.identifiability import fit_warnings
 from ..laws.isoflop import accelerating_frontier
+from ..laws.isoflop_joint import joint_warnings
 from ..laws.objective import LOG_FLOAT_MAX
 from ..result_types import FitResult
 from .calibration import (
@@ -43,6 +43,7 @@ from .calibration import (
     log_sigma,
     robust_scale,
 )
+from .forms import is_joint, law_loss
 from .ladder import (
     CANDIDATES,
     Candidate,
@@ -117,9 +118,9 @@ class Recommendation:
     """The law a table's own back-test chose, why, and what looked ill-determined.
 
     fit: the chosen law refitted on the whole table (its rule's runs); thetas: bootstrap refits
-    (rows of log A, log B, log E, alpha, beta); calibration: its extrapolation-error model;
-    reach: the largest N, D and N x D it was fitted on; scores: back-test mean |log error| of
-    every candidate (NaN where its rule left too few runs).
+    (rows of log A, log B, log E, alpha, beta; approach 2 made joint: `forms`); calibration:
+    its extrapolation-error model; reach: the largest N, D and N x D it was fitted on; scores:
+    back-test mean |log error| of every candidate (NaN where its rule left too few runs).
     """
 
     law: str
@@ -141,8 +142,8 @@ class Recommendation:
                 f"predict: N={n_params}, D={n_tokens}: both must be finite and positive numbers"
             )
         assert self.fit is not None and self.thetas is not None and self.calibration is not None
-        loss = float(chinchilla_loss(self.fit.params, n, d))
-        sd = float(log_prediction_sd(self.thetas, n, d)[0])
+        loss = float(law_loss(self.fit, n, d))
+        sd = float(log_prediction_sd(self.thetas, n, d, fit=self.fit)[0])
         x = float(distance(self.reach, n, d))
         half = self.calibration.quantile(level) * float(log_sigma(self.calibration, x, sd))
         wide = math.exp(half) if half < LOG_FLOAT_MAX else math.inf  # inf: no bound this far
@@ -153,7 +154,9 @@ class Recommendation:
         c = self.calibration
         out: dict[str, Any] = {"law": self.law, "why": self.why, "warnings": list(self.warnings)}
         if self.fit is not None:
-            out["params"] = {k: self.fit.params[k] for k in ("E", "A", "B", "alpha", "beta")}
+            keys = ("E", "A", "gamma", "k", "G", "a") if is_joint(self.fit) else (
+                "E", "A", "B", "alpha", "beta")  # fmt: skip
+            out["params"] = {k: self.fit.params[k] for k in keys}
         if c is not None:
             out["calibration"] = {"s0": c.s0, "k": c.k, "n_folds": c.n_folds,
                                   "n_points": c.n_points, "growth": c.growth}  # fmt: skip
@@ -295,7 +298,7 @@ def _recommend(
     n, d, loss = (sub[c].to_numpy(float) for c in _REQUIRED)
     thetas = bootstrap_thetas(fit, n, d, loss, n_resamples=N_BOOTSTRAP,
                               rng=np.random.default_rng(seed))  # fmt: skip
-    resid = np.log(chinchilla_loss(fit.params, n, d) / loss)
+    resid = np.log(law_loss(fit, n, d) / loss)
     bends = accelerates(data, noise)
     folds = ladder_folds(data)
     sd_f = folds_sd(cand, folds, seed) if e.size else None
@@ -307,7 +310,8 @@ def _recommend(
             f"{bends}; so the calibrated interval's extrapolation error grows with the square "
             "of the distance beyond the runs, not linearly (analysis/prediction/calibration.py)"
         )
-    warns += list(fit.warnings) + fit_warnings(fit, thetas, n, d)
+    warns += list(fit.warnings) + (joint_warnings(fit, thetas, n, d) if is_joint(fit)
+                                   else fit_warnings(fit, thetas, n, d))  # fmt: skip
     if data.attrs.get("n_rows", len(data)) > len(data):
         warns.append(sample_note(len(data), data.attrs["n_rows"]))
     if "group" in table.columns and table["group"].nunique() > 1:

@@ -14,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ..laws.chinchilla import chinchilla_loss, compute_optimal
+from ..prediction.forms import law_optimal
 from ..result_types import FitResult
 
 if TYPE_CHECKING:
@@ -345,7 +346,7 @@ def plot_recommendation(
     ax.figure.colorbar(sc, ax=ax, label="log10 N")
     c_end = max([c_runs.max()] + [p.flops for p in predictions])
     c = np.geomspace(c_runs.min(), c_end, 80)
-    ax.plot(c, compute_optimal(rec.fit.params, c).loss, "k--", lw=1.2,
+    ax.plot(c, law_optimal(rec.fit, c).loss, "k--", lw=1.2,
             label=f"{rec.law}: compute-optimal L(C)")  # fmt: skip
     for p in predictions:
         _interval_bar(ax, p.flops, p.loss, *p.interval, color="C3")
