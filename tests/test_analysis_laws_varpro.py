@@ -7,7 +7,7 @@ import pytest
 from analysis.errors import AnalysisError
 from analysis.laws.chinchilla import chinchilla_loss, fit_chinchilla
 from analysis.laws.synthetic import grid_points, law_loss
-from analysis.laws.varpro import fit_varpro, overtrain_params
+from analysis.laws.varpro import fit_varpro, grid_sse, overtrain_params, solve_linear
 
 HOFFMANN = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
 
@@ -65,3 +65,24 @@ def test_one_model_size_is_an_error():
     n, d, loss = _grid()
     with pytest.raises(AnalysisError, match="only one value of N"):
         fit_varpro(np.full_like(n, 1e8), d, loss)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("fixed_e", [False, True])
+def test_the_batched_grid_is_scipys_nnls_at_every_exponent_pair(weighted, fixed_e) -> None:
+    """grid_sse (one batched QR per column subset) gives solve_linear's (scipy nnls) sum of
+    squares at every pair, including pairs where the NNLS optimum sets E, A or B to 0."""
+    rng = np.random.default_rng(3)
+    n = np.repeat(np.geomspace(1e6, 1e9, 6), 4)
+    d = n * np.tile([5.0, 20.0, 80.0, 300.0], 6)
+    loss = (1.7 + 400 / n**0.34 + 900 / d**0.28) * np.exp(rng.normal(0, 0.02, n.size))
+    w = rng.exponential(size=n.size) if weighted else None
+    e0 = 1.2 if fixed_e else None
+    g = np.geomspace(0.02, 2.0, 12)
+    pairs = np.array(np.meshgrid(g, g, indexing="ij")).reshape(2, -1).T
+    got = grid_sse(n, d, loss, pairs, weights=w, irreducible=e0)
+    each = [solve_linear(n, d, loss, a, b, weights=w, irreducible=e0) for a, b in pairs]
+    assert got == pytest.approx(np.array([sse for _, sse in each]), rel=1e-10, abs=1e-14)
+    # the grid reaches pairs where a coefficient is clamped at 0 (else subsets are untested)
+    coefs = [c for c, _ in each]
+    assert any((c[1:] == 0).any() or (not fixed_e and c[0] == 0) for c in coefs)
