@@ -24,6 +24,7 @@ from ..errors import AnalysisError, check_points
 from ..result_types import MATMUL_CONVENTION, FitResult
 from .bootstrap import percentile_intervals
 from .identifiability import outside_intervals
+from .isoflop_batch import E_GRID, line_batch, loss_law_batch, parabolas_batch, polish_loss_law
 from .objective import LOG_FLOAT_MAX
 
 __all__ = [
@@ -143,36 +144,16 @@ def fit_loss_law(c, l_star, *, irreducible: float | None = None) -> tuple[dict[s
     profiled on a grid (for a given E the law is a line in log(L* - E)), then polished by
     scipy least_squares. With fewer, E = `irreducible` if given (and below min L*), else 0.
     """
-    from scipy.optimize import least_squares
-
     c, l_star = np.asarray(c, float), np.asarray(l_star, float)
     log_c, log_l, l_min = np.log(c), np.log(l_star), float(l_star.min())
     if c.size >= MIN_BUDGETS_FREE_E:
-        grid = l_min * np.concatenate([[0.0], 1 - np.geomspace(1, 1e-3, 60)[1:]])  # (k,)
+        grid = l_min * E_GRID  # (k,)
         slopes, icpts, _ = _loglinear(log_c, np.log(l_star[None] - grid[:, None]))
         fitted = np.log(grid[:, None] + np.exp(icpts[:, None] + slopes[:, None] * log_c))
         sse = np.sum((fitted - log_l) ** 2, axis=1)
         i = int(np.argmin(sse))  # the first of equal ones, as the loop that this replaces
-        best = (float(sse[i]), float(grid[i]), float(slopes[i]), float(icpts[i]))
-        _, e0, slope, icpt = best
-
-        def resid(x):
-            return np.log(x[0] + np.exp(x[1] - x[2] * log_c)) - log_l
-
-        def jac(x):  # analytic: finite differences cost 3 more residual calls per step
-            u = np.exp(x[1] - x[2] * log_c)
-            den = x[0] + u
-            return np.stack([1 / den, u / den, -log_c * u / den], axis=1)
-
-        res = least_squares(
-            resid,
-            [e0, icpt, -slope],
-            jac=jac,
-            bounds=([0.0, -np.inf, -np.inf], [l_min * (1 - 1e-9), np.inf, np.inf]),
-            xtol=1e-12,
-            ftol=1e-12,
-        )
-        e, icpt, gamma = (float(v) for v in res.x)
+        x0 = (float(grid[i]), float(icpts[i]), -float(slopes[i]))
+        e, icpt, gamma = polish_loss_law(log_c, log_l, l_min * (1 - 1e-9), x0)
         how = f"E fitted on {c.size} budgets"
     else:
         e = float(irreducible) if irreducible is not None and irreducible < l_min else 0.0
@@ -266,6 +247,16 @@ def isoflop_optimum(fit: FitResult, flops) -> tuple[np.ndarray, np.ndarray, np.n
     return n_star, c / (6 * n_star), p.get("E", 0.0) + p["k_L"] * c ** -p["gamma"]
 
 
+def _resample_indices(groups, n_resamples, rng) -> list[np.ndarray]:
+    """Each budget's runs drawn with replacement, per resample -> one (n_resamples, size) array of
+    run indices per budget: the draws of `rng.choice(g, g.size)` per resample and budget in turn,
+    made in one call (integers with one bound per draw give the same stream)."""
+    sizes = np.array([g.size for g in groups])
+    draws = rng.integers(0, np.tile(np.repeat(sizes, sizes), (n_resamples, 1)))
+    cuts = np.cumsum(sizes)[:-1]
+    return [g[d] for g, d in zip(groups, np.split(draws, cuts, axis=1), strict=True)]
+
+
 def bootstrap_isoflop(
     fit: FitResult,
     n_params,
@@ -282,32 +273,39 @@ def bootstrap_isoflop(
     budgets are dropped (counted in the warnings)."""
     n, loss, budget = (np.asarray(x, float) for x in (n_params, loss, budget))
     groups = [np.flatnonzero(budget == c) for c in np.unique(budget)]
-    samples: dict[str, list[float]] = {}
-    n_failed = 0
-    for _ in range(n_resamples):
-        idx = np.concatenate([rng.choice(g, g.size, replace=True) for g in groups])
-        good = [p for p in fit_parabolas(n[idx], loss[idx], budget[idx]) if p.accepted]
-        if len(good) < 2:
-            n_failed += 1
-            continue
-        p, _ = _power_laws(
-            np.array([q.budget for q in good]),
-            np.array([q.n_star for q in good]),
-            np.array([q.loss_star for q in good]),
-            fit.details.get("irreducible"),
-        )
-        if target_flops is not None:
-            n_s = p["k_N"] * target_flops ** p["a"]
-            d_s = target_flops / (6 * n_s)
-            p |= {
-                "n_star": n_s,
-                "d_star": d_s,
-                "tokens_per_param": d_s / n_s,
-                "loss_at_target": p["E"] + p["k_L"] * target_flops ** -p["gamma"],
-            }
-        for k, v in p.items():
-            samples.setdefault(k, []).append(v)
-    intervals = percentile_intervals({k: np.asarray(v) for k, v in samples.items()}, confidence)
+    idx = _resample_indices(groups, n_resamples, rng)
+    # every budget's parabolas for all resamples at once, then the power laws through each
+    # resample's usable budgets (a mask): isoflop_batch, pinned to the loop it replaces
+    x_star, l_star, ok = (np.stack(v, axis=1) for v in zip(*(
+        parabolas_batch(np.log(n[i]), loss[i]) for i in idx), strict=True))  # fmt: skip
+    usable = ok.sum(axis=1) >= 2
+    n_failed = int((~usable).sum())
+    x_star, l_star, ok = x_star[usable], l_star[usable], ok[usable]
+    log_c = np.log(np.unique(budget))
+    slope_n, icpt_n = line_batch(log_c, x_star, ok)
+    # ln D* = ln C - ln 6 - ln N*
+    slope_d, icpt_d = line_batch(log_c, log_c - math.log(6) - np.where(ok, x_star, 0.0), ok)
+    e, icpt_l, gamma = loss_law_batch(log_c, l_star, ok, irreducible=fit.details.get("irreducible"))
+    samples = {
+        "a": slope_n,
+        "k_N": np.exp(icpt_n),
+        "b": slope_d,
+        "k_D": np.exp(icpt_d),
+        "gamma": gamma,
+        "k_L": np.exp(icpt_l),
+        "E": e,
+    }
+    if target_flops is not None:
+        n_s = samples["k_N"] * target_flops ** samples["a"]
+        d_s = target_flops / (6 * n_s)
+        samples |= {
+            "n_star": n_s,
+            "d_star": d_s,
+            "tokens_per_param": d_s / n_s,
+            "loss_at_target": e + samples["k_L"] * target_flops**-gamma,
+        }
+    samples = samples if usable.any() else {}
+    intervals = percentile_intervals(samples, confidence)
     # E borrowed from approach 3 (too few budgets to fit it) is held fixed: no interval, not [E, E]
     intervals = {k: v for k, v in intervals.items() if np.ptp(samples[k]) > 0}
     warns = fit.warnings
