@@ -249,6 +249,32 @@ def fit_kaplan_joint(
     return _joint_result(res.x, f, converged, message, n.size, convention)
 
 
+def _newton_try(x, f, idx, wi, inside, done, jac, g, objective) -> np.ndarray:
+    """The semismooth Newton step of each row idx (weights wi): Gauss-Newton on the points inside
+    the Huber threshold only (`inside`; with >= 4 of them), kept where it lowers the objective
+    (x, f updated in place) -> which rows moved. Near the optimum the set of points inside
+    settles and this step lands on it, where the IRLS step of `_lm_batch` alone converges
+    linearly (~80 steps from the full-data optimum on a 250-run table, 10 with this)."""
+    moved = np.zeros(idx.size, bool)
+    tryn = ~done & (np.count_nonzero(inside & (wi > 0), axis=1) >= 4)
+    if not tryn.any():
+        return moved
+    w_in = wi[tryn] * inside[tryn]
+    h_in = (jac[tryn] * w_in[:, None, :]) @ np.swapaxes(jac[tryn], 1, 2)
+    ridge = (1e-10 * np.abs(np.diagonal(h_in, axis1=1, axis2=2)) + 1e-300)[:, :, None] * np.eye(4)
+    with np.errstate(all="ignore"):
+        try:
+            cand = x[idx[tryn]] - np.linalg.solve(h_in + ridge, g[tryn][..., None])[..., 0]
+        except np.linalg.LinAlgError:  # a singular row: no Newton step this time
+            return moved
+        fc = objective(cand, wi[tryn])
+    good = np.isfinite(fc) & (fc < f[idx[tryn]])
+    rows = idx[np.flatnonzero(tryn)[good]]
+    x[rows], f[rows] = cand[good], fc[good]
+    moved[np.flatnonzero(tryn)[good]] = True
+    return moved
+
+
 def _lm_batch(x, w, log_n, log_d, log_loss, delta, max_iter, gtol):
     """Batched Levenberg-Marquardt for sum_i w_i Huber(r_i) of the joint law, one problem per row
     of x (b, 4) and w (b, n); see `refit_kaplan_joint`."""
@@ -277,8 +303,8 @@ def _lm_batch(x, w, log_n, log_d, log_loss, delta, max_iter, gtol):
         g_max = np.max(np.abs(g), axis=1)
         converged[idx] = g_max <= 1e-6 * scale[idx]
         done = (g_max <= gtol * scale[idx]) | ~np.isfinite(g_max)
+        moved = _newton_try(x, f, idx, wi, np.abs(r) <= delta, done, jac, g, objective)
         damp = np.abs(np.diagonal(h, axis1=1, axis2=2)) + 1e-12
-        moved = np.zeros(idx.size, bool)
         for _ in range(8):  # damping trials: a rejected step costs an objective call only
             todo = ~moved & ~done & (lam[idx] <= 1e10)
             if not todo.any():
@@ -324,7 +350,11 @@ def refit_kaplan_joint(
     Gauss-Newton matrix J^T diag(w psi(r)/r) J (the Huber loss's quadratic majoriser; with only
     the points inside the threshold, 40% of the demo refits stalled 5-50% above the optimum),
     damped by lam * its diagonal; a step is kept only if the objective falls (lam shrinks), else
-    lam grows. Returns the rows (ln Nc, ln Dc, alphaN, alphaD), each one's weighted objective
+    lam grows. Each iteration first tries the undamped semismooth Newton step (`_newton_try`:
+    the points inside the threshold only), which ends the IRLS step's linear crawl once the set
+    of points inside settles (2x faster on a 250-run table; on Gadre et al.'s RefinedWeb runs 2 of
+    200 refits ended in a lower minimum than the IRLS path found).
+    Returns the rows (ln Nc, ln Dc, alphaN, alphaD), each one's weighted objective
     (inf where every start went non-finite) and whether it converged by `fit_kaplan_joint`'s test
     (max |gradient| <= 1e-6 delta sum w); the others stopped where no step lowers the objective
     (a flat direction). Iteration goes on to `gtol` (same scale) or until no step helps.
