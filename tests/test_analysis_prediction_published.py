@@ -119,7 +119,10 @@ def test_porian_setups_keep_their_own_laws():
     train = {g: t[(t["group"] == g) & (t["flops"] < 5e17)] for g in ("cosine", "tuned_constant")}
     recs = recommend_groups(train, seed=0)
     assert recs["cosine"].law == recommend(train["cosine"], seed=0).law == "overtrain-vp"
-    assert recs["tuned_constant"].law == "chinchilla-vp[drop-smallest]"
+    # tuned-constant's own back-test chooses approach 2 made joint (3.33% against 8.02% for the
+    # best E + A/N^alpha + B/D^beta law; docs/fidelity.md); the shared E does not displace it
+    own = recommend(train["tuned_constant"], seed=0).law
+    assert recs["tuned_constant"].law == own == "isoflop-joint"
     assert "did no better in the back-test pooled" in recs["cosine"].why
 
 

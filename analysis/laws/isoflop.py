@@ -22,9 +22,9 @@ import numpy as np
 
 from ..errors import AnalysisError, check_points
 from ..result_types import MATMUL_CONVENTION, FitResult
+from .batched_isoflop import E_GRID, line_batch, loss_law_batch, parabolas_batch, polish_loss_law
 from .bootstrap import percentile_intervals
 from .identifiability import outside_intervals
-from .isoflop_batch import E_GRID, line_batch, loss_law_batch, parabolas_batch, polish_loss_law
 from .objective import LOG_FLOAT_MAX
 
 __all__ = [
@@ -275,7 +275,7 @@ def bootstrap_isoflop(
     groups = [np.flatnonzero(budget == c) for c in np.unique(budget)]
     idx = _resample_indices(groups, n_resamples, rng)
     # every budget's parabolas for all resamples at once, then the power laws through each
-    # resample's usable budgets (a mask): isoflop_batch, pinned to the loop it replaces
+    # resample's usable budgets (a mask): batched_isoflop, pinned to the loop it replaces
     x_star, l_star, ok = (np.stack(v, axis=1) for v in zip(*(
         parabolas_batch(np.log(n[i]), loss[i]) for i in idx), strict=True))  # fmt: skip
     usable = ok.sum(axis=1) >= 2

@@ -61,7 +61,7 @@ from scipy.stats import t as student_t
 
 from ..laws.bootstrap import resample_weights
 from ..laws.chinchilla import HUBER_DELTA
-from ..laws.isoflop_joint import bootstrap_joint
+from ..laws.joint_isoflop import bootstrap_joint
 from ..laws.objective import newton_batch
 from ..laws.varpro import reduced_design, to_full_theta
 from ..result_types import FitResult
@@ -246,7 +246,7 @@ def bootstrap_thetas(
     """Refits of `fit` (a `varpro.fit_varpro` result) on Bayesian-bootstrap run weights, batched
     Newton from the optimum: (n_kept, 5) rows of (a, b, e, alpha, beta). Refits that fail to
     give a finite optimum are dropped. Approach 2 made joint (`forms.is_joint`): its own refits,
-    rows of `isoflop_joint.bootstrap_joint`."""
+    rows of `joint_isoflop.bootstrap_joint`."""
     if is_joint(fit):
         return bootstrap_joint(fit, n, d, loss, n_resamples=n_resamples, rng=rng)
     equal = bool(fit.details.get("equal_exponents"))

@@ -3,7 +3,7 @@ compute-optimal allocation, its bootstrap refits and their spread at (N, D).
 
 Two families: the (N, D) power laws of `laws.varpro` (approach 3's form and Gadre et al.'s
 over-training form; bootstrap rows (ln A, ln B, ln E, alpha, beta)) and approach 2 made joint
-(`laws.isoflop_joint`, offered on IsoFLOP grids only; rows (ln E, ln A0, gamma, ln k, ln G0, a)).
+(`laws.joint_isoflop`, offered on IsoFLOP grids only; rows (ln E, ln A0, gamma, ln k, ln G0, a)).
 A FitResult says which by its law's name.
 """
 
@@ -16,8 +16,8 @@ from functools import partial
 import numpy as np
 
 from ..laws.chinchilla import chinchilla_loss, compute_optimal
-from ..laws.isoflop_joint import LAW as JOINT
-from ..laws.isoflop_joint import joint_log_grad, joint_log_loss, joint_loss, joint_optimal
+from ..laws.joint_isoflop import LAW as JOINT
+from ..laws.joint_isoflop import joint_log_grad, joint_log_loss, joint_loss, joint_optimal
 from ..result_types import Allocation, FitResult
 
 __all__ = ["JOINT", "is_joint", "law_loss", "law_optimal", "law_theta", "thetas_log_loss",

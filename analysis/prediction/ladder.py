@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..laws.isoflop_joint import fit_isoflop_joint, n_budgets
+from ..laws.joint_isoflop import fit_joint_isoflop, n_budgets
 from ..laws.varpro import fit_varpro
 from ..result_types import FitResult
 from .forms import JOINT, law_loss
@@ -135,7 +135,7 @@ class Candidate:
             if len(_FITS) >= 64:
                 _FITS.pop(next(iter(_FITS)))
             if self.form == JOINT:
-                _FITS[key] = fit_isoflop_joint(n, d, loss)
+                _FITS[key] = fit_joint_isoflop(n, d, loss)
             else:
                 _FITS[key] = fit_varpro(n, d, loss, equal_exponents=self.form == "overtrain")
         return _FITS[key]

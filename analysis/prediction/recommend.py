@@ -30,7 +30,7 @@ from ..errors import AnalysisError
 from ..inputs.row_sample import sample_note, sample_rows
 from ..laws.identifiability import fit_warnings
 from ..laws.isoflop import accelerating_frontier
-from ..laws.isoflop_joint import joint_warnings
+from ..laws.joint_isoflop import joint_warnings
 from ..laws.objective import LOG_FLOAT_MAX
 from ..result_types import FitResult
 from .calibration import (

@@ -1,4 +1,4 @@
-"""Approach 2's batched bootstrap fits (analysis/laws/isoflop_batch.py) against the unbatched fits
+"""Approach 2's batched bootstrap fits (analysis/laws/batched_isoflop.py) against the unbatched fits
 they replace: the same parabolas, the same accept/reject decisions, the same L*(C) law to solver
 tolerance (E free, at either bound, or held), and the same intervals as the per-resample loop."""
 
@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pytest
 
+from analysis.laws.batched_isoflop import bounded_lm, loss_law_batch, parabolas_batch
 from analysis.laws.isoflop import (
     _power_laws,
     _resample_indices,
@@ -17,7 +18,6 @@ from analysis.laws.isoflop import (
     fit_loss_law,
     fit_parabolas,
 )
-from analysis.laws.isoflop_batch import bounded_lm, loss_law_batch, parabolas_batch
 from analysis.laws.synthetic import isoflop_points
 
 

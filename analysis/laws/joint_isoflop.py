@@ -39,7 +39,7 @@ from .chinchilla import HUBER_DELTA
 __all__ = [
     "LAW",
     "bootstrap_joint",
-    "fit_isoflop_joint",
+    "fit_joint_isoflop",
     "joint_log_grad",
     "joint_log_loss",
     "joint_loss",
@@ -138,7 +138,7 @@ def _scaled(n, d):
     return ln_n, ln_c
 
 
-def fit_isoflop_joint(
+def fit_joint_isoflop(
     n_params,
     n_tokens,
     loss,

@@ -1,4 +1,4 @@
-"""Approach 2 made joint (analysis/laws/isoflop_joint.py) and its place among the candidates."""
+"""Approach 2 made joint (analysis/laws/joint_isoflop.py) and its place among the candidates."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 
 from analysis.errors import AnalysisError
-from analysis.laws.isoflop_joint import (
+from analysis.laws.joint_isoflop import (
     LAW,
     bootstrap_joint,
-    fit_isoflop_joint,
+    fit_joint_isoflop,
     joint_log_loss,
     joint_loss,
 )
@@ -38,7 +38,7 @@ def _grid(budgets=BUDGETS, per=7, span=8.0):
 
 def test_recovers_a_known_law_from_noise_free_runs():
     n, d, c = _grid()
-    fit = fit_isoflop_joint(n, d, _truth(n, c))
+    fit = fit_joint_isoflop(n, d, _truth(n, c))
     assert fit.law == LAW
     for key, value in TRUE.items():
         assert fit.params[key] == pytest.approx(value, rel=1e-6), key
@@ -52,7 +52,7 @@ def test_recovers_a_known_law_from_noise_free_runs():
 def test_bootstrap_refits_of_noise_free_runs_stay_at_the_law():
     n, d, c = _grid()
     loss = _truth(n, c)
-    fit = fit_isoflop_joint(n, d, loss)
+    fit = fit_joint_isoflop(n, d, loss)
     th = bootstrap_joint(fit, n, d, loss, n_resamples=20, rng=np.random.default_rng(0))
     assert th.shape == (20, 6)
     reps = joint_log_loss(th, fit.details["ln_c0"], [1e9], [1e11])[:, 0]
@@ -62,7 +62,7 @@ def test_bootstrap_refits_of_noise_free_runs_stay_at_the_law():
 def test_fewer_than_three_budgets_are_refused_by_name():
     n, d, c = _grid(budgets=(1e15, 1e16))
     with pytest.raises(AnalysisError, match="3 or more"):
-        fit_isoflop_joint(n, d, _truth(n, c))
+        fit_joint_isoflop(n, d, _truth(n, c))
 
 
 def test_a_candidate_on_isoflop_grids_only():
