@@ -43,8 +43,9 @@ def test_kaplan_joint_refits_do_not_stall_on_real_runs():
     stalled 16 of these 40 refits 5-50% above it."""
     from scipy.optimize import minimize
 
+    from analysis.laws.batched_kaplan import refit_kaplan_joint
     from analysis.laws.bootstrap import resample_weights
-    from analysis.laws.kaplan import _joint_jacobian, _joint_residuals, refit_kaplan_joint
+    from analysis.laws.kaplan import _joint_jacobian, joint_residuals
     from analysis.laws.objective import LBFGS_OPTIONS, huber
 
     n, d, loss = (np.array(v, float) for v in (DEMO_N, DEMO_D, DEMO_L))
@@ -56,7 +57,7 @@ def test_kaplan_joint_refits_do_not_stall_on_real_runs():
     for i in range(len(w)):
 
         def value_grad(x, wi=w[i]):
-            r = _joint_residuals(x, ln, ld, ll)
+            r = joint_residuals(x, ln, ld, ll)
             g = (wi * np.clip(r, -1e-3, 1e-3)) @ _joint_jacobian(x, ln, ld)
             return float(np.sum(wi * huber(r, 1e-3))), g
 
@@ -74,13 +75,9 @@ def test_kaplan_joint_refits_reach_the_weighted_optimum_and_intervals_cover():
     L-BFGS-B's minimum (checked first); the real runs' test below needs the grid starts."""
     from scipy.optimize import minimize
 
+    from analysis.laws.batched_kaplan import refit_kaplan_joint
     from analysis.laws.bootstrap import resample_weights
-    from analysis.laws.kaplan import (
-        _joint_jacobian,
-        _joint_residuals,
-        kaplan_joint_loss,
-        refit_kaplan_joint,
-    )
+    from analysis.laws.kaplan import _joint_jacobian, joint_residuals, kaplan_joint_loss
     from analysis.laws.objective import LBFGS_OPTIONS, huber
 
     n, d = (v.ravel() for v in np.meshgrid(np.geomspace(1e4, 1e6, 5), np.geomspace(1e6, 1e9, 4)))
@@ -95,7 +92,7 @@ def test_kaplan_joint_refits_reach_the_weighted_optimum_and_intervals_cover():
     for i in range(len(w)):
 
         def value_grad(x, wi=w[i]):
-            r = _joint_residuals(x, ln, ld, ll)
+            r = joint_residuals(x, ln, ld, ll)
             g = (wi * np.clip(r, -1e-3, 1e-3)) @ _joint_jacobian(x, ln, ld)
             return float(np.sum(wi * huber(r, 1e-3))), g
 
@@ -138,7 +135,7 @@ def test_kaplan_forms():
 def test_kaplan_fast_fits_match_brute_force_reference():
     """The vectorised-start + least_squares(Huber) fits reach the objective of L-BFGS-B run from
     every start (a stride of the joint grid, and each single-variable start) on noisy data."""
-    from analysis.laws.kaplan import _joint_grid, fit_kaplan_joint_reference, kaplan_joint_loss
+    from analysis.laws.kaplan import fit_kaplan_joint_reference, joint_grid, kaplan_joint_loss
     from analysis.laws.objective import minimize_lbfgs, power_design
 
     rng = np.random.default_rng(3)
@@ -146,7 +143,7 @@ def test_kaplan_fast_fits_match_brute_force_reference():
     truth = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
     loss = kaplan_joint_loss(truth, n, d) * np.exp(rng.normal(0, 0.005, n.size))
     fast = fit_kaplan_joint(n, d, loss)
-    ref = fit_kaplan_joint_reference(n, d, loss, starts=_joint_grid()[::40])
+    ref = fit_kaplan_joint_reference(n, d, loss, starts=joint_grid()[::40])
     assert fast.converged, fast.message
     assert fast.objective <= ref.objective * (1 + 1e-9)
     x = np.geomspace(1e4, 1e7, 12)
@@ -247,13 +244,9 @@ def test_kaplan_joint_batched_refits_match_lbfgs_per_resample():
     below it (L-BFGS-B can stop on a kink of the Huber terms)."""
     from scipy.optimize import minimize
 
+    from analysis.laws.batched_kaplan import refit_kaplan_joint
     from analysis.laws.bootstrap import resample_weights
-    from analysis.laws.kaplan import (
-        _joint_jacobian,
-        _joint_residuals,
-        kaplan_joint_loss,
-        refit_kaplan_joint,
-    )
+    from analysis.laws.kaplan import _joint_jacobian, joint_residuals, kaplan_joint_loss
     from analysis.laws.objective import LBFGS_OPTIONS, huber
 
     n, d = (v.ravel() for v in np.meshgrid(np.geomspace(1e4, 1e6, 6), np.geomspace(1e6, 1e9, 5)))
@@ -269,7 +262,7 @@ def test_kaplan_joint_batched_refits_match_lbfgs_per_resample():
     for i in range(len(w)):
 
         def value_grad(x, wi=w[i]):
-            r = _joint_residuals(x, ln, ld, ll)
+            r = joint_residuals(x, ln, ld, ll)
             g = (wi * np.clip(r, -1e-3, 1e-3)) @ _joint_jacobian(x, ln, ld)
             return float(np.sum(wi * huber(r, 1e-3))), g
 

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..result_types import FitResult
+from .batched_kaplan import refit_kaplan_joint
 from .chinchilla import HUBER_DELTA, chinchilla_params, compute_optimal, params_to_theta
 from .identifiability import fit_warnings, outside_intervals
-from .kaplan import refit_kaplan_joint
 from .objective import (
     CHINCHILLA_PARAMS,
     LOG_FLOAT_MAX,
@@ -253,7 +253,7 @@ def bootstrap_kaplan_joint(
     """Percentile intervals of N_c, D_c, alpha_N and alpha_D of Kaplan's joint L(N, D)
     (`kaplan.fit_kaplan_joint`), by reweighting runs as for approach 3. Each refit repeats the
     fit on its weights: its own `n_starts` best grid starts and the full-data optimum, polished
-    by a batched Levenberg-Marquardt (`kaplan.refit_kaplan_joint`; the law is not of the
+    by a batched Levenberg-Marquardt (`batched_kaplan.refit_kaplan_joint`; the law is not of the
     log-sum-exp form `objective.newton_batch` solves); n_starts=0 starts from the optimum only
     (5x faster; enough where the objective has one basin). Failed refits are dropped and counted
     in the warnings; refits that stop above the gradient tolerance are kept, as for the power
