@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,13 @@ def plot_wave_history(
     ax.set(xscale="log", xlabel="compute spent by the sweep, cumulative (FLOPs, C = 6ND)",
            ylabel="loss at the target (nats/token)",
            title=f"target C = {target:.3g}: calibrated 95% interval by wave")  # fmt: skip
-    if state.get("stop"):
-        ax.text(0.01, 0.01, f"stopped: {state['stop']}"[:110], transform=ax.transAxes, fontsize=6)
+    ax.margins(y=0.18)  # room below the bars for the stop reason
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom, top + 0.22 * (top - bottom))  # and above them for labels and the legend
+    if ax.get_legend() is not None:
+        ax.legend(fontsize=7, loc="upper right")
+    if state.get("stop"):  # whole, wrapped (cut at 110 characters it lost its last words)
+        ax.text(0.01, 0.01, textwrap.fill(f"stopped: {state['stop']}", 105), fontsize=6,
+                transform=ax.transAxes, va="bottom",
+                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8})  # fmt: skip
     return ax
