@@ -8,6 +8,7 @@ per FLOP), train it, refit. It stops, and says which, when
 - the calibrated 95% interval at the target is within +-tolerance, calibrated on at least
   `MIN_FOLDS` (2) back-test folds (one held-out rung cannot check the calibration rule), or
 - the allowance is spent (every finished run of the sweep counts, the seed grid included), or
+  the time allowance (`--max-seconds`: the runs' measured training seconds, summed) is, or
 - no proposal helps (nothing affordable narrows the interval by 1% of its variance), or
 - `--max-waves` waves have run.
 The loop's state is `results/<sweep>/waves/loop.json` (written atomically after each step): the
@@ -33,7 +34,8 @@ from sweeps import records
 from sweeps.errors import UserError
 from sweeps.next import positive_number
 
-__all__ = ["LOOP_FILE", "MIN_FOLDS", "WAVE_KEYS", "main", "run_loop", "spent_flops", "stop_reason"]
+__all__ = ["LOOP_FILE", "MIN_FOLDS", "WAVE_KEYS", "main", "run_loop", "spent_flops",
+           "spent_seconds", "stop_reason"]
 
 PY = sys.executable
 LOOP_FILE = "loop.json"
@@ -59,6 +61,16 @@ def _run(cmd: list[str]) -> int:
 
 def spent_flops(sweep_dir: Path) -> float:
     """FLOPs of the sweep's trained runs (records ok or diverged; skipped runs trained nothing)."""
+    return _spent(sweep_dir, "flops")
+
+
+def spent_seconds(sweep_dir: Path) -> float:
+    """Training seconds of the sweep's trained runs, summed (run-seconds, as GPU-hours are: each
+    record's measured `time_s`, whatever ran beside it)."""
+    return _spent(sweep_dir, "time_s")
+
+
+def _spent(sweep_dir: Path, key: str) -> float:
     total = 0.0
     for d in records.iter_run_dirs(sweep_dir):
         if records.run_state(d) != "done":
@@ -67,8 +79,8 @@ def spent_flops(sweep_dir: Path) -> float:
             rec = records.read_record(d)
         except records.RecordError:
             continue
-        if rec.get("status") in ("ok", "diverged") and rec.get("flops"):
-            total += float(rec["flops"])
+        if rec.get("status") in ("ok", "diverged") and rec.get(key):
+            total += float(rec[key])
     return total
 
 
@@ -107,8 +119,10 @@ def run_loop(
     extra: list[str],
     arch: str | None = None,
     max_runs: int | None = None,
+    max_seconds: float | None = None,
 ) -> tuple[str, Path]:
-    """Run the loop (module docstring); (why it stopped, the sweep folder)."""
+    """Run the loop (module docstring); (why it stopped, the sweep folder). max_seconds: a time
+    allowance too, in run-seconds (`spent_seconds`), each wave trimmed to what is left of it."""
     from sweeps.next import Wave, next_wave, planner, smallest_size, train_command
     from sweeps.sweep.waves import WAVES_DIR, wave_dir
 
@@ -131,7 +145,7 @@ def run_loop(
                         "rerun with the same target, or use another sweep_name")  # fmt: skip
     state = state or {"target_flops": target, "history": [], "launched": None,
                       "finished": True, "stop": None}  # fmt: skip
-    state |= {"allowance": allowance, "tolerance": tolerance}
+    state |= {"allowance": allowance, "tolerance": tolerance, "max_seconds": max_seconds}
 
     def save() -> None:
         records.write_json_atomic(state_path, state)
@@ -148,6 +162,8 @@ def run_loop(
             save()
         spent = spent_flops(sweep_dir)
         left = allowance - spent
+        spent_s = spent_seconds(sweep_dir)
+        left_s = math.inf if max_seconds is None else max_seconds - spent_s
         n_waves = int(state["launched"] or 0)
         wave_allow = max(left * WAVE_FRACTION, 0.0)
 
@@ -160,7 +176,7 @@ def run_loop(
                     raise
                 return {"runs": [], "stop": e.problem, "target": None}
 
-        go_on = left > 0 and n_waves < max_waves
+        go_on = left > 0 and left_s > 0 and n_waves < max_waves
         prop = ask(wave_allow) if go_on else None
         if prop is not None and not prop["runs"] and wave_allow < left:  # half buys nothing: all
             prop = ask(left)
@@ -168,7 +184,8 @@ def run_loop(
             t = ask(max(allowance, 1.0) * 1e6)["target"]
         else:
             t = prop["target"]
-        point = {"wave": n_waves, "spent": spent, "loss": t["loss"], "interval": t["interval"],
+        point = {"wave": n_waves, "spent": spent, "seconds": spent_s, "loss": t["loss"],
+                 "interval": t["interval"],
                  "half_width": t["half_width"], "law": t["law"], "backtested": t["backtested"],
                  "time": time.time()}  # fmt: skip
         hist = state["history"]
@@ -178,15 +195,20 @@ def run_loop(
             hist[-1] = point
         stop = stop_reason(t, prop, spent=spent, allowance=allowance, tolerance=tolerance,
                            n_waves=n_waves, max_waves=max_waves)  # fmt: skip
+        if stop is None and left_s <= 0:
+            stop = (f"time allowance: {spent_s:.0f} of {max_seconds:g} run-seconds of training "
+                    "spent (--max-seconds)")  # fmt: skip
         if stop is not None:
             state["stop"] = stop
             save()
             return stop, sweep_dir
         assert prop is not None
         wave = next_wave(sweep_dir, target, float(prop["allowance"]), arch=arch,
-                         extra=wave_extra, proposal=prop, max_runs=max_runs)  # fmt: skip
+                         extra=wave_extra, proposal=prop, max_runs=max_runs,
+                         max_seconds=None if max_seconds is None else left_s)  # fmt: skip
         if not isinstance(wave, Wave):
-            state["stop"] = f"no proposal helps: {wave}"
+            kind = "time allowance" if "--max-seconds" in wave else "no proposal helps"
+            state["stop"] = f"{kind}: {wave}"
             save()
             return state["stop"], sweep_dir
         _say(f"\nwave {wave.k}: {len(wave.runs)} run(s), "
@@ -239,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop when the 95%% interval at the target is within +- this")  # fmt: skip
     p.add_argument("--max-waves", type=int, default=8)
     p.add_argument("--max-runs", type=int, default=None, help="runs per wave, at most")
+    p.add_argument("--max-seconds", type=positive_number, default=None,
+                   help="training run-seconds the loop may spend too, the seed grid included")
     p.add_argument("--arch", default=None)
     p.add_argument("overrides", nargs="*", help="after --: the seed grid's Hydra overrides")
     args = p.parse_args(argv)
@@ -250,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         stop, sweep_dir = run_loop(target=args.target_flops, allowance=args.allowance,
                                    tolerance=args.tolerance, max_waves=args.max_waves,
                                    extra=args.overrides, arch=args.arch,
-                                   max_runs=args.max_runs)  # fmt: skip
+                                   max_runs=args.max_runs,
+                                   max_seconds=args.max_seconds)  # fmt: skip
     except UserError as e:
         print(f"error: {e.line()}", file=sys.stderr)
         return 2
@@ -262,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
           f"calibrated 95% interval [{lo:.4f}, {hi:.4f}] (+-{last['half_width']:.1%}) after "
           f"{last['spent']:.3g} FLOPs in {last['wave']} wave(s)")  # fmt: skip
     for h in state["history"]:
-        print(f"  wave {h['wave']}: {h['spent']:.3g} FLOPs spent, {h['loss']:.4f} "
+        secs = f" ({h['seconds']:.0f} run-seconds)" if h.get("seconds") else ""
+        print(f"  wave {h['wave']}: {h['spent']:.3g} FLOPs spent{secs}, {h['loss']:.4f} "
               f"+-{h['half_width']:.1%}")  # fmt: skip
     return 0
 

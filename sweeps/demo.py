@@ -9,9 +9,9 @@ law's own prediction.
     python -m sweeps.demo --mini          # a miniature, ~5 minutes on 2 cores (the CI test)
     python -m sweeps.demo --fixed-grid    # the earlier design: 3 budgets x 5 sizes and 2 seeds
 
-The loop spends a fixed compute allowance (`ALLOWANCE`: what the fixed grid spent, so the same
-~6 minutes of training on 2 cores) and stops early once the calibrated 95% interval at the
-target is within +-10%.
+The loop spends at most the fixed grid's compute (`ALLOWANCE`, FLOPs) and its training time (the
+fixed grid's run-seconds as the trainer estimates them on this machine, `--max-seconds`), and
+stops early once the calibrated 95% interval at the target is within +-10%.
 
 Each step is an ordinary command of the project, run as a subprocess and echoed, so a user can
 rerun any step alone; every step skips the runs already done, so an interrupted demo resumes.
@@ -132,9 +132,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.fixed_grid:
             _fixed_grid(preset, arch, name, common)
             continue
+        # the mini (the CI test, on cores shared with the rest of the suite, whose measured
+        # seconds depend on what runs beside it) keeps the FLOP allowance alone
+        timed = [] if args.mini else ["--max-seconds", f"{_grid_seconds(preset, arch, common):.0f}"]
         _run([PY, "-m", "sweeps.adaptive", "--target-flops", f"{target:g}",
-              "--allowance", f"{ALLOWANCE[preset]:g}", "--tolerance", f"{TOLERANCE:g}",
-              "--max-waves", str(MAX_WAVES[preset]), "--",
+              "--allowance", f"{ALLOWANCE[preset]:g}", *timed,
+              "--tolerance", f"{TOLERANCE:g}", "--max-waves", str(MAX_WAVES[preset]), "--",
               f"sweep={SEED_GRID[preset]}", f"model={arch}", f"sweep_name={name}", *common,
               "launcher=joblib"])  # fmt: skip
     t_sweep = time.time() - t0
@@ -183,6 +186,20 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(str(d / "report" / "report.md") for d in sweep_dirs)
     )
     return 0
+
+
+def _grid_seconds(preset: str, arch: str, common: list[str]) -> float:
+    """The fixed grid's training time on this machine, in run-seconds (its runs and the two seed
+    repeats, as the trainer's planner estimates them): the loop's time allowance, so that it
+    keeps the fixed grid's wall time as well as its FLOPs (6ND alone let one small model's long
+    run take 462 of a wave's 491 s)."""
+    from sweeps.sweep.plan import plan_sweep
+
+    runs, _ = plan_sweep([f"sweep={preset}", f"model={arch}", "sweep_name=demo_time_estimate",
+                          *common])  # fmt: skip
+    ok = [r for r in runs if not r.problem]
+    repeat = min(ok, key=lambda r: (r.flops, r.n_params)).est_s  # the cheapest point, 2 seeds
+    return sum(r.est_s for r in ok) + 2 * repeat
 
 
 def _fixed_grid(preset: str, arch: str, name: str, common: list[str]) -> None:

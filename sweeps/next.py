@@ -150,9 +150,10 @@ def next_wave(
     """Propose, write and size the next wave of `sweep_dir`; the wave, or why nothing is proposed
     (the proposal's stop). UserError for a bad input, before anything is written. `proposal`: the
     planner's answer for these arguments, where the caller already has it. `max_seconds`: a
-    wall-time allowance as well, against the trainer's own estimate on this machine (6ND prices
-    a small model's long run like a large model's short one; on 2 CPU cores the first took 462 s
-    and the second 65 s at the same C): the last-ranked item gives up its longest run first."""
+    time allowance as well, in run-seconds (each run's training time summed, as GPU-hours are;
+    the trainer's own estimate on this machine). 6ND prices a small model's long run like a large
+    model's short one (on 2 CPU cores the first took 462 s, the second 65 s at the same C): the
+    last-ranked item gives up its longest run first."""
     from sweeps.sweep.plan import plan_sweep, summary
     from sweeps.sweep.waves import (
         base_settings,
@@ -193,7 +194,7 @@ def next_wave(
                        str(p.problem)) for i, p in enumerate(planned)
                    if p.state == "done" or (p.problem and p.state == "new")}  # fmt: skip
         cost = sum(p.flops for p in planned if p.state != "done" and not p.problem)
-        wall = summary(planned, info)["wall_s_remaining"]
+        run_s = sum(p.est_s for p in planned if p.state != "done" and not p.problem)
         if why_not:  # skipped by the trainer, or rounded onto a run the sweep has: not worth a slot
             dropped += [f"N={rows[i]['n_params']:.3g} at C={rows[i]['flops']:.3g}: {w}"
                         for i, w in why_not.items()]  # fmt: skip
@@ -202,12 +203,12 @@ def next_wave(
             dropped.append(f"N={rows[-1]['n_params']:.3g} at C={rows[-1]['flops']:.3g}: the sized "
                            f"wave costs {cost:.3g} FLOPs, over the allowance")  # fmt: skip
             rows = rows[:-1]
-        elif max_seconds is not None and wall > max_seconds:
+        elif max_seconds is not None and run_s > max_seconds:
             last = [i for i, r in enumerate(rows) if r.get("item") == rows[-1].get("item")]
             i = max(last, key=lambda j: planned[j].est_s)
             dropped.append(f"N={rows[i]['n_params']:.3g} at C={rows[i]['flops']:.3g}: the sized "
-                           f"wave takes ~{wall:.0f} s here, over --max-seconds {max_seconds:g} "
-                           f"(this run ~{planned[i].est_s:.0f} s)")  # fmt: skip
+                           f"wave trains ~{run_s:.0f} run-seconds here, over --max-seconds "
+                           f"{max_seconds:g} (this run ~{planned[i].est_s:.0f} s)")  # fmt: skip
             rows = rows[:i] + rows[i + 1 :]
         else:
             break
@@ -267,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FLOPs the wave may spend")  # fmt: skip
     p.add_argument("--max-runs", type=int, default=None)
     p.add_argument("--max-seconds", type=positive_number, default=None,
-                   help="keep the wave's estimated wall time on this machine under this too")
+                   help="keep the wave's training run-seconds (estimated here) under this")
     p.add_argument("--arch", default=None)
     p.add_argument("--launch", action="store_true", help="run the wave now")
     p.add_argument("--json", action="store_true", help="print the proposal as one JSON document")

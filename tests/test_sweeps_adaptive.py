@@ -103,3 +103,19 @@ def test_a_loop_killed_between_and_during_waves_ends_with_the_same_runs_trained_
     hist = json.loads((sweep / "waves" / "loop.json").read_text())["history"]
     assert [h["wave"] for h in hist] == [0, 1, 2]
     assert [h["spent"] for h in hist] == sorted(h["spent"] for h in hist)
+
+
+def test_a_time_allowance_spent_by_the_seed_grid_stops_the_loop_before_any_wave(
+    tmp_path, data_cache
+) -> None:
+    """--max-seconds counts the runs' measured training seconds (the seed grid's included): spent,
+    the loop stops and says so, and launches no wave."""
+    res = _loop(tmp_path, _tiny(tmp_path / "results", data_cache), "--max-seconds", "1")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "stopped: time allowance" in res.stdout, res.stdout
+    sweep = tmp_path / "results" / "adaptive"
+    runs = _finished(sweep)
+    assert len(runs) == 9 and all(r["config"].get("wave") is None for r in runs.values())
+    state = json.loads((sweep / "waves" / "loop.json").read_text())
+    assert state["stop"].startswith("time allowance") and state["launched"] is None
+    assert state["max_seconds"] == 1 and state["history"][-1]["seconds"] > 1

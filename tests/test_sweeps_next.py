@@ -159,23 +159,23 @@ def test_a_wave_the_sizing_puts_over_the_allowance_is_cut_to_nothing_rather_than
     assert not (sweep / "waves" / "wave_1").exists()
 
 
-def test_max_seconds_trims_the_wave_to_its_estimated_wall_time_longest_run_first(
+def test_max_seconds_trims_the_wave_to_its_estimated_training_time_longest_run_first(
     tmp_path, tiny_cfg, hand_record, capsys
 ) -> None:
     """6ND prices a small model's long run like a large model's short one; --max-seconds keeps the
-    trainer's own wall-time estimate under an allowance too, dropping the last-ranked item's
-    longest run first."""
+    wave's training time (run-seconds, the trainer's own estimate) under an allowance too, the
+    last-ranked item giving up its longest run first."""
     sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(0.25, 0.5, 1, 2, 4))
     args = [str(sweep), "--target-flops", "1e13", "--allowance", "2e12", "--json"]
     rc, out, err = _next(capsys, *args)
     assert rc == 0, err
     free = json.loads(out)
     assert free["wave"] is not None and len(free["runs"]) >= 3
-    limit = free["est_wall_s"] * 0.6
+    limit = sum(r["est_s"] for r in free["runs"]) * 0.6
     rc, out, err = _next(capsys, *args, "--max-seconds", f"{limit:.6g}")
     assert rc == 0, err
     cut = json.loads(out)
-    assert cut["wave"] is not None and cut["est_wall_s"] <= limit
+    assert cut["wave"] is not None and sum(r["est_s"] for r in cut["runs"]) <= limit
     said = [d for d in cut["dropped"] if "--max-seconds" in d]
     assert said and len(cut["runs"]) < len(free["runs"])
     # the runs given up are the longest of their item: none kept there takes longer
