@@ -10,6 +10,28 @@ from analysis.laws.bootstrap import bootstrap_kaplan_joint, bootstrap_power_law
 from analysis.laws.kaplan import fit_kaplan_joint, fit_power_law
 
 
+def _lbfgs_refits(fit, n, d, loss, w) -> list:
+    """L-BFGS-B alone on each row of weights `w`, from `fit`'s optimum: the reference the batched
+    refits are checked against (the weighted Huber objective, delta 1e-3, analytic gradient)."""
+    from scipy.optimize import minimize
+
+    from analysis.laws.kaplan import _joint_jacobian, joint_residuals
+    from analysis.laws.objective import LBFGS_OPTIONS, huber
+
+    ln, ld, ll = np.log(n), np.log(d), np.log(loss)
+    x0 = [fit.params[k] for k in ("log_N_c", "log_D_c", "alpha_N", "alpha_D")]
+    out = []
+    for wi in w:
+
+        def value_grad(x, wi=wi):
+            r = joint_residuals(x, ln, ld, ll)
+            g = (wi * np.clip(r, -1e-3, 1e-3)) @ _joint_jacobian(x, ln, ld)
+            return float(np.sum(wi * huber(r, 1e-3))), g
+
+        out.append(minimize(value_grad, x0, jac=True, method="L-BFGS-B", options=LBFGS_OPTIONS))
+    return out
+
+
 def test_power_law_bootstrap_covers_the_truth():
     x = np.geomspace(1e4, 1e7, 12)
     hits = 0
@@ -41,27 +63,14 @@ def test_kaplan_joint_refits_do_not_stall_on_real_runs():
     the optimum L-BFGS-B finds from the same start, or another local minimum of this non-convex
     objective within 1% of it. A Gauss-Newton matrix of only the points inside the threshold
     stalled 16 of these 40 refits 5-50% above it."""
-    from scipy.optimize import minimize
-
     from analysis.laws.batched_kaplan import refit_kaplan_joint
     from analysis.laws.bootstrap import resample_weights
-    from analysis.laws.kaplan import _joint_jacobian, joint_residuals
-    from analysis.laws.objective import LBFGS_OPTIONS, huber
 
     n, d, loss = (np.array(v, float) for v in (DEMO_N, DEMO_D, DEMO_L))
     fit = fit_kaplan_joint(n, d, loss)
     w = resample_weights(n.size, 40, np.random.default_rng(0))
     xs, objs, _ = refit_kaplan_joint(fit, n, d, loss, w)
-    ln, ld, ll = np.log(n), np.log(d), np.log(loss)
-    x0 = [fit.params[k] for k in ("log_N_c", "log_D_c", "alpha_N", "alpha_D")]
-    for i in range(len(w)):
-
-        def value_grad(x, wi=w[i]):
-            r = joint_residuals(x, ln, ld, ll)
-            g = (wi * np.clip(r, -1e-3, 1e-3)) @ _joint_jacobian(x, ln, ld)
-            return float(np.sum(wi * huber(r, 1e-3))), g
-
-        ref = minimize(value_grad, x0, jac=True, method="L-BFGS-B", options=LBFGS_OPTIONS)
+    for i, ref in enumerate(_lbfgs_refits(fit, n, d, loss, w)):
         assert objs[i] <= ref.fun * (1 + 1e-2), i
 
 
@@ -73,12 +82,9 @@ def test_kaplan_joint_refits_reach_the_weighted_optimum_and_intervals_cover():
     resamples, alpha_N 46/50 and alpha_D 44/50 (92%, 88%; multinomial weights 48/50, 46/50).
     One start per refit (n_starts=0) is enough here: from the optimum every refit reaches
     L-BFGS-B's minimum (checked first); the real runs' test below needs the grid starts."""
-    from scipy.optimize import minimize
-
     from analysis.laws.batched_kaplan import refit_kaplan_joint
     from analysis.laws.bootstrap import resample_weights
-    from analysis.laws.kaplan import _joint_jacobian, joint_residuals, kaplan_joint_loss
-    from analysis.laws.objective import LBFGS_OPTIONS, huber
+    from analysis.laws.kaplan import kaplan_joint_loss
 
     n, d = (v.ravel() for v in np.meshgrid(np.geomspace(1e4, 1e6, 5), np.geomspace(1e6, 1e9, 4)))
     truth = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
@@ -88,17 +94,7 @@ def test_kaplan_joint_refits_reach_the_weighted_optimum_and_intervals_cover():
     w = resample_weights(n.size, 8, rng)
     xs, objs, conv = refit_kaplan_joint(fit, n, d, loss, w)
     assert conv.all()
-    ln, ld, ll = np.log(n), np.log(d), np.log(loss)
-    for i in range(len(w)):
-
-        def value_grad(x, wi=w[i]):
-            r = joint_residuals(x, ln, ld, ll)
-            g = (wi * np.clip(r, -1e-3, 1e-3)) @ _joint_jacobian(x, ln, ld)
-            return float(np.sum(wi * huber(r, 1e-3))), g
-
-        ref = minimize(value_grad, xs[0] * 0 + [fit.params[k] for k in
-                       ("log_N_c", "log_D_c", "alpha_N", "alpha_D")],
-                       jac=True, method="L-BFGS-B", options=LBFGS_OPTIONS)  # fmt: skip
+    for i, ref in enumerate(_lbfgs_refits(fit, n, d, loss, w)):
         assert objs[i] <= ref.fun * (1 + 1e-9)
         assert xs[i][2:] == pytest.approx(ref.x[2:], abs=1e-2)
     hits = {"alpha_N": 0, "alpha_D": 0}
@@ -242,12 +238,9 @@ def test_kaplan_joint_batched_refits_match_lbfgs_per_resample():
     """Each batched refit (Levenberg-Marquardt with semismooth Newton steps, all resamples at
     once) ends at the weighted Huber optimum that L-BFGS-B reaches from the same start, alone, or
     below it (L-BFGS-B can stop on a kink of the Huber terms)."""
-    from scipy.optimize import minimize
-
     from analysis.laws.batched_kaplan import refit_kaplan_joint
     from analysis.laws.bootstrap import resample_weights
-    from analysis.laws.kaplan import _joint_jacobian, joint_residuals, kaplan_joint_loss
-    from analysis.laws.objective import LBFGS_OPTIONS, huber
+    from analysis.laws.kaplan import kaplan_joint_loss
 
     n, d = (v.ravel() for v in np.meshgrid(np.geomspace(1e4, 1e6, 6), np.geomspace(1e6, 1e9, 5)))
     truth = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
@@ -257,16 +250,7 @@ def test_kaplan_joint_batched_refits_match_lbfgs_per_resample():
     w = resample_weights(n.size, 12, rng)
     xs, objs, conv = refit_kaplan_joint(fit, n, d, loss, w, n_starts=0)
     assert conv.all()
-    ln, ld, ll = np.log(n), np.log(d), np.log(loss)
-    x0 = [fit.params[k] for k in ("log_N_c", "log_D_c", "alpha_N", "alpha_D")]
-    for i in range(len(w)):
-
-        def value_grad(x, wi=w[i]):
-            r = joint_residuals(x, ln, ld, ll)
-            g = (wi * np.clip(r, -1e-3, 1e-3)) @ _joint_jacobian(x, ln, ld)
-            return float(np.sum(wi * huber(r, 1e-3))), g
-
-        ref = minimize(value_grad, x0, jac=True, method="L-BFGS-B", options=LBFGS_OPTIONS)
+    for i, ref in enumerate(_lbfgs_refits(fit, n, d, loss, w)):
         assert objs[i] <= ref.fun * (1 + 1e-9), i
         if objs[i] >= ref.fun * (1 - 1e-6):
             assert xs[i] == pytest.approx(ref.x, rel=1e-3), i
