@@ -8,7 +8,10 @@ per FLOP), train it, refit. It stops, and says which, when
 - the calibrated 95% interval at the target is within +-tolerance, calibrated on at least
   `MIN_FOLDS` (2) back-test folds (one held-out rung cannot check the calibration rule), or
 - the allowance is spent (every finished run of the sweep counts, the seed grid included), or
-  the time allowance (`--max-seconds`: the runs' measured training seconds, summed) is, or
+  a time allowance is: `--max-seconds`, the runs' measured training seconds summed (as
+  GPU-hours are), or `--max-wall-seconds`, the loop's own clock time (seed grid, waves and the
+  refits between them; a wave is trimmed to its estimated wall time on the launcher's processes,
+  leaving time for one more refit), or
 - no proposal helps (nothing affordable narrows the interval by 1% of its variance), or
 - `--max-waves` waves have run.
 The loop's state is `results/<sweep>/waves/loop.json` (written atomically after each step): the
@@ -98,16 +101,17 @@ def _read_state(path: Path) -> dict[str, Any]:
                         "move it aside to restart the loop's history") from e  # fmt: skip
 
 
-def _seed_grid(extra: list[str]) -> tuple[Path, list[Any], list[str]]:
-    """(the sweep folder, the seed grid's planned runs, its training command); trains nothing."""
+def _seed_grid(extra: list[str]) -> tuple[Path, list[Any], dict[str, Any], list[str]]:
+    """(the sweep folder, the seed grid's planned runs, the planner's info, its training
+    command); trains nothing."""
     from sweeps.sweep.expand import expand_sweep
     from sweeps.sweep.plan import plan_sweep
 
     overrides = extra if any(o.startswith("sweep=") for o in extra) else ["sweep=adaptive", *extra]
-    runs, _ = plan_sweep(overrides)
+    runs, info = plan_sweep(overrides)
     m = expand_sweep(overrides).master
     sweep_dir = Path(str(m.results_dir)) / str(m.sweep_name)
-    return sweep_dir, runs, [PY, "-m", "sweeps.train", "-m", *overrides]
+    return sweep_dir, runs, info, [PY, "-m", "sweeps.train", "-m", *overrides]
 
 
 def run_loop(
@@ -120,13 +124,17 @@ def run_loop(
     arch: str | None = None,
     max_runs: int | None = None,
     max_seconds: float | None = None,
+    max_wall_s: float | None = None,
 ) -> tuple[str, Path]:
     """Run the loop (module docstring); (why it stopped, the sweep folder). max_seconds: a time
-    allowance too, in run-seconds (`spent_seconds`), each wave trimmed to what is left of it."""
+    allowance too, in run-seconds (`spent_seconds`), each wave trimmed to what is left of it;
+    max_wall_s: one in the loop's clock seconds (kept in loop.json across reruns; a kill loses
+    the clock since the last save, at most one wave)."""
     from sweeps.next import Wave, next_wave, planner, smallest_size, train_command
+    from sweeps.sweep.plan import summary
     from sweeps.sweep.waves import WAVES_DIR, wave_dir
 
-    sweep_dir, runs, grid_cmd = _seed_grid(extra)
+    sweep_dir, runs, info, grid_cmd = _seed_grid(extra)
     grid_flops = sum(r.flops for r in runs if not r.problem)
     largest = max((r.flops for r in runs if not r.problem), default=0.0)
     if not target > largest:
@@ -137,6 +145,11 @@ def run_loop(
             "--allowance", f"{allowance:.3g} FLOPs is below the seed grid's {grid_flops:.3g}",
             "raise it, or give a smaller seed grid after --",
         )
+    grid_wall = summary(runs, info)["wall_s_remaining"]
+    if max_wall_s is not None and grid_wall > max_wall_s:
+        raise UserError("--max-wall-seconds", f"{max_wall_s:g} s is below the seed grid's "
+                        f"estimated {grid_wall:.0f} s here", "raise it, or give a smaller seed "
+                        "grid after --")  # fmt: skip
     state_path = sweep_dir / WAVES_DIR / LOOP_FILE
     state = _read_state(state_path)
     if state and (state.get("target_flops") != target):
@@ -145,15 +158,22 @@ def run_loop(
                         "rerun with the same target, or use another sweep_name")  # fmt: skip
     state = state or {"target_flops": target, "history": [], "launched": None,
                       "finished": True, "stop": None}  # fmt: skip
-    state |= {"allowance": allowance, "tolerance": tolerance, "max_seconds": max_seconds}
+    state |= {"allowance": allowance, "tolerance": tolerance, "max_seconds": max_seconds,
+              "max_wall_seconds": max_wall_s}  # fmt: skip
+    t_start, wall_before = time.monotonic(), float(state.get("wall_s", 0.0))
+
+    def wall() -> float:  # the loop's clock seconds, this run and those before a kill
+        return wall_before + time.monotonic() - t_start
 
     def save() -> None:
+        state["wall_s"] = wall()
         records.write_json_atomic(state_path, state)
 
     if any(r.state != "done" for r in runs) and _run(grid_cmd) != 0:  # a rerun skips a done grid
         raise UserError("seed grid", "its sweep failed (see above)", "fix it and rerun")
     wave_extra = _wave_extra(extra)
     while True:
+        t_step = time.monotonic()
         if state["launched"] is not None and not state["finished"]:  # killed mid-wave: go on
             k = int(state["launched"])
             if _run(train_command(wave_dir(sweep_dir, k), wave_extra)) != 0:
@@ -176,7 +196,8 @@ def run_loop(
                     raise
                 return {"runs": [], "stop": e.problem, "target": None}
 
-        go_on = left > 0 and left_s > 0 and n_waves < max_waves
+        left_wall = math.inf if max_wall_s is None else max_wall_s - wall()
+        go_on = left > 0 and left_s > 0 and left_wall > 0 and n_waves < max_waves
         prop = ask(wave_allow) if go_on else None
         if prop is not None and not prop["runs"] and wave_allow < left:  # half buys nothing: all
             prop = ask(left)
@@ -184,7 +205,8 @@ def run_loop(
             t = ask(max(allowance, 1.0) * 1e6)["target"]
         else:
             t = prop["target"]
-        point = {"wave": n_waves, "spent": spent, "seconds": spent_s, "loss": t["loss"],
+        point = {"wave": n_waves, "spent": spent, "seconds": spent_s, "wall_s": wall(),
+                 "loss": t["loss"],
                  "interval": t["interval"],
                  "half_width": t["half_width"], "law": t["law"], "backtested": t["backtested"],
                  "time": time.time()}  # fmt: skip
@@ -198,16 +220,24 @@ def run_loop(
         if stop is None and left_s <= 0:
             stop = (f"time allowance: {spent_s:.0f} of {max_seconds:g} run-seconds of training "
                     "spent (--max-seconds)")  # fmt: skip
+        if stop is None and left_wall <= 0:
+            stop = (f"wall-time allowance: {wall():.0f} of {max_wall_s:g} s spent "
+                    "(--max-wall-seconds)")  # fmt: skip
         if stop is not None:
             state["stop"] = stop
             save()
             return stop, sweep_dir
         assert prop is not None
+        # the refit after the wave takes about as long as this step's planning did
+        step_s = time.monotonic() - t_step
+        wall_left = None if max_wall_s is None else max_wall_s - wall() - step_s
         wave = next_wave(sweep_dir, target, float(prop["allowance"]), arch=arch,
                          extra=wave_extra, proposal=prop, max_runs=max_runs,
-                         max_seconds=None if max_seconds is None else left_s)  # fmt: skip
+                         max_seconds=None if max_seconds is None else left_s,
+                         max_wall_s=wall_left)  # fmt: skip
         if not isinstance(wave, Wave):
-            kind = "time allowance" if "--max-seconds" in wave else "no proposal helps"
+            kind = ("wall-time allowance" if "--max-wall-seconds" in wave else
+                    "time allowance" if "--max-seconds" in wave else "no proposal helps")
             state["stop"] = f"{kind}: {wave}"
             save()
             return state["stop"], sweep_dir
@@ -215,6 +245,8 @@ def run_loop(
              f"{sum(r['flops'] for r in wave.runs):.3g} FLOPs; the target's 95% interval now "
              f"+-{t['half_width']:.1%}, expected after it "
              f"+-{prop['expected']['half_width']:.1%}")  # fmt: skip
+        for d in wave.dropped:
+            _say(f"  dropped: {d}")
         state |= {"launched": wave.k, "finished": False, "stop": None}
         save()
         if _run(wave.command) != 0:
@@ -263,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-runs", type=int, default=None, help="runs per wave, at most")
     p.add_argument("--max-seconds", type=positive_number, default=None,
                    help="training run-seconds the loop may spend too, the seed grid included")
+    p.add_argument("--max-wall-seconds", type=positive_number, default=None,
+                   help="clock seconds the loop may take, the seed grid and refits included")
     p.add_argument("--arch", default=None)
     p.add_argument("overrides", nargs="*", help="after --: the seed grid's Hydra overrides")
     args = p.parse_args(argv)
@@ -275,7 +309,8 @@ def main(argv: list[str] | None = None) -> int:
                                    tolerance=args.tolerance, max_waves=args.max_waves,
                                    extra=args.overrides, arch=args.arch,
                                    max_runs=args.max_runs,
-                                   max_seconds=args.max_seconds)  # fmt: skip
+                                   max_seconds=args.max_seconds,
+                                   max_wall_s=args.max_wall_seconds)  # fmt: skip
     except UserError as e:
         print(f"error: {e.line()}", file=sys.stderr)
         return 2
@@ -287,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
           f"calibrated 95% interval [{lo:.4f}, {hi:.4f}] (+-{last['half_width']:.1%}) after "
           f"{last['spent']:.3g} FLOPs in {last['wave']} wave(s)")  # fmt: skip
     for h in state["history"]:
-        secs = f" ({h['seconds']:.0f} run-seconds)" if h.get("seconds") else ""
+        secs = (f" ({h['seconds']:.0f} run-seconds, {h['wall_s']:.0f} s of wall time)"
+                if h.get("seconds") and h.get("wall_s") else "")  # fmt: skip
         print(f"  wave {h['wave']}: {h['spent']:.3g} FLOPs spent{secs}, {h['loss']:.4f} "
               f"+-{h['half_width']:.1%}")  # fmt: skip
     return 0

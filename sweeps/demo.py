@@ -9,9 +9,10 @@ law's own prediction.
     python -m sweeps.demo --mini          # a miniature, ~5 minutes on 2 cores (the CI test)
     python -m sweeps.demo --fixed-grid    # the earlier design: 3 budgets x 5 sizes and 2 seeds
 
-The loop spends at most the fixed grid's compute (`ALLOWANCE`, FLOPs) and its training time (the
-fixed grid's run-seconds as the trainer estimates them on this machine, `--max-seconds`), and
-stops early once the calibrated 95% interval at the target is within +-10%.
+The loop spends at most the fixed grid's compute (`ALLOWANCE`, FLOPs) and its wall time (the
+fixed grid's, as the trainer's planner estimates it on this machine with the demo's processes,
+`--max-wall-seconds`; the loop's refits count against it), and stops early once the calibrated
+95% interval at the target is within +-10%.
 
 Each step is an ordinary command of the project, run as a subprocess and echoed, so a user can
 rerun any step alone; every step skips the runs already done, so an interrupted demo resumes.
@@ -134,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         # the mini (the CI test, on cores shared with the rest of the suite, whose measured
         # seconds depend on what runs beside it) keeps the FLOP allowance alone
-        timed = [] if args.mini else ["--max-seconds", f"{_grid_seconds(preset, arch, common):.0f}"]
+        timed = [] if args.mini else ["--max-wall-seconds",
+                                      f"{_grid_wall_seconds(preset, arch, common):.0f}"]
         _run([PY, "-m", "sweeps.adaptive", "--target-flops", f"{target:g}",
               "--allowance", f"{ALLOWANCE[preset]:g}", *timed,
               "--tolerance", f"{TOLERANCE:g}", "--max-waves", str(MAX_WAVES[preset]), "--",
@@ -188,18 +190,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _grid_seconds(preset: str, arch: str, common: list[str]) -> float:
-    """The fixed grid's training time on this machine, in run-seconds (its runs and the two seed
-    repeats, as the trainer's planner estimates them): the loop's time allowance, so that it
-    keeps the fixed grid's wall time as well as its FLOPs (6ND alone let one small model's long
-    run take 462 of a wave's 491 s)."""
-    from sweeps.sweep.plan import plan_sweep
+def _grid_wall_seconds(preset: str, arch: str, common: list[str]) -> float:
+    """The fixed grid's wall time on this machine (its sweep, then the two seed repeats, each
+    scheduled on the demo's processes as the trainer's planner estimates them): the loop's time
+    allowance, so that it keeps the fixed grid's wall time as well as its FLOPs (6ND alone let
+    one small model's long run take 462 of a wave's 491 s)."""
+    from sweeps.sweep.plan import plan_sweep, summary
 
-    runs, _ = plan_sweep([f"sweep={preset}", f"model={arch}", "sweep_name=demo_time_estimate",
-                          *common])  # fmt: skip
+    runs, info = plan_sweep([f"sweep={preset}", f"model={arch}",
+                             "sweep_name=demo_time_estimate", *common])  # fmt: skip
     ok = [r for r in runs if not r.problem]
-    repeat = min(ok, key=lambda r: (r.flops, r.n_params)).est_s  # the cheapest point, 2 seeds
-    return sum(r.est_s for r in ok) + 2 * repeat
+    repeat = min(ok, key=lambda r: (r.flops, r.n_params))  # the cheapest point, 2 seeds
+    return float(summary(ok, info)["wall_s_all"] + summary([repeat, repeat], info)["wall_s_all"])
 
 
 def _fixed_grid(preset: str, arch: str, name: str, common: list[str]) -> None:

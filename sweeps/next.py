@@ -146,6 +146,7 @@ def next_wave(
     extra: list[str] | None = None,
     proposal: dict[str, Any] | None = None,
     max_seconds: float | None = None,
+    max_wall_s: float | None = None,
 ) -> Wave | str:
     """Propose, write and size the next wave of `sweep_dir`; the wave, or why nothing is proposed
     (the proposal's stop). UserError for a bad input, before anything is written. `proposal`: the
@@ -153,7 +154,9 @@ def next_wave(
     time allowance as well, in run-seconds (each run's training time summed, as GPU-hours are;
     the trainer's own estimate on this machine). 6ND prices a small model's long run like a large
     model's short one (on 2 CPU cores the first took 462 s, the second 65 s at the same C): the
-    last-ranked item gives up its longest run first."""
+    last-ranked item gives up its longest run first. `max_wall_s`: a wall-time allowance, the
+    same way, against the wave's estimated wall time with the launcher's processes (runs go, in
+    order, to the first free one: `sweeps.sweep.timemodel.schedule_wall_s`)."""
     from sweeps.sweep.plan import plan_sweep, summary
     from sweeps.sweep.waves import (
         base_settings,
@@ -195,6 +198,13 @@ def next_wave(
                    if p.state == "done" or (p.problem and p.state == "new")}  # fmt: skip
         cost = sum(p.flops for p in planned if p.state != "done" and not p.problem)
         run_s = sum(p.est_s for p in planned if p.state != "done" and not p.problem)
+        wall_s = summary(planned, info)["wall_s_remaining"]
+        over = None  # over a time allowance: what the wave would take
+        if max_seconds is not None and run_s > max_seconds:
+            over = f"trains ~{run_s:.0f} run-seconds here, over --max-seconds {max_seconds:g}"
+        elif max_wall_s is not None and wall_s > max_wall_s:
+            over = (f"takes ~{wall_s:.0f} s of wall time here, over the {max_wall_s:.0f} s left "
+                    "(--max-wall-seconds)")  # fmt: skip
         if why_not:  # skipped by the trainer, or rounded onto a run the sweep has: not worth a slot
             dropped += [f"N={rows[i]['n_params']:.3g} at C={rows[i]['flops']:.3g}: {w}"
                         for i, w in why_not.items()]  # fmt: skip
@@ -203,12 +213,11 @@ def next_wave(
             dropped.append(f"N={rows[-1]['n_params']:.3g} at C={rows[-1]['flops']:.3g}: the sized "
                            f"wave costs {cost:.3g} FLOPs, over the allowance")  # fmt: skip
             rows = rows[:-1]
-        elif max_seconds is not None and run_s > max_seconds:
+        elif over is not None:
             last = [i for i, r in enumerate(rows) if r.get("item") == rows[-1].get("item")]
             i = max(last, key=lambda j: planned[j].est_s)
             dropped.append(f"N={rows[i]['n_params']:.3g} at C={rows[i]['flops']:.3g}: the sized "
-                           f"wave trains ~{run_s:.0f} run-seconds here, over --max-seconds "
-                           f"{max_seconds:g} (this run ~{planned[i].est_s:.0f} s)")  # fmt: skip
+                           f"wave {over} (this run ~{planned[i].est_s:.0f} s)")  # fmt: skip
             rows = rows[:i] + rows[i + 1 :]
         else:
             break
@@ -269,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-runs", type=int, default=None)
     p.add_argument("--max-seconds", type=positive_number, default=None,
                    help="keep the wave's training run-seconds (estimated here) under this")
+    p.add_argument("--max-wall-seconds", type=positive_number, default=None,
+                   help="keep the wave's wall time (estimated here, with the launcher's "
+                        "processes) under this")  # fmt: skip
     p.add_argument("--arch", default=None)
     p.add_argument("--launch", action="store_true", help="run the wave now")
     p.add_argument("--json", action="store_true", help="print the proposal as one JSON document")
@@ -282,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UserError("--max-runs", f"must be >= 1, got {args.max_runs}", "--max-runs 10")
         wave = next_wave(args.results, args.target_flops, args.allowance, max_runs=args.max_runs,
                          arch=args.arch, extra=args.overrides,
-                         max_seconds=args.max_seconds)  # fmt: skip
+                         max_seconds=args.max_seconds,
+                         max_wall_s=args.max_wall_seconds)  # fmt: skip
     except UserError as e:
         print(f"error: {e.line()}", file=sys.stderr)
         return 2

@@ -52,6 +52,8 @@ def test_bad_inputs_are_refused_before_anything_is_trained(tmp_path, data_cache)
     assert low.stderr.strip().splitlines()[-1].startswith("error: --allowance"), low.stderr
     near = adaptive("--target-flops", "1e9", "--allowance", "1e11")
     assert near.returncode == 2 and "error: --target-flops" in near.stderr
+    short = adaptive("--target-flops", "1e11", "--allowance", "1e11", "--max-wall-seconds", "1e-3")
+    assert short.returncode == 2 and "error: --max-wall-seconds" in short.stderr, short.stderr
     assert not _finished(tmp_path / "results" / "adaptive")
 
 
@@ -119,3 +121,14 @@ def test_a_time_allowance_spent_by_the_seed_grid_stops_the_loop_before_any_wave(
     state = json.loads((sweep / "waves" / "loop.json").read_text())
     assert state["stop"].startswith("time allowance") and state["launched"] is None
     assert state["max_seconds"] == 1 and state["history"][-1]["seconds"] > 1
+    # a clock allowance counts the loop's own seconds, kept across reruns in loop.json: this
+    # rerun trains nothing, and what the first run took already spends it
+    wall = run_module("sweeps.adaptive", ["--target-flops", "1e11", "--allowance", "3e10",
+                                          "--max-wall-seconds", "1e-3", "--",
+                                          *_tiny(tmp_path / "results", data_cache)],
+                      cwd=tmp_path, env=child_env(), timeout=300)  # fmt: skip
+    assert wall.returncode == 0, wall.stderr[-3000:]
+    assert "stopped: wall-time allowance" in wall.stdout, wall.stdout
+    assert _finished(sweep).keys() == runs.keys()
+    state = json.loads((sweep / "waves" / "loop.json").read_text())
+    assert state["wall_s"] > 1 and state["max_wall_seconds"] == 1e-3

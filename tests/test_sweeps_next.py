@@ -186,3 +186,23 @@ def test_max_seconds_trims_the_wave_to_its_estimated_training_time_longest_run_f
     gone = [r["est_s"] for r in item if (r["n_params"], r["flops"]) not in kept]
     stay = [r["est_s"] for r in item if (r["n_params"], r["flops"]) in kept]
     assert gone and (not stay or max(stay) <= min(gone))
+
+
+def test_max_wall_seconds_trims_the_wave_to_its_estimated_wall_time_on_the_launchers_processes(
+    tmp_path, tiny_cfg, hand_record, capsys
+) -> None:
+    """--max-wall-seconds keeps the wave's wall time (its runs scheduled on the launcher's
+    processes, as the trainer's planner estimates them) under what is left of a clock allowance."""
+    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(0.25, 0.5, 1, 2, 4))
+    args = [str(sweep), "--target-flops", "1e13", "--allowance", "2e12", "--json"]
+    rc, out, err = _next(capsys, *args)
+    assert rc == 0, err
+    free = json.loads(out)
+    assert free["wave"] is not None and len(free["runs"]) >= 3
+    limit = free["est_wall_s"] * 0.6
+    rc, out, err = _next(capsys, *args, "--max-wall-seconds", f"{limit:.6g}")
+    assert rc == 0, err
+    cut = json.loads(out)
+    assert cut["wave"] is not None and 0 < cut["est_wall_s"] <= limit
+    assert len(cut["runs"]) < len(free["runs"])
+    assert any("--max-wall-seconds" in d for d in cut["dropped"])
