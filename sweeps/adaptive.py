@@ -12,7 +12,8 @@ per FLOP), train it, refit. It stops, and says which, when
   GPU-hours are), or `--max-wall-seconds`, the loop's own clock time (seed grid, waves and the
   refits between them; a wave is trimmed to its estimated wall time on the launcher's processes,
   leaving time for one more refit), or
-- no proposal helps (nothing affordable narrows the interval by 1% of its variance), or
+- no proposal helps (nothing affordable narrows the interval by 0.3% of its variance,
+  analysis/planning/select.py MIN_GAIN), or
 - `--max-waves` waves have run.
 The loop's state is `results/<sweep>/waves/loop.json` (written atomically after each step): the
 history of the target's interval against cumulative compute, wave by wave (the report draws it),

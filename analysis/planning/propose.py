@@ -21,7 +21,7 @@ from ..errors import AnalysisError
 from ..prediction.forms import law_optimal
 from ..prediction.recommend import Prediction, canonical, planned_flops, recommend
 from .candidates import candidate_items
-from .select import Choice, Item, choose, gains
+from .select import MIN_GAIN, Choice, Item, choose, gains
 from .value import sigma2, target_state
 
 __all__ = ["LEVEL", "Proposal", "half_width", "propose"]
@@ -139,8 +139,8 @@ def propose(
             stop = (f"the allowance ({allowance:.3g} FLOPs) buys no proposed run: the cheapest "
                     f"costs {cheapest:.3g} FLOPs; raise --allowance")  # fmt: skip
         else:
-            stop = ("no proposed run narrows the target's interval by 1% of its variance or more "
-                    f"(now {sigma2(state):.3g} in log^2)")  # fmt: skip
+            stop = (f"no proposed run narrows the target's interval by {MIN_GAIN:.1%} of its "
+                    f"variance or more (now {sigma2(state):.3g} in log^2)")  # fmt: skip
     warns: list[str] = list(notes) + list(rec.warnings)  # what the law's fit says of itself
     if not rec.calibration.n_points:
         warns.append(
