@@ -174,13 +174,13 @@ def run_loop(
         raise UserError("seed grid", "its sweep failed (see above)", "fix it and rerun")
     wave_extra = _wave_extra(extra)
     while True:
-        t_step = time.monotonic()
         if state["launched"] is not None and not state["finished"]:  # killed mid-wave: go on
             k = int(state["launched"])
             if _run(train_command(wave_dir(sweep_dir, k), wave_extra)) != 0:
                 raise UserError(f"wave {k}", "its sweep failed (see above)", "fix it and rerun")
             state["finished"] = True
             save()
+        t_step = time.monotonic()  # this step's refit and planning start here
         spent = spent_flops(sweep_dir)
         left = allowance - spent
         spent_s = spent_seconds(sweep_dir)
