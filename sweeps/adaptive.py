@@ -48,6 +48,9 @@ WAVE_FRACTION = 0.5  # a wave spends at most this share of what is left (so late
 # one held-out rung near the runs and the rule that turns it into an interval cannot be checked
 # on the table's own folds (analysis/prediction/calibration.py's nested check needs two)
 MIN_FOLDS = 2
+# where nothing proposed fits the time left, the planner is asked again this many times, each
+# with a third of the FLOPs (a cheaper item may fit where a slice of long runs does not)
+TIME_RETRIES = 2
 # overrides after `--` that also apply to the waves (how to run, not what): the rest (the seed
 # grid's preset and its values) are the seed grid's alone
 WAVE_KEYS = ("launcher", "hydra.launcher", "tracker", "threads", "device", "progress",
@@ -231,11 +234,20 @@ def run_loop(
         assert prop is not None
         # the refit after the wave takes about as long as this step's planning did
         step_s = time.monotonic() - t_step
-        wall_left = None if max_wall_s is None else max_wall_s - wall() - step_s
-        wave = next_wave(sweep_dir, target, float(prop["allowance"]), arch=arch,
-                         extra=wave_extra, proposal=prop, max_runs=max_runs,
-                         max_seconds=None if max_seconds is None else left_s,
-                         max_wall_s=wall_left)  # fmt: skip
+        for retry in range(TIME_RETRIES + 1):
+            wall_left = None if max_wall_s is None else max_wall_s - wall() - step_s
+            wave = next_wave(sweep_dir, target, float(prop["allowance"]), arch=arch,
+                             extra=wave_extra, proposal=prop, max_runs=max_runs,
+                             max_seconds=None if max_seconds is None else left_s,
+                             max_wall_s=wall_left)  # fmt: skip
+            timed_out = isinstance(wave, str) and "-seconds" in wave
+            if not timed_out or retry == TIME_RETRIES:
+                break
+            # nothing proposed fits the time left: ask for what a third of the FLOPs buys
+            smaller = ask(float(prop["allowance"]) / 3)
+            if not smaller["runs"]:
+                break
+            prop = smaller
         if not isinstance(wave, Wave):
             kind = ("wall-time allowance" if "--max-wall-seconds" in wave else
                     "time allowance" if "--max-seconds" in wave else "no proposal helps")

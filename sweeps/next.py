@@ -36,6 +36,9 @@ __all__ = ["Wave", "main", "next_wave", "planner", "positive_number", "smallest_
            "train_command"]
 
 PY = sys.executable
+# sizes a new IsoFLOP slice keeps, at least, when a wave is trimmed: a parabola in log N needs 3
+# (analysis/planning/candidates.py `budget_slices` counts a slice from 3 sizes)
+MIN_SLICE_SIZES = 3
 
 @dataclass
 class Wave:
@@ -136,6 +139,22 @@ def _sizable(rows: list[dict[str, Any]], settings: dict[str, Any], recs: list[di
     return out
 
 
+def _drop(rows: list[dict[str, Any]], i: int, why: str, dropped: list[str]) -> list[dict[str, Any]]:
+    """The rows without row i, saying why in `dropped`; without its whole item where row i is
+    one size of a new IsoFLOP slice (an "extend" item) that would keep fewer than
+    `MIN_SLICE_SIZES`: such a slice has no minimum, and the analysis would propose it whole again
+    (tests/test_sweeps_next.py)."""
+    item = [j for j, r in enumerate(rows) if r.get("item") == rows[i].get("item")]
+    if rows[i].get("kind") == "extend" and 1 < len(item) <= MIN_SLICE_SIZES:
+        sizes = ", ".join(f"{rows[j]['n_params']:.3g}" for j in item)
+        dropped.append(f"the slice at C={rows[i]['flops']:.3g} (N={sizes}): {why}, and fewer "
+                       f"than {MIN_SLICE_SIZES} of its sizes would be left to find its "
+                       "minimum")  # fmt: skip
+        return [r for j, r in enumerate(rows) if j not in item]
+    dropped.append(f"N={rows[i]['n_params']:.3g} at C={rows[i]['flops']:.3g}: {why}")
+    return rows[:i] + rows[i + 1 :]
+
+
 def next_wave(
     sweep_dir: str | Path,
     target: float,
@@ -210,15 +229,13 @@ def next_wave(
                         for i, w in why_not.items()]  # fmt: skip
             rows = [r for i, r in enumerate(rows) if i not in why_not]
         elif cost > allowance * 1.0001:  # shapes round N: drop the last-ranked run
-            dropped.append(f"N={rows[-1]['n_params']:.3g} at C={rows[-1]['flops']:.3g}: the sized "
-                           f"wave costs {cost:.3g} FLOPs, over the allowance")  # fmt: skip
-            rows = rows[:-1]
+            rows = _drop(rows, len(rows) - 1, f"the sized wave costs {cost:.3g} FLOPs, over the "
+                         "allowance", dropped)  # fmt: skip
         elif over is not None:
             last = [i for i, r in enumerate(rows) if r.get("item") == rows[-1].get("item")]
             i = max(last, key=lambda j: planned[j].est_s)
-            dropped.append(f"N={rows[i]['n_params']:.3g} at C={rows[i]['flops']:.3g}: the sized "
-                           f"wave {over} (this run ~{planned[i].est_s:.0f} s)")  # fmt: skip
-            rows = rows[:i] + rows[i + 1 :]
+            rows = _drop(rows, i, f"the sized wave {over} (this run ~{planned[i].est_s:.0f} s)",
+                         dropped)  # fmt: skip
         else:
             break
         if not rows:

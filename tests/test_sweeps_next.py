@@ -206,3 +206,31 @@ def test_max_wall_seconds_trims_the_wave_to_its_estimated_wall_time_on_the_launc
     assert cut["wave"] is not None and 0 < cut["est_wall_s"] <= limit
     assert len(cut["runs"]) < len(free["runs"])
     assert any("--max-wall-seconds" in d for d in cut["dropped"])
+
+
+def test_a_slice_trimmed_for_time_below_three_sizes_is_dropped_whole_not_left_without_a_minimum(
+    tmp_path, tiny_cfg, hand_record, capsys
+) -> None:
+    """Trimming a new slice to two sizes leaves a budget with no minimum, which the analysis
+    would propose whole again: the slice goes whole, saying why (the fresh-clone demo trained
+    two of five sizes at 9.5e11 before this)."""
+    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(0.25, 0.5, 1, 2, 4))
+    args = [str(sweep), "--target-flops", "1e13", "--allowance", "2e12", "--json"]
+    rc, out, err = _next(capsys, *args)
+    assert rc == 0, err
+    free = json.loads(out)
+    last = free["runs"][-1]["item"]
+    item = sorted(r["est_s"] for r in free["runs"] if r["item"] == last)
+    assert free["runs"][-1]["kind"] == "extend" and len(item) >= 4
+    others = sum(r["est_s"] for r in free["runs"] if r["item"] != last)
+    limit = others + item[0] + item[1] + 0.5 * item[2]  # two of its sizes fit, three do not
+    rc, out, err = _next(capsys, *args, "--max-seconds", f"{limit:.6g}")
+    assert rc == 0, err
+    cut = json.loads(out)
+    said = "the slice at C="
+    if others > 0:
+        assert cut["wave"] is not None
+        assert all(r["item"] != last for r in cut["runs"])
+        assert any(d.startswith(said) for d in cut["dropped"]), cut["dropped"]
+    else:  # the slice was the whole wave: nothing is proposed, and the reason says why
+        assert cut["wave"] is None and said in cut["stop"]
