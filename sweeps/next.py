@@ -36,9 +36,10 @@ __all__ = ["Wave", "main", "next_wave", "planner", "positive_number", "smallest_
            "train_command"]
 
 PY = sys.executable
-# sizes a new IsoFLOP slice keeps, at least, when a wave is trimmed: a parabola in log N needs 3
-# (analysis/planning/candidates.py `budget_slices` counts a slice from 3 sizes)
-MIN_SLICE_SIZES = 3
+# sizes a new IsoFLOP slice keeps, at least, when a wave is trimmed: the analysis repairs a
+# sweep's slice of 2 or more sizes toward 5 in later waves (analysis/planning/candidates.py), but
+# a budget with one size has no slice, and would be proposed whole again
+MIN_SLICE_SIZES = 2
 
 @dataclass
 class Wave:
@@ -142,14 +143,14 @@ def _sizable(rows: list[dict[str, Any]], settings: dict[str, Any], recs: list[di
 def _drop(rows: list[dict[str, Any]], i: int, why: str, dropped: list[str]) -> list[dict[str, Any]]:
     """The rows without row i, saying why in `dropped`; without its whole item where row i is
     one size of a new IsoFLOP slice (an "extend" item) that would keep fewer than
-    `MIN_SLICE_SIZES`: such a slice has no minimum, and the analysis would propose it whole again
+    `MIN_SLICE_SIZES`: the analysis would propose that slice whole again
     (tests/test_sweeps_next.py)."""
     item = [j for j, r in enumerate(rows) if r.get("item") == rows[i].get("item")]
     if rows[i].get("kind") == "extend" and 1 < len(item) <= MIN_SLICE_SIZES:
         sizes = ", ".join(f"{rows[j]['n_params']:.3g}" for j in item)
         dropped.append(f"the slice at C={rows[i]['flops']:.3g} (N={sizes}): {why}, and fewer "
-                       f"than {MIN_SLICE_SIZES} of its sizes would be left to find its "
-                       "minimum")  # fmt: skip
+                       f"than {MIN_SLICE_SIZES} of its sizes would be left to repair later "
+                       "waves from")  # fmt: skip
         return [r for j, r in enumerate(rows) if j not in item]
     dropped.append(f"N={rows[i]['n_params']:.3g} at C={rows[i]['flops']:.3g}: {why}")
     return rows[:i] + rows[i + 1 :]

@@ -102,6 +102,19 @@ def test_an_accelerating_frontier_gets_a_larger_budget() -> None:
     assert ext and min(r["flops"] for r in ext) > 3e14 * 1.4
 
 
+def test_a_sweeps_slice_cut_to_two_sizes_is_repaired_not_proposed_whole_again() -> None:
+    """A time allowance can cut a new slice to two sizes (sweeps/next.py): the next proposal
+    repairs that budget run by run and extends beyond it, instead of the whole slice again."""
+    table = _isoflop(budgets=(1e13, 3e13, 1e14, 3e14, 1e15))
+    top = table[table["flops_budget"] == 1e15].sort_values("n_params")
+    table = table.drop(top.index[[0, 1, 4]])  # two middle sizes left at 1e15
+    p = propose(table, 1e17, 1e17)
+    at_top = [r for r in p.rows() if r["flops"] == pytest.approx(1e15, rel=0.02)]
+    assert at_top and all(r["kind"] == "repair" for r in at_top), p.rows()
+    ext = [r for r in p.rows() if r["kind"] == "extend"]
+    assert all(r["flops"] > 1.5e15 for r in ext)
+
+
 def test_extension_budgets_climb_the_sweeps_own_ladder_and_stop_below_the_target() -> None:
     assert extend_budgets([1e13, 1e14], 1e17) == pytest.approx([1e15, 1e16])
     assert extend_budgets([1e13, 3e13], 2e14) == pytest.approx([9e13])

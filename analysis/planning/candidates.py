@@ -33,9 +33,9 @@ MIN_SLICE = 5  # runs a budget's minimum needs (a parabola in log N through 3, c
 MAX_SPAN = 64.0  # an extension slice spans at most this factor in N
 
 
-def budget_slices(data: pd.DataFrame) -> dict[float, pd.DataFrame]:
+def budget_slices(data: pd.DataFrame, min_sizes: int = 3) -> dict[float, pd.DataFrame]:
     """The IsoFLOP slices of a table: runs grouped by their budget (`flops_budget` where given,
-    else C within 1%), each with 3 or more sizes; {} for other designs."""
+    else C within 1%), each with `min_sizes` or more sizes; {} for other designs."""
     if "flops_budget" in data.columns and np.isfinite(data["flops_budget"].astype(float)).any():
         key = data["flops_budget"].astype(float).to_numpy()
     else:
@@ -43,7 +43,7 @@ def budget_slices(data: pd.DataFrame) -> dict[float, pd.DataFrame]:
     out = {}
     for c in np.unique(key[np.isfinite(key)]):
         s = data[key == c]
-        if np.unique(rungs(s["n_params"])).size >= 3:
+        if np.unique(rungs(s["n_params"])).size >= min_sizes:
             out[float(c)] = s.sort_values("n_params")
     return out
 
@@ -166,7 +166,11 @@ def candidate_items(
     the largest budget's repairs), and what cannot be repaired. min_n: the smallest model size
     the sweep can build (no size below it is proposed)."""
     assert rec.fit is not None and rec.thetas is not None
-    slices = budget_slices(data)
+    # a sweep's own budgets (`flops_budget`, from its configs) count from 2 sizes: a slice a time
+    # allowance cut to two is repaired toward MIN_SLICE, not proposed whole again
+    planned = "flops_budget" in data.columns and bool(
+        np.isfinite(data["flops_budget"].astype(float)).any())  # fmt: skip
+    slices = budget_slices(data, min_sizes=2 if planned else 3)
     items: list[Item] = []
     notes: list[str] = []
     if not noise_measured:
