@@ -31,6 +31,7 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from sweeps.errors import UserError
 from sweeps.next import positive_number
 
 __all__ = ["LOOP_FILE", "MIN_FOLDS", "WAVE_KEYS", "main", "run_loop", "spent_flops",
-           "spent_seconds", "stop_reason"]
+           "spent_seconds", "stop_reason", "wave_within_time"]
 
 PY = sys.executable
 LOOP_FILE = "loop.json"
@@ -234,20 +235,15 @@ def run_loop(
         assert prop is not None
         # the refit after the wave takes about as long as this step's planning did
         step_s = time.monotonic() - t_step
-        for retry in range(TIME_RETRIES + 1):
+
+        def make(p: dict[str, Any], step_s: float = step_s, left_s: float = left_s) -> Wave | str:
             wall_left = None if max_wall_s is None else max_wall_s - wall() - step_s
-            wave = next_wave(sweep_dir, target, float(prop["allowance"]), arch=arch,
-                             extra=wave_extra, proposal=prop, max_runs=max_runs,
+            return next_wave(sweep_dir, target, float(p["allowance"]), arch=arch,
+                             extra=wave_extra, proposal=p, max_runs=max_runs,
                              max_seconds=None if max_seconds is None else left_s,
                              max_wall_s=wall_left)  # fmt: skip
-            timed_out = isinstance(wave, str) and "-seconds" in wave
-            if not timed_out or retry == TIME_RETRIES:
-                break
-            # nothing proposed fits the time left: ask for what a third of the FLOPs buys
-            smaller = ask(float(prop["allowance"]) / 3)
-            if not smaller["runs"]:
-                break
-            prop = smaller
+
+        wave, prop = wave_within_time(make, ask, prop)
         if not isinstance(wave, Wave):
             kind = ("wall-time allowance" if "--max-wall-seconds" in wave else
                     "time allowance" if "--max-seconds" in wave else "no proposal helps")
@@ -266,6 +262,27 @@ def run_loop(
             raise UserError(f"wave {wave.k}", "its sweep failed (see above)", "fix it and rerun")
         state["finished"] = True
         save()
+
+
+def wave_within_time(
+    make: Callable[[dict[str, Any]], Any],
+    ask: Callable[[float], dict[str, Any]],
+    prop: dict[str, Any],
+    retries: int = TIME_RETRIES,
+) -> tuple[Any, dict[str, Any]]:
+    """(the wave `make` builds from a proposal, the proposal): where nothing proposed fits the
+    time left (`make` answers why, naming --max-seconds or --max-wall-seconds), the planner is
+    asked (`ask`) for what a third of the FLOPs buys, `retries` times at most, while it proposes
+    anything."""
+    for retry in range(retries + 1):
+        wave = make(prop)
+        if not (isinstance(wave, str) and "-seconds" in wave) or retry == retries:
+            break
+        smaller = ask(float(prop["allowance"]) / 3)
+        if not smaller["runs"]:
+            break
+        prop = smaller
+    return wave, prop
 
 
 def stop_reason(

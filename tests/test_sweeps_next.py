@@ -233,3 +233,33 @@ def test_a_slice_trimmed_for_time_to_one_size_is_dropped_whole_not_left_as_a_lon
         assert any(d.startswith(said) for d in cut["dropped"]), cut["dropped"]
     else:  # the slice was the whole wave: nothing is proposed, and the reason says why
         assert cut["wave"] is None and said in cut["stop"]
+
+
+def test_where_nothing_fits_the_time_left_the_loop_asks_for_a_third_of_the_flops() -> None:
+    """sweeps.adaptive.wave_within_time: a wave refused for time is asked for again with a third
+    of the FLOPs, twice at most, and stops asking when the planner proposes nothing."""
+    from sweeps.adaptive import TIME_RETRIES, wave_within_time
+
+    asked: list[float] = []
+
+    def ask(allow: float) -> dict:
+        asked.append(allow)
+        return {"allowance": allow, "runs": [1]}
+
+    def make(fits_below: float):
+        refused = "no proposed run is worth training: ... (--max-wall-seconds)"
+        return lambda p: "wave" if p["allowance"] < fits_below else refused
+
+    wave, prop = wave_within_time(make(5.0), ask, {"allowance": 9.0, "runs": [1]})
+    assert wave == "wave" and prop["allowance"] == 3.0 and asked == [3.0]
+    asked.clear()
+    wave, prop = wave_within_time(make(0.0), ask, {"allowance": 9.0, "runs": [1]})
+    assert isinstance(wave, str) and asked == [3.0, 1.0] and TIME_RETRIES == 2
+    asked.clear()
+    wave, _ = wave_within_time(make(0.0), lambda a: asked.append(a) or {"runs": []},
+                               {"allowance": 9.0, "runs": [1]})  # fmt: skip
+    assert isinstance(wave, str) and asked == [3.0]  # the planner had nothing smaller
+    # refused for another reason than time: no retry
+    asked.clear()
+    wave, _ = wave_within_time(lambda p: "no proposal helps", ask, {"allowance": 9.0, "runs": [1]})
+    assert wave == "no proposal helps" and asked == []
