@@ -135,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
             continue
         # the mini (the CI test, on cores shared with the rest of the suite, whose measured
         # seconds depend on what runs beside it) keeps the FLOP allowance alone
-        timed = [] if args.mini else ["--max-wall-seconds",
-                                      f"{_grid_wall_seconds(preset, arch, common):.0f}"]
+        wall = None if args.mini else _wall_allowance(sweep_dirs[-1], preset, arch, common)
+        timed = [] if wall is None else ["--max-wall-seconds", f"{wall:.0f}"]
         _run([PY, "-m", "sweeps.adaptive", "--target-flops", f"{target:g}",
               "--allowance", f"{ALLOWANCE[preset]:g}", *timed,
               "--tolerance", f"{TOLERANCE:g}", "--max-waves", str(MAX_WAVES[preset]), "--",
@@ -188,6 +188,21 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(str(d / "report" / "report.md") for d in sweep_dirs)
     )
     return 0
+
+
+def _wall_allowance(sweep_dir: Path, preset: str, arch: str, common: list[str]) -> float:
+    """The loop's wall-time allowance, fixed at its first run: read back from its loop.json on a
+    rerun, so that a rerun (or --verify) continues the same loop rather than a longer one. The
+    estimate itself moves once runs exist: the trainer's time model refits itself to this host's
+    records (sweeps/sweep/timemodel.py; 387 s for the demo's fixed grid from the built-in
+    constants on a fresh clone here, 444 s from the records after the demo)."""
+    try:
+        state = json.loads((sweep_dir / "waves" / "loop.json").read_text(encoding="utf-8"))
+        if state.get("max_wall_seconds"):
+            return float(state["max_wall_seconds"])
+    except (OSError, ValueError):
+        pass
+    return _grid_wall_seconds(preset, arch, common)
 
 
 def _grid_wall_seconds(preset: str, arch: str, common: list[str]) -> float:

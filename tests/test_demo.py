@@ -125,3 +125,17 @@ def test_verify_says_whether_the_achieved_loss_fell_inside_the_calibrated_interv
     assert out["calibrated_law"] == "overtrain-vp" and out["predicted"] == 2.40
     saved = json.loads((sweep / "report" / "verify.json").read_text())
     assert saved["inside"] is inside
+
+
+def test_the_loops_wall_allowance_is_fixed_at_its_first_run(tmp_path: Path, monkeypatch) -> None:
+    """The trainer's time model refits itself to the runs it trains, so the fixed grid's estimate
+    moves once the demo has run (387 s -> 444 s here): a rerun (or --verify) reads the allowance
+    back from the loop's state rather than giving the loop more time than its first run had."""
+    import sweeps.demo as demo
+
+    monkeypatch.setattr(demo, "_grid_wall_seconds", lambda *a: 444.0)
+    sweep = tmp_path / "demo"
+    assert demo._wall_allowance(sweep, "demo", "gpt", []) == 444.0  # first run: the estimate
+    (sweep / "waves").mkdir(parents=True)
+    (sweep / "waves" / "loop.json").write_text(json.dumps({"max_wall_seconds": 387.0}))
+    assert demo._wall_allowance(sweep, "demo", "gpt", []) == 387.0
