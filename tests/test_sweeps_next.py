@@ -159,17 +159,23 @@ def test_a_wave_the_sizing_puts_over_the_allowance_is_cut_to_nothing_rather_than
     assert not (sweep / "waves" / "wave_1").exists()
 
 
+def _free_wave(tmp_path, tiny_cfg, hand_record, capsys) -> tuple[list[str], dict]:
+    """A sweep of five sizes at each budget, and its next wave with no time allowance: (the
+    arguments that asked for it, the wave as JSON)."""
+    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(0.25, 0.5, 1, 2, 4))
+    args = [str(sweep), "--target-flops", "1e13", "--allowance", "2e12", "--json"]
+    rc, out, err = _next(capsys, *args)
+    assert rc == 0, err
+    return args, json.loads(out)
+
+
 def test_max_seconds_trims_the_wave_to_its_estimated_training_time_longest_run_first(
     tmp_path, tiny_cfg, hand_record, capsys
 ) -> None:
     """6ND prices a small model's long run like a large model's short one; --max-seconds keeps the
     wave's training time (run-seconds, the trainer's own estimate) under an allowance too, the
     last-ranked item giving up its longest run first."""
-    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(0.25, 0.5, 1, 2, 4))
-    args = [str(sweep), "--target-flops", "1e13", "--allowance", "2e12", "--json"]
-    rc, out, err = _next(capsys, *args)
-    assert rc == 0, err
-    free = json.loads(out)
+    args, free = _free_wave(tmp_path, tiny_cfg, hand_record, capsys)
     assert free["wave"] is not None and len(free["runs"]) >= 3
     limit = sum(r["est_s"] for r in free["runs"]) * 0.6
     rc, out, err = _next(capsys, *args, "--max-seconds", f"{limit:.6g}")
@@ -193,11 +199,7 @@ def test_max_wall_seconds_trims_the_wave_to_its_estimated_wall_time_on_the_launc
 ) -> None:
     """--max-wall-seconds keeps the wave's wall time (its runs scheduled on the launcher's
     processes, as the trainer's planner estimates them) under what is left of a clock allowance."""
-    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(0.25, 0.5, 1, 2, 4))
-    args = [str(sweep), "--target-flops", "1e13", "--allowance", "2e12", "--json"]
-    rc, out, err = _next(capsys, *args)
-    assert rc == 0, err
-    free = json.loads(out)
+    args, free = _free_wave(tmp_path, tiny_cfg, hand_record, capsys)
     assert free["wave"] is not None and len(free["runs"]) >= 3
     limit = free["est_wall_s"] * 0.6
     rc, out, err = _next(capsys, *args, "--max-wall-seconds", f"{limit:.6g}")
@@ -213,11 +215,7 @@ def test_a_slice_trimmed_for_time_to_one_size_is_dropped_whole_not_left_as_a_lon
 ) -> None:
     """A budget with one size is no slice to repair, and the analysis would propose the whole
     slice there again: trimming keeps two sizes or drops the slice whole, saying why."""
-    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(0.25, 0.5, 1, 2, 4))
-    args = [str(sweep), "--target-flops", "1e13", "--allowance", "2e12", "--json"]
-    rc, out, err = _next(capsys, *args)
-    assert rc == 0, err
-    free = json.loads(out)
+    args, free = _free_wave(tmp_path, tiny_cfg, hand_record, capsys)
     last = free["runs"][-1]["item"]
     item = sorted(r["est_s"] for r in free["runs"] if r["item"] == last)
     assert free["runs"][-1]["kind"] == "extend" and len(item) >= 4
