@@ -138,13 +138,9 @@ def cli(tmp_path: Path):
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`slow`-marked tests first, the rest after them in their own order: with pytest-xdist the
-    long ones start early and the short ones fill the workers' gaps at the end (longest first
-    shortens a parallel run's tail). `gpu`-marked tests run only where CUDA is
-    (benchmarks/device_check.sh runs them there)."""
+    """`gpu`-marked tests run only where CUDA is (benchmarks/device_check.sh runs them there)."""
     import torch
 
-    items.sort(key=lambda item: "slow" not in item.keywords)  # stable: file order kept within
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
