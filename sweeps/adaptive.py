@@ -135,7 +135,15 @@ def run_loop(
     allowance too, in run-seconds (`spent_seconds`), each wave trimmed to what is left of it;
     max_wall_s: one in the loop's clock seconds (kept in loop.json across reruns; a kill loses
     the clock since the last save, at most one wave)."""
-    from sweeps.next import Wave, next_wave, planner, smallest_size, train_command
+    from sweeps.next import (
+        Wave,
+        next_wave,
+        planner,
+        seconds_model,
+        smallest_size,
+        train_command,
+        wave_workers,
+    )
     from sweeps.sweep.plan import summary
     from sweeps.sweep.waves import WAVES_DIR, wave_dir
 
@@ -177,6 +185,7 @@ def run_loop(
     if any(r.state != "done" for r in runs) and _run(grid_cmd) != 0:  # a rerun skips a done grid
         raise UserError("seed grid", "its sweep failed (see above)", "fix it and rerun")
     wave_extra = _wave_extra(extra)
+    workers = wave_workers(wave_extra) if max_wall_s is not None else 1
     while True:
         if state["launched"] is not None and not state["finished"]:  # killed mid-wave: go on
             k = int(state["launched"])
@@ -192,22 +201,37 @@ def run_loop(
         n_waves = int(state["launched"] or 0)
         wave_allow = max(left * WAVE_FRACTION, 0.0)
 
-        def ask(allow: float, min_n: float = smallest_size(sweep_dir, arch)) -> dict[str, Any]:
+        left_wall = math.inf if max_wall_s is None else max_wall_s - wall()
+        # where time binds, the planner prices runs in the seconds that bind (the wall clock on
+        # the launcher's workers, or run-seconds on one), keeping back what this step's refit
+        # has taken so far for the refit after the wave
+        timed = (left_wall if max_wall_s is not None else
+                 left_s if max_seconds is not None else None)  # fmt: skip
+        secs = None
+        if timed is not None and timed > 0:
+            secs = seconds_model(sweep_dir, arch, workers if max_wall_s is not None else 1)
+            secs["startup_s"] = secs["startup_s"] if max_wall_s is not None else 0.0
+
+        def ask(allow: float, min_n: float = smallest_size(sweep_dir, arch), in_time: bool = True,
+                secs: dict[str, Any] | None = secs, timed: float | None = timed,
+                t_step: float = t_step) -> dict[str, Any]:  # fmt: skip
+            time_left = None
+            if in_time and secs is not None and timed is not None:
+                time_left = max(timed - (time.monotonic() - t_step), 1.0)
             try:
                 return planner(sweep_dir, target, allow, max_runs=max_runs, arch=arch,
-                               min_params=min_n)  # fmt: skip
+                               min_params=min_n, seconds=secs, max_wall_s=time_left)  # fmt: skip
             except UserError as e:  # an allowance that buys nothing is a stop, not a mistake
-                if e.field != "--allowance":
+                if e.field not in ("--allowance", "--max-wall-seconds"):
                     raise
                 return {"runs": [], "stop": e.problem, "target": None}
 
-        left_wall = math.inf if max_wall_s is None else max_wall_s - wall()
         go_on = left > 0 and left_s > 0 and left_wall > 0 and n_waves < max_waves
         prop = ask(wave_allow) if go_on else None
         if prop is not None and not prop["runs"] and wave_allow < left:  # half buys nothing: all
             prop = ask(left)
         if prop is None or prop["target"] is None:  # the target's interval, whatever is left
-            t = ask(max(allowance, 1.0) * 1e6)["target"]
+            t = ask(max(allowance, 1.0) * 1e6, in_time=False)["target"]
         else:
             t = prop["target"]
         point = {"wave": n_waves, "spent": spent, "seconds": spent_s, "wall_s": wall(),
@@ -309,7 +333,9 @@ def stop_reason(
         return f"max waves: {n_waves} wave(s) run (--max-waves {max_waves})"
     if prop is not None and not prop["runs"]:
         reason = str(prop.get("stop") or "")
-        return f"allowance: {reason}" if "allowance" in reason else f"no proposal helps: {reason}"
+        kind = ("wall-time allowance" if "wall-time" in reason else
+                "allowance" if "allowance" in reason else "no proposal helps")  # fmt: skip
+        return f"{kind}: {reason}"
     return None
 
 

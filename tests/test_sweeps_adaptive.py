@@ -107,7 +107,7 @@ def test_a_loop_killed_between_and_during_waves_ends_with_the_same_runs_trained_
     assert [h["spent"] for h in hist] == sorted(h["spent"] for h in hist)
 
 
-def test_a_time_allowance_spent_by_the_seed_grid_stops_the_loop_before_any_wave(
+def test_time_allowances_stop_the_loop_when_spent_and_bound_its_waves_when_not(
     tmp_path, data_cache
 ) -> None:
     """--max-seconds counts the runs' measured training seconds (the seed grid's included): spent,
@@ -132,3 +132,15 @@ def test_a_time_allowance_spent_by_the_seed_grid_stops_the_loop_before_any_wave(
     assert _finished(sweep).keys() == runs.keys()
     state = json.loads((sweep / "waves" / "loop.json").read_text())
     assert state["wall_s"] > 1 and state["max_wall_seconds"] == 1e-3
+    # with time left for a wave, the planner is handed what each run takes here and the wall
+    # time left (the loop's own clock starts again without its state), and its wave fits it
+    (sweep / "waves" / "loop.json").unlink()
+    timed = run_module("sweeps.adaptive", ["--target-flops", "1e11", "--allowance", "3e10",
+                                           "--max-wall-seconds", "300", "--max-waves", "1", "--",
+                                           *_tiny(tmp_path / "results", data_cache)],
+                       cwd=tmp_path, env=child_env(), timeout=300)  # fmt: skip
+    assert timed.returncode == 0, timed.stderr[-3000:]
+    assert "stopped: max waves" in timed.stdout, timed.stdout
+    wave = json.loads((sweep / "waves" / "wave_1" / "wave.json").read_text())
+    assert wave["runs"] and 0 < wave["wall_s"] <= wave["max_wall_s"] < 300
+    assert {r["config"].get("wave") for r in _finished(sweep).values()} == {None, 1}

@@ -169,6 +169,13 @@ def _free_wave(tmp_path, tiny_cfg, hand_record, capsys) -> tuple[list[str], dict
     return args, json.loads(out)
 
 
+def _trimmed(args: list[str], free: dict, **limits: float) -> dict:
+    """The free wave's proposal (ranked per FLOP) written again under a time limit: what
+    sweeps.next does after the planner, where the sized runs take longer than it expected."""
+    wave = next_wave_cli.next_wave(args[0], 1e13, 2e12, proposal=free["proposal"], **limits)
+    return {"wave": None, "stop": wave} if isinstance(wave, str) else wave.to_dict()
+
+
 def test_max_seconds_trims_the_wave_to_its_estimated_training_time_longest_run_first(
     tmp_path, tiny_cfg, hand_record, capsys
 ) -> None:
@@ -178,9 +185,7 @@ def test_max_seconds_trims_the_wave_to_its_estimated_training_time_longest_run_f
     args, free = _free_wave(tmp_path, tiny_cfg, hand_record, capsys)
     assert free["wave"] is not None and len(free["runs"]) >= 3
     limit = sum(r["est_s"] for r in free["runs"]) * 0.6
-    rc, out, err = _next(capsys, *args, "--max-seconds", f"{limit:.6g}")
-    assert rc == 0, err
-    cut = json.loads(out)
+    cut = _trimmed(args, free, max_seconds=limit)
     assert cut["wave"] is not None and sum(r["est_s"] for r in cut["runs"]) <= limit
     said = [d for d in cut["dropped"] if "--max-seconds" in d]
     assert said and len(cut["runs"]) < len(free["runs"])
@@ -202,9 +207,7 @@ def test_max_wall_seconds_trims_the_wave_to_its_estimated_wall_time_on_the_launc
     args, free = _free_wave(tmp_path, tiny_cfg, hand_record, capsys)
     assert free["wave"] is not None and len(free["runs"]) >= 3
     limit = free["est_wall_s"] * 0.6
-    rc, out, err = _next(capsys, *args, "--max-wall-seconds", f"{limit:.6g}")
-    assert rc == 0, err
-    cut = json.loads(out)
+    cut = _trimmed(args, free, max_wall_s=limit)
     assert cut["wave"] is not None and 0 < cut["est_wall_s"] <= limit
     assert len(cut["runs"]) < len(free["runs"])
     assert any("--max-wall-seconds" in d for d in cut["dropped"])
@@ -221,9 +224,7 @@ def test_a_slice_trimmed_for_time_to_one_size_is_dropped_whole_not_left_as_a_lon
     assert free["runs"][-1]["kind"] == "extend" and len(item) >= 4
     others = sum(r["est_s"] for r in free["runs"] if r["item"] != last)
     limit = others + item[0] + 0.5 * item[1]  # one of its sizes fits, two do not
-    rc, out, err = _next(capsys, *args, "--max-seconds", f"{limit:.6g}")
-    assert rc == 0, err
-    cut = json.loads(out)
+    cut = _trimmed(args, free, max_seconds=limit)
     said = "the slice at C="
     if others > 0:
         assert cut["wave"] is not None
@@ -231,6 +232,28 @@ def test_a_slice_trimmed_for_time_to_one_size_is_dropped_whole_not_left_as_a_lon
         assert any(d.startswith(said) for d in cut["dropped"]), cut["dropped"]
     else:  # the slice was the whole wave: nothing is proposed, and the reason says why
         assert cut["wave"] is None and said in cut["stop"]
+
+
+def test_the_planner_is_handed_the_trainers_own_seconds_and_fits_the_wall_time_it_is_given(
+    tmp_path, tiny_cfg, hand_record, capsys
+) -> None:
+    """With a time allowance, sweeps.next hands the planner what each run takes here
+    (`seconds_model`): the trainer's planner's estimates for the sized runs, within 10%; and the
+    planner then proposes a wave that fits the wall time as it is, where the FLOP plan had to be
+    cut afterwards (the test above)."""
+    from analysis.planning.seconds import RunSeconds
+
+    args, free = _free_wave(tmp_path, tiny_cfg, hand_record, capsys)
+    model = next_wave_cli.seconds_model(Path(args[0]), None, workers=1)
+    secs = RunSeconds.from_json(json.dumps(model))
+    for r in free["runs"]:
+        assert secs(r["n_params_sized"], r["n_tokens"]) == pytest.approx(r["est_s"], rel=0.1)
+    limit = free["est_wall_s"] * 0.6
+    rc, out, err = _next(capsys, *args, "--max-wall-seconds", f"{limit:.6g}")
+    assert rc == 0, err
+    timed = json.loads(out)
+    assert timed["wave"] is not None and 0 < timed["est_wall_s"] <= limit
+    assert not any("--max-wall-seconds" in d for d in timed["dropped"]), timed["dropped"]
 
 
 def test_where_nothing_fits_the_time_left_the_loop_asks_for_a_third_of_the_flops() -> None:

@@ -21,6 +21,7 @@ from ..errors import AnalysisError
 from ..prediction.forms import law_optimal
 from ..prediction.recommend import Prediction, canonical, planned_flops, recommend
 from .candidates import candidate_items
+from .seconds import RunSeconds
 from .select import MIN_GAIN, Choice, Item, choose, gains
 from .value import sigma2, target_state
 
@@ -48,6 +49,8 @@ class Proposal:
     stop: str | None = None  # why nothing (more) is proposed
     warnings: tuple[str, ...] = field(default_factory=tuple)
     n_folds: int = 0  # back-test folds behind the interval's extrapolation term
+    max_wall_s: float | None = None  # the wall time the wave had to fit (seconds.py), if any
+    wall_s: float | None = None  # what the chosen runs take on the workers, as estimated
 
     @property
     def items(self) -> tuple[Item, ...]:
@@ -83,6 +86,8 @@ class Proposal:
             "runs": self.rows(),
             "stop": self.stop,
             "warnings": list(self.warnings),
+            "max_wall_s": self.max_wall_s,
+            "wall_s": self.wall_s,
         }  # fmt: skip
 
 
@@ -95,11 +100,15 @@ def propose(
     noise: float | None = None,
     seed: int = 0,
     min_params: float = 0.0,
+    seconds: RunSeconds | None = None,
+    max_wall_s: float | None = None,
 ) -> Proposal:
     """The next wave for `data` (a canonical table of fit points: n_params, n_tokens, loss and,
     where known, flops, flops_budget, seed). noise: the measured relative seed noise, None or NaN
     where no configuration was repeated (then seeds are proposed). min_params: the smallest model
-    the sweep can build (sweeps.next passes its sizing policy's)."""
+    the sweep can build (sweeps.next passes its sizing policy's). seconds, max_wall_s: what a run
+    takes on the trainer's workers (seconds.py) and the wall time the wave may take: the wave
+    then fits both allowances and is ranked by the one that binds (select.py)."""
     if not (math.isfinite(allowance) and allowance > 0):
         raise AnalysisError(f"--allowance {allowance:g}: must be a positive number of FLOPs, "
                             "e.g. --allowance 1e13")  # fmt: skip
@@ -128,16 +137,25 @@ def propose(
     state = target_state(rec, np.array([[opt.n_params, opt.n_tokens]]), noise_sd=noise_sd)
     items, notes = candidate_items(data, rec, target_flops, noise_measured=measured,
                                    min_n=min_params)  # fmt: skip
-    choice = choose(state, items, allowance, max_runs=max_runs)
+    if max_wall_s is not None and not (math.isfinite(max_wall_s) and max_wall_s > 0):
+        raise AnalysisError(f"--max-wall-seconds {max_wall_s:g}: must be a positive number of "
+                            "seconds, e.g. --max-wall-seconds 600")  # fmt: skip
+    wall = math.inf if max_wall_s is None or seconds is None else float(max_wall_s)
+    choice = choose(state, items, allowance, max_runs=max_runs, seconds=seconds, max_wall_s=wall)
     q = rec.calibration.quantile(LEVEL)
     half = q * math.sqrt(choice.final)
     expected = (pred.loss * math.exp(-half), pred.loss * math.exp(half))
     stop = None
     if not choice.items:
         cheapest = min((i.cost for i in items), default=math.nan)
+        quickest = min((seconds.wall(seconds.runs(i.n_params, i.n_tokens)) for i in items),
+                       default=math.nan) if seconds is not None else math.nan  # fmt: skip
         if items and cheapest > allowance:
             stop = (f"the allowance ({allowance:.3g} FLOPs) buys no proposed run: the cheapest "
                     f"costs {cheapest:.3g} FLOPs; raise --allowance")  # fmt: skip
+        elif items and quickest > wall:
+            stop = (f"the wall-time allowance ({wall:.0f} s) fits no proposed run: the quickest "
+                    f"takes ~{quickest:.0f} s here; raise --max-wall-seconds")  # fmt: skip
         else:
             stop = (f"no proposed run narrows the target's interval by {MIN_GAIN:.1%} of its "
                     f"variance or more (now {sigma2(state):.3g} in log^2)")  # fmt: skip
@@ -148,5 +166,10 @@ def propose(
             "cover the law's extrapolation error; the plan assumes k = "
             f"{state.k:g} per unit of log distance (analysis/planning/value.py K_PRIOR)"
         )
+    wall_s = None
+    if seconds is not None:
+        wall_s = seconds.wall([s for i in choice.items
+                               for s in seconds.runs(i.n_params, i.n_tokens)])  # fmt: skip
     return Proposal(pred, bool(rec.calibration.n_points), rec.law, float(allowance), choice,
-                    expected, stop, tuple(warns), rec.calibration.n_folds)  # fmt: skip
+                    expected, stop, tuple(warns), rec.calibration.n_folds,
+                    None if math.isinf(wall) else wall, wall_s)  # fmt: skip

@@ -11,6 +11,12 @@ that is worth more than every cheap one together (a knapsack's trap), so it is a
 of the `N_STARTS` items that help most on their own, and the set with the smallest final sigma^2
 wins: partial enumeration, the standard remedy for budgeted submodular maximisation (Khuller, Moss
 & Naor 1999; Krause & Guestrin 2005).
+
+Where a wall-time allowance binds as well (a loop on a fixed clock, `--max-wall-seconds`), the
+runs' seconds on the trainer's workers (seconds.py) must fit it too, and an item's cost is the
+larger of its shares of the two allowances: per FLOP where FLOPs bind, per second where time
+does. Two resources, one ratio: the usual greedy rule for a knapsack of several constraints
+(Senju & Toyoda 1968's effective gradient, with the larger share in place of their weighted sum).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .seconds import RunSeconds
 from .value import TargetState, sigma2, with_runs
 
 __all__ = ["COST_EXP", "N_STARTS", "MIN_GAIN", "Item", "Choice", "choose", "gains"]
@@ -69,39 +76,78 @@ def _add(state: TargetState, item: Item) -> TargetState:
     return with_runs(state, item.n_params, item.n_tokens)
 
 
-def _greedy(
-    state: TargetState,
-    pool: list[Item],
-    left: float,
-    runs_left: float,
-    chosen: list[Item],
-    after: list[float],
-    floor: float,
-    cost_exp: float,
-) -> float:
-    """Add the best item per FLOP until none affordable helps; returns the allowance left."""
-    current = after[-1]
+@dataclass(frozen=True)
+class _Limits:
+    """What an item may use: the FLOP allowance, the run count and, where `seconds` is given,
+    the wall time of the whole wave on the trainer's workers."""
+
+    allowance: float
+    max_runs: float
+    seconds: RunSeconds | None
+    max_wall_s: float
+
+    def share(self, item: Item) -> float:
+        """The part of the binding allowance an item uses: its FLOPs' share of the FLOP
+        allowance or its run-seconds' share of the workers' wall time, the larger."""
+        share = item.cost / self.allowance
+        if self.seconds is not None and math.isfinite(self.max_wall_s):
+            run_s = sum(self.seconds.runs(item.n_params, item.n_tokens))
+            share = max(share, run_s / (self.max_wall_s * self.seconds.workers))
+        return share
+
+
+@dataclass
+class _Cart:
+    """Items chosen so far and what is left."""
+
+    state: TargetState
+    items: list[Item]
+    after: list[float]  # sigma^2 now, then after each item
+    flops_left: float
+    runs_left: float
+    run_s: list[float]  # the chosen runs' seconds, in order
+
+    def fits(self, item: Item, lim: _Limits) -> bool:
+        if item.cost > self.flops_left or len(item.n_params) > self.runs_left:
+            return False
+        if lim.seconds is None or not math.isfinite(lim.max_wall_s):
+            return True
+        more = lim.seconds.runs(item.n_params, item.n_tokens)
+        return lim.seconds.wall([*self.run_s, *more]) <= lim.max_wall_s
+
+    def add(self, item: Item, new: TargetState, s: float, lim: _Limits) -> None:
+        self.state = new
+        self.items.append(item)
+        self.after.append(s)
+        self.flops_left -= item.cost
+        self.runs_left -= len(item.n_params)
+        if lim.seconds is not None:
+            self.run_s += lim.seconds.runs(item.n_params, item.n_tokens)
+
+    def copy(self) -> _Cart:
+        return _Cart(self.state, list(self.items), list(self.after), self.flops_left,
+                     self.runs_left, list(self.run_s))  # fmt: skip
+
+
+def _greedy(cart: _Cart, pool: list[Item], lim: _Limits, floor: float, cost_exp: float) -> None:
+    """Add the best item per unit of cost until none affordable helps."""
     while pool:
-        best, best_key, best_state, best_s = None, 0.0, state, current
+        current = cart.after[-1]
+        best, best_key, best_state, best_s = None, 0.0, cart.state, current
         for item in pool:
-            if item.cost > left or len(item.n_params) > runs_left:
+            if not cart.fits(item, lim):
                 continue
-            new = _add(state, item)
+            new = _add(cart.state, item)
             s = sigma2(new)
             if current - s <= floor:
                 continue
-            key = (current - s) / item.cost**cost_exp
+            key = (current - s) / lim.share(item) ** cost_exp
             if key > best_key:
                 best, best_key, best_state, best_s = item, key, new, s
         if best is None:
             break
         pool.remove(best)
-        chosen.append(best)
-        after.append(best_s)
-        state, current = best_state, best_s
-        left -= best.cost
-        runs_left -= len(best.n_params)
-    return left
+        cart.add(best, best_state, best_s, lim)
 
 
 def choose(
@@ -113,41 +159,40 @@ def choose(
     min_gain: float = MIN_GAIN,
     cost_exp: float = COST_EXP,
     n_starts: int = N_STARTS,
+    seconds: RunSeconds | None = None,
+    max_wall_s: float = math.inf,
 ) -> Choice:
     """The items to buy with `allowance` FLOPs (module docstring). cost_exp: the criterion divides
-    the gain by cost**cost_exp (1: per FLOP; Li et al. 2026 use 0.4; `COST_EXP` by default)."""
+    the gain by cost**cost_exp (1: per FLOP; Li et al. 2026 use 0.4; `COST_EXP` by default).
+    seconds, max_wall_s: what each run takes on the trainer's workers (seconds.py) and the wall
+    time the wave may take; then the chosen runs' schedule must fit it too, and an item's cost
+    is the larger of its shares of the two allowances (the share of the FLOPs alone where time
+    does not bind, which ranks items as per FLOP)."""
     s_now = sigma2(state)
     floor = min_gain * s_now
-    left = float(allowance)
-    runs_left = math.inf if max_runs is None else float(max_runs)
-    required: list[Item] = []
-    trail = [s_now]  # sigma^2 now, then after each item
+    lim = _Limits(float(allowance), math.inf if max_runs is None else float(max_runs), seconds,
+                  float(max_wall_s))  # fmt: skip
+    cart = _Cart(state, [], [s_now], lim.allowance, lim.max_runs, [])
     for item in items:  # required items first, in their order, while they fit
-        if item.required and item.cost <= left and len(item.n_params) <= runs_left:
-            state = _add(state, item)
-            required.append(item)
-            trail.append(sigma2(state))
-            left -= item.cost
-            runs_left -= len(item.n_params)
+        if item.required and cart.fits(item, lim):
+            new = _add(cart.state, item)
+            cart.add(item, new, sigma2(new), lim)
     optional = [i for i in items if not i.required]
     alone = sorted(
-        (trail[-1] - sigma2(_add(state, i)), j) for j, i in enumerate(optional)
-        if i.cost <= left and len(i.n_params) <= runs_left
+        (cart.after[-1] - sigma2(_add(cart.state, i)), j) for j, i in enumerate(optional)
+        if cart.fits(i, lim)
     )[::-1]  # fmt: skip
     starts: list[int | None] = [None] + [j for g, j in alone[:n_starts] if g > floor]
     best: Choice | None = None
     for start in starts:
-        st, chosen, after, lf, rl = state, list(required), list(trail), left, runs_left
+        c = cart.copy()
         pool = list(optional)
         if start is not None:
             item = pool.pop(start)
-            st = _add(st, item)
-            chosen.append(item)
-            after.append(sigma2(st))
-            lf -= item.cost
-            rl -= len(item.n_params)
-        lf = _greedy(st, pool, lf, rl, chosen, after, floor, cost_exp)
-        cand = Choice(tuple(chosen), float(allowance) - lf, s_now, tuple(after[1:]))
+            new = _add(c.state, item)
+            c.add(item, new, sigma2(new), lim)
+        _greedy(c, pool, lim, floor, cost_exp)
+        cand = Choice(tuple(c.items), lim.allowance - c.flops_left, s_now, tuple(c.after[1:]))
         if best is None or (cand.final, cand.spent) < (best.final, best.spent):
             best = cand
     assert best is not None

@@ -28,7 +28,8 @@ from sweeps.sweep.expand import check_n_jobs, check_one_folder, expand_sweep, sw
 from sweeps.sweep.status import fmt_seconds, older_id_line
 from sweeps.sweep.timemodel import TimeModel, fit_time_model, schedule_wall_s
 
-__all__ = ["PlannedRun", "plan_sweep", "format_table", "format_report", "summary", "memory_problem"]
+__all__ = ["PlannedRun", "plan_sweep", "format_table", "format_report", "summary", "memory_problem",
+           "launcher_workers"]
 
 
 @dataclass
@@ -76,6 +77,18 @@ def _existing_state(run_dir: Path, n_steps: int, max_retries: int) -> tuple[str,
             return "unreadable", 0.0
         return "partial", min(1.0, step / n_steps) if n_steps else 0.0
     return state, 0.0
+
+
+def launcher_workers(master: Any) -> int:
+    """How many runs the composed config's launcher trains at once on this machine."""
+    launcher = master.hydra.launcher
+    if "n_jobs" in launcher:  # joblib; -1 means every core; 0 and below -1 refused as train does
+        n_jobs = int(launcher.n_jobs)
+        check_n_jobs(n_jobs)
+        return n_jobs if n_jobs > 0 else (os.cpu_count() or 1)
+    if "basic_launcher" in str(launcher.get("_target_", "")):
+        return 1
+    return os.cpu_count() or 1  # submitit_local, ray: every run at once, cores permitting
 
 
 def plan_sweep(
@@ -183,15 +196,7 @@ def plan_sweep(
                 refused=refused,
             )
         )
-    launcher = master.hydra.launcher
-    if "n_jobs" in launcher:  # joblib; -1 means every core; 0 and below -1 refused as train does
-        n_jobs = int(launcher.n_jobs)
-        check_n_jobs(n_jobs)
-        n_jobs = n_jobs if n_jobs > 0 else (os.cpu_count() or 1)
-    elif "basic_launcher" in str(launcher.get("_target_", "")):
-        n_jobs = 1
-    else:  # submitit_local, ray: every run at once, cores permitting
-        n_jobs = os.cpu_count() or 1
+    n_jobs = launcher_workers(master)
     info = {
         "device": str(master.get("device", "auto")),
         "sweep_name": str(master.sweep_name),

@@ -1,0 +1,124 @@
+"""A planner that a wall-time allowance binds (analysis/planning/seconds.py, select.py): runs priced
+in the seconds they take on the trainer's workers as well as in FLOPs."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.errors import AnalysisError
+from analysis.laws.synthetic import isoflop_points
+from analysis.planning.propose import propose
+from analysis.planning.seconds import RunSeconds
+from analysis.planning.select import Item, choose
+from analysis.planning.value import sigma2, target_state, with_runs
+from analysis.prediction.recommend import recommend
+from sweeps.sweep.timemodel import schedule_wall_s
+
+# a CPU's costs: the per-token time grows slowly with N at these sizes (a step's fixed cost and
+# attention dominate small models), so at one C the smallest model's run is the longest
+SECONDS = RunSeconds(per_run_s=2.0, eval_tokens=1e5, n_params=(1e5, 1e6, 1e8),
+                     per_token_s=(2e-6, 3e-6, 6e-5), workers=2, startup_s=4.0)  # fmt: skip
+
+
+def _table() -> pd.DataFrame:
+    n, d, loss, c = isoflop_points(rng=np.random.default_rng(0), budgets=(1e13, 3e13, 1e14, 3e14),
+                                   n_per_budget=5, span_decades=0.6)  # fmt: skip
+    return pd.DataFrame({"n_params": n, "n_tokens": d, "loss": loss, "flops": 6 * n * d,
+                         "flops_budget": c, "seed": 0})  # fmt: skip
+
+
+def _pool(c: float) -> list[Item]:
+    """Single runs at budgets around the sweep's largest, sizes a decade each side."""
+    return [Item((float(n),), (b / (6 * n),), "pool", f"C={b:.0e}")
+            for b in (c, 2 * c, 4 * c) for n in np.geomspace(3e5, 3e7, 7)]  # fmt: skip
+
+
+def test_seconds_interpolate_in_log_log_and_extend_the_end_segments() -> None:
+    s = SECONDS
+    assert s(1e6, 1e8) == pytest.approx(2.0 + (1e8 + 1e5) * 3e-6)
+    mid = math.exp((math.log(2e-6) + math.log(3e-6)) / 2)  # halfway in log N
+    assert s(math.sqrt(1e5 * 1e6), 1e7) == pytest.approx(2.0 + (1e7 + 1e5) * mid)
+    slope = math.log(6e-5 / 3e-6) / math.log(1e8 / 1e6)
+    assert s(1e9, 1e7) == pytest.approx(2.0 + (1e7 + 1e5) * 6e-5 * 10**slope)
+    runs = [30.0, 20.0, 10.0, 5.0]
+    assert s.wall(runs) == schedule_wall_s(runs, 2, 4.0) == 4.0 + 35.0
+
+
+def test_with_time_unbounded_the_choice_is_the_flop_planners() -> None:
+    rec = recommend(_table())
+    state = target_state(rec, np.array([[2e8, 1e10]]))
+    items = _pool(3e14)
+    flops_only = choose(state, items, 3e15)
+    timed = choose(state, items, 3e15, seconds=SECONDS, max_wall_s=math.inf)
+    assert timed.items == flops_only.items and timed.final == flops_only.final
+
+
+@pytest.mark.parametrize("allowance, share", [(2e15, 0.4), (6e15, 0.4), (6e15, 0.6)])
+def test_where_time_binds_the_wave_fits_it_and_narrows_more_than_the_flop_plan_trimmed(
+    allowance: float, share: float
+) -> None:
+    """The FLOP planner's choice, trimmed to a wall time afterwards (last-ranked first, as
+    sweeps.next trims), against the choice that ranks by the binding share: the second fits the
+    same wall time and leaves no larger a variance at the target (much smaller where the FLOP
+    plan's first item is a long run the wall time cannot hold)."""
+    rec = recommend(_table())
+    state = target_state(rec, np.array([[2e8, 1e10]]))
+    items = _pool(3e14)
+
+    def run_s(chosen) -> list[float]:
+        return [s for i in chosen for s in SECONDS.runs(i.n_params, i.n_tokens)]
+
+    flops_only = choose(state, items, allowance)
+    wall = share * SECONDS.wall(run_s(flops_only.items))
+    timed = choose(state, items, allowance, seconds=SECONDS, max_wall_s=wall)
+    assert timed.items and SECONDS.wall(run_s(timed.items)) <= wall and timed.spent <= allowance
+    kept = list(flops_only.items)
+    while kept and SECONDS.wall(run_s(kept)) > wall:
+        kept.pop()
+    trimmed = state
+    for i in kept:
+        trimmed = with_runs(trimmed, i.n_params, i.n_tokens)
+    assert timed.final <= sigma2(trimmed) * (1 + 1e-9)
+    if allowance == 2e15:  # the FLOP plan kept one run of two; the timed one fits three
+        assert len(kept) < len(timed.items) and timed.final < 0.8 * sigma2(trimmed)
+
+
+def test_a_wall_time_that_fits_no_run_is_a_stop_naming_it() -> None:
+    p = propose(_table(), 1e16, 1e16, seconds=SECONDS, max_wall_s=1.0)
+    assert not p.items and "wall-time allowance (1 s) fits no proposed run" in (p.stop or "")
+    with pytest.raises(AnalysisError, match="--max-wall-seconds"):
+        propose(_table(), 1e16, 1e16, seconds=SECONDS, max_wall_s=-5.0)
+
+
+def test_the_command_takes_the_seconds_model_and_refuses_a_bad_one(tmp_path) -> None:
+    path = tmp_path / "t.csv"
+    _table().to_csv(path, index=False)
+    base = [sys.executable, "-m", "analysis.planning", str(path), "--target-flops", "1e16",
+            "--allowance", "1e16", "--json"]  # fmt: skip
+    model = json.dumps({"per_run_s": 2.0, "eval_tokens": 1e5, "n_params": [1e5, 1e6, 1e8],
+                        "per_token_s": [2e-6, 3e-6, 6e-5], "workers": 2})  # fmt: skip
+    ok = subprocess.run([*base, "--seconds-model", model, "--max-wall-seconds", "3000"],
+                        capture_output=True, text=True)  # fmt: skip
+    assert ok.returncode == 0, ok.stderr
+    runs = json.loads(ok.stdout)["runs"]
+    secs = RunSeconds.from_json(model)
+    assert runs and secs.wall([secs(r["n_params"], r["n_tokens"]) for r in runs]) <= 3000
+    for bad, said in [
+        ("{not json", "--seconds-model: cannot be read"),
+        (json.dumps({"per_run_s": 1, "eval_tokens": 0, "n_params": [1e6, 1e5],
+                     "per_token_s": [1e-6, 1e-6]}), "--seconds-model: n_params must ascend"),
+    ]:  # fmt: skip
+        out = subprocess.run([*base, "--seconds-model", bad, "--max-wall-seconds", "100"],
+                             capture_output=True, text=True)  # fmt: skip
+        last = out.stderr.strip().splitlines()[-1]
+        assert out.returncode == 2 and last.startswith(f"error: {said}"), out.stderr
+    alone = subprocess.run([*base, "--max-wall-seconds", "100"], capture_output=True, text=True)
+    assert alone.returncode == 2 and "needs --seconds-model" in alone.stderr
+    assert list(tmp_path.iterdir()) == [path]  # nothing written
