@@ -122,3 +122,34 @@ def test_the_command_takes_the_seconds_model_and_refuses_a_bad_one(tmp_path) -> 
     alone = subprocess.run([*base, "--max-wall-seconds", "100"], capture_output=True, text=True)
     assert alone.returncode == 2 and "needs --seconds-model" in alone.stderr
     assert list(tmp_path.iterdir()) == [path]  # nothing written
+
+
+def test_where_no_whole_slice_fits_the_time_a_part_of_one_is_proposed() -> None:
+    """On a CPU a slice's smallest model trains longest. Where a time allowance binds, the planner
+    is also offered each extension slice's three central sizes (which later waves repair), one
+    variant of a slice at most; without one, only whole slices."""
+    from analysis.planning.candidates import candidate_items
+
+    table = _table()
+    rec = recommend(table, noise=0.01)
+    whole, _ = candidate_items(table, rec, 1e16, noise_measured=True)
+    items, _ = candidate_items(table, rec, 1e16, noise_measured=True, partial=True)
+    ext = [i for i in whole if i.kind == "extend"]
+    assert ext and all(len(i.n_params) == 5 for i in ext)
+    group = [i for i in items if i.group == ext[0].group]
+    assert len(group) == 2 and group[1].n_params == ext[0].n_params[1:4]
+
+    def wall(item: Item) -> float:
+        return SECONDS.wall(SECONDS.runs(item.n_params, item.n_tokens))
+
+    quickest_whole = min(wall(i) for i in ext)
+    quickest_part = min(wall(i) for i in items if i.kind == "extend")
+    assert quickest_part < quickest_whole
+    limit = math.sqrt(quickest_part * quickest_whole)
+    p = propose(table, 1e16, 1e16, noise=0.01, seconds=SECONDS, max_wall_s=limit)
+    chosen = [i for i in p.items if i.kind == "extend"]
+    assert chosen and all(len(i.n_params) == 3 for i in chosen), p.rows()
+    assert len({i.group for i in chosen}) == len(chosen)  # one variant of a slice at most
+    assert p.wall_s is not None and p.wall_s <= limit and p.max_wall_s == limit
+    assert not propose(table, 1e16, 1e16, noise=0.01, seconds=SECONDS,
+                       max_wall_s=0.9 * quickest_part).items  # fmt: skip

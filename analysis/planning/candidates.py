@@ -10,7 +10,9 @@ Three reasons, from what the analysis already says about a sweep:
   the cheapest run nearest a minimum;
 - extend: the next budgets up the ladder toward the target (the sweep's own budget ratio, one,
   two and three steps up), each a slice of `MIN_SLICE` sizes centred on the law's N*(C) and
-  spread to bracket its bootstrap interval (at least a factor of 2 each side).
+  spread to bracket its bootstrap interval (at least a factor of 2 each side). Where a time
+  allowance binds (propose's `seconds`), each slice's three central sizes too (on a CPU the
+  smallest model at a budget trains longest), one of a slice's two variants at most.
 Repairs and seeds are required because the variance criterion assumes the law, which they check;
 extensions are ranked by it.
 """
@@ -125,10 +127,15 @@ def _optimal_sizes(fit: FitResult, thetas: np.ndarray, c: float) -> tuple[float,
     return center, float(lo), float(hi)
 
 
-def _extensions(c: float, fit: FitResult, thetas: np.ndarray, min_n: float) -> Item | None:
+def _extensions(c: float, fit: FitResult, thetas: np.ndarray, min_n: float,
+                partial: bool = False) -> list[Item]:  # fmt: skip
+    """The slice at budget c; with `partial`, also its three central sizes, without the ends
+    (the smallest trains longest at one C where time is priced), which later waves repair toward
+    `MIN_SLICE` (a budget's slice from two sizes, candidate_items). One of the two at most is
+    bought (Item.group)."""
     center, lo, hi = _optimal_sizes(fit, thetas, c)
     if not (math.isfinite(center) and center > 0):
-        return None
+        return []
     lo, hi = min(lo, center / 2), max(hi, center * 2)
     if hi / lo > MAX_SPAN:  # keep the slice around the centre
         f = math.sqrt(MAX_SPAN)
@@ -138,8 +145,18 @@ def _extensions(c: float, fit: FitResult, thetas: np.ndarray, min_n: float) -> I
     sizes = np.geomspace(lo, hi, MIN_SLICE)
     why = (f"extend: a budget of C={c:.3g} up the ladder toward the target; sizes around the "
            f"law's N*={center:.3g}, spanning its 95% bootstrap range")  # fmt: skip
-    return Item(tuple(float(n) for n in sizes), tuple(float(c / (6 * n)) for n in sizes),
-                "extend", why)  # fmt: skip
+    parts = [slice(0, MIN_SLICE)]
+    if partial:  # the three central: still around N* both ways (a part from one side, tried on
+        parts.append(slice(1, 4))  # the demo, left the minimum at its edge: docs/planning.md)
+    out = []
+    for p in parts:
+        n = sizes[p]
+        part = "" if n.size == MIN_SLICE else (
+            f"; {n.size} of its {MIN_SLICE} sizes now (the smallest train longest), the rest as "
+            "repairs in later waves")  # fmt: skip
+        out.append(Item(tuple(float(v) for v in n), tuple(float(c / (6 * v)) for v in n),
+                        "extend", why + part, group=f"slice {c:.6g}"))  # fmt: skip
+    return out
 
 
 def _seeds(data: pd.DataFrame, slices: dict[float, pd.DataFrame]) -> list[Item]:
@@ -160,11 +177,13 @@ def _seeds(data: pd.DataFrame, slices: dict[float, pd.DataFrame]) -> list[Item]:
 
 
 def candidate_items(
-    data: pd.DataFrame, rec, target: float, *, noise_measured: bool, min_n: float = 0.0
+    data: pd.DataFrame, rec, target: float, *, noise_measured: bool, min_n: float = 0.0,
+    partial: bool = False,
 ) -> tuple[list[Item], list[str]]:
     """Every item a proposal may include (module docstring), required ones first (seeds, then
     the largest budget's repairs), and what cannot be repaired. min_n: the smallest model size
-    the sweep can build (no size below it is proposed)."""
+    the sweep can build (no size below it is proposed). partial: offer parts of each extension
+    slice too (where a time allowance binds, a slice's smallest sizes may not fit)."""
     assert rec.fit is not None and rec.thetas is not None
     # a sweep's own budgets (`flops_budget`, from its configs) count from 2 sizes: a slice a time
     # allowance cut to two is repaired toward MIN_SLICE, not proposed whole again
@@ -182,7 +201,5 @@ def candidate_items(
         notes += why_not
     budgets = sorted(slices) if slices else sorted(set(rungs(data["flops"].astype(float))))
     for c in extend_budgets(budgets, target):
-        item = _extensions(c, rec.fit, rec.thetas, min_n)
-        if item is not None:
-            items.append(item)
+        items += _extensions(c, rec.fit, rec.thetas, min_n, partial)
     return items, notes

@@ -136,7 +136,7 @@ def propose(
     noise_sd = math.log1p(noise) if measured and noise is not None else None
     state = target_state(rec, np.array([[opt.n_params, opt.n_tokens]]), noise_sd=noise_sd)
     items, notes = candidate_items(data, rec, target_flops, noise_measured=measured,
-                                   min_n=min_params)  # fmt: skip
+                                   min_n=min_params, partial=seconds is not None)  # fmt: skip
     if max_wall_s is not None and not (math.isfinite(max_wall_s) and max_wall_s > 0):
         raise AnalysisError(f"--max-wall-seconds {max_wall_s:g}: must be a positive number of "
                             "seconds, e.g. --max-wall-seconds 600")  # fmt: skip

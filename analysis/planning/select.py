@@ -51,6 +51,7 @@ class Item:
     why: str
     required: bool = False
     seeds: tuple[int, ...] = ()  # seed items: the seeds to run (else the sweep's own)
+    group: str = ""  # items of one group are alternatives (a slice whole or in part): one at most
 
     @property
     def cost(self) -> float:
@@ -109,6 +110,8 @@ class _Cart:
 
     def fits(self, item: Item, lim: _Limits) -> bool:
         if item.cost > self.flops_left or len(item.n_params) > self.runs_left:
+            return False
+        if item.group and any(i.group == item.group for i in self.items):
             return False
         if lim.seconds is None or not math.isfinite(lim.max_wall_s):
             return True
