@@ -89,6 +89,21 @@ def world(shape: str, truth: str, seed: int) -> Pool:
     return Pool(f"{shape}/{truth}/seed{seed}", n, d, y, targets, true, observed, SHARE)
 
 
+def world_parser(doc: str) -> argparse.ArgumentParser:
+    """The command line of a script over the tuning worlds: --json OUT and --jobs K."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--json", type=Path, help="also write every number to this JSON file")
+    ap.add_argument("--jobs", type=int, default=2, help="worlds at once (one process per core)")
+    return ap
+
+
+def over_worlds(job, jobs: int) -> tuple[int, list[dict[str, Any]]]:
+    """(how many worlds, the rows `job(pool)` gives on each tuning world), `jobs` at once."""
+    pools = [world(s, t, seed) for s in ("ladder", "isoflop") for t in TRUTHS for seed in SEEDS]
+    with ProcessPoolExecutor(max(jobs, 1)) as ex:
+        return len(pools), [r for rs in ex.map(job, pools) for r in rs]
+
+
 def _job(args) -> list[dict[str, Any]]:
     """Every setting (and the whole pool) on one world, in one worker."""
     pool = args
@@ -127,16 +142,11 @@ def choose_setting(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", type=Path, help="also write every number to this JSON file")
-    ap.add_argument("--jobs", type=int, default=2, help="worlds at once (one process per core)")
-    args = ap.parse_args(argv)
+    args = world_parser(__doc__).parse_args(argv)
     t0 = time.perf_counter()
-    pools = [world(s, t, seed) for s in ("ladder", "isoflop") for t in TRUTHS for seed in SEEDS]
-    with ProcessPoolExecutor(max(args.jobs, 1)) as ex:
-        rows = [r for rs in ex.map(_job, pools) for r in rs]
+    n_worlds, rows = over_worlds(_job, args.jobs)
     chosen, table = choose_setting(rows)
-    print(f"{len(pools)} tuning worlds, budget {SHARE:.0%} of each pool; planned's error / the "
+    print(f"{n_worlds} tuning worlds, budget {SHARE:.0%} of each pool; planned's error / the "
           "whole pool's (geometric mean over worlds, worst), mean error, 95% coverage, compute "
           "used")  # fmt: skip
     print("| setting | geo. mean ratio | worst ratio | mean abs error | 95% cover | compute used |")

@@ -30,12 +30,10 @@ rule, written before the run: "timed" is kept if its geometric-mean ratio is no 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from interval_calibration import TRUTHS  # noqa: E402
-from planner_choice import SEEDS, world  # noqa: E402
+from planner_choice import over_worlds, world_parser  # noqa: E402
 from replay_designs import MAX_WAVES, Pool, initial_set, score  # noqa: E402
 
 from analysis.planning.seconds import RunSeconds  # noqa: E402
@@ -130,16 +127,11 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--json", type=Path, help="also write every number to this JSON file")
-    ap.add_argument("--jobs", type=int, default=2, help="worlds at once (one process per core)")
-    args = ap.parse_args(argv)
+    args = world_parser(__doc__).parse_args(argv)
     t0 = time.perf_counter()
-    pools = [world(s, t, seed) for s in ("ladder", "isoflop") for t in TRUTHS for seed in SEEDS]
-    with ProcessPoolExecutor(max(args.jobs, 1)) as ex:
-        rows = [r for rs in ex.map(_job, pools) for r in rs]
+    n_worlds, rows = over_worlds(_job, args.jobs)
     table = summary(rows)
-    print(f"{len(pools)} tuning worlds; {WALL_SHARE:.0%} of each pool's FLOPs and of its seconds "
+    print(f"{n_worlds} tuning worlds; {WALL_SHARE:.0%} of each pool's FLOPs and of its seconds "
           f"on {WORKERS} workers; error / the whole pool's (geometric mean over worlds)")
     print("| design | geo. mean ratio | mean abs error | 95% cover | FLOPs used | wall used | "
           "worlds better than the other |")  # fmt: skip
