@@ -369,7 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # the overrides after `--` by hand: argparse gives the trailing positional its (empty) share
+    # when it meets RESULTS, and then refuses what follows `--` as unrecognized
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = build_parser().parse_args(argv[:cut])
+    args.overrides += argv[cut + 1 :]
     try:
         if args.max_runs is not None and args.max_runs < 1:
             raise UserError("--max-runs", f"must be >= 1, got {args.max_runs}", "--max-runs 10")

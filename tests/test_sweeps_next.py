@@ -77,6 +77,20 @@ def test_a_minimum_at_the_edge_gets_sizes_beyond_it_in_a_wave_train_runs_as_is(
     assert doc["command"][-2:] == train_overrides(wave)
 
 
+def test_overrides_after_the_double_dash_reach_the_waves_command(
+    tmp_path, tiny_cfg, hand_record, capsys
+) -> None:
+    """The module docstring's `python -m sweeps.next RESULTS --target-flops C --allowance F --
+    launcher=slurm`: argparse refused what followed `--` (the positional before the options had
+    taken its share), so no override ever reached a wave."""
+    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(0.25, 0.5, 1, 2, 4))
+    rc, out, err = _next(capsys, str(sweep), "--target-flops", "1e13", "--allowance", "2e12",
+                         "--json", "--", "launcher=joblib", "hydra.launcher.n_jobs=2")  # fmt: skip
+    assert rc == 0, err
+    wave = json.loads(out)
+    assert wave["command"][-2:] == ["launcher=joblib", "hydra.launcher.n_jobs=2"]
+
+
 def test_a_proposal_that_rounds_over_the_allowance_is_trimmed_to_it(
     tmp_path, tiny_cfg, hand_record, capsys
 ) -> None:
