@@ -86,3 +86,43 @@ def test_the_batched_grid_is_scipys_nnls_at_every_exponent_pair(weighted, fixed_
     # the grid reaches pairs where a coefficient is clamped at 0 (else subsets are untested)
     coefs = [c for c, _ in each]
     assert any((c[1:] == 0).any() or (not fixed_e and c[0] == 0) for c in coefs)
+
+
+# ten runs of Porian et al.'s cosine table, as adaptive_replay's planner had chosen them: on an
+# AVX-512 CPU (AMD EPYC, Zen 4) the Huber polish ran off to log A = 1016, alpha = 64, and
+# chinchilla_params raised OverflowError (the replay crashed; it ran on an AVX2 CPU)
+PORIAN_TEN = (
+    [7503872.0, 9809920.0, 15597568.0, 22487040.0, 28672000.0, 37060608.0, 57384960.0,
+     7503872.0, 57384960.0, 84787200.0],
+    [277634444.4, 212370063.5, 133567831.4, 92645956.66, 72660900.3, 56214224.37,
+     36304518.35, 555268888.7, 72609036.7, 49142637.88],
+    [5.267820112, 5.346078741, 5.543001781, 5.845871459, 6.049036574, 6.250722945,
+     6.597266843, 5.084810159, 5.9929026, 6.358193665],
+)  # fmt: skip
+
+
+def test_a_polish_that_runs_off_the_exponents_range_is_not_the_fit(monkeypatch) -> None:
+    """The damped Newton keeps any step that lowers the Huber objective; with few runs one term
+    can buy that by running off to a wall. Such an end is not taken: the best end within the
+    range is, or the best start where every polish ran off."""
+    import analysis.laws.varpro as vp
+    from analysis.laws.objective import BatchSolution
+
+    fit = fit_varpro(*PORIAN_TEN)  # raised OverflowError on the AVX-512 CPU
+    assert 0 < fit.params["alpha"] <= 6 and 0 < fit.params["beta"] <= 6
+    assert np.isfinite([fit.params[k] for k in ("A", "B", "E")]).all()
+
+    real = vp.newton_batch
+
+    def runaway(theta0, *a, **k):  # every polish ends at the wall, with the lowest objective
+        sol = real(theta0, *a, **k)
+        wall = np.array(sol.theta, float)
+        wall[:, 0], wall[:, 3] = 1016.0, 64.0
+        return BatchSolution(**{**sol.__dict__, "theta": wall,
+                                "objective": np.zeros_like(sol.objective)})  # fmt: skip
+
+    monkeypatch.setattr(vp, "newton_batch", runaway)
+    n, d, loss = _grid(noise=0.01, seed=3)
+    fit = fit_varpro(n, d, loss)
+    assert fit.params["alpha"] == pytest.approx(HOFFMANN["alpha"], abs=0.15)
+    assert fit.objective > 0 and np.isfinite(fit.params["A"])

@@ -29,7 +29,7 @@ from scipy.optimize import minimize, nnls
 from ..errors import check_points
 from ..result_types import MATMUL_CONVENTION, FitResult
 from .chinchilla import HUBER_DELTA, chinchilla_params
-from .objective import chinchilla_design, newton_batch
+from .objective import chinchilla_design, newton_batch, objective_batch
 
 __all__ = [
     "EXPONENT_RANGE",
@@ -153,6 +153,18 @@ _EQUAL = np.zeros((5, 4))
 _EQUAL[0, 0] = _EQUAL[1, 1] = _EQUAL[2, 2] = _EQUAL[3, 3] = _EQUAL[4, 3] = 1.0
 
 
+def _plausible(theta: np.ndarray) -> np.ndarray:
+    """Rows (a, b, e, alpha, beta) a Huber polish may end at: exponents within twice the search
+    range and coefficients that exp() can hold. The damped Newton keeps any step that lowers the
+    objective, and with few points one term can buy a lower one by running off to a wall: log A
+    = 1016, alpha = 64 on ten runs of Porian et al.'s cosine table (an AVX-512 CPU; OverflowError
+    in chinchilla_params before)."""
+    lo, hi = EXPONENT_RANGE
+    exps, logs = theta[:, 3:5], theta[:, 0:3]
+    return (np.all(np.isfinite(theta), axis=1) & np.all((exps > 0) & (exps <= 2 * hi), axis=1)
+            & np.all(np.abs(logs) < 700, axis=1))  # fmt: skip
+
+
 def _log_theta(coef: np.ndarray, alpha: float, beta: float, equal: bool) -> np.ndarray:
     e, a, b = (math.log(max(float(c), 1e-8)) for c in coef)
     return np.array([a, b, e, alpha] if equal else [a, b, e, alpha, beta])
@@ -208,9 +220,14 @@ def fit_varpro(
         design = reduced_design(n, d, equal_exponents)
         sol = newton_batch(np.array(starts), design, np.log(loss), delta=delta, weights=w,
                            max_iter=300)  # fmt: skip
-        i = int(np.nanargmin(sol.objective))
-        theta = to_full_theta(sol.theta[i], equal_exponents)[0]
-        alpha, beta, e, objective = theta[3], theta[4], math.exp(theta[2]), sol.objective[i]
+        full, obj = to_full_theta(sol.theta, equal_exponents), sol.objective
+        obj = np.where(_plausible(full), obj, np.nan)
+        if np.isnan(obj).all():  # every polish left the exponents' range: the best start stays
+            full = to_full_theta(np.array(starts), equal_exponents)
+            obj = objective_batch(np.array(starts), design, np.log(loss), delta=delta, weights=w)
+        i = int(np.nanargmin(obj))
+        theta = full[i]
+        alpha, beta, e, objective = theta[3], theta[4], math.exp(theta[2]), obj[i]
     params = chinchilla_params(theta)
     if irreducible is not None:
         params["E"] = float(irreducible)
