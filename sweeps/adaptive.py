@@ -135,16 +135,9 @@ def run_loop(
     allowance too, in run-seconds (`spent_seconds`), each wave trimmed to what is left of it;
     max_wall_s: one in the loop's clock seconds (kept in loop.json across reruns; a kill loses
     the clock since the last save, at most one wave)."""
-    from sweeps.next import (
-        Wave,
-        next_wave,
-        planner,
-        seconds_model,
-        smallest_size,
-        train_command,
-        wave_workers,
-    )
+    from sweeps.next import Wave, next_wave, planner, train_command
     from sweeps.sweep.plan import summary
+    from sweeps.sweep.wavecost import seconds_model, smallest_size, wave_workers
     from sweeps.sweep.waves import WAVES_DIR, wave_dir
 
     sweep_dir, runs, info, grid_cmd = _seed_grid(extra)

@@ -32,8 +32,7 @@ from typing import Any
 from sweeps import records
 from sweeps.errors import UserError
 
-__all__ = ["Wave", "main", "next_wave", "planner", "positive_number", "seconds_model",
-           "smallest_size", "train_command", "wave_workers"]
+__all__ = ["Wave", "main", "next_wave", "planner", "positive_number", "train_command"]
 
 PY = sys.executable
 # sizes a new IsoFLOP slice keeps, at least, when a wave is trimmed: the analysis repairs a
@@ -58,78 +57,13 @@ class Wave:
                 "runs": self.runs, "est_wall_s": self.wall_s, "dropped": self.dropped,
                 "proposal": self.proposal}  # fmt: skip
 
-def _sizing(sweep_dir: Path, arch: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the wave's settings, their sizing arguments for models.sizing but the size)."""
-    from sweeps.sweep.waves import base_settings
-
-    settings = base_settings(sweep_dir, arch)
-    m = settings["model"]
-    recs = [records.read_record(d) for d in records.iter_run_dirs(sweep_dir)
-            if records.run_state(d) == "done"]  # fmt: skip
-    vocab = next((int(r["shape"]["vocab_size"]) for r in recs
-                  if (r.get("shape") or {}).get("vocab_size")), 256)  # fmt: skip
-    kw = {"vocab_size": vocab, "context": int(m["context"]), "tied": bool(m.get("tied")),
-          "min_layers": int(m.get("min_layers", 2)), "n_head": m.get("n_head")}  # fmt: skip
-    return settings, kw
-
-
-def smallest_size(sweep_dir: Path, arch: str | None) -> int:
-    """The smallest model the sweep's settings can build (models/sizing.py): no size below it is
-    worth proposing (it would train that smallest model again)."""
-    from models.sizing import smallest_n_params
-
-    settings, kw = _sizing(sweep_dir, arch)
-    return smallest_n_params(settings["model"]["arch"], **kw)
-
-
-def seconds_model(sweep_dir: Path, arch: str | None, workers: int) -> dict[str, Any]:
-    """What a run of the next wave takes here, for the planner (analysis/planning/seconds.py):
-    the trainer's time model fitted to this host's records (sweeps/sweep/timemodel.py), priced
-    per token at the shapes the sizing policy builds, from the smallest up to 1000x the largest
-    trained size (beyond, the planner extends the end segments)."""
-    import numpy as np
-
-    from models.counting import flops_per_token, param_counts
-    from models.sizing import solve_shape
-    from sweeps.sweep.timemodel import EVAL_WEIGHT, fit_time_model
-
-    settings, kw = _sizing(sweep_dir, arch)
-    tm = fit_time_model(sweep_dir.parent)
-    recs = [records.read_record(d) for d in records.iter_run_dirs(sweep_dir)
-            if records.run_state(d) == "done"]  # fmt: skip
-    ok = [r for r in recs if r.get("status") == "ok" and r.get("n_steps")]
-    batch = (settings.get("optim") or {}).get("batch_size", 16)
-    if isinstance(batch, int):
-        per_step = float(batch * kw["context"])
-    else:  # "auto": the batch grows with the budget; the sweep's own runs, in the middle
-        per_step = float(np.median([r["n_tokens"] / r["n_steps"] for r in ok]))
-    largest = max((float(r["n_params"]) for r in ok), default=1e5)
-    table: dict[float, float] = {}
-    for n in np.geomspace(smallest_size(sweep_dir, arch), 1000 * largest, 24):
-        shape = solve_shape(settings["model"]["arch"], n_params=float(n), **kw)
-        rate = tm.b + tm.c * flops_per_token(shape)["exact"] + tm.s / per_step
-        table[float(param_counts(shape)["matmul"])] = rate
-    n_eval = float(settings.get("n_evals", 8)) * float(settings["data"].get("n_val_tokens", 0))
-    sizes = sorted(table)
-    return {"per_run_s": tm.a + tm.setup_s, "eval_tokens": EVAL_WEIGHT * n_eval,
-            "n_params": sizes, "per_token_s": [table[n] for n in sizes], "workers": workers,
-            "startup_s": tm.startup_s, "source": tm.source}  # fmt: skip
-
-
-def wave_workers(extra: list[str]) -> int:
-    """How many runs a wave trains at once: the launcher of the default config with `extra`."""
-    from sweeps.sweep.expand import expand_sweep
-    from sweeps.sweep.plan import launcher_workers
-
-    return launcher_workers(expand_sweep(list(extra)).master)
-
 
 def planner(sweep_dir: Path, target: float, allowance: float, *, max_runs: int | None,
             arch: str | None, min_params: float = 0.0, seconds: dict[str, Any] | None = None,
             max_wall_s: float | None = None) -> dict[str, Any]:  # fmt: skip
     """The analysis's proposal (`python -m analysis.planning --json`); UserError with its line.
-    seconds, max_wall_s: what a run takes here (`seconds_model`) and the wall time the wave may
-    take, so that the planner ranks by seconds where time binds."""
+    seconds, max_wall_s: what a run takes here (sweeps/sweep/wavecost.py) and the wall time the
+    wave may take, so that the planner ranks by seconds where time binds."""
     cmd = [PY, "-m", "analysis.planning", str(sweep_dir), "--target-flops", f"{target:g}",
            "--allowance", f"{allowance:g}", "--min-params", f"{min_params:g}",
            "--json"]  # fmt: skip
@@ -248,6 +182,8 @@ def next_wave(
                         "pass a sweep's results folder, e.g. results/isoflop")  # fmt: skip
     settings = base_settings(sweep_dir, arch)  # refuses a folder with no finished run
     if proposal is None:  # where time binds, the planner ranks by the seconds it binds with
+        from sweeps.sweep.wavecost import seconds_model, smallest_size, wave_workers
+
         timed = max_wall_s if max_wall_s is not None else max_seconds
         secs = None
         if timed is not None:

@@ -258,7 +258,9 @@ def test_the_planner_is_handed_the_trainers_own_seconds_and_fits_the_wall_time_i
     from analysis.planning.seconds import RunSeconds
 
     args, free = _free_wave(tmp_path, tiny_cfg, hand_record, capsys)
-    model = next_wave_cli.seconds_model(Path(args[0]), None, workers=1)
+    from sweeps.sweep.wavecost import seconds_model
+
+    model = seconds_model(Path(args[0]), None, workers=1)
     secs = RunSeconds.from_json(json.dumps(model))
     for r in free["runs"]:
         assert secs(r["n_params_sized"], r["n_tokens"]) == pytest.approx(r["est_s"], rel=0.1)
