@@ -13,8 +13,11 @@ from sweeps import records
 __all__ = ["seconds_model", "smallest_size", "wave_workers"]
 
 
-def _sizing(sweep_dir: Path, arch: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(the wave's settings, their sizing arguments for models.sizing but the size)."""
+def _sizing(
+    sweep_dir: Path, arch: str | None
+) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
+    """(the wave's settings, their sizing arguments for models.sizing but the size, the sweep's
+    finished records), from one read of the records."""
     from sweeps.sweep.waves import base_settings
 
     settings = base_settings(sweep_dir, arch)
@@ -25,7 +28,7 @@ def _sizing(sweep_dir: Path, arch: str | None) -> tuple[dict[str, Any], dict[str
                   if (r.get("shape") or {}).get("vocab_size")), 256)  # fmt: skip
     kw = {"vocab_size": vocab, "context": int(m["context"]), "tied": bool(m.get("tied")),
           "min_layers": int(m.get("min_layers", 2)), "n_head": m.get("n_head")}  # fmt: skip
-    return settings, kw
+    return settings, kw, recs
 
 
 def smallest_size(sweep_dir: Path, arch: str | None) -> int:
@@ -33,7 +36,7 @@ def smallest_size(sweep_dir: Path, arch: str | None) -> int:
     worth proposing (it would train that smallest model again)."""
     from models.sizing import smallest_n_params
 
-    settings, kw = _sizing(sweep_dir, arch)
+    settings, kw, _ = _sizing(sweep_dir, arch)
     return smallest_n_params(settings["model"]["arch"], **kw)
 
 
@@ -45,13 +48,11 @@ def seconds_model(sweep_dir: Path, arch: str | None, workers: int) -> dict[str, 
     import numpy as np
 
     from models.counting import flops_per_token, param_counts
-    from models.sizing import solve_shape
+    from models.sizing import smallest_n_params, solve_shape
     from sweeps.sweep.timemodel import EVAL_WEIGHT, fit_time_model
 
-    settings, kw = _sizing(sweep_dir, arch)
+    settings, kw, recs = _sizing(sweep_dir, arch)
     tm = fit_time_model(sweep_dir.parent)
-    recs = [records.read_record(d) for d in records.iter_run_dirs(sweep_dir)
-            if records.run_state(d) == "done"]  # fmt: skip
     ok = [r for r in recs if r.get("status") == "ok" and r.get("n_steps")]
     batch = (settings.get("optim") or {}).get("batch_size", 16)
     if isinstance(batch, int):
@@ -60,8 +61,9 @@ def seconds_model(sweep_dir: Path, arch: str | None, workers: int) -> dict[str, 
         per_step = float(np.median([r["n_tokens"] / r["n_steps"] for r in ok]))
     largest = max((float(r["n_params"]) for r in ok), default=1e5)
     table: dict[float, float] = {}
-    for n in np.geomspace(smallest_size(sweep_dir, arch), 1000 * largest, 24):
-        shape = solve_shape(settings["model"]["arch"], n_params=float(n), **kw)
+    arch_name = settings["model"]["arch"]
+    for n in np.geomspace(smallest_n_params(arch_name, **kw), 1000 * largest, 24):
+        shape = solve_shape(arch_name, n_params=float(n), **kw)
         rate = tm.b + tm.c * flops_per_token(shape)["exact"] + tm.s / per_step
         table[float(param_counts(shape)["matmul"])] = rate
     n_eval = float(settings.get("n_evals", 8)) * float(settings["data"].get("n_val_tokens", 0))
