@@ -13,8 +13,10 @@ throughput falls for small models, as a CPU's (and a GPU's at low utilisation) d
 
     seconds(N, D) = D * (N + N0) / R,  N0 = the pool's geometric-mean size
 
-(per-token time flat below N0, proportional to N above it: on the demo's 2 CPU cores a token took
-7.7 us at N = 3,584, 10 us at 32,768 and 29 us at 142,848, about (N + 50,000) x 1.5e-10 s). R
+(per-token time flat below N0, proportional to N above it: in one demo run on 2 CPU cores, two
+runs at a time, a token took 6.8 us at N = 3,584, 9.9 us at 32,768 and 29.5 us at 142,848, as
+the trainer printed them (147,591, 100,998 and 33,931 tokens/s); roughly (N + 50,000) x 1.5e-10
+s). R
 cancels: the allowances are shares. Budget: 10% of the pool's FLOPs, as the replay's, and 10% of
 its seconds on two workers (`WALL_SHARE`); each wave gets half of what is left of each, the last
 wave all of it, as the replay's waves do. Designs at those allowances:
