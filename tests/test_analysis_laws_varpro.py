@@ -126,3 +126,36 @@ def test_a_polish_that_runs_off_the_exponents_range_is_not_the_fit(monkeypatch) 
     fit = fit_varpro(n, d, loss)
     assert fit.params["alpha"] == pytest.approx(HOFFMANN["alpha"], abs=0.15)
     assert fit.objective > 0 and np.isfinite(fit.params["A"])
+
+
+def test_approach_3_does_not_take_a_polish_that_runs_off(monkeypatch) -> None:
+    """fit_chinchilla polishes its 32 best grid starts with the same damped Newton; an end with
+    log A past float range (the runaway fit_varpro met) was taken when its objective was the
+    lowest, and chinchilla_params raised OverflowError. It is passed over now, and where every
+    polish ran off the best start is polished by L-BFGS-B alone."""
+    import analysis.laws.chinchilla as ch
+    from analysis.laws.objective import BatchSolution, representable
+
+    real = ch.newton_batch
+    n, d, loss = _grid(noise=0.01, seed=3)
+    clean = fit_chinchilla(n, d, loss)
+
+    def runaway(rows):
+        def polish(theta0, *a, **k):
+            sol = real(theta0, *a, **k)
+            theta, obj = np.array(sol.theta, float), np.array(sol.objective, float)
+            theta[rows, 0], theta[rows, 3] = 1016.0, 64.0
+            obj[rows] = 0.0  # the lowest objective of all
+            return BatchSolution(**{**sol.__dict__, "theta": theta, "objective": obj})
+
+        return polish
+
+    for rows in ([0], slice(None)):
+        monkeypatch.setattr(ch, "newton_batch", runaway(rows))
+        fit = fit_chinchilla(n, d, loss)
+        assert np.isfinite([fit.params[k] for k in ("A", "B", "E")]).all()
+        assert fit.params["alpha"] == pytest.approx(clean.params["alpha"], abs=0.05)
+        assert fit.objective == pytest.approx(clean.objective, rel=1e-3)
+    # a coefficient of 0 (log E far below) is a float; one past exp()'s range is not
+    assert representable(np.array([[1.0, 2.0, -800.0, 0.3, 0.3], [800.0, 2.0, 0.5, 9.0, 0.3],
+                                   [1.0, np.nan, 0.5, 0.3, 0.3]])).tolist() == [True, False, False]  # fmt: skip

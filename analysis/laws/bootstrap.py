@@ -28,11 +28,11 @@ from .chinchilla import HUBER_DELTA, chinchilla_params, compute_optimal, params_
 from .identifiability import fit_warnings, outside_intervals
 from .objective import (
     CHINCHILLA_PARAMS,
-    LOG_FLOAT_MAX,
     BatchSolution,
     chinchilla_design,
     newton_batch,
     power_design,
+    representable,
 )
 
 __all__ = [
@@ -150,7 +150,7 @@ def bootstrap_chinchilla(
     # a refit can "converge" with log A or log B past float range (A/N^alpha stays finite with a
     # huge alpha) where the resample leaves the law undetermined: it has no finite parameters,
     # so it counts with the failed ones
-    diverged = ok & ~(np.isfinite(theta).all(axis=1) & (theta[:, :3] < LOG_FLOAT_MAX).all(axis=1))
+    diverged = ok & ~representable(theta)
     ok &= ~diverged
     samples: dict[str, list[float]] = {}
     for i in np.flatnonzero(ok):
@@ -265,7 +265,7 @@ def bootstrap_kaplan_joint(
     )
     # a refit with N_c or D_c past float range has no finite law (as approach 3's diverged ones)
     ok = np.isfinite(objs)  # as approach 3's: a non-finite scale is a diverged refit too
-    diverged = ok & ~(np.isfinite(xs).all(axis=1) & (xs[:, :2] < LOG_FLOAT_MAX).all(axis=1))
+    diverged = ok & ~representable(xs, n_logs=2)
     ok &= ~diverged
     lnc, ldc, an, ad = xs[ok].T
     arrays = {"N_c": np.exp(lnc), "D_c": np.exp(ldc), "alpha_N": an, "alpha_D": ad}

@@ -32,6 +32,7 @@ from .objective import (
     minimize_lbfgs,
     newton_batch,
     objective_batch,
+    representable,
     value_and_grad,
 )
 
@@ -74,7 +75,7 @@ def _finish(theta, design, log_loss, delta, law, n, convention, extra_warn=(), d
     res = minimize_lbfgs(theta, design, log_loss, delta=delta)
     # keep the better of the two (L-BFGS-B cannot make the Newton optimum worse, but be explicit)
     f_theta, _ = value_and_grad(theta, design, log_loss, delta)
-    if res.fun <= f_theta:
+    if res.fun <= f_theta and representable(res.x)[0]:
         theta = res.x
     f, g = value_and_grad(theta, design, log_loss, delta)
     g_max = float(np.max(np.abs(g)))
@@ -129,8 +130,11 @@ def fit_chinchilla(
     f0 = objective_batch(starts, design, log_loss, delta=delta)
     best = np.argsort(np.where(np.isfinite(f0), f0, np.inf))[: max(1, n_polish)]
     sol = newton_batch(starts[best], design, log_loss, delta=delta, max_iter=500)
-    i = int(np.nanargmin(sol.objective))
-    return _finish(sol.theta[i], design, log_loss, delta, "chinchilla", loss.size, convention)
+    # a polish that ran off to coefficients no float holds is not a fit (OverflowError in
+    # chinchilla_params before); where every polish did, the best start is polished by L-BFGS-B
+    obj = np.where(representable(sol.theta), sol.objective, np.nan)
+    theta = starts[best[0]] if np.isnan(obj).all() else sol.theta[int(np.nanargmin(obj))]
+    return _finish(theta, design, log_loss, delta, "chinchilla", loss.size, convention)
 
 
 def fit_chinchilla_reference(

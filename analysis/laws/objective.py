@@ -37,9 +37,21 @@ __all__ = [
     "value_and_grad",
     "minimize_lbfgs",
     "newton_batch",
+    "representable",
 ]
 
 LOG_FLOAT_MAX = float(np.log(np.finfo(float).max))  # ~709.78: exp() of more overflows a float
+
+
+def representable(theta: np.ndarray, n_logs: int = 3) -> np.ndarray:
+    """Per row of theta: every entry finite and the first `n_logs` (the log coefficients: log A,
+    log B, log E for Chinchilla) below what exp() overflows at (a very negative one is a
+    coefficient of 0, which a float holds). The damped Newton keeps any step that lowers the
+    objective, so on a flat direction one term can run off to log A ~ 1e3 with a huge exponent
+    (A/N^alpha stays finite); such an end has no parameters a float can name."""
+    theta = np.atleast_2d(np.asarray(theta, float))
+    return np.isfinite(theta).all(axis=1) & (theta[:, :n_logs] < LOG_FLOAT_MAX).all(axis=1)
+
 
 CHINCHILLA_PARAMS = ("log_A", "log_B", "log_E", "alpha", "beta")
 POWER_PARAMS = ("log_A", "log_E", "alpha")

@@ -29,7 +29,7 @@ from scipy.optimize import minimize, nnls
 from ..errors import check_points
 from ..result_types import MATMUL_CONVENTION, FitResult
 from .chinchilla import HUBER_DELTA, chinchilla_params
-from .objective import chinchilla_design, newton_batch, objective_batch
+from .objective import chinchilla_design, newton_batch, objective_batch, representable
 
 __all__ = [
     "EXPONENT_RANGE",
@@ -159,10 +159,8 @@ def _plausible(theta: np.ndarray) -> np.ndarray:
     objective, and with few points one term can buy a lower one by running off to a wall: log A
     = 1016, alpha = 64 on ten runs of Porian et al.'s cosine table (an AVX-512 CPU; OverflowError
     in chinchilla_params before)."""
-    lo, hi = EXPONENT_RANGE
-    exps, logs = theta[:, 3:5], theta[:, 0:3]
-    return (np.all(np.isfinite(theta), axis=1) & np.all((exps > 0) & (exps <= 2 * hi), axis=1)
-            & np.all(np.abs(logs) < 700, axis=1))  # fmt: skip
+    exps = theta[:, 3:5]
+    return representable(theta) & np.all((exps > 0) & (exps <= 2 * EXPONENT_RANGE[1]), axis=1)
 
 
 def _log_theta(coef: np.ndarray, alpha: float, beta: float, equal: bool) -> np.ndarray:
