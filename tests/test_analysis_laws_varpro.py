@@ -157,5 +157,6 @@ def test_approach_3_does_not_take_a_polish_that_runs_off(monkeypatch) -> None:
         assert fit.params["alpha"] == pytest.approx(clean.params["alpha"], abs=0.05)
         assert fit.objective == pytest.approx(clean.objective, rel=1e-3)
     # a coefficient of 0 (log E far below) is a float; one past exp()'s range is not
-    assert representable(np.array([[1.0, 2.0, -800.0, 0.3, 0.3], [800.0, 2.0, 0.5, 9.0, 0.3],
-                                   [1.0, np.nan, 0.5, 0.3, 0.3]])).tolist() == [True, False, False]  # fmt: skip
+    rows = np.array([[1.0, 2.0, -800.0, 0.3, 0.3], [800.0, 2.0, 0.5, 9.0, 0.3],
+                     [1.0, np.nan, 0.5, 0.3, 0.3]])  # fmt: skip
+    assert representable(rows).tolist() == [True, False, False]
