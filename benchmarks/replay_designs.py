@@ -88,9 +88,12 @@ def _affordable(pool: Pool, chosen: list[int], left: float) -> list[int]:
 
 
 def planned(pool: Pool, init: list[int], *, max_waves: int = MAX_WAVES,
-            min_gain: float = MIN_GAIN, cost_exp: float = COST_EXP) -> list[int]:  # fmt: skip
+            min_gain: float = MIN_GAIN, cost_exp: float = COST_EXP,
+            as_the_loop: bool = False) -> list[int]:  # fmt: skip
     """Our criterion in waves (adaptive_replay's docstring), with the planner's settings
-    (`analysis.planning.select`'s defaults unless given)."""
+    (`analysis.planning.select`'s defaults unless given). as_the_loop: the waves as
+    `sweeps.adaptive` sizes them instead: each at most half of what is left, the whole of it
+    only where half buys nothing, the last wave no exception."""
     chosen = list(init)
     for wave in range(max_waves):
         left = pool.budget - float(pool.cost[chosen].sum())
@@ -102,9 +105,11 @@ def planned(pool: Pool, init: list[int], *, max_waves: int = MAX_WAVES,
         items = [Item((float(pool.n_params[i]),), (float(pool.n_tokens[i]),), "pool", f"run {i}")
                  for i in avail]  # fmt: skip
         cheapest = min(it.cost for it in items)
-        last = wave == max_waves - 1
+        last = wave == max_waves - 1 and not as_the_loop
         allowance = left if last else min(left, max(left / 2, cheapest))
         choice = choose(state, items, allowance, min_gain=min_gain, cost_exp=cost_exp)
+        if as_the_loop and not choice.items and allowance < left:
+            choice = choose(state, items, left, min_gain=min_gain, cost_exp=cost_exp)
         if not choice.items:
             break
         index = {id(it): i for it, i in zip(items, avail, strict=True)}
