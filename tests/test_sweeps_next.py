@@ -157,6 +157,17 @@ def test_the_loop_stops_at_the_tolerance_only_on_an_interval_checked_on_two_fold
     assert (why is None) if expect is None else why.startswith(expect)
 
 
+def test_each_wave_spends_half_of_what_is_left_and_the_last_all_of_it() -> None:
+    """sweeps.adaptive.wave_allowance: the last wave --max-waves allows keeps nothing back (before,
+    it spent half as every wave did, and the loop ended with an eighth of a 3-wave allowance
+    unspent); the default is 3 waves (benchmarks/wave_count.py)."""
+    from sweeps.adaptive import MAX_WAVES, wave_allowance
+
+    assert [wave_allowance(8.0, k, 3) for k in range(3)] == [4.0, 4.0, 8.0]
+    assert wave_allowance(8.0, 0, 1) == 8.0 and wave_allowance(-1.0, 2, 3) == 0.0
+    assert MAX_WAVES == 3
+
+
 def test_a_wave_the_sizing_puts_over_the_allowance_is_cut_to_nothing_rather_than_sent(
     tmp_path, tiny_cfg, hand_record
 ) -> None:
