@@ -40,8 +40,8 @@ from sweeps import records
 from sweeps.errors import UserError
 from sweeps.next import positive_number
 
-__all__ = ["LOOP_FILE", "MAX_WAVES", "MIN_FOLDS", "WAVE_KEYS", "main", "run_loop", "spent_flops",
-           "spent_seconds", "stop_reason", "wave_allowance", "wave_within_time"]
+__all__ = ["LOOP_FILE", "MAX_WAVES", "MIN_FOLDS", "WAVE_KEYS", "at_optimum", "main", "run_loop",
+           "spent_flops", "spent_seconds", "stop_reason", "wave_allowance", "wave_within_time"]
 
 PY = sys.executable
 LOOP_FILE = "loop.json"
@@ -232,7 +232,7 @@ def run_loop(
         else:
             t = prop["target"]
         point = {"wave": n_waves, "spent": spent, "seconds": spent_s, "wall_s": wall(),
-                 "loss": t["loss"],
+                 "loss": t["loss"], "n_params": t.get("n_params"), "n_tokens": t.get("n_tokens"),
                  "interval": t["interval"],
                  "half_width": t["half_width"], "law": t["law"], "backtested": t["backtested"],
                  "time": time.time()}  # fmt: skip
@@ -283,6 +283,13 @@ def run_loop(
             raise UserError(f"wave {wave.k}", "its sweep failed (see above)", "fix it and rerun")
         state["finished"] = True
         save()
+
+
+def at_optimum(point: dict[str, Any]) -> str:
+    """Where the loop measures the target's interval: the recommended law's own compute-optimal
+    N*, D* (the report's headline may use approach 2's or 3's allocation, so say which)."""
+    n, d = point.get("n_params"), point.get("n_tokens")
+    return f"the law's own optimum, N*={n:.4g}, D*={d:.4g}" if n and d else ""
 
 
 def wave_allowance(left: float, n_waves: int, max_waves: int) -> float:
@@ -379,9 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     last = state["history"][-1]
     lo, hi = last["interval"] or (math.nan, math.inf)
     print(f"stopped: {stop}")
-    print(f"recommended law {last['law']} at C={args.target_flops:.3g}: {last['loss']:.4f}, "
-          f"calibrated 95% interval [{lo:.4f}, {hi:.4f}] (+-{last['half_width']:.1%}) after "
-          f"{last['spent']:.3g} FLOPs in {last['wave']} wave(s)")  # fmt: skip
+    where = f" ({at_optimum(last)})" if at_optimum(last) else ""
+    print(f"recommended law {last['law']} at C={args.target_flops:.3g}{where}: "
+          f"{last['loss']:.4f}, calibrated 95% interval [{lo:.4f}, {hi:.4f}] "
+          f"(+-{last['half_width']:.1%}) after {last['spent']:.3g} FLOPs in {last['wave']} "
+          "wave(s)")  # fmt: skip
     for h in state["history"]:
         secs = (f" ({h['seconds']:.0f} run-seconds, {h['wall_s']:.0f} s of wall time)"
                 if h.get("seconds") and h.get("wall_s") else "")  # fmt: skip

@@ -32,6 +32,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from sweeps import records
+from sweeps.adaptive import at_optimum
 from sweeps.errors import UserError
 from sweeps.run.preflight import check_results_dir
 
@@ -262,9 +263,15 @@ def _headline(sweep_dir: Path, target: float) -> None:
     except (OSError, ValueError):
         return
     hist = loop.get("history") or [{}]
-    print(f"  the sweep: {hist[-1].get('spent', 0):.3g} FLOPs in {hist[-1].get('wave', 0)} "
+    last = hist[-1]
+    print(f"  the sweep: {last.get('spent', 0):.3g} FLOPs in {last.get('wave', 0)} "
           f"planned wave(s) after its seed grid; stopped: {loop.get('stop')} (figure: "
           f"{sweep_dir / 'report' / 'figures' / 'interval_by_wave.png'})")  # fmt: skip
+    if cal and last.get("half_width") is not None and at_optimum(last):
+        # the loop's interval is the law's at its own optimum; the headline's is at the
+        # allocation the report chose (approach 2's or 3's): where they differ, say both
+        print(f"  the loop measured its interval at {at_optimum(last)}: {last['loss']:.4f} "
+              f"+-{last['half_width']:.1%}")  # fmt: skip
 
 
 def _verify(

@@ -139,3 +139,27 @@ def test_the_loops_wall_allowance_is_fixed_at_its_first_run(tmp_path: Path, monk
     (sweep / "waves").mkdir(parents=True)
     (sweep / "waves" / "loop.json").write_text(json.dumps({"max_wall_seconds": 387.0}))
     assert demo._wall_allowance(sweep, "demo", "gpt", []) == 387.0
+
+
+def test_the_headline_says_where_the_loop_measured_its_interval(tmp_path: Path, capsys) -> None:
+    """The loop measures the target's interval at the recommended law's own optimum; the headline
+    evaluates the law at the allocation the report chose (approach 2's or 3's). On the mini they
+    differed (the loop +-8.0% at N* = 2.6e4, the headline +-6.6% at N* = 7.1e4) and the output
+    printed both without saying at which N*: now the loop's line names it."""
+    from sweeps import demo
+
+    sweep = tmp_path / "demo_mini"
+    (sweep / "report").mkdir(parents=True)
+    (sweep / "waves").mkdir()
+    cal = {"law": "overtrain-vp", "loss": 2.0191, "interval": [1.8906, 2.1563],
+           "n_params": 70760.0, "n_tokens": 7.066e6}  # fmt: skip
+    (sweep / "report" / "fits.json").write_text(json.dumps({"prediction": {"calibrated": cal}}))
+    point = {"wave": 1, "spent": 1.45e12, "loss": 1.9906, "half_width": 0.0805,
+             "n_params": 26170.0, "n_tokens": 1.9106e7}  # fmt: skip
+    (sweep / "waves" / "loop.json").write_text(json.dumps({"history": [point], "stop": "max"}))
+    demo._headline(sweep, 3e12)
+    out = capsys.readouterr().out.splitlines()
+    assert out[2].startswith("at C=3e+12 FLOPs the recommended law overtrain-vp predicts loss "
+                             "2.0191 at N*=7.076e+04")  # fmt: skip
+    assert out[-1] == ("  the loop measured its interval at the law's own optimum, N*=2.617e+04, "
+                       "D*=1.911e+07: 1.9906 +-8.1%")  # fmt: skip
