@@ -104,6 +104,20 @@ def over_worlds(job, jobs: int) -> tuple[int, list[dict[str, Any]]]:
         return len(pools), [r for rs in ex.map(job, pools) for r in rs]
 
 
+def versus_whole_pool(rs: list[dict[str, Any]], ref: dict[str, float]) -> dict[str, Any]:
+    """One design's rows (one per world) scored against the whole pool's error per world (`ref`):
+    the geometric mean and worst of the ratio, mean error, 95% coverage, compute used, and how
+    many worlds gave no finite positive ratio (`failed`)."""
+    ratio = np.array([r["error"] / ref[r["world"]] for r in rs])
+    ok = np.isfinite(ratio) & (ratio > 0)
+    return {"geo_ratio": float(np.exp(np.mean(np.log(ratio[ok])))) if ok.any() else math.nan,
+            "worst_ratio": float(np.nanmax(ratio)),
+            "error": float(np.nanmean([r["error"] for r in rs])),
+            "cover": float(np.nanmean([r["cover"] for r in rs])),
+            "spent_share": float(np.mean([r["spent_share"] for r in rs])),
+            "failed": int(np.sum(~ok))}  # fmt: skip
+
+
 def _job(args) -> list[dict[str, Any]]:
     """Every setting (and the whole pool) on one world, in one worker."""
     pool = args
@@ -123,15 +137,8 @@ def choose_setting(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]
     table = []
     for s in dict.fromkeys(r["setting"] for r in rows if r["setting"] != "all data"):
         rs = [r for r in rows if r["setting"] == s]
-        ratio = np.array([r["error"] / ref[r["world"]] for r in rs])
-        ok = np.isfinite(ratio) & (ratio > 0)
-        table.append({"setting": s, "min_gain": rs[0]["min_gain"], "cost_exp": rs[0]["cost_exp"],
-                      "geo_ratio": float(np.exp(np.mean(np.log(ratio[ok])))) if ok.any()
-                      else math.nan, "worst_ratio": float(np.nanmax(ratio)),
-                      "error": float(np.nanmean([r["error"] for r in rs])),
-                      "cover": float(np.nanmean([r["cover"] for r in rs])),
-                      "spent_share": float(np.mean([r["spent_share"] for r in rs])),
-                      "failed": int(np.sum(~ok))})  # fmt: skip
+        table.append({"setting": s, "min_gain": rs[0]["min_gain"], "cost_exp": rs[0]["cost_exp"]}
+                     | versus_whole_pool(rs, ref))  # fmt: skip
     current = f"min_gain={MIN_GAIN:g} cost_exp={COST_EXP:g}"
     eligible = [t for t in table if t["cover"] >= 0.9 and not t["failed"]]
     best = min(eligible, key=lambda t: t["geo_ratio"])

@@ -44,7 +44,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from planner_choice import over_worlds, world_parser  # noqa: E402
+from planner_choice import over_worlds, versus_whole_pool, world_parser  # noqa: E402
 from replay_designs import MAX_WAVES, Pool, initial_set, score  # noqa: E402
 
 from analysis.planning.seconds import RunSeconds  # noqa: E402
@@ -114,17 +114,12 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for d in DESIGNS:
         rs = [r for r in rows if r["design"] == d]
-        ratio = np.array([r["error"] / ref[r["world"]] for r in rs])
-        ok = np.isfinite(ratio) & (ratio > 0)
-        out.append({"design": d, "geo_ratio": float(np.exp(np.mean(np.log(ratio[ok])))),
-                    "error": float(np.nanmean([r["error"] for r in rs])),
-                    "cover": float(np.nanmean([r["cover"] for r in rs])),
-                    "flops_share": float(np.mean([r["spent_share"] for r in rs])),
+        score = versus_whole_pool(rs, ref)
+        out.append({"design": d, "flops_share": score.pop("spent_share"),
                     "wall_share": float(np.mean([r["wall_share"] for r in rs])),
                     "wins": int(sum(a["error"] < b["error"] for a, b in zip(
                         rs, [r for r in rows if r["design"] not in (d, "all data")],
-                        strict=True))),
-                    "failed": int(np.sum(~ok))})  # fmt: skip
+                        strict=True)))} | score)  # fmt: skip
     return out
 
 

@@ -43,7 +43,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from planner_choice import over_worlds, world_parser  # noqa: E402
+from planner_choice import over_worlds, versus_whole_pool, world_parser  # noqa: E402
 from replay_designs import Pool, initial_set, planned, score  # noqa: E402
 
 SETTINGS = {"replay 3": (3, False), "replay 8": (8, False), "loop 3": (3, True),
@@ -69,16 +69,9 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for name in SETTINGS:
         rs = [r for r in rows if r["setting"] == name]
-        ratio = np.array([r["error"] / ref[r["world"]] for r in rs])
-        ok = np.isfinite(ratio) & (ratio > 0)
         vs = np.array([r["error"] / base[r["world"]] for r in rs])
-        out.append({"setting": name, "geo_ratio": float(np.exp(np.mean(np.log(ratio[ok])))),
-                    "worst_ratio": float(np.nanmax(ratio)),
-                    "error": float(np.nanmean([r["error"] for r in rs])),
-                    "cover": float(np.nanmean([r["cover"] for r in rs])),
-                    "spent_share": float(np.mean([r["spent_share"] for r in rs])),
-                    "worse": int(np.sum(vs > 1.01)), "better": int(np.sum(vs < 0.99)),
-                    "failed": int(np.sum(~ok))})  # fmt: skip
+        out.append({"setting": name, "worse": int(np.sum(vs > 1.01)),
+                    "better": int(np.sum(vs < 0.99))} | versus_whole_pool(rs, ref))  # fmt: skip
     return out
 
 
