@@ -153,3 +153,16 @@ def test_where_no_whole_slice_fits_the_time_a_part_of_one_is_proposed() -> None:
     assert p.wall_s is not None and p.wall_s <= limit and p.max_wall_s == limit
     assert not propose(table, 1e16, 1e16, noise=0.01, seconds=SECONDS,
                        max_wall_s=0.9 * quickest_part).items  # fmt: skip
+
+
+def test_with_time_to_spare_the_proposal_is_the_flop_planners_whole_slices() -> None:
+    """The slices' parts are offered only where the FLOP plan's wave would not fit the wall time;
+    a loose --max-wall-seconds leaves the choice as it is without one (before, any wall time
+    offered the parts, and the FLOP ranking could buy a part of a slice where the whole fit)."""
+    table = _table()
+    for allowance in (3e15, 1e16, 3e16):
+        flops = propose(table, 1e16, allowance, noise=0.01)
+        loose = propose(table, 1e16, allowance, noise=0.01, seconds=SECONDS, max_wall_s=1e12)
+        assert [(i.n_params, i.n_tokens) for i in loose.items] == [
+            (i.n_params, i.n_tokens) for i in flops.items], allowance
+        assert all(len(i.n_params) != 3 or i.kind != "extend" for i in loose.items)

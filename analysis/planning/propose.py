@@ -91,6 +91,11 @@ class Proposal:
         }  # fmt: skip
 
 
+def _wall_s(seconds: RunSeconds, items) -> float:
+    """The wall time of `items`' runs, in order, on the workers `seconds` prices them for."""
+    return seconds.wall([t for i in items for t in seconds.runs(i.n_params, i.n_tokens)])
+
+
 def propose(
     data: pd.DataFrame,
     target_flops: float,
@@ -136,12 +141,21 @@ def propose(
     noise_sd = math.log1p(noise) if measured and noise is not None else None
     state = target_state(rec, np.array([[opt.n_params, opt.n_tokens]]), noise_sd=noise_sd)
     items, notes = candidate_items(data, rec, target_flops, noise_measured=measured,
-                                   min_n=min_params, partial=seconds is not None)  # fmt: skip
+                                   min_n=min_params)  # fmt: skip
     if max_wall_s is not None and not (math.isfinite(max_wall_s) and max_wall_s > 0):
         raise AnalysisError(f"--max-wall-seconds {max_wall_s:g}: must be a positive number of "
                             "seconds, e.g. --max-wall-seconds 600")  # fmt: skip
     wall = math.inf if max_wall_s is None or seconds is None else float(max_wall_s)
     choice = choose(state, items, allowance, max_runs=max_runs, seconds=seconds, max_wall_s=wall)
+    if seconds is not None and math.isfinite(wall):
+        # only where the time binds (the FLOP plan's wave would not fit it) are the slices' parts
+        # offered: with time to spare the choice stays the FLOP planner's
+        free = choose(state, items, allowance, max_runs=max_runs)
+        if _wall_s(seconds, free.items) > wall:
+            items, notes = candidate_items(data, rec, target_flops, noise_measured=measured,
+                                           min_n=min_params, partial=True)  # fmt: skip
+            choice = choose(state, items, allowance, max_runs=max_runs, seconds=seconds,
+                            max_wall_s=wall)  # fmt: skip
     q = rec.calibration.quantile(LEVEL)
     half = q * math.sqrt(choice.final)
     expected = (pred.loss * math.exp(-half), pred.loss * math.exp(half))
@@ -166,10 +180,7 @@ def propose(
             "cover the law's extrapolation error; the plan assumes k = "
             f"{state.k:g} per unit of log distance (analysis/planning/value.py K_PRIOR)"
         )
-    wall_s = None
-    if seconds is not None:
-        wall_s = seconds.wall([s for i in choice.items
-                               for s in seconds.runs(i.n_params, i.n_tokens)])  # fmt: skip
+    wall_s = None if seconds is None else _wall_s(seconds, choice.items)
     return Proposal(pred, bool(rec.calibration.n_points), rec.law, float(allowance), choice,
                     expected, stop, tuple(warns), rec.calibration.n_folds,
                     None if math.isinf(wall) else wall, wall_s)  # fmt: skip
