@@ -126,6 +126,7 @@ def test_a_polish_that_runs_off_the_exponents_range_is_not_the_fit(monkeypatch) 
     fit = fit_varpro(n, d, loss)
     assert fit.params["alpha"] == pytest.approx(HOFFMANN["alpha"], abs=0.15)
     assert fit.objective > 0 and np.isfinite(fit.params["A"])
+    assert any("every Huber polish ran off" in w for w in fit.warnings), fit.warnings
 
 
 def test_approach_3_does_not_take_a_polish_that_runs_off(monkeypatch) -> None:
@@ -156,6 +157,8 @@ def test_approach_3_does_not_take_a_polish_that_runs_off(monkeypatch) -> None:
         assert np.isfinite([fit.params[k] for k in ("A", "B", "E")]).all()
         assert fit.params["alpha"] == pytest.approx(clean.params["alpha"], abs=0.05)
         assert fit.objective == pytest.approx(clean.objective, rel=1e-3)
+        said = any("every Newton polish ran off" in w for w in fit.warnings)
+        assert said == (rows != [0]) and fit.converged
     # a coefficient of 0 (log E far below) is a float; one past exp()'s range is not
     rows = np.array([[1.0, 2.0, -800.0, 0.3, 0.3], [800.0, 2.0, 0.5, 9.0, 0.3],
                      [1.0, np.nan, 0.5, 0.3, 0.3]])  # fmt: skip

@@ -73,14 +73,16 @@ def params_to_theta(params: dict[str, float]) -> np.ndarray:
 
 def _finish(theta, design, log_loss, delta, law, n, convention, extra_warn=(), details=None):
     res = minimize_lbfgs(theta, design, log_loss, delta=delta)
-    # keep the better of the two (L-BFGS-B cannot make the Newton optimum worse, but be explicit)
+    # keep the better of the two (L-BFGS-B cannot make the Newton optimum worse, but be explicit),
+    # unless L-BFGS-B ran off to coefficients no float holds
     f_theta, _ = value_and_grad(theta, design, log_loss, delta)
-    if res.fun <= f_theta and representable(res.x)[0]:
+    kept = bool(res.fun <= f_theta and representable(res.x)[0])
+    if kept:
         theta = res.x
     f, g = value_and_grad(theta, design, log_loss, delta)
     g_max = float(np.max(np.abs(g)))
     g_tol = 1e-7 * delta * n  # |g| <= delta * n * max|dr/dtheta|; see objective.newton_batch
-    converged = bool(res.success or g_max <= g_tol) and np.isfinite(f)
+    converged = bool((kept and res.success) or g_max <= g_tol) and np.isfinite(f)
     message = f"L-BFGS-B: {res.message}; max |gradient| {g_max:.2e} (tolerance {g_tol:.1e})"
     params = chinchilla_params(theta)
     warns = list(extra_warn)
@@ -133,8 +135,12 @@ def fit_chinchilla(
     # a polish that ran off to coefficients no float holds is not a fit (OverflowError in
     # chinchilla_params before); where every polish did, the best start is polished by L-BFGS-B
     obj = np.where(representable(sol.theta), sol.objective, np.nan)
-    theta = starts[best[0]] if np.isnan(obj).all() else sol.theta[int(np.nanargmin(obj))]
-    return _finish(theta, design, log_loss, delta, "chinchilla", loss.size, convention)
+    ran_off = bool(np.isnan(obj).all())
+    theta = starts[best[0]] if ran_off else sol.theta[int(np.nanargmin(obj))]
+    warn = ("chinchilla: every Newton polish ran off to coefficients beyond float range; the best "
+            "grid start was polished by L-BFGS-B alone (the runs do not pin the law down)",)
+    return _finish(theta, design, log_loss, delta, "chinchilla", loss.size, convention,
+                   extra_warn=warn if ran_off else ())  # fmt: skip
 
 
 def fit_chinchilla_reference(

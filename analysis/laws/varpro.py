@@ -208,7 +208,7 @@ def fit_varpro(
     coef, sse = solve_linear(n, d, loss, alpha, beta, weights=w, irreducible=irreducible)
     e, a, b = (max(float(c), 1e-300) for c in coef)
     theta = np.array([math.log(a), math.log(b), math.log(e), alpha, beta])
-    objective = sse
+    objective, ran_off = sse, False
     if robust:
         starts = [_log_theta(coef, alpha, beta, equal_exponents)]
         for t in tops:
@@ -220,7 +220,8 @@ def fit_varpro(
                            max_iter=300)  # fmt: skip
         full, obj = to_full_theta(sol.theta, equal_exponents), sol.objective
         obj = np.where(_plausible(full), obj, np.nan)
-        if np.isnan(obj).all():  # every polish left the exponents' range: the best start stays
+        ran_off = bool(np.isnan(obj).all())
+        if ran_off:  # every polish left the exponents' range: the best start stays
             full = to_full_theta(np.array(starts), equal_exponents)
             obj = objective_batch(np.array(starts), design, np.log(loss), delta=delta, weights=w)
         i = int(np.nanargmin(obj))
@@ -230,6 +231,9 @@ def fit_varpro(
     if irreducible is not None:
         params["E"] = float(irreducible)
     warns = []
+    if robust and ran_off:
+        warns.append(f"{law}: every Huber polish ran off the exponents' range; the best of its "
+                     "starts is kept unpolished (the runs do not pin the law down)")  # fmt: skip
     lo, hi = EXPONENT_RANGE
     if min(alpha, beta) <= lo * 1.01 or max(alpha, beta) >= hi * 0.99:
         warns.append(

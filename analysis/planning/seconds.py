@@ -77,14 +77,18 @@ class RunSeconds:
         except (ValueError, TypeError, KeyError) as e:
             raise AnalysisError(f"--seconds-model: cannot be read ({e}); {fix}") from None
         sizes, rates = np.asarray(out.n_params), np.asarray(out.per_token_s)
-        ok = (
-            sizes.size >= 1 and sizes.size == rates.size and out.workers >= 1
-            and bool(np.all(sizes > 0) and np.all(rates > 0) and np.all(np.diff(sizes) > 0))
-            and min(out.per_run_s, out.eval_tokens, out.startup_s) >= 0
-            and bool(np.all(np.isfinite([*sizes, *rates, out.per_run_s, out.eval_tokens])))
-        )  # fmt: skip
-        if not ok:
-            raise AnalysisError("--seconds-model: n_params must ascend, with as many positive "
-                                "per_token_s, and the other fields be >= 0 (workers >= 1); "
-                                + fix)  # fmt: skip
+        wrong = [why for bad, why in (
+            (sizes.size < 1 or sizes.size != rates.size,
+             "n_params and per_token_s must have the same length, at least 1"),
+            (not (np.all(np.isfinite(sizes) & (sizes > 0)) and np.all(np.diff(sizes) > 0)),
+             "n_params must ascend and be positive"),
+            (not np.all(np.isfinite(rates) & (rates > 0)), "per_token_s must be positive"),
+            (out.workers < 1 or float(raw.get("workers", 1)) != out.workers,
+             "workers must be a whole number >= 1"),
+            *((not (math.isfinite(v) and v >= 0), f"{name} must be a finite number >= 0")
+              for name, v in (("per_run_s", out.per_run_s), ("eval_tokens", out.eval_tokens),
+                              ("startup_s", out.startup_s))),
+        ) if bad]  # fmt: skip
+        if wrong:
+            raise AnalysisError(f"--seconds-model: {wrong[0]}; {fix}")
         return out
