@@ -5,10 +5,11 @@ the points the replay reports.
 
 `benchmarks/adaptive_replay.py` replays our loop in at most `replay_designs.MAX_WAVES` = 3 waves
 (each spends half of what is left, the last all of it). Three was a cap for the benchmark's run
-time, not the loop's: `python -m sweeps.adaptive` runs up to `--max-waves 8` waves, each at most
-half of what is left (`sweeps.adaptive.WAVE_FRACTION`), and refits after each. Li et al.'s
-D-optimal and V-optimal baselines refit after every single run. So the replay measures a loop
-with fewer refits than the one users run.
+time, not the loop's: `python -m sweeps.adaptive` ran up to `--max-waves 8` waves, each at most
+half of what is left (`sweeps.sweep.loop_rules.WAVE_FRACTION`), and refits after each. Li et al.'s
+D-optimal and V-optimal baselines refit after every single run. So the replay measured a loop
+with fewer refits than the one users ran. (After this script ran, the loop's default became 3
+waves, the last spending all that is left: the "replay 3" setting below.)
 
 This script replays planned on the 24 worlds of `benchmarks/planner_choice.py` (four law forms,
 seeds 10-12, an N ladder like Gadre et al.'s tables and IsoFLOP slices like Porian et al.'s; none

@@ -32,30 +32,25 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sweeps import records
 from sweeps.errors import UserError
 from sweeps.next import positive_number
+from sweeps.sweep.loop_rules import (
+    MAX_WAVES,
+    at_optimum,
+    stop_reason,
+    time_for_wave,
+    wave_allowance,
+    wave_within_time,
+)
 
-__all__ = ["LOOP_FILE", "MAX_WAVES", "MIN_FOLDS", "WAVE_KEYS", "at_optimum", "main", "run_loop",
-           "spent_flops", "spent_seconds", "stop_reason", "wave_allowance", "wave_within_time"]
+__all__ = ["LOOP_FILE", "WAVE_KEYS", "main", "run_loop", "spent_flops", "spent_seconds"]
 
 PY = sys.executable
 LOOP_FILE = "loop.json"
-WAVE_FRACTION = 0.5  # a wave spends at most this share of what is left (so later waves can adapt)
-# 3 (was 8): of 3, 4 and 8 waves, sized as this loop sizes them, 3 had the smallest error on the
-# planner's 24 tuning worlds with coverage of at least 90% (benchmarks/wave_count.py)
-MAX_WAVES = 3
-# back-test folds an interval needs before the loop trusts it enough to stop: with one, k rests on
-# one held-out rung near the runs and the rule that turns it into an interval cannot be checked
-# on the table's own folds (analysis/prediction/calibration.py's nested check needs two)
-MIN_FOLDS = 2
-# where nothing proposed fits the time left, the planner is asked again this many times, each
-# with a third of the FLOPs (a cheaper item may fit where a slice of long runs does not)
-TIME_RETRIES = 2
 # overrides after `--` that also apply to the waves (how to run, not what): the rest (the seed
 # grid's preset and its values) are the seed grid's alone
 WAVE_KEYS = ("launcher", "hydra.launcher", "tracker", "threads", "device", "progress",
@@ -139,7 +134,7 @@ def run_loop(
     allowance too, in run-seconds (`spent_seconds`), each wave trimmed to what is left of it;
     max_wall_s: one in the loop's clock seconds (kept in loop.json across reruns; a kill loses
     the clock since the last save, at most one wave)."""
-    from sweeps.next import Wave, next_wave, planner, train_command
+    from sweeps.next import Wave, next_wave, planner, time_flag, train_command
     from sweeps.sweep.plan import summary
     from sweeps.sweep.wavecost import seconds_model, smallest_size, wave_workers
     from sweeps.sweep.waves import WAVES_DIR, wave_dir
@@ -200,10 +195,10 @@ def run_loop(
 
         left_wall = math.inf if max_wall_s is None else max_wall_s - wall()
         # where time binds, the planner prices runs in the seconds that bind (the wall clock on
-        # the launcher's workers, or run-seconds on one), keeping back what this step's refit
-        # has taken so far for the refit after the wave
+        # the launcher's workers, or run-seconds on one), and is handed `time_for_wave`
         timed = (left_wall if max_wall_s is not None else
                  left_s if max_seconds is not None else None)  # fmt: skip
+        last_step = float(state.get("step_s", 0.0))
         secs = None
         if timed is not None and timed > 0:
             secs = seconds_model(sweep_dir, arch, workers if max_wall_s is not None else 1)
@@ -211,15 +206,18 @@ def run_loop(
 
         def ask(allow: float, min_n: float = smallest_size(sweep_dir, arch), in_time: bool = True,
                 secs: dict[str, Any] | None = secs, timed: float | None = timed,
-                t_step: float = t_step) -> dict[str, Any]:  # fmt: skip
+                t_step: float = t_step, last_step: float = last_step,
+                ) -> dict[str, Any]:  # fmt: skip
             time_left = None
             if in_time and secs is not None and timed is not None:
-                time_left = max(timed - (time.monotonic() - t_step), 1.0)
+                time_left = time_for_wave(timed, time.monotonic() - t_step, last_step,
+                                          on_clock=max_wall_s is not None)  # fmt: skip
             try:
                 return planner(sweep_dir, target, allow, max_runs=max_runs, arch=arch,
-                               min_params=min_n, seconds=secs, max_wall_s=time_left)  # fmt: skip
+                               min_params=min_n, seconds=secs, max_wall_s=time_left,
+                               time_flag=time_flag(max_wall_s))  # fmt: skip
             except UserError as e:  # an allowance that buys nothing is a stop, not a mistake
-                if e.field not in ("--allowance", "--max-wall-seconds"):
+                if e.field not in ("--allowance", "--max-wall-seconds", "--max-seconds"):
                     raise
                 return {"runs": [], "stop": e.problem, "target": None}
 
@@ -256,6 +254,7 @@ def run_loop(
         assert prop is not None
         # the refit after the wave takes about as long as this step's planning did
         step_s = time.monotonic() - t_step
+        state["step_s"] = step_s
 
         def make(p: dict[str, Any], step_s: float = step_s, left_s: float = left_s) -> Wave | str:
             wall_left = None if max_wall_s is None else max_wall_s - wall() - step_s
@@ -283,71 +282,6 @@ def run_loop(
             raise UserError(f"wave {wave.k}", "its sweep failed (see above)", "fix it and rerun")
         state["finished"] = True
         save()
-
-
-def at_optimum(point: dict[str, Any]) -> str:
-    """Where the loop measures the target's interval: the recommended law's own compute-optimal
-    N*, D* (the report's headline may use approach 2's or 3's allocation, so say which)."""
-    n, d = point.get("n_params"), point.get("n_tokens")
-    return f"the law's own optimum, N*={n:.4g}, D*={d:.4g}" if n and d else ""
-
-
-def wave_allowance(left: float, n_waves: int, max_waves: int) -> float:
-    """FLOPs the next wave may spend, `n_waves` launched so far: WAVE_FRACTION of what is left,
-    so that later waves adapt to what this one shows; all of it where this is the last wave
-    `max_waves` allows (no wave comes after it to keep any back for)."""
-    return max(left if n_waves + 1 >= max_waves else left * WAVE_FRACTION, 0.0)
-
-
-def wave_within_time(
-    make: Callable[[dict[str, Any]], Any],
-    ask: Callable[[float], dict[str, Any]],
-    prop: dict[str, Any],
-    retries: int = TIME_RETRIES,
-) -> tuple[Any, dict[str, Any]]:
-    """(the wave `make` builds from a proposal, the proposal): where nothing proposed fits the
-    time left (`make` answers why, naming --max-seconds or --max-wall-seconds), the planner is
-    asked (`ask`) for what a third of the FLOPs buys, `retries` times at most, while it proposes
-    anything."""
-    for retry in range(retries + 1):
-        wave = make(prop)
-        if not (isinstance(wave, str) and "-seconds" in wave) or retry == retries:
-            break
-        smaller = ask(float(prop["allowance"]) / 3)
-        if not smaller["runs"]:
-            break
-        prop = smaller
-    return wave, prop
-
-
-def stop_reason(
-    t: dict[str, Any],
-    prop: dict[str, Any] | None,
-    *,
-    spent: float,
-    allowance: float,
-    tolerance: float,
-    n_waves: int,
-    max_waves: int,
-) -> str | None:
-    """Why the loop stops now (module docstring), or None: `t` is the planner's target (its
-    calibrated interval's half-width, whether and on how many folds it was back-tested), `prop`
-    its proposal for the next wave (None where none was asked for)."""
-    trusted = t["backtested"] and t.get("n_folds", 0) >= MIN_FOLDS
-    if trusted and t["half_width"] <= tolerance:
-        return (f"tolerance: the calibrated 95% interval at the target is within "
-                f"+-{t['half_width']:.1%} (asked: +-{tolerance:.1%}), calibrated on "
-                f"{t['n_folds']} back-test folds")  # fmt: skip
-    if spent >= allowance:
-        return f"allowance: {spent:.3g} of {allowance:.3g} FLOPs spent"
-    if n_waves >= max_waves:
-        return f"max waves: {n_waves} wave(s) run (--max-waves {max_waves})"
-    if prop is not None and not prop["runs"]:
-        reason = str(prop.get("stop") or "")
-        kind = ("wall-time allowance" if "wall-time" in reason else
-                "allowance" if "allowance" in reason else "no proposal helps")  # fmt: skip
-        return f"{kind}: {reason}"
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,9 +32,9 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from sweeps import records
-from sweeps.adaptive import at_optimum
 from sweeps.errors import UserError
 from sweeps.run.preflight import check_results_dir
+from sweeps.sweep.loop_rules import at_optimum
 
 __all__ = ["ALLOWANCE", "SEED_GRID", "TOLERANCE", "main", "preset_values"]
 
@@ -269,7 +269,7 @@ def _headline(sweep_dir: Path, target: float) -> None:
           f"{sweep_dir / 'report' / 'figures' / 'interval_by_wave.png'})")  # fmt: skip
     if cal and last.get("half_width") is not None and at_optimum(last):
         # the loop's interval is the law's at its own optimum; the headline's is at the
-        # allocation the report chose (approach 2's or 3's): where they differ, say both
+        # allocation the report chose (approach 2's or 3's), which may differ: say where each is
         print(f"  the loop measured its interval at {at_optimum(last)}: {last['loss']:.4f} "
               f"+-{last['half_width']:.1%}")  # fmt: skip
 

@@ -60,10 +60,13 @@ class Wave:
 
 def planner(sweep_dir: Path, target: float, allowance: float, *, max_runs: int | None,
             arch: str | None, min_params: float = 0.0, seconds: dict[str, Any] | None = None,
-            max_wall_s: float | None = None) -> dict[str, Any]:  # fmt: skip
+            max_wall_s: float | None = None,
+            time_flag: str = "--max-wall-seconds") -> dict[str, Any]:  # fmt: skip
     """The analysis's proposal (`python -m analysis.planning --json`); UserError with its line.
     seconds, max_wall_s: what a run takes here (sweeps/sweep/wavecost.py) and the wall time the
-    wave may take, so that the planner ranks by seconds where time binds."""
+    wave may take, so that the planner ranks by seconds where time binds. time_flag: the
+    caller's flag for that time (`--max-seconds` where it is run-seconds on one worker), which
+    an error about it names."""
     cmd = [PY, "-m", "analysis.planning", str(sweep_dir), "--target-flops", f"{target:g}",
            "--allowance", f"{allowance:g}", "--min-params", f"{min_params:g}",
            "--json"]  # fmt: skip
@@ -78,8 +81,17 @@ def planner(sweep_dir: Path, target: float, allowance: float, *, max_runs: int |
         lines = [ln for ln in out.stderr.strip().splitlines() if ln.startswith("error:")]
         line = lines[-1].removeprefix("error: ") if lines else out.stderr.strip()[-500:]
         field, _, problem = line.partition(": ") if line.startswith("--") else ("RESULTS", "", line)
+        if field == "--max-wall-seconds" and time_flag == "--max-seconds":  # run-seconds, said so
+            field = time_flag
+            problem = problem.replace("wall-time allowance", "run-seconds allowance").replace(
+                "--max-wall-seconds", time_flag)
         raise UserError(field, problem.strip().rstrip("."))
     return json.loads(out.stdout)
+
+def time_flag(max_wall_s: float | None) -> str:
+    """The flag whose seconds the planner is handed: the wall time where one is given, else the
+    run-seconds of --max-seconds."""
+    return "--max-wall-seconds" if max_wall_s is not None else "--max-seconds"
 
 def train_command(wave: Path, extra: list[str]) -> list[str]:
     from sweeps.sweep.waves import train_overrides
@@ -191,7 +203,7 @@ def next_wave(
             secs["startup_s"] = secs["startup_s"] if max_wall_s else 0.0  # run-seconds: none
         proposal = planner(sweep_dir, target, allowance, max_runs=max_runs, arch=arch,
                            min_params=smallest_size(sweep_dir, arch), seconds=secs,
-                           max_wall_s=timed)  # fmt: skip
+                           max_wall_s=timed, time_flag=time_flag(max_wall_s))  # fmt: skip
     prop = proposal
     if not prop["runs"]:
         return str(prop.get("stop") or "nothing to propose")

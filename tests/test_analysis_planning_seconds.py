@@ -166,3 +166,51 @@ def test_with_time_to_spare_the_proposal_is_the_flop_planners_whole_slices() -> 
         assert [(i.n_params, i.n_tokens) for i in loose.items] == [
             (i.n_params, i.n_tokens) for i in flops.items], allowance
         assert all(len(i.n_params) != 3 or i.kind != "extend" for i in loose.items)
+
+
+def test_run_seconds_that_fit_no_run_are_named_as_the_loops_own_flag(tmp_path) -> None:
+    """sweeps.next and sweeps.adaptive hand the planner --max-seconds' run-seconds through its
+    --max-wall-seconds; where they fit no run, the error named --max-wall-seconds, a flag the
+    user had not given, and the loop stopped as on a wall-time allowance. Now it names
+    --max-seconds and run-seconds, and the loop's stop is a time allowance."""
+    from sweeps.errors import UserError
+    from sweeps.next import planner
+    from sweeps.sweep.loop_rules import stop_reason, time_for_wave
+
+    path = tmp_path / "t.csv"
+    _table().to_csv(path, index=False)
+    model = {"per_run_s": 2.0, "eval_tokens": 1e5, "n_params": [1e5, 1e6, 1e8],
+             "per_token_s": [2e-6, 3e-6, 6e-5], "workers": 1, "startup_s": 0.0}  # fmt: skip
+    with pytest.raises(UserError) as e:
+        planner(path, 1e16, 1e16, max_runs=None, arch=None, seconds=model, max_wall_s=1.0,
+                time_flag="--max-seconds")  # fmt: skip
+    assert e.value.field == "--max-seconds", e.value
+    assert "run-seconds allowance" in e.value.problem and "--max-wall" not in e.value.problem
+    target = {"backtested": False, "half_width": 0.5}
+    stop = stop_reason(target, {"runs": [], "stop": e.value.problem}, spent=1.0, allowance=9.0,
+                       tolerance=0.1, n_waves=1, max_waves=3)  # fmt: skip
+    assert stop is not None and stop.startswith("time allowance: "), stop
+    # on the clock the planner is handed what is left after this step's planning so far, the
+    # planning call and the refit after the wave (each as long as the last step's); in
+    # run-seconds all of it (before: the clock's elapsed time came off run-seconds too, and the
+    # planning call and the refit were not kept back on the clock)
+    assert time_for_wave(100.0, 5.0, 10.0, on_clock=True) == 75.0
+    assert time_for_wave(100.0, 5.0, 10.0, on_clock=False) == 100.0
+    assert time_for_wave(10.0, 5.0, 10.0, on_clock=True) == 1.0
+
+
+@pytest.mark.parametrize("field, value, said", [
+    ("startup_s", float("nan"), "startup_s must be a finite number >= 0"),
+    ("workers", 2.5, "workers must be a whole number >= 1"),
+    ("per_token_s", [1e-6, -1e-6], "per_token_s must be positive"),
+    ("n_params", [1e5], "n_params and per_token_s must have the same length"),
+])  # fmt: skip
+def test_a_bad_seconds_model_names_the_field_at_fault(field, value, said) -> None:
+    """Before: a NaN startup_s passed (and every schedule then failed to fit), 2.5 workers were
+    read as 2, and the other faults shared one message naming every field."""
+    good = {"per_run_s": 2.0, "eval_tokens": 1e5, "n_params": [1e5, 1e6],
+            "per_token_s": [2e-6, 3e-6], "workers": 2, "startup_s": 1.0}  # fmt: skip
+    RunSeconds.from_json(json.dumps(good))
+    with pytest.raises(AnalysisError, match=f"^--seconds-model: {said}"):
+        RunSeconds.from_json(json.dumps(good | {field: value}))
+

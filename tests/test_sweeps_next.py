@@ -150,7 +150,7 @@ def test_an_empty_or_unfittable_folder_is_refused(tmp_path, tiny_cfg, hand_recor
 def test_the_loop_stops_at_the_tolerance_only_on_an_interval_checked_on_two_folds(
     target, prop, expect
 ) -> None:
-    from sweeps.adaptive import stop_reason
+    from sweeps.sweep.loop_rules import stop_reason
 
     why = stop_reason(target, prop, spent=1.0, allowance=10.0, tolerance=0.1, n_waves=1,
                       max_waves=4)  # fmt: skip
@@ -158,10 +158,10 @@ def test_the_loop_stops_at_the_tolerance_only_on_an_interval_checked_on_two_fold
 
 
 def test_each_wave_spends_half_of_what_is_left_and_the_last_all_of_it() -> None:
-    """sweeps.adaptive.wave_allowance: the last wave --max-waves allows keeps nothing back (before,
-    it spent half as every wave did, and the loop ended with an eighth of a 3-wave allowance
+    """loop_rules.wave_allowance: the last wave --max-waves allows keeps nothing back (before, it
+    spent half as every wave did, and the loop ended with an eighth of a 3-wave allowance
     unspent); the default is 3 waves (benchmarks/wave_count.py)."""
-    from sweeps.adaptive import MAX_WAVES, wave_allowance
+    from sweeps.sweep.loop_rules import MAX_WAVES, wave_allowance
 
     assert [wave_allowance(8.0, k, 3) for k in range(3)] == [4.0, 4.0, 8.0]
     assert wave_allowance(8.0, 0, 1) == 8.0 and wave_allowance(-1.0, 2, 3) == 0.0
@@ -284,9 +284,9 @@ def test_the_planner_is_handed_the_trainers_own_seconds_and_fits_the_wall_time_i
 
 
 def test_where_nothing_fits_the_time_left_the_loop_asks_for_a_third_of_the_flops() -> None:
-    """sweeps.adaptive.wave_within_time: a wave refused for time is asked for again with a third
-    of the FLOPs, twice at most, and stops asking when the planner proposes nothing."""
-    from sweeps.adaptive import TIME_RETRIES, wave_within_time
+    """loop_rules.wave_within_time: a wave refused for time is asked for again with a third of
+    the FLOPs, twice at most, and stops asking when the planner proposes nothing."""
+    from sweeps.sweep.loop_rules import TIME_RETRIES, wave_within_time
 
     asked: list[float] = []
 
@@ -311,3 +311,23 @@ def test_where_nothing_fits_the_time_left_the_loop_asks_for_a_third_of_the_flops
     asked.clear()
     wave, _ = wave_within_time(lambda p: "no proposal helps", ask, {"allowance": 9.0, "runs": [1]})
     assert wave == "no proposal helps" and asked == []
+
+
+def test_a_seconds_model_with_an_auto_batch_and_no_counted_steps_is_still_one(
+    tmp_path, tiny_cfg, hand_record
+) -> None:
+    """seconds_model takes an "auto" batch's tokens per step from the sweep's runs; where no run
+    counted its steps it took the median of nothing (NaN), which the planner refused as a bad
+    --seconds-model, a flag the user never gave. It falls back to a batch of 16 now."""
+    from analysis.planning.seconds import RunSeconds
+    from sweeps.sweep.wavecost import seconds_model
+
+    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(0.5, 1.0, 2.0))
+    for d in sorted(sweep.iterdir()):
+        rec = json.loads((d / "record.json").read_text())
+        rec["config"]["optim"]["batch_size"] = "auto"
+        rec["n_steps"] = None
+        (d / "record.json").write_text(json.dumps(rec))
+    model = seconds_model(sweep, None, workers=1)
+    secs = RunSeconds.from_json(json.dumps(model))  # raised AnalysisError before
+    assert secs(1e4, 1e6) > 0

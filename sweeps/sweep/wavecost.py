@@ -55,8 +55,8 @@ def seconds_model(sweep_dir: Path, arch: str | None, workers: int) -> dict[str, 
     tm = fit_time_model(sweep_dir.parent)
     ok = [r for r in recs if r.get("status") == "ok" and r.get("n_steps")]
     batch = (settings.get("optim") or {}).get("batch_size", 16)
-    if isinstance(batch, int):
-        per_step = float(batch * kw["context"])
+    if isinstance(batch, int) or not ok:  # "auto" with no run that counted its steps: 16
+        per_step = float((batch if isinstance(batch, int) else 16) * kw["context"])
     else:  # "auto": the batch grows with the budget; the sweep's own runs, in the middle
         per_step = float(np.median([r["n_tokens"] / r["n_steps"] for r in ok]))
     largest = max((float(r["n_params"]) for r in ok), default=1e5)
