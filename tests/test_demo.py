@@ -163,3 +163,7 @@ def test_the_headline_says_where_the_loop_measured_its_interval(tmp_path: Path, 
                              "2.0191 at N*=7.076e+04")  # fmt: skip
     assert out[-1] == ("  the loop measured its interval at the law's own optimum, N*=2.617e+04, "
                        "D*=1.911e+07: 1.9906 +-8.1%")  # fmt: skip
+    # a point without a finite N* (a loop.json of an older loop, or none proposed) names none
+    from sweeps.sweep.loop_rules import at_optimum
+
+    assert at_optimum(point | {"n_params": float("nan")}) == at_optimum({"loss": 2.0}) == ""
