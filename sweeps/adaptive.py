@@ -293,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tolerance", type=positive_number, default=0.03,
                    help="stop when the 95%% interval at the target is within +- this")  # fmt: skip
     p.add_argument("--max-waves", type=int, default=MAX_WAVES,
-                   help="waves after the seed grid, at most (the last spends all that is left)")
+                   help=f"waves after the seed grid, at most (default {MAX_WAVES}; each spends "
+                   "half of what is left, the last all of it)")  # fmt: skip
     p.add_argument("--max-runs", type=int, default=None, help="runs per wave, at most")
     p.add_argument("--max-seconds", type=positive_number, default=None,
                    help="training run-seconds the loop may spend too, the seed grid included")
