@@ -146,7 +146,6 @@ def propose(
         raise AnalysisError(f"--max-wall-seconds {max_wall_s:g}: must be a positive number of "
                             "seconds, e.g. --max-wall-seconds 600")  # fmt: skip
     wall = math.inf if max_wall_s is None or seconds is None else float(max_wall_s)
-    choice = choose(state, items, allowance, max_runs=max_runs, seconds=seconds, max_wall_s=wall)
     if seconds is not None and math.isfinite(wall):
         # only where the time binds (the FLOP plan's wave would not fit it) are the slices' parts
         # offered: with time to spare the choice stays the FLOP planner's
@@ -154,8 +153,7 @@ def propose(
         if _wall_s(seconds, free.items) > wall:
             items, notes = candidate_items(data, rec, target_flops, noise_measured=measured,
                                            min_n=min_params, partial=True)  # fmt: skip
-            choice = choose(state, items, allowance, max_runs=max_runs, seconds=seconds,
-                            max_wall_s=wall)  # fmt: skip
+    choice = choose(state, items, allowance, max_runs=max_runs, seconds=seconds, max_wall_s=wall)
     q = rec.calibration.quantile(LEVEL)
     half = q * math.sqrt(choice.final)
     expected = (pred.loss * math.exp(-half), pred.loss * math.exp(half))
