@@ -260,7 +260,10 @@ def test_pystdlib_split_by_file_is_disjoint_and_stable(stdlib):
     assert len(val_files) == d.info["n_val_files"] and len(skipped) == d.info["n_skipped_files"]
     # The split is a pure function of relative paths: recomputing it gives the same files.
     is_val = sources.split_by_file(rel, 0.05)
-    assert val_files == {r for r, v in zip(rel, is_val, strict=True) if v} - skipped
+    copies = set(meta["near_copies_trained"])  # held-out near-copies of training files
+    assert len(copies) == d.info["n_near_copies_trained"]
+    assert val_files == {r for r, v in zip(rel, is_val, strict=True) if v} - skipped - copies
+    assert copies <= {r for r, v in zip(rel, is_val, strict=True) if v}
     # No file is in both: the val split is exactly the bytes of the val files.
     sizes = {f.relpath: f.size for f in files}
     assert len(d.val) == sum(sizes[r] for r in val_files)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from sweeps.data import tokenizer
+from sweeps.data.overlap import near_copies
 from sweeps.data.sources import Corpus, split_by_file
 from sweeps.data.synthetic import markov_tokens
 from sweeps.errors import UserError
@@ -77,19 +78,29 @@ def build_text(
     progress: bool,
     info: dict[str, Any],
 ) -> None:
-    """Split by file (several files) or by the last val_fraction of the text (one file); encode."""
+    """Split by file (several files; a held-out near-copy of a training file is trained on,
+    overlap.py) or by the last val_fraction of the text (one file); encode."""
     if len(corpus.texts) >= 2:
         is_val = split_by_file(corpus.relpaths, val_fraction)
+        # near-copies of training files are training data (overlap.py)
+        held = [i for i, v in enumerate(is_val) if v]
+        copies = near_copies([t for t, v in zip(corpus.texts, is_val, strict=True) if not v],
+                             [corpus.texts[i] for i in held])  # fmt: skip
+        moved = [corpus.relpaths[i] for i, c in zip(held, copies, strict=True) if c]
+        for i, c in zip(held, copies, strict=True):
+            is_val[i] = is_val[i] and not c
         train_texts = [t for t, v in zip(corpus.texts, is_val, strict=True) if not v]
         val_texts = [t for t, v in zip(corpus.texts, is_val, strict=True) if v]
         split = {
             "split": "by_file",
             "n_train_files": is_val.count(False),
             "n_val_files": is_val.count(True),
+            "n_near_copies_trained": len(moved),
         }
         # Listed in meta.json, not in info: info goes into every run record.
         extra = {
             "val_files": [r for r, v in zip(corpus.relpaths, is_val, strict=True) if v],
+            "near_copies_trained": moved,
             "skipped_files": corpus.skipped,
         }
     else:

@@ -7,7 +7,8 @@ Conventions:
   It names the data; the cheap listing key (paths, sizes, mtimes) only finds a cached content hash.
 - Splitting by file: a file is held out when the first 8 bytes of sha256(relpath), read as a
   fraction of 2**64, fall below `val_fraction`. This is stable across machines and grows the
-  held-out set monotonically with `val_fraction`. At least one file lands on each side.
+  held-out set monotonically with `val_fraction`. At least one file lands on each side. A
+  held-out file that is a near-copy of training files then joins the train split (overlap.py).
 """
 
 from __future__ import annotations
