@@ -134,7 +134,7 @@ def run_loop(
     allowance too, in run-seconds (`spent_seconds`), each wave trimmed to what is left of it;
     max_wall_s: one in the loop's clock seconds (kept in loop.json across reruns; a kill loses
     the clock since the last save, at most one wave)."""
-    from sweeps.next import Wave, next_wave, planner, time_flag, train_command
+    from sweeps.next import Wave, next_wave, planner, train_command
     from sweeps.sweep.plan import summary
     from sweeps.sweep.wavecost import seconds_model, smallest_size, wave_workers
     from sweeps.sweep.waves import WAVES_DIR, wave_dir
@@ -177,7 +177,7 @@ def run_loop(
     if any(r.state != "done" for r in runs) and _run(grid_cmd) != 0:  # a rerun skips a done grid
         raise UserError("seed grid", "its sweep failed (see above)", "fix it and rerun")
     wave_extra = _wave_extra(extra)
-    workers = wave_workers(wave_extra) if max_wall_s is not None else 1
+    workers = wave_workers(wave_extra)
     while True:
         if state["launched"] is not None and not state["finished"]:  # killed mid-wave: go on
             k = int(state["launched"])
@@ -194,28 +194,28 @@ def run_loop(
         wave_allow = wave_allowance(left, n_waves, max_waves)
 
         left_wall = math.inf if max_wall_s is None else max_wall_s - wall()
-        # where time binds, the planner prices runs in the seconds that bind (the wall clock on
-        # the launcher's workers, or run-seconds on one), and is handed `time_for_wave`
-        timed = (left_wall if max_wall_s is not None else
-                 left_s if max_seconds is not None else None)  # fmt: skip
+        # where time binds, the planner prices runs in seconds on the launcher's workers and is
+        # handed what is left of each time allowance (`time_for_wave`)
         last_step = float(state.get("step_s", 0.0))
         secs = None
-        if timed is not None and timed > 0:
-            secs = seconds_model(sweep_dir, arch, workers if max_wall_s is not None else 1)
-            secs["startup_s"] = secs["startup_s"] if max_wall_s is not None else 0.0
+        if (max_wall_s is not None or max_seconds is not None) and min(left_wall, left_s) > 0:
+            secs = seconds_model(sweep_dir, arch, workers)
 
         def ask(allow: float, min_n: float = smallest_size(sweep_dir, arch), in_time: bool = True,
-                secs: dict[str, Any] | None = secs, timed: float | None = timed,
-                t_step: float = t_step, last_step: float = last_step,
+                secs: dict[str, Any] | None = secs, left_wall: float = left_wall,
+                left_s: float = left_s, t_step: float = t_step, last_step: float = last_step,
                 ) -> dict[str, Any]:  # fmt: skip
-            time_left = None
-            if in_time and secs is not None and timed is not None:
-                time_left = time_for_wave(timed, time.monotonic() - t_step, last_step,
-                                          on_clock=max_wall_s is not None)  # fmt: skip
+            wall_s = run_s = None
+            if in_time and secs is not None:
+                if max_wall_s is not None:
+                    wall_s = time_for_wave(left_wall, time.monotonic() - t_step, last_step,
+                                           on_clock=True)  # fmt: skip
+                if max_seconds is not None:
+                    run_s = time_for_wave(left_s, 0.0, last_step, on_clock=False)
             try:
                 return planner(sweep_dir, target, allow, max_runs=max_runs, arch=arch,
-                               min_params=min_n, seconds=secs, max_wall_s=time_left,
-                               time_flag=time_flag(max_wall_s))  # fmt: skip
+                               min_params=min_n, seconds=secs, max_wall_s=wall_s,
+                               max_seconds=run_s)  # fmt: skip
             except UserError as e:  # an allowance that buys nothing is a stop, not a mistake
                 if e.field not in ("--allowance", "--max-wall-seconds", "--max-seconds"):
                     raise

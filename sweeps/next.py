@@ -61,17 +61,18 @@ class Wave:
 def planner(sweep_dir: Path, target: float, allowance: float, *, max_runs: int | None,
             arch: str | None, min_params: float = 0.0, seconds: dict[str, Any] | None = None,
             max_wall_s: float | None = None,
-            time_flag: str = "--max-wall-seconds") -> dict[str, Any]:  # fmt: skip
+            max_seconds: float | None = None) -> dict[str, Any]:  # fmt: skip
     """The analysis's proposal (`python -m analysis.planning --json`); UserError with its line.
-    seconds, max_wall_s: what a run takes here (sweeps/sweep/wavecost.py) and the wall time the
-    wave may take, so that the planner ranks by seconds where time binds. time_flag: the
-    caller's flag for that time (`--max-seconds` where it is run-seconds on one worker), which
-    an error about it names."""
+    seconds, max_wall_s, max_seconds: what a run takes here (sweeps/sweep/wavecost.py), and the
+    wall time and the run-seconds the wave may take (either, both or neither), so that the
+    planner ranks by seconds where time binds; the flags are the same as this module's."""
     cmd = [PY, "-m", "analysis.planning", str(sweep_dir), "--target-flops", f"{target:g}",
            "--allowance", f"{allowance:g}", "--min-params", f"{min_params:g}",
            "--json"]  # fmt: skip
-    if seconds is not None and max_wall_s is not None:
-        cmd += ["--seconds-model", json.dumps(seconds), "--max-wall-seconds", f"{max_wall_s:g}"]
+    if seconds is not None and (max_wall_s is not None or max_seconds is not None):
+        cmd += ["--seconds-model", json.dumps(seconds)]
+        for flag, limit in (("--max-wall-seconds", max_wall_s), ("--max-seconds", max_seconds)):
+            cmd += [flag, f"{limit:g}"] if limit is not None else []
     if max_runs is not None:
         cmd += ["--max-runs", str(max_runs)]
     if arch is not None:
@@ -81,17 +82,8 @@ def planner(sweep_dir: Path, target: float, allowance: float, *, max_runs: int |
         lines = [ln for ln in out.stderr.strip().splitlines() if ln.startswith("error:")]
         line = lines[-1].removeprefix("error: ") if lines else out.stderr.strip()[-500:]
         field, _, problem = line.partition(": ") if line.startswith("--") else ("RESULTS", "", line)
-        if field == "--max-wall-seconds" and time_flag == "--max-seconds":  # run-seconds, said so
-            field = time_flag
-            problem = problem.replace("wall-time allowance", "run-seconds allowance").replace(
-                "--max-wall-seconds", time_flag)
         raise UserError(field, problem.strip().rstrip("."))
     return json.loads(out.stdout)
-
-def time_flag(max_wall_s: float | None) -> str:
-    """The flag whose seconds the planner is handed: the wall time where one is given, else the
-    run-seconds of --max-seconds."""
-    return "--max-wall-seconds" if max_wall_s is not None else "--max-seconds"
 
 def train_command(wave: Path, extra: list[str]) -> list[str]:
     from sweeps.sweep.waves import train_overrides
@@ -196,14 +188,12 @@ def next_wave(
     if proposal is None:  # where time binds, the planner ranks by the seconds it binds with
         from sweeps.sweep.wavecost import seconds_model, smallest_size, wave_workers
 
-        timed = max_wall_s if max_wall_s is not None else max_seconds
         secs = None
-        if timed is not None:
-            secs = seconds_model(sweep_dir, arch, wave_workers(extra) if max_wall_s else 1)
-            secs["startup_s"] = secs["startup_s"] if max_wall_s else 0.0  # run-seconds: none
+        if max_wall_s is not None or max_seconds is not None:
+            secs = seconds_model(sweep_dir, arch, wave_workers(extra))
         proposal = planner(sweep_dir, target, allowance, max_runs=max_runs, arch=arch,
                            min_params=smallest_size(sweep_dir, arch), seconds=secs,
-                           max_wall_s=timed, time_flag=time_flag(max_wall_s))  # fmt: skip
+                           max_wall_s=max_wall_s, max_seconds=max_seconds)  # fmt: skip
     prop = proposal
     if not prop["runs"]:
         return str(prop.get("stop") or "nothing to propose")

@@ -169,10 +169,11 @@ def test_with_time_to_spare_the_proposal_is_the_flop_planners_whole_slices() -> 
 
 
 def test_run_seconds_that_fit_no_run_are_named_as_the_loops_own_flag(tmp_path) -> None:
-    """sweeps.next and sweeps.adaptive hand the planner --max-seconds' run-seconds through its
+    """sweeps.next and sweeps.adaptive handed the planner --max-seconds' run-seconds through its
     --max-wall-seconds; where they fit no run, the error named --max-wall-seconds, a flag the
-    user had not given, and the loop stopped as on a wall-time allowance. Now it names
-    --max-seconds and run-seconds, and the loop's stop is a time allowance."""
+    user had not given, and the loop stopped as on a wall-time allowance. The planner now has
+    --max-seconds of its own: the error names it and run-seconds, and the loop's stop is a time
+    allowance."""
     from sweeps.errors import UserError
     from sweeps.next import planner
     from sweeps.sweep.loop_rules import stop_reason, time_for_wave
@@ -182,8 +183,7 @@ def test_run_seconds_that_fit_no_run_are_named_as_the_loops_own_flag(tmp_path) -
     model = {"per_run_s": 2.0, "eval_tokens": 1e5, "n_params": [1e5, 1e6, 1e8],
              "per_token_s": [2e-6, 3e-6, 6e-5], "workers": 1, "startup_s": 0.0}  # fmt: skip
     with pytest.raises(UserError) as e:
-        planner(path, 1e16, 1e16, max_runs=None, arch=None, seconds=model, max_wall_s=1.0,
-                time_flag="--max-seconds")  # fmt: skip
+        planner(path, 1e16, 1e16, max_runs=None, arch=None, seconds=model, max_seconds=1.0)
     assert e.value.field == "--max-seconds", e.value
     assert "run-seconds allowance" in e.value.problem and "--max-wall" not in e.value.problem
     target = {"backtested": False, "half_width": 0.5}
@@ -214,3 +214,32 @@ def test_a_bad_seconds_model_names_the_field_at_fault(field, value, said) -> Non
     with pytest.raises(AnalysisError, match=f"^--seconds-model: {said}"):
         RunSeconds.from_json(json.dumps(good | {field: value}))
 
+
+
+def test_both_time_allowances_bind_the_wave_together() -> None:
+    """With a wall time and run-seconds both given, the wave fits each; before, the planner was
+    handed the wall time only and priced nothing in run-seconds (the wave was then trimmed
+    after the choice, last-ranked run first, rather than chosen to fit)."""
+    rec = recommend(_table())
+    state = target_state(rec, np.array([[2e8, 1e10]]))
+    items = _pool(3e14)
+
+    def run_s(c) -> float:
+        return sum(t for i in c.items for t in SECONDS.runs(i.n_params, i.n_tokens))
+
+    def wall_s(c) -> float:
+        return SECONDS.wall([t for i in c.items for t in SECONDS.runs(i.n_params, i.n_tokens)])
+
+    free = choose(state, items, 3e15)
+    wall = 0.5 * wall_s(free)
+    by_wall = choose(state, items, 3e15, seconds=SECONDS, max_wall_s=wall)
+    cap = 0.8 * run_s(by_wall)  # run-seconds the wall's own plan would overrun
+    both = choose(state, items, 3e15, seconds=SECONDS, max_wall_s=wall, max_run_s=cap)
+    assert by_wall.items and wall_s(by_wall) <= wall < wall_s(free) and run_s(by_wall) > cap
+    assert both.items and wall_s(both) <= wall and run_s(both) <= cap
+    # through propose: both limits reported, and a bad one named by its flag
+    p = propose(_table(), 1e16, 1e16, noise=0.01, seconds=SECONDS, max_wall_s=5e3, max_run_s=5e3)
+    assert p.max_run_s == 5e3 and p.max_wall_s == 5e3 and p.run_s is not None
+    assert p.to_dict()["run_s"] == p.run_s and p.run_s <= 5e3 and p.wall_s <= 5e3
+    with pytest.raises(AnalysisError, match="--max-seconds -1: must be a positive"):
+        propose(_table(), 1e16, 1e16, seconds=SECONDS, max_run_s=-1.0)

@@ -132,15 +132,18 @@ def test_time_allowances_stop_the_loop_when_spent_and_bound_its_waves_when_not(
     assert _finished(sweep).keys() == runs.keys()
     state = json.loads((sweep / "waves" / "loop.json").read_text())
     assert state["wall_s"] > 1 and state["max_wall_seconds"] == 1e-3
-    # with time left for a wave, the planner is handed what each run takes here and the wall
-    # time left (the loop's own clock starts again without its state), and its wave fits it
+    # with time left for a wave, the planner is handed what each run takes here and the time
+    # left of each allowance (the loop's own clock starts again without its state; run-seconds
+    # less the seed grid's), and its wave fits both (before, it was handed the wall time alone)
     (sweep / "waves" / "loop.json").unlink()
     timed = run_module("sweeps.adaptive", ["--target-flops", "1e11", "--allowance", "3e10",
-                                           "--max-wall-seconds", "300", "--max-waves", "1", "--",
+                                           "--max-wall-seconds", "300", "--max-seconds", "1000",
+                                           "--max-waves", "1", "--",
                                            *_tiny(tmp_path / "results", data_cache)],
                        cwd=tmp_path, env=child_env(), timeout=300)  # fmt: skip
     assert timed.returncode == 0, timed.stderr[-3000:]
     assert "stopped: max waves" in timed.stdout, timed.stdout
     wave = json.loads((sweep / "waves" / "wave_1" / "wave.json").read_text())
     assert wave["runs"] and 0 < wave["wall_s"] <= wave["max_wall_s"] < 300
+    assert 0 < wave["run_s"] <= wave["max_run_s"] < 1000  # wave.json: the planner's proposal
     assert {r["config"].get("wave") for r in _finished(sweep).values()} == {None, 1}

@@ -1,5 +1,5 @@
 """`python -m analysis.planning SOURCE --target-flops C --allowance F [--max-runs K] [--json]
-[--seconds-model JSON --max-wall-seconds S]`.
+[--seconds-model JSON [--max-wall-seconds S] [--max-seconds S]]`.
 
 SOURCE is what `python -m analysis` reads (a results folder or a table). Prints the runs to add
 (propose.py), or with --json one JSON document (what `python -m sweeps.next` reads). Writes
@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "python -m sweeps.next passes the trainer's own)")  # fmt: skip
     p.add_argument("--max-wall-seconds", type=_positive, default=None,
                    help="the wall time the wave may take (with --seconds-model)")
+    p.add_argument("--max-seconds", type=_positive, default=None,
+                   help="the run-seconds the wave may take: each run's seconds summed, as "
+                        "GPU-hours are (with --seconds-model)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON document")
     return p
 
@@ -88,16 +91,19 @@ def main(argv: list[str] | None = None) -> int:
             raise AnalysisError(f"--max-runs {args.max_runs}: must be >= 1, e.g. --max-runs 10")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")  # kept, and said once each below (not a traceback)
-            if args.max_wall_seconds is not None and args.seconds_model is None:
-                raise AnalysisError("--max-wall-seconds: needs --seconds-model (what a run takes "
-                                    "here); python -m sweeps.next passes both")  # fmt: skip
+            for flag in ("max_wall_seconds", "max_seconds"):
+                if getattr(args, flag) is not None and args.seconds_model is None:
+                    raise AnalysisError(f"--{flag.replace('_', '-')}: needs --seconds-model "
+                                        "(what a run takes here); python -m sweeps.next passes "
+                                        "both")  # fmt: skip
             seconds = (RunSeconds.from_json(args.seconds_model)
                        if args.seconds_model is not None else None)  # fmt: skip
             inp = report_inputs(args.source, arch=args.arch)
             noise = pooled_rel_sd(seed_groups(inp.runs))
             prop = propose(inp.data, args.target_flops, args.allowance, max_runs=args.max_runs,
                            noise=noise, seed=args.seed, min_params=args.min_params,
-                           seconds=seconds, max_wall_s=args.max_wall_seconds)  # fmt: skip
+                           seconds=seconds, max_wall_s=args.max_wall_seconds,
+                           max_run_s=args.max_seconds)  # fmt: skip
     except AnalysisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -108,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(format_proposal(prop))
     if prop.stop and not prop.items and "allowance" in prop.stop:
-        field = "--max-wall-seconds" if "wall-time" in prop.stop else "--allowance"
+        field = ("--max-wall-seconds" if "wall-time" in prop.stop else
+                 "--max-seconds" if "run-seconds" in prop.stop else "--allowance")  # fmt: skip
         print(f"error: {field}: {prop.stop}", file=sys.stderr)
         return 2
     return 0

@@ -51,6 +51,8 @@ class Proposal:
     n_folds: int = 0  # back-test folds behind the interval's extrapolation term
     max_wall_s: float | None = None  # the wall time the wave had to fit (seconds.py), if any
     wall_s: float | None = None  # what the chosen runs take on the workers, as estimated
+    max_run_s: float | None = None  # the run-seconds (summed) the wave had to fit, if any
+    run_s: float | None = None  # the chosen runs' seconds summed, as estimated
 
     @property
     def items(self) -> tuple[Item, ...]:
@@ -88,12 +90,19 @@ class Proposal:
             "warnings": list(self.warnings),
             "max_wall_s": self.max_wall_s,
             "wall_s": self.wall_s,
+            "max_run_s": self.max_run_s,
+            "run_s": self.run_s,
         }  # fmt: skip
 
 
 def _wall_s(seconds: RunSeconds, items) -> float:
     """The wall time of `items`' runs, in order, on the workers `seconds` prices them for."""
-    return seconds.wall([t for i in items for t in seconds.runs(i.n_params, i.n_tokens)])
+    return seconds.wall(_seconds(seconds, items))
+
+
+def _seconds(seconds: RunSeconds, items) -> list[float]:
+    """Each run's seconds, `items`' runs in order."""
+    return [t for i in items for t in seconds.runs(i.n_params, i.n_tokens)]
 
 
 def propose(
@@ -107,13 +116,15 @@ def propose(
     min_params: float = 0.0,
     seconds: RunSeconds | None = None,
     max_wall_s: float | None = None,
+    max_run_s: float | None = None,
 ) -> Proposal:
     """The next wave for `data` (a canonical table of fit points: n_params, n_tokens, loss and,
     where known, flops, flops_budget, seed). noise: the measured relative seed noise, None or NaN
     where no configuration was repeated (then seeds are proposed). min_params: the smallest model
     the sweep can build (sweeps.next passes its sizing policy's). seconds, max_wall_s: what a run
     takes on the trainer's workers (seconds.py) and the wall time the wave may take: the wave
-    then fits both allowances and is ranked by the one that binds (select.py)."""
+    then fits both allowances and is ranked by the one that binds (select.py). max_run_s: the
+    same for the runs' seconds summed (run-seconds, as GPU-hours are); both may be given."""
     if not (math.isfinite(allowance) and allowance > 0):
         raise AnalysisError(f"--allowance {allowance:g}: must be a positive number of FLOPs, "
                             "e.g. --allowance 1e13")  # fmt: skip
@@ -142,18 +153,21 @@ def propose(
     state = target_state(rec, np.array([[opt.n_params, opt.n_tokens]]), noise_sd=noise_sd)
     items, notes = candidate_items(data, rec, target_flops, noise_measured=measured,
                                    min_n=min_params)  # fmt: skip
-    if max_wall_s is not None and not (math.isfinite(max_wall_s) and max_wall_s > 0):
-        raise AnalysisError(f"--max-wall-seconds {max_wall_s:g}: must be a positive number of "
-                            "seconds, e.g. --max-wall-seconds 600")  # fmt: skip
+    for flag, limit in (("--max-wall-seconds", max_wall_s), ("--max-seconds", max_run_s)):
+        if limit is not None and not (math.isfinite(limit) and limit > 0):
+            raise AnalysisError(f"{flag} {limit:g}: must be a positive number of seconds, e.g. "
+                                f"{flag} 600")  # fmt: skip
     wall = math.inf if max_wall_s is None or seconds is None else float(max_wall_s)
-    if seconds is not None and math.isfinite(wall):
+    run_cap = math.inf if max_run_s is None or seconds is None else float(max_run_s)
+    if seconds is not None and (math.isfinite(wall) or math.isfinite(run_cap)):
         # only where the time binds (the FLOP plan's wave would not fit it) are the slices' parts
         # offered: with time to spare the choice stays the FLOP planner's
         free = choose(state, items, allowance, max_runs=max_runs)
-        if _wall_s(seconds, free.items) > wall:
+        if _wall_s(seconds, free.items) > wall or sum(_seconds(seconds, free.items)) > run_cap:
             items, notes = candidate_items(data, rec, target_flops, noise_measured=measured,
                                            min_n=min_params, partial=True)  # fmt: skip
-    choice = choose(state, items, allowance, max_runs=max_runs, seconds=seconds, max_wall_s=wall)
+    choice = choose(state, items, allowance, max_runs=max_runs, seconds=seconds, max_wall_s=wall,
+                    max_run_s=run_cap)  # fmt: skip
     q = rec.calibration.quantile(LEVEL)
     half = q * math.sqrt(choice.final)
     expected = (pred.loss * math.exp(-half), pred.loss * math.exp(half))
@@ -168,6 +182,10 @@ def propose(
         elif items and quickest > wall:
             stop = (f"the wall-time allowance ({wall:.0f} s) fits no proposed run: the quickest "
                     f"takes ~{quickest:.0f} s here; raise --max-wall-seconds")  # fmt: skip
+        elif items and seconds is not None and (shortest := min(
+                sum(seconds.runs(i.n_params, i.n_tokens)) for i in items)) > run_cap:
+            stop = (f"the run-seconds allowance ({run_cap:.0f} s) fits no proposed run: the "
+                    f"shortest takes ~{shortest:.0f} s here; raise --max-seconds")  # fmt: skip
         else:
             stop = (f"no proposed run narrows the target's interval by {MIN_GAIN:.1%} of its "
                     f"variance or more (now {sigma2(state):.3g} in log^2)")  # fmt: skip
@@ -179,6 +197,8 @@ def propose(
             f"{state.k:g} per unit of log distance (analysis/planning/value.py K_PRIOR)"
         )
     wall_s = None if seconds is None else _wall_s(seconds, choice.items)
+    run_s = None if seconds is None else sum(_seconds(seconds, choice.items))
     return Proposal(pred, bool(rec.calibration.n_points), rec.law, float(allowance), choice,
                     expected, stop, tuple(warns), rec.calibration.n_folds,
-                    None if math.isinf(wall) else wall, wall_s)  # fmt: skip
+                    None if math.isinf(wall) else wall, wall_s,
+                    None if math.isinf(run_cap) else run_cap, run_s)  # fmt: skip

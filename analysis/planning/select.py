@@ -12,11 +12,13 @@ of the `N_STARTS` items that help most on their own, and the set with the smalle
 wins: partial enumeration, the standard remedy for budgeted submodular maximisation (Khuller, Moss
 & Naor 1999; Krause & Guestrin 2005).
 
-Where a wall-time allowance binds as well (a loop on a fixed clock, `--max-wall-seconds`), the
-runs' seconds on the trainer's workers (seconds.py) must fit it too, and an item's cost is the
-larger of its shares of the two allowances: per FLOP where FLOPs bind, per second where time
-does. Two resources, one ratio: the usual greedy rule for a knapsack of several constraints
-(Senju & Toyoda 1968's effective gradient, with the larger share in place of their weighted sum).
+Where a time allowance binds as well, the runs' seconds on the trainer's workers (seconds.py)
+must fit it too: a wall time (a loop on a fixed clock, `--max-wall-seconds`: the runs scheduled on
+the workers) or run-seconds (`--max-seconds`: each run's seconds summed, as GPU-hours are), or
+both. An item's cost is the largest of its shares of the allowances: per FLOP where FLOPs bind,
+per second where time does. Several resources, one ratio: the usual greedy rule for a knapsack of
+several constraints (Senju & Toyoda 1968's effective gradient, with the largest share in place of
+their weighted sum).
 """
 
 from __future__ import annotations
@@ -80,20 +82,23 @@ def _add(state: TargetState, item: Item) -> TargetState:
 @dataclass(frozen=True)
 class _Limits:
     """What an item may use: the FLOP allowance, the run count and, where `seconds` is given,
-    the wall time of the whole wave on the trainer's workers."""
+    the wall time of the whole wave on the trainer's workers and the runs' seconds summed."""
 
     allowance: float
     max_runs: float
     seconds: RunSeconds | None
     max_wall_s: float
+    max_run_s: float = math.inf
 
     def share(self, item: Item) -> float:
         """The part of the binding allowance an item uses: its FLOPs' share of the FLOP
-        allowance or its run-seconds' share of the workers' wall time, the larger."""
+        allowance, its run-seconds' share of the workers' wall time, or of the run-seconds
+        allowance, the largest."""
         share = item.cost / self.allowance
-        if self.seconds is not None and math.isfinite(self.max_wall_s):
+        if self.seconds is not None:
             run_s = sum(self.seconds.runs(item.n_params, item.n_tokens))
-            share = max(share, run_s / (self.max_wall_s * self.seconds.workers))
+            share = max(share, run_s / (self.max_wall_s * self.seconds.workers),
+                        run_s / self.max_run_s)  # fmt: skip
         return share
 
 
@@ -113,10 +118,13 @@ class _Cart:
             return False
         if item.group and any(i.group == item.group for i in self.items):
             return False
-        if lim.seconds is None or not math.isfinite(lim.max_wall_s):
+        if lim.seconds is None:
             return True
         more = lim.seconds.runs(item.n_params, item.n_tokens)
-        return lim.seconds.wall([*self.run_s, *more]) <= lim.max_wall_s
+        if sum(self.run_s) + sum(more) > lim.max_run_s:
+            return False
+        return (not math.isfinite(lim.max_wall_s)
+                or lim.seconds.wall([*self.run_s, *more]) <= lim.max_wall_s)  # fmt: skip
 
     def add(self, item: Item, new: TargetState, s: float, lim: _Limits) -> None:
         self.state = new
@@ -164,17 +172,19 @@ def choose(
     n_starts: int = N_STARTS,
     seconds: RunSeconds | None = None,
     max_wall_s: float = math.inf,
+    max_run_s: float = math.inf,
 ) -> Choice:
     """The items to buy with `allowance` FLOPs (module docstring). cost_exp: the criterion divides
     the gain by cost**cost_exp (1: per FLOP; Li et al. 2026 use 0.4; `COST_EXP` by default).
     seconds, max_wall_s: what each run takes on the trainer's workers (seconds.py) and the wall
     time the wave may take; then the chosen runs' schedule must fit it too, and an item's cost
     is the larger of its shares of the two allowances (the share of the FLOPs alone where time
-    does not bind, which ranks items as per FLOP)."""
+    does not bind, which ranks items as per FLOP). max_run_s: the same for the runs' seconds
+    summed."""
     s_now = sigma2(state)
     floor = min_gain * s_now
     lim = _Limits(float(allowance), math.inf if max_runs is None else float(max_runs), seconds,
-                  float(max_wall_s))  # fmt: skip
+                  float(max_wall_s), float(max_run_s))  # fmt: skip
     cart = _Cart(state, [], [s_now], lim.allowance, lim.max_runs, [])
     for item in items:  # required items first, in their order, while they fit
         if item.required and cart.fits(item, lim):
