@@ -44,7 +44,8 @@ def seconds_model(sweep_dir: Path, arch: str | None, workers: int) -> dict[str, 
     """What a run of the next wave takes here, for the planner (analysis/planning/seconds.py):
     the trainer's time model fitted to this host's records (sweeps/sweep/timemodel.py), priced
     per token at the shapes the sizing policy builds, from the smallest up to 1000x the largest
-    trained size (beyond, the planner extends the end segments)."""
+    trained size (beyond, the planner extends the end segments); an evaluation token as the
+    time model prices it, without the optimizer step's share (TimeModel.run_s)."""
     import numpy as np
 
     from models.counting import flops_per_token, param_counts
@@ -60,16 +61,17 @@ def seconds_model(sweep_dir: Path, arch: str | None, workers: int) -> dict[str, 
     else:  # "auto": the batch grows with the budget; the sweep's own runs, in the middle
         per_step = float(np.median([r["n_tokens"] / r["n_steps"] for r in ok]))
     largest = max((float(r["n_params"]) for r in ok), default=1e5)
-    table: dict[float, float] = {}
+    table: dict[float, tuple[float, float]] = {}  # N: (per training token, per eval token)
     arch_name = settings["model"]["arch"]
     for n in np.geomspace(smallest_n_params(arch_name, **kw), 1000 * largest, 24):
         shape = solve_shape(arch_name, n_params=float(n), **kw)
-        rate = tm.b + tm.c * flops_per_token(shape)["exact"] + tm.s / per_step
-        table[float(param_counts(shape)["matmul"])] = rate
+        forward = tm.b + tm.c * flops_per_token(shape)["exact"]  # no optimizer step in an eval
+        table[float(param_counts(shape)["matmul"])] = (forward + tm.s / per_step, forward)
     n_eval = float(settings.get("n_evals", 8)) * float(settings["data"].get("n_val_tokens", 0))
     sizes = sorted(table)
     return {"per_run_s": tm.a + tm.setup_s, "eval_tokens": EVAL_WEIGHT * n_eval,
-            "n_params": sizes, "per_token_s": [table[n] for n in sizes], "workers": workers,
+            "n_params": sizes, "per_token_s": [table[n][0] for n in sizes],
+            "eval_per_token_s": [table[n][1] for n in sizes], "workers": workers,
             "startup_s": tm.startup_s, "source": tm.source}  # fmt: skip
 
 
