@@ -31,9 +31,30 @@ def test_shares_of_a_copy_an_edited_copy_and_unrelated_text() -> None:
     share = overlap.copied_share(train, [train[0], edited, half, _text(4), "short"])
     assert share[0] == 1.0 and share[1] > 0.9
     assert 0.35 < share[2] < 0.65 and share[3] == 0.0 and share[4] == 0.0
-    assert overlap.near_copies(train, [edited, _text(4)]) == [True, False]
-    # a held-out side made only of copies keeps them: something stays held out
+    assert overlap.near_copies(train, [edited, _text(4), _text(5)]) == [True, False, False]
+    # a held-out side made mostly of copies keeps them whole: before, all but a 16-byte file
+    # moved and the held-out split was 16 bytes (or, with an empty file, none: an error naming
+    # data.val_fraction); copies under half the held-out bytes move
     assert overlap.near_copies(train, [train[0], edited]) == [False, False]
+    assert overlap.near_copies(train, [train[0], edited, "a tiny held-out"]) == [False] * 3
+    assert overlap.near_copies(train, [edited, _text(5), _text(6)]) == [True, False, False]
+
+
+def test_only_a_corpus_of_files_changes_its_dataset_id_with_the_split_version(
+    monkeypatch,
+) -> None:
+    """The near-copy rule changed the split of file corpora only; token files and synthetic data
+    keep the ids they had (their runs stay comparable with earlier ones)."""
+    import sweeps.data as data
+
+    def ids() -> tuple[str, str, str]:
+        return tuple(data._dataset_id(DataConfig(name=n, path="/x" if n != "synthetic" else None),
+                                      "hash") for n in ("text", "tokens", "synthetic"))  # fmt: skip
+
+    before = ids()
+    monkeypatch.setattr(data, "SPLIT_VERSION", data.SPLIT_VERSION + 1)
+    after = ids()
+    assert after[0] != before[0] and after[1:] == before[1:]
 
 
 def test_a_held_out_near_copy_of_a_training_file_is_trained_on(tmp_path) -> None:

@@ -8,7 +8,8 @@ Conventions:
 - Splitting by file: a file is held out when the first 8 bytes of sha256(relpath), read as a
   fraction of 2**64, fall below `val_fraction`. This is stable across machines and grows the
   held-out set monotonically with `val_fraction`. At least one file lands on each side. A
-  held-out file that is a near-copy of training files then joins the train split (overlap.py).
+  held-out file that is a near-copy of training files then joins the train split (overlap.py;
+  after that step the held-out set need not grow monotonically).
 """
 
 from __future__ import annotations

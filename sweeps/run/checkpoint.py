@@ -32,9 +32,11 @@ def check_same_inputs(state: dict[str, Any], path: Path, dataset_id: str, precis
             raise UserError(
                 str(path),
                 f"was trained with {key} {then!r}, but this machine gives {here!r} (other data "
-                "or arithmetic under the same run id)",
-                "resume it where it was started (same Python for data=pystdlib; precision=fp32 "
-                f"or bf16 instead of auto), or delete {path.name} to retrain it here",
+                "or arithmetic under the same run id; for dataset_id, also a newer split of the "
+                "data by this code: sweeps/data/__init__.py SPLIT_VERSION)",
+                "resume it where it was started (same Python and code for data=pystdlib; "
+                f"precision=fp32 or bf16 instead of auto), or delete {path.name} to retrain it "
+                "here",
             )
 
 
