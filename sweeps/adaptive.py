@@ -177,7 +177,8 @@ def run_loop(
     if any(r.state != "done" for r in runs) and _run(grid_cmd) != 0:  # a rerun skips a done grid
         raise UserError("seed grid", "its sweep failed (see above)", "fix it and rerun")
     wave_extra = _wave_extra(extra)
-    workers = wave_workers(wave_extra)
+    timed = max_wall_s is not None or max_seconds is not None
+    workers = wave_workers(wave_extra) if timed else 1  # what the time allowances are priced on
     while True:
         if state["launched"] is not None and not state["finished"]:  # killed mid-wave: go on
             k = int(state["launched"])
@@ -198,7 +199,7 @@ def run_loop(
         # handed what is left of each time allowance (`time_for_wave`)
         last_step = float(state.get("step_s", 0.0))
         secs = None
-        if (max_wall_s is not None or max_seconds is not None) and min(left_wall, left_s) > 0:
+        if timed and min(left_wall, left_s) > 0:
             secs = seconds_model(sweep_dir, arch, workers)
 
         def ask(allow: float, min_n: float = smallest_size(sweep_dir, arch), in_time: bool = True,

@@ -243,3 +243,21 @@ def test_both_time_allowances_bind_the_wave_together() -> None:
     assert p.to_dict()["run_s"] == p.run_s and p.run_s <= 5e3 and p.wall_s <= 5e3
     with pytest.raises(AnalysisError, match="--max-seconds -1: must be a positive"):
         propose(_table(), 1e16, 1e16, seconds=SECONDS, max_run_s=-1.0)
+
+
+def test_where_each_run_fits_one_time_allowance_but_not_the_other_the_stop_names_both() -> None:
+    """Before, the stop checked each time allowance alone: a run that fits only the wall time
+    beside one that fits only the run-seconds read as "no proposed run narrows the interval",
+    and the loop reported that no proposal helps rather than a time allowance."""
+    from analysis.planning.propose import _why_nothing
+
+    secs = RunSeconds(per_run_s=0.0, eval_tokens=0.0, n_params=(1e5,), per_token_s=(1e-3,),
+                      workers=2, startup_s=4.0)  # fmt: skip
+    pair = Item((1e5, 1e5), (1e5, 1e5), "extend", "two runs of 100 s")  # wall 104 s, sum 200 s
+    one = Item((1e5,), (1.5e5,), "extend", "one run of 150 s")  # wall 154 s, sum 150 s
+    both = _why_nothing([pair, one], 1e30, secs, 120.0, 180.0, 1.0)
+    assert both.startswith("the wall-time allowance (120 s) and the run-seconds allowance (180 s) "
+                           "fit no proposed run together"), both  # fmt: skip
+    assert "--max-seconds" in _why_nothing([pair, one], 1e30, secs, math.inf, 140.0, 1.0)
+    assert "--max-wall-seconds" in _why_nothing([pair, one], 1e30, secs, 100.0, math.inf, 1.0)
+    assert _why_nothing([pair, one], 1e30, secs, 200.0, 200.0, 1.0).startswith("no proposed run")

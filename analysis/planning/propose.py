@@ -105,6 +105,30 @@ def _seconds(seconds: RunSeconds, items) -> list[float]:
     return [t for i in items for t in seconds.runs(i.n_params, i.n_tokens)]
 
 
+def _why_nothing(items: list[Item], allowance: float, seconds: RunSeconds | None, wall: float,
+                 run_cap: float, s_now: float) -> str:  # fmt: skip
+    """Why the choice bought nothing: the first allowance no proposed run fits, both time
+    allowances where each run that fits one overruns the other, else that none helps."""
+    if items and min(i.cost for i in items) > allowance:
+        return (f"the allowance ({allowance:.3g} FLOPs) buys no proposed run: the cheapest costs "
+                f"{min(i.cost for i in items):.3g} FLOPs; raise --allowance")  # fmt: skip
+    if items and seconds is not None:
+        walls = [seconds.wall(seconds.runs(i.n_params, i.n_tokens)) for i in items]
+        sums = [sum(seconds.runs(i.n_params, i.n_tokens)) for i in items]
+        if min(walls) > wall:
+            return (f"the wall-time allowance ({wall:.0f} s) fits no proposed run: the quickest "
+                    f"takes ~{min(walls):.0f} s here; raise --max-wall-seconds")  # fmt: skip
+        if min(sums) > run_cap:
+            return (f"the run-seconds allowance ({run_cap:.0f} s) fits no proposed run: the "
+                    f"shortest takes ~{min(sums):.0f} s here; raise --max-seconds")  # fmt: skip
+        if not any(w <= wall and t <= run_cap for w, t in zip(walls, sums, strict=True)):
+            return (f"the wall-time allowance ({wall:.0f} s) and the run-seconds allowance "
+                    f"({run_cap:.0f} s) fit no proposed run together: each that fits one overruns "
+                    "the other; raise --max-wall-seconds or --max-seconds")  # fmt: skip
+    return (f"no proposed run narrows the target's interval by {MIN_GAIN:.1%} of its variance or "
+            f"more (now {s_now:.3g} in log^2)")
+
+
 def propose(
     data: pd.DataFrame,
     target_flops: float,
@@ -173,22 +197,7 @@ def propose(
     expected = (pred.loss * math.exp(-half), pred.loss * math.exp(half))
     stop = None
     if not choice.items:
-        cheapest = min((i.cost for i in items), default=math.nan)
-        quickest = min((seconds.wall(seconds.runs(i.n_params, i.n_tokens)) for i in items),
-                       default=math.nan) if seconds is not None else math.nan  # fmt: skip
-        if items and cheapest > allowance:
-            stop = (f"the allowance ({allowance:.3g} FLOPs) buys no proposed run: the cheapest "
-                    f"costs {cheapest:.3g} FLOPs; raise --allowance")  # fmt: skip
-        elif items and quickest > wall:
-            stop = (f"the wall-time allowance ({wall:.0f} s) fits no proposed run: the quickest "
-                    f"takes ~{quickest:.0f} s here; raise --max-wall-seconds")  # fmt: skip
-        elif items and seconds is not None and (shortest := min(
-                sum(seconds.runs(i.n_params, i.n_tokens)) for i in items)) > run_cap:
-            stop = (f"the run-seconds allowance ({run_cap:.0f} s) fits no proposed run: the "
-                    f"shortest takes ~{shortest:.0f} s here; raise --max-seconds")  # fmt: skip
-        else:
-            stop = (f"no proposed run narrows the target's interval by {MIN_GAIN:.1%} of its "
-                    f"variance or more (now {sigma2(state):.3g} in log^2)")  # fmt: skip
+        stop = _why_nothing(items, allowance, seconds, wall, run_cap, sigma2(state))
     warns: list[str] = list(notes) + list(rec.warnings)  # what the law's fit says of itself
     if not rec.calibration.n_points:
         warns.append(

@@ -177,10 +177,9 @@ def choose(
     """The items to buy with `allowance` FLOPs (module docstring). cost_exp: the criterion divides
     the gain by cost**cost_exp (1: per FLOP; Li et al. 2026 use 0.4; `COST_EXP` by default).
     seconds, max_wall_s: what each run takes on the trainer's workers (seconds.py) and the wall
-    time the wave may take; then the chosen runs' schedule must fit it too, and an item's cost
-    is the larger of its shares of the two allowances (the share of the FLOPs alone where time
-    does not bind, which ranks items as per FLOP). max_run_s: the same for the runs' seconds
-    summed."""
+    time the wave may take, and max_run_s the runs' seconds summed; then the chosen runs must
+    fit each given, and an item's cost is the largest of its shares of the allowances (the share
+    of the FLOPs alone where time does not bind, which ranks items as per FLOP)."""
     s_now = sigma2(state)
     floor = min_gain * s_now
     lim = _Limits(float(allowance), math.inf if max_runs is None else float(max_runs), seconds,
