@@ -52,9 +52,12 @@ __all__ = ["LOOP_FILE", "WAVE_KEYS", "main", "run_loop", "spent_flops", "spent_s
 PY = sys.executable
 LOOP_FILE = "loop.json"
 # overrides after `--` that also apply to the waves (how to run, not what): the rest (the seed
-# grid's preset and its values) are the seed grid's alone
+# grid's preset and its values) are the seed grid's alone. data.cache_dir: where this machine
+# caches the data (the waves' settings copy the records' data less it; before, a seed grid's
+# cache folder was not the waves', which built the corpus again under the default one)
 WAVE_KEYS = ("launcher", "hydra.launcher", "tracker", "threads", "device", "progress",
-             "gpus_per_run", "checkpoint_every_s", "~tracker", "+tracker")  # fmt: skip
+             "gpus_per_run", "checkpoint_every_s", "~tracker", "+tracker",
+             "data.cache_dir")  # fmt: skip
 
 
 def _say(text: str) -> None:
@@ -137,7 +140,7 @@ def run_loop(
     from sweeps.next import Wave, next_wave, planner, train_command
     from sweeps.sweep.plan import summary
     from sweeps.sweep.wavecost import seconds_model, smallest_size, wave_workers
-    from sweeps.sweep.waves import WAVES_DIR, wave_dir
+    from sweeps.sweep.waves import WAVES_DIR, check_same_data, wave_dir
 
     sweep_dir, runs, info, grid_cmd = _seed_grid(extra)
     grid_flops = sum(r.flops for r in runs if not r.problem)
@@ -174,9 +177,10 @@ def run_loop(
         state["wall_s"] = wall()
         records.write_json_atomic(state_path, state)
 
+    wave_extra = _wave_extra(extra)
+    check_same_data(sweep_dir, arch, wave_extra)  # nothing more trains on other data than theirs
     if any(r.state != "done" for r in runs) and _run(grid_cmd) != 0:  # a rerun skips a done grid
         raise UserError("seed grid", "its sweep failed (see above)", "fix it and rerun")
-    wave_extra = _wave_extra(extra)
     timed = max_wall_s is not None or max_seconds is not None
     workers = wave_workers(wave_extra) if timed else 1  # what the time allowances are priced on
     while True:

@@ -13,6 +13,7 @@ import pytest
 from analysis.laws.chinchilla import compute_optimal
 from analysis.laws.synthetic import TRUE_PARAMS, law_loss
 from sweeps import next as next_wave_cli
+from sweeps.data import load_dataset
 from sweeps.sweep.expand import expand_sweep
 from sweeps.sweep.waves import WAVES_DIR, train_overrides
 
@@ -21,12 +22,19 @@ pytestmark = pytest.mark.slow  # each call fits a law and sizes runs with the tr
 BUDGETS = (1e10, 3e10, 1e11)
 
 
+@pytest.fixture(autouse=True)
+def _cache(monkeypatch, data_cache: Path) -> None:
+    """sweeps.next loads the waves' data (to check it is the sweep's): from the tests' cache."""
+    monkeypatch.setenv("SCALING_SWEEPS_CACHE", str(data_cache))
+
+
 def _sweep(tmp_path: Path, tiny_cfg, hand_record, *, factors, budgets=BUDGETS, noise=0.002):
     """A finished IsoFLOP sweep of hand-made records whose losses follow TRUE_PARAMS' law, with
     sizes at `factors` x N*(C) at each budget."""
     sweep = tmp_path / "results" / "iso"
     rng = np.random.default_rng(0)
     i = 0
+    data_id = load_dataset(tiny_cfg().data, progress=False).dataset_id  # what a wave trains on
     for c in budgets:
         n_star = compute_optimal(dict(TRUE_PARAMS), c).n_params
         for f in factors:
@@ -40,7 +48,8 @@ def _sweep(tmp_path: Path, tiny_cfg, hand_record, *, factors, budgets=BUDGETS, n
             hand_record(sweep / f"run{i:03d}", n_params=n, n_tokens=d, loss=loss, config=config,
                         flops_budget=c, shape={"n_layer": 2, "d_model": 16, "vocab_size": 64,
                                                "context": 32, "n_head": 1, "tied": False},
-                        created_at=f"2026-01-01T00:00:{i:02d}+00:00")  # fmt: skip
+                        created_at=f"2026-01-01T00:00:{i:02d}+00:00",
+                        dataset_id=data_id)  # fmt: skip
             i += 1
     return sweep
 
@@ -348,3 +357,19 @@ def test_a_seconds_model_with_an_auto_batch_and_no_counted_steps_is_still_one(
     model = seconds_model(sweep, None, workers=1)
     secs = RunSeconds.from_json(json.dumps(model))  # raised AnalysisError before
     assert secs(1e4, 1e6) > 0
+
+
+def test_a_sweep_scored_on_other_data_than_its_settings_now_give_gets_no_wave(
+    tmp_path, tiny_cfg, hand_record, capsys
+) -> None:
+    """Run ids do not hold the dataset id, so after the corpus or this code's split changed
+    (SPLIT_VERSION 2), a rerun found the old runs done, trained a wave on the new data, and the
+    analysis then refused to fit the two together: the loop spent a wave and stopped. Now the
+    wave is refused first, naming both ids, with nothing written."""
+    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(0.5, 1, 2))
+    for rec in sweep.glob("*/record.json"):
+        data = json.loads(rec.read_text())
+        rec.write_text(json.dumps(data | {"dataset_id": "0123456789ab"}))
+    rc, out, err = _next(capsys, str(sweep), "--target-flops", "1e13", "--allowance", "2e12")
+    assert rc == 2 and "error: RESULTS:" in err and "0123456789ab" in err, err
+    assert "SPLIT_VERSION" in err and not (sweep / WAVES_DIR).exists()

@@ -31,6 +31,7 @@ from sweeps.errors import UserError
 __all__ = [
     "WAVES_DIR",
     "base_settings",
+    "check_same_data",
     "train_overrides",
     "wave_dir",
     "wave_numbers",
@@ -111,6 +112,35 @@ def base_settings(sweep_dir: str | Path, arch: str | None = None) -> dict[str, A
         if key in cfg:
             out[key] = cfg[key]
     return out
+
+
+def check_same_data(sweep_dir: str | Path, arch: str | None, extra: list[str]) -> None:
+    """UserError where the sweep's finished runs were scored on other data than a new wave would
+    be: the same data settings can give another dataset id when the corpus or this code's split
+    changed (sweeps/data/__init__.py SPLIT_VERSION). A wave trained there could not be fitted
+    with them, so the loop would spend it and then stop; this says so before anything trains.
+    `extra`: the wave's overrides (a `data.cache_dir=` among them is where its data is cached)."""
+    from sweeps.config import DataConfig
+    from sweeps.data import load_dataset
+
+    ids = sorted({str(r["dataset_id"]) for r in _done_records(Path(sweep_dir))
+                  if r.get("status") == "ok" and r.get("dataset_id")})  # fmt: skip
+    if not ids:
+        return
+    settings = base_settings(sweep_dir, arch)
+    cache = [o.split("=", 1)[1] for o in extra if o.startswith("data.cache_dir=")]
+    data = DataConfig(**{**settings["data"], **({"cache_dir": cache[-1]} if cache else {})})
+    now = load_dataset(data, progress=False).dataset_id
+    if ids != [now]:
+        raise UserError(
+            "RESULTS",
+            f"{sweep_dir}: its runs were scored on dataset {', '.join(ids)}, but their data "
+            f"settings now give {now} (the corpus changed, or this code's split of it: "
+            "sweeps/data/__init__.py SPLIT_VERSION); a new wave's losses could not be fitted "
+            "with theirs",
+            "analyse this folder as it is (python -m analysis), or start the study in a new "
+            "results folder (e.g. results_dir=results2)",
+        )
 
 
 def _run_file(row: dict[str, Any]) -> str:
