@@ -147,3 +147,13 @@ def test_time_allowances_stop_the_loop_when_spent_and_bound_its_waves_when_not(
     assert wave["runs"] and 0 < wave["wall_s"] <= wave["max_wall_s"] < 300
     assert 0 < wave["run_s"] <= wave["max_run_s"] < 1000  # wave.json: the planner's proposal
     assert {r["config"].get("wave") for r in _finished(sweep).values()} == {None, 1}
+
+
+def test_the_waves_keep_the_seed_grids_cache_folder_and_how_to_run_but_not_its_grid() -> None:
+    """data.cache_dir after `--` reached the seed grid but not the waves, which then built the
+    corpus again under the default cache (on a cluster, often a small home folder)."""
+    from sweeps.adaptive import _wave_extra
+
+    extra = ["sweep=adaptive", "data.cache_dir=/scratch/cache", "budget.flops=1e9,3e9",
+             "launcher=joblib", "data.name=synthetic"]  # fmt: skip
+    assert _wave_extra(extra) == ["data.cache_dir=/scratch/cache", "launcher=joblib"]
