@@ -11,12 +11,12 @@ target tokens inside a 64-byte span that appears verbatim in the train split, un
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
 
 from sweeps.data import overlap, sources
+from sweeps.data.windows import window_offsets
 
 N_VAL_TOKENS, CONTEXT = 65536, 256  # the defaults of DataConfig and ModelConfig
 
@@ -35,9 +35,7 @@ def _covered(train: list[str], val: str) -> np.ndarray:
 
 def _window_share(covered: np.ndarray) -> float:
     """Share of the evaluation windows' target tokens that are covered (bytes tokenizer)."""
-    n_seq = math.ceil(N_VAL_TOKENS / CONTEXT)
-    last = covered.size - CONTEXT - 1
-    offsets = (np.arange(n_seq) * last) // max(n_seq - 1, 1)
+    offsets = window_offsets(covered.size, n_tokens=N_VAL_TOKENS, context=CONTEXT)
     return float(covered[offsets[:, None] + 1 + np.arange(CONTEXT)[None, :]].mean())
 
 

@@ -186,7 +186,7 @@ def next_wave(
         raise UserError("RESULTS", f"{sweep_dir}: no such folder",
                         "pass a sweep's results folder, e.g. results/isoflop")  # fmt: skip
     settings = base_settings(sweep_dir, arch)  # refuses a folder with no finished run
-    check_same_data(sweep_dir, arch, extra)
+    check_same_data(sweep_dir, arch, extra, settings)
     if proposal is None:  # where time binds, the planner ranks by the seconds it binds with
         from sweeps.sweep.wavecost import seconds_model, smallest_size, wave_workers
 

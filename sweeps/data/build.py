@@ -88,7 +88,7 @@ def build_text(
                              [corpus.texts[i] for i in held])  # fmt: skip
         moved = [corpus.relpaths[i] for i, c in zip(held, copies, strict=True) if c]
         for i, c in zip(held, copies, strict=True):
-            is_val[i] = is_val[i] and not c
+            is_val[i] = not c
         train_texts = [t for t, v in zip(corpus.texts, is_val, strict=True) if not v]
         val_texts = [t for t, v in zip(corpus.texts, is_val, strict=True) if v]
         split = {

@@ -13,7 +13,15 @@ from sweeps.errors import UserError
 if TYPE_CHECKING:
     from sweeps.data import TokenData
 
-__all__ = ["eval_windows"]
+__all__ = ["eval_windows", "window_offsets"]
+
+
+def window_offsets(n_val: int, *, n_tokens: int, context: int) -> np.ndarray:
+    """The start of each evaluation window in a validation split of n_val tokens (eval_windows):
+    ceil(n_tokens / context) offsets spread evenly from the start to the end of the split."""
+    n_seq = math.ceil(n_tokens / context)
+    last = n_val - context - 1
+    return (np.arange(n_seq, dtype=np.int64) * last) // max(n_seq - 1, 1)
 
 
 def eval_windows(data: TokenData, *, n_tokens: int, context: int) -> np.ndarray:
@@ -46,7 +54,6 @@ def eval_windows(data: TokenData, *, n_tokens: int, context: int) -> np.ndarray:
             f"can score at context {context}: the {n_seq} evaluation windows overlap",
             stacklevel=2,
         )
-    last = n_val - context - 1
-    offsets = (np.arange(n_seq, dtype=np.int64) * last) // max(n_seq - 1, 1)
+    offsets = window_offsets(n_val, n_tokens=n_tokens, context=context)
     index = offsets[:, None] + np.arange(context + 1, dtype=np.int64)[None, :]  # (n_seq, context+1)
     return np.asarray(data.val[index], dtype=np.int64)

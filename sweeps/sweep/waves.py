@@ -114,12 +114,14 @@ def base_settings(sweep_dir: str | Path, arch: str | None = None) -> dict[str, A
     return out
 
 
-def check_same_data(sweep_dir: str | Path, arch: str | None, extra: list[str]) -> None:
+def check_same_data(sweep_dir: str | Path, arch: str | None, extra: list[str],
+                    settings: dict[str, Any] | None = None) -> None:  # fmt: skip
     """UserError where the sweep's finished runs were scored on other data than a new wave would
     be: the same data settings can give another dataset id when the corpus or this code's split
     changed (sweeps/data/__init__.py SPLIT_VERSION). A wave trained there could not be fitted
     with them, so the loop would spend it and then stop; this says so before anything trains.
-    `extra`: the wave's overrides (a `data.cache_dir=` among them is where its data is cached)."""
+    `extra`: the wave's overrides (a `data.cache_dir=` among them is where its data is cached);
+    `settings`: base_settings(sweep_dir, arch) where the caller has read them already."""
     from sweeps.config import DataConfig
     from sweeps.data import load_dataset
 
@@ -127,7 +129,7 @@ def check_same_data(sweep_dir: str | Path, arch: str | None, extra: list[str]) -
                   if r.get("status") == "ok" and r.get("dataset_id")})  # fmt: skip
     if not ids:
         return
-    settings = base_settings(sweep_dir, arch)
+    settings = settings if settings is not None else base_settings(sweep_dir, arch)
     cache = [o.split("=", 1)[1] for o in extra if o.startswith("data.cache_dir=")]
     data = DataConfig(**{**settings["data"], **({"cache_dir": cache[-1]} if cache else {})})
     now = load_dataset(data, progress=False).dataset_id
