@@ -151,8 +151,50 @@ def test_where_no_whole_slice_fits_the_time_a_part_of_one_is_proposed() -> None:
     assert chosen and all(len(i.n_params) == 3 for i in chosen), p.rows()
     assert len({i.group for i in chosen}) == len(chosen)  # one variant of a slice at most
     assert p.wall_s is not None and p.wall_s <= limit and p.max_wall_s == limit
-    assert not propose(table, 1e16, 1e16, noise=0.01, seconds=SECONDS,
-                       max_wall_s=0.9 * quickest_part).items  # fmt: skip
+    tight = 0.9 * quickest_part  # no three-size part fits: the last resort (next test)
+    assert all(len(i.n_params) < 3 or i.kind != "extend" for i in propose(
+        table, 1e16, 1e16, noise=0.01, seconds=SECONDS, max_wall_s=tight).items)  # fmt: skip
+
+
+def test_where_no_part_of_a_slice_fits_the_time_the_last_resort_spends_it() -> None:
+    """Where the FLOPs buy a run but no extension (whole or three central sizes) fits the time
+    left, the planner offers smaller parts and a slice half a ladder step up, rather than nothing
+    (the demo's loop stopped with 232 of 387 s unspent); the wave fits the time. Below the
+    quickest of those, nothing is proposed and the stop names the wall time."""
+    from analysis.planning import candidates
+    from analysis.planning.candidates import candidate_items
+
+    table = _table()
+    rec = recommend(table, noise=0.01)
+
+    def wall(item: Item) -> float:
+        return SECONDS.wall(SECONDS.runs(item.n_params, item.n_tokens))
+
+    usual, _ = candidate_items(table, rec, 1e16, noise_measured=True, partial=True)
+    resort, _ = candidate_items(table, rec, 1e16, noise_measured=True, partial=True,
+                                last_resort=True)  # fmt: skip
+    quickest = min(wall(i) for i in usual if i.kind == "extend")
+    smaller = [i for i in resort if i.kind == "extend" and wall(i) < quickest]
+    budgets = {round(6 * i.n_params[0] * i.n_tokens[0], -10) for i in resort}
+    assert smaller and any(len(i.n_params) == 1 for i in smaller)
+    assert round(3e14 * 3**0.5, -10) in budgets  # the half step (the ladder's ratio is 3)
+    assert round(3e14 * 3**0.5, -10) not in {
+        round(6 * i.n_params[0] * i.n_tokens[0], -10) for i in usual}  # fmt: skip
+    limit = 0.9 * quickest
+    p = propose(table, 1e16, 1e16, noise=0.01, seconds=SECONDS, max_wall_s=limit)
+    assert p.items and p.stop is None, p.stop
+    assert p.wall_s is not None and p.wall_s <= limit
+    assert any(i.kind == "extend" and len(i.n_params) < 3 for i in p.items), p.rows()
+    floor = min(wall(i) for i in smaller)
+    nothing = propose(table, 1e16, 1e16, noise=0.01, seconds=SECONDS, max_wall_s=0.9 * floor)
+    assert not [i for i in nothing.items if i.kind == "extend"]
+    before = candidates.LAST_RESORT_PARTS, candidates.LAST_RESORT_STEPS
+    try:  # without the last resort (the code before it): nothing at the same limit
+        candidates.LAST_RESORT_PARTS, candidates.LAST_RESORT_STEPS = (), ()
+        assert not propose(table, 1e16, 1e16, noise=0.01, seconds=SECONDS,
+                           max_wall_s=limit).items  # fmt: skip
+    finally:
+        candidates.LAST_RESORT_PARTS, candidates.LAST_RESORT_STEPS = before
 
 
 def test_with_time_to_spare_the_proposal_is_the_flop_planners_whole_slices() -> None:

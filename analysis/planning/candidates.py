@@ -12,7 +12,8 @@ Three reasons, from what the analysis already says about a sweep:
   two and three steps up), each a slice of `MIN_SLICE` sizes centred on the law's N*(C) and
   spread to bracket its bootstrap interval (at least a factor of 2 each side). Where a time
   allowance binds (propose's `seconds`), each slice's three central sizes too (on a CPU the
-  smallest model at a budget trains longest), one of a slice's two variants at most.
+  smallest model at a budget trains longest), one of a slice's variants at most. Where even
+  those fit no time left, the last resort (propose.py): smaller parts, and a nearer budget.
 Repairs and seeds are required because the variance criterion assumes the law, which they check;
 extensions are ranked by it.
 """
@@ -33,6 +34,15 @@ __all__ = ["MIN_SLICE", "budget_slices", "candidate_items", "extend_budgets"]
 
 MIN_SLICE = 5  # runs a budget's minimum needs (a parabola in log N through 3, checked by 2 more)
 MAX_SPAN = 64.0  # an extension slice spans at most this factor in N
+# where a time allowance binds: a slice's three central sizes too (a part around N* both ways)
+TIMED_PARTS = (slice(1, 4),)
+# propose's last resort, where the FLOPs buy a run but no item fits the time left: smaller parts
+# of each slice (the centre with the size above, with the size below, alone), and slices at half
+# a ladder step above the largest budget (about half the cost). Without them the loop stopped
+# with its time unspent; benchmarks/loop_parts.py chose both, by a rule written before its 24
+# worlds (none of them the demo's) were run: docs/planning.md
+LAST_RESORT_PARTS: tuple[slice, ...] = (slice(2, 4), slice(1, 3), slice(2, 3))
+LAST_RESORT_STEPS: tuple[float, ...] = (0.5,)
 
 
 def budget_slices(data: pd.DataFrame, min_sizes: int = 3) -> dict[float, pd.DataFrame]:
@@ -99,12 +109,22 @@ def _repairs(c: float, s: pd.DataFrame, min_n: float) -> tuple[list[Item], list[
     return out, []
 
 
-def extend_budgets(budgets: list[float], target: float, n_steps: int = 3) -> list[float]:
+def _ladder_ratio(budgets: np.ndarray) -> float:
+    """The sweep's median budget ratio (3 where it has one budget), kept within [1.5, 10]."""
+    ratio = float(np.exp(np.median(np.diff(np.log(budgets))))) if budgets.size > 1 else 3.0
+    return min(max(ratio, 1.5), 10.0)
+
+
+def extend_budgets(budgets: list[float], target: float, n_steps: int = 3,
+                   fractions: tuple[float, ...] = ()) -> list[float]:  # fmt: skip
     """The next `n_steps` budgets up the ladder: the sweep's median budget ratio (3 where it has
-    one budget), kept below the target (the target itself where one step would pass it)."""
+    one budget), kept below the target (the target itself where one step would pass it).
+    fractions: budgets that fraction of one step above the largest instead (the last resort's
+    nearer budgets), those below the target."""
     b = np.unique(np.asarray(budgets, float))
-    ratio = float(np.exp(np.median(np.diff(np.log(b))))) if b.size > 1 else 3.0
-    ratio = min(max(ratio, 1.5), 10.0)
+    ratio = _ladder_ratio(b)
+    if fractions:
+        return [float(b[-1] * ratio**f) for f in fractions if b[-1] * ratio**f < target]
     out: list[float] = []
     for j in range(1, n_steps + 1):
         c = float(b[-1] * ratio**j)
@@ -128,11 +148,11 @@ def _optimal_sizes(fit: FitResult, thetas: np.ndarray, c: float) -> tuple[float,
 
 
 def _extensions(c: float, fit: FitResult, thetas: np.ndarray, min_n: float,
-                partial: bool = False) -> list[Item]:  # fmt: skip
-    """The slice at budget c; with `partial`, also its three central sizes, without the ends
-    (the smallest trains longest at one C where time is priced), which later waves repair toward
-    `MIN_SLICE` (a budget's slice from two sizes, candidate_items). One of the two at most is
-    bought (Item.group)."""
+                parts: tuple[slice, ...] = ()) -> list[Item]:  # fmt: skip
+    """The slice at budget c, and `parts` of it (TIMED_PARTS: its three central sizes, without
+    the ends: the smallest trains longest at one C where time is priced), which later waves
+    repair toward `MIN_SLICE` (a budget's slice from two sizes, candidate_items). One of them at
+    most is bought (Item.group)."""
     center, lo, hi = _optimal_sizes(fit, thetas, c)
     if not (math.isfinite(center) and center > 0):
         return []
@@ -145,11 +165,8 @@ def _extensions(c: float, fit: FitResult, thetas: np.ndarray, min_n: float,
     sizes = np.geomspace(lo, hi, MIN_SLICE)
     why = (f"extend: a budget of C={c:.3g} up the ladder toward the target; sizes around the "
            f"law's N*={center:.3g}, spanning its 95% bootstrap range")  # fmt: skip
-    parts = [slice(0, MIN_SLICE)]
-    if partial:  # the three central: still around N* both ways (a part from one side, tried on
-        parts.append(slice(1, 4))  # the demo, left the minimum at its edge: docs/planning.md)
     out = []
-    for p in parts:
+    for p in (slice(0, MIN_SLICE), *parts):
         n = sizes[p]
         part = "" if n.size == MIN_SLICE else (
             f"; {n.size} of its {MIN_SLICE} sizes now (the smallest train longest), the rest as "
@@ -178,12 +195,13 @@ def _seeds(data: pd.DataFrame, slices: dict[float, pd.DataFrame]) -> list[Item]:
 
 def candidate_items(
     data: pd.DataFrame, rec, target: float, *, noise_measured: bool, min_n: float = 0.0,
-    partial: bool = False,
+    partial: bool = False, last_resort: bool = False,
 ) -> tuple[list[Item], list[str]]:
     """Every item a proposal may include (module docstring), required ones first (seeds, then
     the largest budget's repairs), and what cannot be repaired. min_n: the smallest model size
     the sweep can build (no size below it is proposed). partial: offer parts of each extension
-    slice too (where a time allowance binds, a slice's smallest sizes may not fit)."""
+    slice too (where a time allowance binds, a slice's smallest sizes may not fit); last_resort:
+    also LAST_RESORT_PARTS, and slices at LAST_RESORT_STEPS (where nothing else fits the time)."""
     assert rec.fit is not None and rec.thetas is not None
     # a sweep's own budgets (`flops_budget`, from its configs) count from 2 sizes: a slice a time
     # allowance cut to two is repaired toward MIN_SLICE, not proposed whole again
@@ -200,6 +218,10 @@ def candidate_items(
         items += [i for i in fixes if not _present(present, i.n_params[0])]
         notes += why_not
     budgets = sorted(slices) if slices else sorted(set(rungs(data["flops"].astype(float))))
-    for c in extend_budgets(budgets, target):
-        items += _extensions(c, rec.fit, rec.thetas, min_n, partial)
+    parts = (*TIMED_PARTS, *LAST_RESORT_PARTS) if last_resort else TIMED_PARTS if partial else ()
+    ladder = extend_budgets(budgets, target)
+    if last_resort:
+        ladder = extend_budgets(budgets, target, fractions=LAST_RESORT_STEPS) + ladder
+    for c in ladder:
+        items += _extensions(c, rec.fit, rec.thetas, min_n, parts)
     return items, notes

@@ -20,6 +20,7 @@ import pandas as pd
 from ..errors import AnalysisError
 from ..prediction.forms import law_optimal
 from ..prediction.recommend import Prediction, canonical, planned_flops, recommend
+from . import candidates
 from .candidates import candidate_items
 from .seconds import RunSeconds
 from .select import MIN_GAIN, Choice, Item, choose, gains
@@ -192,12 +193,22 @@ def propose(
                                            min_n=min_params, partial=True)  # fmt: skip
     choice = choose(state, items, allowance, max_runs=max_runs, seconds=seconds, max_wall_s=wall,
                     max_run_s=run_cap)  # fmt: skip
-    q = rec.calibration.quantile(LEVEL)
-    half = q * math.sqrt(choice.final)
-    expected = (pred.loss * math.exp(-half), pred.loss * math.exp(half))
     stop = None
     if not choice.items:
         stop = _why_nothing(items, allowance, seconds, wall, run_cap, sigma2(state))
+    if stop is not None and "-seconds" in stop and (candidates.LAST_RESORT_PARTS
+                                                     or candidates.LAST_RESORT_STEPS):
+        # the FLOPs buy a run but the time left fits none: the last resort's smaller parts and
+        # nearer budgets (candidates.py), rather than a loop that stops with its time unspent
+        more, _ = candidate_items(data, rec, target_flops, noise_measured=measured,
+                                  min_n=min_params, partial=True, last_resort=True)  # fmt: skip
+        last = choose(state, more, allowance, max_runs=max_runs, seconds=seconds,
+                      max_wall_s=wall, max_run_s=run_cap)  # fmt: skip
+        if last.items:
+            choice, stop = last, None
+    q = rec.calibration.quantile(LEVEL)
+    half = q * math.sqrt(choice.final)
+    expected = (pred.loss * math.exp(-half), pred.loss * math.exp(half))
     warns: list[str] = list(notes) + list(rec.warnings)  # what the law's fit says of itself
     if not rec.calibration.n_points:
         warns.append(
