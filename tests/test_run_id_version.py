@@ -141,3 +141,25 @@ def test_analysis_of_only_older_records_says_why_nothing_is_fitted(tmp_path: Pat
         runs, _ = load_runs(sweep)
     with pytest.raises(AnalysisError, match="older run-id version"):
         fit_runs(runs)
+
+
+def test_plan_flags_done_runs_scored_on_other_data(tiny_cfg, tiny_overrides, capsys) -> None:
+    """A done run whose record names another dataset id than its data settings give now (the
+    corpus or the code's split changed): train -m skips it as done, and the analysis will not
+    fit it with new runs, so sweeps.plan says so (before, it showed a plain "done")."""
+    cfg = tiny_cfg(sweep_name="d")
+    run_one(cfg)
+    run_dir = run_dir_for(cfg)
+    args = [*tiny_overrides, "sweep_name=d"]
+    assert plan_main(["--json", *args]) == 0
+    (same,) = json.loads(capsys.readouterr().out)["runs"]
+    assert same["state"] == "done" and same["other_data"] is None
+    rec = records.read_record(run_dir)
+    records.write_json_atomic(run_dir / records.RECORD_FILE, rec | {"dataset_id": "synthetic-old"})
+    assert plan_main(["--json", *args]) == 0
+    (run,) = json.loads(capsys.readouterr().out)["runs"]
+    assert run["state"] == "done" and run["other_data"] == "synthetic-old"
+    assert plan_main(args) == 0
+    text = capsys.readouterr().out
+    assert "warning: 1 done run(s) were scored on other data (dataset synthetic-old)" in text
+    assert run["run_id"] in text and "results_dir=results2" in text

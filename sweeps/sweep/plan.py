@@ -51,6 +51,7 @@ class PlannedRun:
     remaining_s: float  # what is left of it (0 when done)
     memory_bytes: int  # estimated peak memory of training it (sweeps/run/memory.py)
     refused: str | None = None  # set: train will refuse its folder (state refused), and why
+    other_data: str | None = None  # set: done, but scored on another dataset id than its data's now
 
 
 def _existing_state(run_dir: Path, n_steps: int, max_retries: int) -> tuple[str, float]:
@@ -77,6 +78,17 @@ def _existing_state(run_dir: Path, n_steps: int, max_retries: int) -> tuple[str,
             return "unreadable", 0.0
         return "partial", min(1.0, step / n_steps) if n_steps else 0.0
     return state, 0.0
+
+
+def _other_data(run_dir: Path, now: str) -> str | None:
+    """The dataset id a done run was scored on, where it is not `now` (its data settings' id
+    today: the corpus or this code's split changed). `train -m` skips such a run as done, and
+    the analysis will not fit it with runs scored on `now`."""
+    try:
+        was = records.read_record(run_dir).get("dataset_id")
+    except records.RecordError:
+        return None
+    return str(was) if was and str(was) != now else None
 
 
 def launcher_workers(master: Any) -> int:
@@ -140,6 +152,7 @@ def plan_sweep(
             check_identity(run_dir_for(cfg), cfg)
         except UserError as e:
             state, frac, refused = "refused", 1.0, e.line()
+        other = _other_data(run_dir_for(cfg), data.dataset_id) if state == "done" else None
         fpt, n_eval = plan.flops_per_token["exact"], cfg.n_evals * cfg.data.n_val_tokens
         if plan.problem:
             est = model.setup_s
@@ -194,6 +207,7 @@ def plan_sweep(
                 remaining_s=est * (1 - frac),  # 0 when done or failed for good
                 memory_bytes=preflight.memory_estimate(cfg, plan).total,
                 refused=refused,
+                other_data=other,
             )
         )
     n_jobs = launcher_workers(master)
@@ -323,6 +337,17 @@ def format_report(runs: list[PlannedRun], info: dict[str, Any], total: dict[str,
             lines.append(f"  {r.run_id} will be recorded as skipped: {r.problem}")
         if r.refused:
             lines.append(f"  {r.run_id} will be refused: {r.refused}")
+    stale = [r for r in runs if r.other_data]
+    if stale:
+        lines.append(
+            f"warning: {len(stale)} done run(s) were scored on other data (dataset "
+            f"{', '.join(sorted({str(r.other_data) for r in stale}))}) than their data settings "
+            f"give now ({stale[0].run_id}"
+            + (f" and {len(stale) - 1} more" if len(stale) > 1 else "")
+            + "): train -m skips them as done, and the "
+            "analysis will not fit them with new runs; start the sweep in a new results folder "
+            "(e.g. results_dir=results2), or restore the data they were trained on"
+        )
     by_id = {r.run_id: r for r in runs}
     for run_id, n in info["repeated"].items():
         lines.append(
