@@ -29,12 +29,17 @@ another benchmark. Each world's loop is the demo's, scaled:
   target 10x the fixed grid's largest budget; at most 4 waves, tolerance +-10%, as the demo;
 - seconds(N, D) = D (N + N0): per-token time flat below N0 and proportional to N above it, as on
   a CPU (docs/planning.md, benchmarks/time_planner.py); N0 = 3 or 8 times the seed grid's
-  geometric-mean size (the demo's is about 5); each planning step (refit) takes 3% of the wall
-  allowance and, as `time_for_wave` does, the planner is handed what is left less two of them.
+  geometric-mean size (the demo's is about 4: 6.4e-6 s a token at N = 3,584 and 8.9e-6 at
+  19,968 in its time model); each run costs 5% of the seed grid's median run besides (the demo's
+  setup and evaluations, about 2.2 s, against runs of 30-60 s), each wave twice that to start its
+  workers; each planning step (refit) takes 3% of the wall allowance and, as `time_for_wave`
+  does, the planner is handed what is left less two of them. The runs' seconds are the
+  planner's own estimate (no misestimate), and sizes are not rounded to model shapes.
 
 Score per world: the final interval's point at the law's compute-optimal (N*, D*) against the
 noiseless truth there (|log error|) and the share of 400 noisy draws of that run (the world's
-noise) inside the 95% interval; the wall time left unspent. The rule, written before any world
+noise) inside the 95% interval; the wall time left unspent; in how many worlds the error is
+better or worse than "none"'s by more than 1%. The rule, written before any world
 was run: the setting kept has the smallest geometric mean |log error| over the 24 worlds among
 those whose coverage is at least 90%; "none" is kept unless another beats it by more than 1%.
 """
@@ -76,6 +81,7 @@ SEED_SPREAD = 2.45
 MAX_WAVES = 4
 TOLERANCE = 0.10
 STEP_SHARE = 0.03
+PER_RUN_SHARE = 0.05
 WORKERS = 2
 DRAWS = 400
 SETTINGS: dict[str, tuple[tuple[slice, ...], tuple[float, ...]]] = {
@@ -99,8 +105,10 @@ def _world(truth: str, seed: int, n0_factor: float) -> dict[str, Any]:
     rep_n = optimal_size(law, GRID_BUDGETS[0]) * shift
     n0 = n0_factor * float(np.exp(np.mean(np.log(seed_n))))
     sizes = np.geomspace(seed_n.min() / 100, seed_n.max() * 1e4, 60)
-    secs = RunSeconds(per_run_s=0.0, eval_tokens=0.0, n_params=tuple(float(v) for v in sizes),
-                      per_token_s=tuple(float(v + n0) for v in sizes), workers=WORKERS)  # fmt: skip
+    rate = tuple(float(v + n0) for v in sizes)
+    per_run = PER_RUN_SHARE * float(np.median(seed_c / (6 * seed_n) * (seed_n + n0)))
+    secs = RunSeconds(per_run_s=per_run, eval_tokens=0.0, n_params=tuple(float(v) for v in sizes),
+                      per_token_s=rate, workers=WORKERS, startup_s=2 * per_run)  # fmt: skip
     order = np.argsort(-grid_c, kind="stable")  # the largest budget's runs first, as a sweep's
     grid_s = secs.runs(grid_n[order], grid_c[order] / (6 * grid_n[order]))
     grid_s += secs.runs([rep_n] * 2, [GRID_BUDGETS[0] / (6 * rep_n)] * 2)
@@ -201,6 +209,11 @@ def choose(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
                       "unspent_wall": float(np.mean([r["unspent_wall"] for r in rs])),
                       "stopped_unspent": sum(r["stop"] == "nothing fits" for r in rs),
                       "waves": float(np.mean([r["waves"] for r in rs]))})  # fmt: skip
+    base = {r["world"]: r["error"] for r in rows if r["setting"] == "none"}
+    for t in table:
+        rs = [r for r in rows if r["setting"] == t["setting"]]
+        t["better"] = sum(r["error"] < base[r["world"]] * 0.99 for r in rs)
+        t["worse"] = sum(r["error"] > base[r["world"]] * 1.01 for r in rs)
     ok = [t for t in table if t["cover"] >= 0.90]
     best = min(ok, key=lambda t: t["geo_error"]) if ok else table[0]
     none = table[0]
@@ -218,11 +231,12 @@ def main(argv=None) -> int:
     kept, table = choose(rows)
     print(f"{len(keys)} worlds, {time.perf_counter() - t0:.0f} s\n")
     print(f"{'setting':<14} {'geo |log err|':>13} {'mean':>7} {'95% cover':>9} {'+-half':>7} "
-          f"{'wall unspent':>12} {'stopped unspent':>15} {'waves':>5}")  # fmt: skip
+          f"{'wall unspent':>12} {'stopped unspent':>15} {'waves':>5} {'better/worse':>12}")
     for t in table:
         print(f"{t['setting']:<14} {t['geo_error']:>13.4f} {t['mean_error']:>7.4f} "
               f"{t['cover']:>9.1%} {t['half_width']:>7.1%} {t['unspent_wall']:>12.1%} "
-              f"{t['stopped_unspent']:>15d} {t['waves']:>5.2f}")  # fmt: skip
+              f"{t['stopped_unspent']:>15d} {t['waves']:>5.2f} "
+              f"{t['better']:>5d} / {t['worse']:<4d}")  # fmt: skip
     print(f"\nkept (the rule in the docstring): {kept}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "table": table, "kept": kept}, indent=1))

@@ -151,9 +151,9 @@ def test_where_no_whole_slice_fits_the_time_a_part_of_one_is_proposed() -> None:
     assert chosen and all(len(i.n_params) == 3 for i in chosen), p.rows()
     assert len({i.group for i in chosen}) == len(chosen)  # one variant of a slice at most
     assert p.wall_s is not None and p.wall_s <= limit and p.max_wall_s == limit
-    tight = 0.9 * quickest_part  # no three-size part fits: the last resort (next test)
-    assert all(len(i.n_params) < 3 or i.kind != "extend" for i in propose(
-        table, 1e16, 1e16, noise=0.01, seconds=SECONDS, max_wall_s=tight).items)  # fmt: skip
+    tight = propose(table, 1e16, 1e16, noise=0.01, seconds=SECONDS, max_wall_s=0.9 * quickest_part)
+    chosen = [i for i in tight.items if i.kind == "extend"]  # none of 3: the last resort's (below)
+    assert chosen and all(len(i.n_params) < 3 for i in chosen), tight.rows()
 
 
 def test_where_no_part_of_a_slice_fits_the_time_the_last_resort_spends_it() -> None:
@@ -185,9 +185,15 @@ def test_where_no_part_of_a_slice_fits_the_time_the_last_resort_spends_it() -> N
     assert p.items and p.stop is None, p.stop
     assert p.wall_s is not None and p.wall_s <= limit
     assert any(i.kind == "extend" and len(i.n_params) < 3 for i in p.items), p.rows()
-    floor = min(wall(i) for i in smaller)
+    assert len({i.group for i in p.items if i.kind == "extend"}) == len(
+        [i for i in p.items if i.kind == "extend"])  # one variant of a slice at most  # fmt: skip
+    floor = min(wall(i) for i in resort)
     nothing = propose(table, 1e16, 1e16, noise=0.01, seconds=SECONDS, max_wall_s=0.9 * floor)
-    assert not [i for i in nothing.items if i.kind == "extend"]
+    assert not nothing.items and "wall-time allowance" in (nothing.stop or "")
+    # where the FLOPs, not the time, buy nothing, there is no last resort: the stop says so
+    cheapest = min(i.cost for i in usual)
+    poor = propose(table, 1e16, 0.5 * cheapest, noise=0.01, seconds=SECONDS, max_wall_s=limit)
+    assert not poor.items and "raise --allowance" in (poor.stop or "")
     before = candidates.LAST_RESORT_PARTS, candidates.LAST_RESORT_STEPS
     try:  # without the last resort (the code before it): nothing at the same limit
         candidates.LAST_RESORT_PARTS, candidates.LAST_RESORT_STEPS = (), ()
@@ -303,3 +309,26 @@ def test_where_each_run_fits_one_time_allowance_but_not_the_other_the_stop_names
     assert "--max-seconds" in _why_nothing([pair, one], 1e30, secs, math.inf, 140.0, 1.0)
     assert "--max-wall-seconds" in _why_nothing([pair, one], 1e30, secs, 100.0, math.inf, 1.0)
     assert _why_nothing([pair, one], 1e30, secs, 200.0, 200.0, 1.0).startswith("no proposed run")
+
+
+def test_a_lone_run_bought_as_a_last_resort_is_not_proposed_again() -> None:
+    """A run of a slice already trained at a budget (a last resort's lone centre) is left out of
+    that budget's later variants, which offer the rest of its sizes (before, the same centre was
+    proposed again, and sweeps.next dropped it as trained, so the loop stopped)."""
+    from analysis.planning.candidates import candidate_items
+
+    table = _table()
+    rec = recommend(table, noise=0.01)
+    first, _ = candidate_items(table, rec, 1e16, noise_measured=True, partial=True,
+                               last_resort=True)  # fmt: skip
+    half = 3e14 * 3**0.5
+    at_half = [i for i in first if i.kind == "extend" and i.group == f"slice {half:.6g}"]
+    (lone,) = [i for i in at_half if len(i.n_params) == 1]
+    trained = table.iloc[:1].assign(n_params=lone.n_params[0], n_tokens=lone.n_tokens[0],
+                                    flops=half, flops_budget=half, loss=2.0)  # fmt: skip
+    more = pd.concat([table, trained], ignore_index=True)
+    after, _ = candidate_items(more, rec, 1e16, noise_measured=True, partial=True,
+                               last_resort=True)  # fmt: skip
+    again = [i for i in after if i.kind == "extend" and i.group == f"slice {half:.6g}"]
+    assert again and all(lone.n_params[0] not in i.n_params for i in again)
+    assert max(len(i.n_params) for i in again) == 4  # the whole slice less the trained centre

@@ -148,11 +148,14 @@ def _optimal_sizes(fit: FitResult, thetas: np.ndarray, c: float) -> tuple[float,
 
 
 def _extensions(c: float, fit: FitResult, thetas: np.ndarray, min_n: float,
-                parts: tuple[slice, ...] = ()) -> list[Item]:  # fmt: skip
+                parts: tuple[slice, ...] = (),
+                done: np.ndarray | None = None) -> list[Item]:  # fmt: skip
     """The slice at budget c, and `parts` of it (TIMED_PARTS: its three central sizes, without
-    the ends: the smallest trains longest at one C where time is priced), which later waves
-    repair toward `MIN_SLICE` (a budget's slice from two sizes, candidate_items). One of them at
-    most is bought (Item.group)."""
+    the ends: the smallest trains longest at one C where time is priced). A part of two sizes or
+    more is repaired toward `MIN_SLICE` by later waves (a budget's slice from two sizes,
+    candidate_items); `done`: sizes already trained at c (a lone run bought as a last resort),
+    left out of every variant, so that later waves offer the rest. One variant at most is
+    bought (Item.group)."""
     center, lo, hi = _optimal_sizes(fit, thetas, c)
     if not (math.isfinite(center) and center > 0):
         return []
@@ -163,14 +166,19 @@ def _extensions(c: float, fit: FitResult, thetas: np.ndarray, min_n: float,
     lo = max(lo, min_n)
     hi = max(hi, lo * 4)  # a slice pressed against the smallest model still spans a factor 4
     sizes = np.geomspace(lo, hi, MIN_SLICE)
+    half_step = math.log(hi / lo) / (MIN_SLICE - 1) / 2
+    trained = np.zeros(0) if done is None else np.log(np.asarray(done, float))
     why = (f"extend: a budget of C={c:.3g} up the ladder toward the target; sizes around the "
            f"law's N*={center:.3g}, spanning its 95% bootstrap range")  # fmt: skip
-    out = []
+    out: list[Item] = []
     for p in (slice(0, MIN_SLICE), *parts):
-        n = sizes[p]
+        n = np.array([v for v in sizes[p]  # a size within half a step of a trained one is done
+                      if not np.any(np.abs(trained - math.log(v)) < half_step)])  # fmt: skip
+        if not n.size or any(i.n_params == tuple(float(v) for v in n) for i in out):
+            continue
         part = "" if n.size == MIN_SLICE else (
-            f"; {n.size} of its {MIN_SLICE} sizes now (the smallest train longest), the rest as "
-            "repairs in later waves")  # fmt: skip
+            f"; {n.size} of its {MIN_SLICE} sizes now (the smallest train longest), the rest in "
+            "later waves")  # fmt: skip
         out.append(Item(tuple(float(v) for v in n), tuple(float(c / (6 * v)) for v in n),
                         "extend", why + part, group=f"slice {c:.6g}"))  # fmt: skip
     return out
@@ -222,6 +230,12 @@ def candidate_items(
     ladder = extend_budgets(budgets, target)
     if last_resort:
         ladder = extend_budgets(budgets, target, fractions=LAST_RESORT_STEPS) + ladder
+    key = (data["flops"].astype(float).to_numpy() if "flops" in data.columns else
+           6 * data["n_params"].to_numpy(float) * data["n_tokens"].to_numpy(float))  # fmt: skip
+    if planned:  # a run's own budget where its config gave one
+        fb = data["flops_budget"].astype(float).to_numpy()
+        key = np.where(np.isfinite(fb), fb, key)
     for c in ladder:
-        items += _extensions(c, rec.fit, rec.thetas, min_n, parts)
+        done = data["n_params"].to_numpy(float)[np.abs(key / c - 1) <= RUNG_TOLERANCE]
+        items += _extensions(c, rec.fit, rec.thetas, min_n, parts, done)
     return items, notes

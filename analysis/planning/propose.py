@@ -106,6 +106,16 @@ def _seconds(seconds: RunSeconds, items) -> list[float]:
     return [t for i in items for t in seconds.runs(i.n_params, i.n_tokens)]
 
 
+def _time_binds(items: list[Item], allowance: float, seconds: RunSeconds | None, wall: float,
+                run_cap: float) -> bool:  # fmt: skip
+    """Whether the FLOPs buy some item but none of those fits the time allowances."""
+    if seconds is None:
+        return False
+    cheap = [i for i in items if i.cost <= allowance]
+    return bool(cheap) and not any(
+        _wall_s(seconds, [i]) <= wall and sum(_seconds(seconds, [i])) <= run_cap for i in cheap)
+
+
 def _why_nothing(items: list[Item], allowance: float, seconds: RunSeconds | None, wall: float,
                  run_cap: float, s_now: float) -> str:  # fmt: skip
     """Why the choice bought nothing: the first allowance no proposed run fits, both time
@@ -196,8 +206,8 @@ def propose(
     stop = None
     if not choice.items:
         stop = _why_nothing(items, allowance, seconds, wall, run_cap, sigma2(state))
-    if stop is not None and "-seconds" in stop and (candidates.LAST_RESORT_PARTS
-                                                     or candidates.LAST_RESORT_STEPS):
+    resort = candidates.LAST_RESORT_PARTS or candidates.LAST_RESORT_STEPS
+    if not choice.items and resort and _time_binds(items, allowance, seconds, wall, run_cap):
         # the FLOPs buy a run but the time left fits none: the last resort's smaller parts and
         # nearer budgets (candidates.py), rather than a loop that stops with its time unspent
         more, _ = candidate_items(data, rec, target_flops, noise_measured=measured,
