@@ -301,3 +301,39 @@ def test_isoflop_loss_law_has_irreducible_term():
     assert p["gamma"] == pytest.approx(0.12, rel=1e-6) and "from approach 3" in how
     p, how = fit_loss_law(c[:3], l_star[:3])
     assert p["E"] == 0.0 and "plain power law" in how
+
+
+def test_a_budget_of_fewer_than_three_sizes_is_left_out_of_the_frontier_check():
+    """The loop's resumed demo (eighth session): 3e10, 1e11, 3e11 accelerate (0.24, 0.389 nats
+    per decade), then a wave bought two sizes of 9.49e11: the drop into the better (0.373)
+    refuted the acceleration, the interval came out +-7.7% and the loop stopped at its
+    tolerance. Two sizes hold no minimum, so that budget is left out, and that is said. Single
+    runs the planner bought at two budgets of Porian et al.'s cosine pool made an acceleration
+    of 0.608 and 2.01 nats per decade out of one slice; they are left out too. A budget of three
+    sizes or more counts as before, and a frontier that slows stays unflagged."""
+    rows = [  # (C, N, loss): the demo's runs, best per budget and its neighbours
+        (3e10, 3584, 2.5715), (3e10, 6528, 2.7192), (3e10, 10240, 2.8797),
+        (1e11, 3584, 2.4483), (1e11, 10240, 2.4460), (1e11, 19968, 2.4998),
+        (3e11, 6528, 2.2764), (3e11, 14720, 2.2603), (3e11, 32768, 2.3659),
+        (9.49e11, 6528, 2.1398), (9.49e11, 10240, 2.0737),
+    ]  # fmt: skip
+    c, n, loss = (np.array(v, float) for v in zip(*rows, strict=True))
+    assert accelerating_frontier(loss, c, rel_noise=0.0054) is None  # two runs taken as a slice
+    msg = accelerating_frontier(loss, c, rel_noise=0.0054, n_params=n)
+    assert msg is not None and "0.24, 0.389 nats per decade" in msg
+    assert "C = 9.49e+11 left out: fewer than 3 sizes" in msg
+    # three sizes at the top, falling more slowly: the frontier decelerates, no warning
+    top = [(9.49e11, 6528, 2.16), (9.49e11, 14720, 2.13), (9.49e11, 32768, 2.18)]
+    c2, n2, l2 = (np.concatenate([a, np.array(b, float)]) for a, b in
+                  zip((c[:9], n[:9], loss[:9]), zip(*top, strict=True), strict=True))  # fmt: skip
+    assert accelerating_frontier(l2, c2, rel_noise=0.0054, n_params=n2) is None
+    # the cosine pool's 13 runs: a slice at 1.25e16, three sizes at 2.5e16, one run at 5e16
+    # and one at 2e17 (rounded from benchmarks/adaptive_replay.py's third wave)
+    cos = [(1.25e16, 7.5e6, 5.2678), (1.25e16, 9.8e6, 5.3461), (1.25e16, 5.2e6, 5.5599),
+           (2.5e16, 7.5e6, 5.0848), (2.5e16, 5.7e7, 5.9929), (2.5e16, 8.5e7, 6.3582),
+           (5e16, 2.2e7, 4.4808), (2e17, 2.2e7, 4.0281)]  # fmt: skip
+    c3, n3, l3 = (np.array(v, float) for v in zip(*cos, strict=True))
+    assert accelerating_frontier(l3, c3, rel_noise=0.01, n_params=n3) is None
+    # a power law's frontier with every slice whole: still no warning
+    n4, _, l4, c4 = isoflop_points(rng=np.random.default_rng(0), noise=0.0)
+    assert accelerating_frontier(l4, c4, rel_noise=0.005, n_params=n4) is None

@@ -330,7 +330,7 @@ def bootstrap_isoflop(
 
 
 def accelerating_frontier(
-    loss, budget, *, rel_noise: float, noise: str = "the seed noise"
+    loss, budget, *, rel_noise: float, noise: str = "the seed noise", n_params=None
 ) -> str | None:
     """A warning when the best loss per budget falls faster at every larger budget.
 
@@ -338,13 +338,23 @@ def accelerating_frontier(
     frontier that accelerates (beyond 2 x the seed noise on each decrement) is pre-asymptotic,
     and laws fitted to it over-predict the loss of larger budgets. Needs >= 3 budgets; None when
     the frontier slows down as it should (or the data cannot tell). `noise` names `rel_noise` in
-    the message.
+    the message. With `n_params` (each run's N), a budget of fewer than 3 sizes is left out: a
+    minimum needs 3 (a parabola in log N), and the best of one or two runs says little about the
+    frontier there (a wave that bought two sizes of a slice hid the demo's bend: the drop into
+    their better run refuted the acceleration below it; single runs the planner bought at two
+    budgets of a pool made one).
     """
     loss, budget = np.asarray(loss, float), np.asarray(budget, float)
     ok = np.isfinite(loss) & np.isfinite(budget) & (budget > 0)
     # one budget per value up to float noise (a table's C computed as 6 N D per row)
     key = np.round(np.log10(np.where(ok, budget, 1.0)), 6)
     keys = np.unique(key[ok])
+    left_out = []
+    if n_params is not None:
+        size = np.round(np.log(np.asarray(n_params, float)), 6)
+        few = [k for k in keys if np.unique(size[ok & (key == k)]).size < 3]
+        left_out = [f"{10.0**k:.3g}" for k in few]
+        keys = np.array([k for k in keys if k not in few])
     if keys.size < 3:
         return None
     cs = 10.0**keys
@@ -356,9 +366,11 @@ def accelerating_frontier(
         return None
     per = ", ".join(f"{d:.3g}" for d in drops)
     at = ", ".join(f"{c:.3g}" for c in cs)
+    out = (f" (C = {', '.join(left_out)} left out: fewer than 3 sizes there, so no minimum)"
+           if left_out else "")  # fmt: skip
     return (
         f"frontier accelerates: the best loss per budget (C = {at}) falls by {per} nats per "
-        f"decade of compute, faster at each larger budget (beyond 2x {noise}); "
+        f"decade of compute, faster at each larger budget (beyond 2x {noise}){out}; "
         "E + k C^-gamma and approach 3 can only slow down, so laws fitted here over-predict the "
         "loss at larger budgets (a pre-asymptotic regime: add larger budgets before trusting "
         "the extrapolation)"

@@ -344,6 +344,8 @@ def accelerates(data: pd.DataFrame, noise: float | None) -> str | None:
         return None
     if noise is None:
         return accelerating_frontier(data["loss"], data["flops"], rel_noise=FRONTIER_NOISE,
-                                     noise=f"an assumed {FRONTIER_NOISE:.0%} noise")  # fmt: skip
+                                     noise=f"an assumed {FRONTIER_NOISE:.0%} noise",
+                                     n_params=data["n_params"])  # fmt: skip
     return accelerating_frontier(data["loss"], data["flops"], rel_noise=noise,
-                                 noise=f"the measured seed noise, {noise:.2%}")  # fmt: skip
+                                 noise=f"the measured seed noise, {noise:.2%}",
+                                 n_params=data["n_params"])  # fmt: skip

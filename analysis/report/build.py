@@ -250,7 +250,8 @@ def build_report(
             )
     noise = noise_floor(rep)  # NaN where no seed was repeated: 1% is assumed (as recommend does)
     if has_budgets:
-        note = accelerating_frontier(loss, budgets, rel_noise=noise if noise > 0 else 0.01)
+        note = accelerating_frontier(loss, budgets, rel_noise=noise if noise > 0 else 0.01,
+                                     n_params=n)  # fmt: skip
         tail = "" if noise > 0 else " (seed noise not measured: 1% assumed)"
         rep.diagnostics += [note + tail] if note is not None else []
     steps.step(STEPS[2])
