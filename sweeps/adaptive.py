@@ -278,7 +278,8 @@ def run_loop(
         _say(f"\nwave {wave.k}: {len(wave.runs)} run(s), "
              f"{sum(r['flops'] for r in wave.runs):.3g} FLOPs; the target's 95% interval now "
              f"+-{t['half_width']:.1%}, expected after it "
-             f"+-{prop['expected']['half_width']:.1%}")  # fmt: skip
+             f"+-{prop['expected']['half_width']:.1%} (with today's calibration, which the new "
+             "runs' back-test folds can widen)")  # fmt: skip
         for d in wave.dropped:
             _say(f"  dropped: {d}")
         state |= {"launched": wave.k, "finished": False, "stop": None}

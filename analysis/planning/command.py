@@ -75,7 +75,8 @@ def format_proposal(p: Proposal) -> str:
     elo, ehi = p.expected
     lines.append(
         f"proposed: {len(p.rows())} run(s), {p.spent:.3g} of {p.allowance:.3g} FLOPs; expected "
-        f"95% interval after them [{elo:.4f}, {ehi:.4f}] (+-{(ehi - elo) / 2 / t.loss:.1%})"
+        f"95% interval after them [{elo:.4f}, {ehi:.4f}] (+-{(ehi - elo) / 2 / t.loss:.1%}, "
+        "with today's calibration, which their back-test folds can widen)"
     )
     lines.append(f"{'N':>10} {'D':>10} {'C':>10} {'kind':>7} {'share':>6}  why")
     for r in p.rows():
