@@ -332,3 +332,17 @@ def test_a_lone_run_bought_as_a_last_resort_is_not_proposed_again() -> None:
     again = [i for i in after if i.kind == "extend" and i.group == f"slice {half:.6g}"]
     assert again and all(lone.n_params[0] not in i.n_params for i in again)
     assert max(len(i.n_params) for i in again) == 4  # the whole slice less the trained centre
+
+
+def test_the_stop_asks_the_time_of_the_runs_the_flops_buy() -> None:
+    """Where every run the FLOPs buy overruns the wall time and only a run the FLOPs cannot buy
+    would fit it, the stop names the wall time (before, it said no run narrows the interval,
+    and the loop called it "no proposal helps")."""
+    from analysis.planning.propose import _why_nothing
+
+    long_cheap = Item((1e5,), (1e9,), "extend", "a small model's long run")  # ~2,000 s, 6e14
+    quick_dear = Item((1e6,), (1e9,), "extend", "a larger model's run")  # ~3 s, 6e15
+    secs = RunSeconds(per_run_s=0.0, eval_tokens=0.0, n_params=(1e5, 1e6, 1e7),
+                      per_token_s=(2e-6, 3e-9, 6e-9), workers=1)  # fmt: skip
+    said = _why_nothing([long_cheap, quick_dear], 1e15, secs, 100.0, math.inf, 1e-3)
+    assert "wall-time allowance (100 s) fits no proposed run" in said, said

@@ -323,3 +323,23 @@ def test_predict_on_a_results_folder_backtests_on_the_reports_ladder(tmp_path, c
         fits = json.loads((sweep / "report" / arch / "fits.json").read_text())
         assert fits["prediction"]["calibrated"]["law"] == doc["groups"][arch]["law"]
         assert "largest C rung" in doc["groups"][arch]["why"]  # the budgets' ladder
+
+
+def test_two_sizes_of_a_new_budget_do_not_hide_the_frontiers_acceleration_from_the_interval():
+    """recommend() hands each run's N to the frontier check (analysis/laws/isoflop.py): the
+    resumed demo's table, whose largest budget a wave bought two sizes of, keeps the interval
+    that grows with the square of the distance (before: linear, +-7.7% at 1e13 where the verify
+    run fell 14% below)."""
+    rows = [  # (C, N, loss): the resumed demo's runs, best per budget and its neighbours
+        (3e10, 3584, 2.5715), (3e10, 6528, 2.7192), (3e10, 10240, 2.8797),
+        (1e11, 3584, 2.4483), (1e11, 10240, 2.4460), (1e11, 19968, 2.4998),
+        (1e11, 48640, 2.6763), (3e11, 6528, 2.2764), (3e11, 14720, 2.2603),
+        (3e11, 32768, 2.3659), (3e11, 67584, 2.4582), (9.49e11, 6528, 2.1398),
+        (9.49e11, 10240, 2.0737),
+    ]  # fmt: skip
+    c, n, loss = (np.array(v, float) for v in zip(*rows, strict=True))
+    table = pd.DataFrame({"n_params": n, "n_tokens": c / (6 * n), "loss": loss, "flops": c,
+                          "flops_budget": c})  # fmt: skip
+    rec = recommend(table, seed=0, noise=0.0054)
+    assert rec.calibration is not None and rec.calibration.growth == 2.0
+    assert any("C = 9.49e+11 left out" in w for w in rec.warnings)

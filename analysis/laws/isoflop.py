@@ -338,11 +338,12 @@ def accelerating_frontier(
     frontier that accelerates (beyond 2 x the seed noise on each decrement) is pre-asymptotic,
     and laws fitted to it over-predict the loss of larger budgets. Needs >= 3 budgets; None when
     the frontier slows down as it should (or the data cannot tell). `noise` names `rel_noise` in
-    the message. With `n_params` (each run's N), a budget of fewer than 3 sizes is left out: a
-    minimum needs 3 (a parabola in log N), and the best of one or two runs says little about the
-    frontier there (a wave that bought two sizes of a slice hid the demo's bend: the drop into
-    their better run refuted the acceleration below it; single runs the planner bought at two
-    budgets of a pool made one).
+    the message. With `n_params` (each run's N), a budget of fewer than 3 sizes (sizes within 1%
+    are one, as ladder.rungs counts them) is left out: a minimum takes 3 (a parabola in log N),
+    and the best of one or two runs says little about the frontier there (a wave that bought two
+    sizes of a slice hid the demo's bend: the drop into their better run refuted the
+    acceleration below it). It is a count: a budget of 3 sizes or more whose best run sits at an
+    edge of them stays, as before.
     """
     loss, budget = np.asarray(loss, float), np.asarray(budget, float)
     ok = np.isfinite(loss) & np.isfinite(budget) & (budget > 0)
@@ -351,8 +352,8 @@ def accelerating_frontier(
     keys = np.unique(key[ok])
     left_out = []
     if n_params is not None:
-        size = np.round(np.log(np.asarray(n_params, float)), 6)
-        few = [k for k in keys if np.unique(size[ok & (key == k)]).size < 3]
+        size = np.log(np.asarray(n_params, float))
+        few = [k for k in keys if _n_sizes(size[ok & (key == k)]) < 3]
         left_out = [f"{10.0**k:.3g}" for k in few]
         keys = np.array([k for k in keys if k not in few])
     if keys.size < 3:
@@ -366,8 +367,8 @@ def accelerating_frontier(
         return None
     per = ", ".join(f"{d:.3g}" for d in drops)
     at = ", ".join(f"{c:.3g}" for c in cs)
-    out = (f" (C = {', '.join(left_out)} left out: fewer than 3 sizes there, so no minimum)"
-           if left_out else "")  # fmt: skip
+    out = (f" (C = {', '.join(left_out)} left out: fewer than 3 sizes there, and a minimum "
+           "takes 3)" if left_out else "")  # fmt: skip
     return (
         f"frontier accelerates: the best loss per budget (C = {at}) falls by {per} nats per "
         f"decade of compute, faster at each larger budget (beyond 2x {noise}){out}; "
@@ -375,3 +376,10 @@ def accelerating_frontier(
         "loss at larger budgets (a pre-asymptotic regime: add larger budgets before trusting "
         "the extrapolation)"
     )
+
+
+def _n_sizes(log_n: np.ndarray) -> int:
+    """Distinct sizes among log N values, those within 1% of the next smaller one counted as one
+    (analysis/prediction/ladder.py's rungs; not imported: laws/ sits below prediction/)."""
+    v = np.sort(log_n[np.isfinite(log_n)])
+    return int(v.size > 0) + int(np.sum(np.diff(v) > math.log1p(0.01)))

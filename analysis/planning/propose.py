@@ -123,9 +123,10 @@ def _why_nothing(items: list[Item], allowance: float, seconds: RunSeconds | None
     if items and min(i.cost for i in items) > allowance:
         return (f"the allowance ({allowance:.3g} FLOPs) buys no proposed run: the cheapest costs "
                 f"{min(i.cost for i in items):.3g} FLOPs; raise --allowance")  # fmt: skip
-    if items and seconds is not None:
-        walls = [seconds.wall(seconds.runs(i.n_params, i.n_tokens)) for i in items]
-        sums = [sum(seconds.runs(i.n_params, i.n_tokens)) for i in items]
+    cheap = [i for i in items if i.cost <= allowance]  # the time is asked of what the FLOPs buy
+    if cheap and seconds is not None:
+        walls = [seconds.wall(seconds.runs(i.n_params, i.n_tokens)) for i in cheap]
+        sums = [sum(seconds.runs(i.n_params, i.n_tokens)) for i in cheap]
         if min(walls) > wall:
             return (f"the wall-time allowance ({wall:.0f} s) fits no proposed run: the quickest "
                     f"takes ~{min(walls):.0f} s here; raise --max-wall-seconds")  # fmt: skip
