@@ -246,3 +246,21 @@ def test_the_planner_fits_budgets_as_the_report_does_when_runs_miss_them_slightl
     want = report.predict(p.target.n_params, p.target.n_tokens)
     assert p.law == report.law
     assert p.target.interval == pytest.approx(want.interval, rel=1e-12)
+
+
+def test_the_wave_figure_leaves_room_beside_its_first_and_last_bars() -> None:
+    """The demo's interval-by-wave figure drew its last wave's bar and label on the frame."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import math as m
+
+    from analysis.report.wave_history import plot_wave_history
+
+    spent = [1.29e12, 2.14e12, 4.99e12]
+    state = {"target_flops": 1e13, "tolerance": 0.1, "stop": "wall-time allowance",
+             "history": [{"wave": k, "spent": c, "loss": 1.9, "interval": [1.6, 2.2],
+                          "half_width": 0.16} for k, c in enumerate(spent)]}  # fmt: skip
+    lo, hi = plot_wave_history(state).get_xlim()
+    span = m.log(spent[-1] / spent[0])
+    assert m.log(spent[0] / lo) >= 0.1 * span and m.log(hi / spent[-1]) >= 0.1 * span
