@@ -65,11 +65,12 @@ from adaptive_replay import optimal_size  # noqa: E402
 from interval_calibration import TRUTHS  # noqa: E402
 from planner_choice import world_parser  # noqa: E402
 
-from analysis.errors import AnalysisError  # noqa: E402
+from analysis.errors import AnalysisError, AnalysisWarning  # noqa: E402
 from analysis.planning import candidates  # noqa: E402
 from analysis.planning.propose import half_width, propose  # noqa: E402
 from analysis.planning.seconds import RunSeconds  # noqa: E402
-from sweeps.sweep.loop_rules import MIN_FOLDS, wave_allowance  # noqa: E402
+from analysis.prediction.seed_noise import pooled_rel_sd  # noqa: E402
+from sweeps.sweep.loop_rules import stop_reason, wave_allowance  # noqa: E402
 
 SEEDS = (20, 21, 22)
 NOISES = (0.004, 0.008, 0.012)
@@ -127,11 +128,12 @@ def _rows(w: dict[str, Any], n, d, seeds=None) -> pd.DataFrame:
                          "seed": np.zeros(n.size, int) if seeds is None else np.asarray(seeds)})
 
 
-def _noise(data: pd.DataFrame) -> float | None:
-    """The pooled relative sd of repeated configurations (seed_noise.pooled_rel_sd's), or None."""
+def _noise(data: pd.DataFrame) -> float:
+    """The measured seed noise as the analysis pools it (seed_noise.pooled_rel_sd), NaN where no
+    configuration was repeated; configurations are (N, D) here, the only settings a run has."""
     g = data.groupby([data["n_params"].round(6), data["n_tokens"].round(6)])["loss"]
-    rel = [float(np.std(v, ddof=1) / np.mean(v)) for _, v in g if len(v) >= 2]
-    return float(np.sqrt(np.mean(np.square(rel)))) if rel else None
+    return pooled_rel_sd([{"rel_sd": float(np.std(v, ddof=1) / np.mean(v))}
+                          for _, v in g if len(v) >= 2])  # fmt: skip
 
 
 def _ask(w, data, allowance, wall_s):
@@ -160,14 +162,14 @@ def loop(w: dict[str, Any]) -> dict[str, Any]:
         final = prop if prop is not None else _ask(w, data, 1e30, math.inf)
         assert final is not None
         t = final.target
-        if final.backtested and final.n_folds >= MIN_FOLDS and half_width(t) <= TOLERANCE:
-            stop = "tolerance"
-        elif not go_on:
-            stop = "allowance" if left <= 0 else "waves" if waves >= MAX_WAVES else "wall time"
-        elif prop is None or not prop.items:
-            stop = "nothing fits" if prop is not None and "seconds" in (prop.stop or "") else \
-                "nothing helps"
-        if stop:
+        # the loop's own rule (sweeps/sweep/loop_rules.py), then the wall time, as run_loop has it
+        why = stop_reason(final.to_dict()["target"], None if prop is None else prop.to_dict(),
+                          spent=spent, allowance=w["allowance"], tolerance=TOLERANCE,
+                          n_waves=waves, max_waves=MAX_WAVES)  # fmt: skip
+        if why is None and left_wall <= 0:
+            why = "wall time: spent"
+        if why is not None:
+            stop = why.split(":")[0]  # "wall-time allowance": nothing proposed fit the time left
             break
         rows = [(n, d, s) for it in prop.items
                 for j, (n, d) in enumerate(zip(it.n_params, it.n_tokens, strict=True))
@@ -190,8 +192,8 @@ def _job(key: tuple[str, int, float]) -> list[dict[str, Any]]:
     out = []
     for name, (parts, steps) in SETTINGS.items():
         candidates.LAST_RESORT_PARTS, candidates.LAST_RESORT_STEPS = parts, steps
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings():  # the fits' own warnings (E not determined, ...): the
+            warnings.simplefilter("ignore", AnalysisWarning)  # scores, not each refit, are read
             out.append({"setting": name} | loop(_world(*key)))
     return out
 
@@ -207,7 +209,7 @@ def choose(rows: list[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
                       "cover": float(np.mean([r["cover"] for r in rs])),
                       "half_width": float(np.mean([r["half_width"] for r in rs])),
                       "unspent_wall": float(np.mean([r["unspent_wall"] for r in rs])),
-                      "stopped_unspent": sum(r["stop"] == "nothing fits" for r in rs),
+                      "stopped_unspent": sum(r["stop"] == "wall-time allowance" for r in rs),
                       "waves": float(np.mean([r["waves"] for r in rs]))})  # fmt: skip
     base = {r["world"]: r["error"] for r in rows if r["setting"] == "none"}
     for t in table:

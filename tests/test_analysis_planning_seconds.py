@@ -303,12 +303,16 @@ def test_where_each_run_fits_one_time_allowance_but_not_the_other_the_stop_names
                       workers=2, startup_s=4.0)  # fmt: skip
     pair = Item((1e5, 1e5), (1e5, 1e5), "extend", "two runs of 100 s")  # wall 104 s, sum 200 s
     one = Item((1e5,), (1.5e5,), "extend", "one run of 150 s")  # wall 154 s, sum 150 s
-    both = _why_nothing([pair, one], 1e30, secs, 120.0, 180.0, 1.0)
+    both, timed = _why_nothing([pair, one], 1e30, secs, 120.0, 180.0, 1.0)
     assert both.startswith("the wall-time allowance (120 s) and the run-seconds allowance (180 s) "
                            "fit no proposed run together"), both  # fmt: skip
-    assert "--max-seconds" in _why_nothing([pair, one], 1e30, secs, math.inf, 140.0, 1.0)
-    assert "--max-wall-seconds" in _why_nothing([pair, one], 1e30, secs, 100.0, math.inf, 1.0)
-    assert _why_nothing([pair, one], 1e30, secs, 200.0, 200.0, 1.0).startswith("no proposed run")
+    assert timed
+    said, timed = _why_nothing([pair, one], 1e30, secs, math.inf, 140.0, 1.0)
+    assert "--max-seconds" in said and timed
+    said, timed = _why_nothing([pair, one], 1e30, secs, 100.0, math.inf, 1.0)
+    assert "--max-wall-seconds" in said and timed
+    said, timed = _why_nothing([pair, one], 1e30, secs, 200.0, 200.0, 1.0)
+    assert said.startswith("no proposed run") and not timed
 
 
 def test_a_lone_run_bought_as_a_last_resort_is_not_proposed_again() -> None:
@@ -344,5 +348,7 @@ def test_the_stop_asks_the_time_of_the_runs_the_flops_buy() -> None:
     quick_dear = Item((1e6,), (1e9,), "extend", "a larger model's run")  # ~3 s, 6e15
     secs = RunSeconds(per_run_s=0.0, eval_tokens=0.0, n_params=(1e5, 1e6, 1e7),
                       per_token_s=(2e-6, 3e-9, 6e-9), workers=1)  # fmt: skip
-    said = _why_nothing([long_cheap, quick_dear], 1e15, secs, 100.0, math.inf, 1e-3)
-    assert "wall-time allowance (100 s) fits no proposed run" in said, said
+    said, timed = _why_nothing([long_cheap, quick_dear], 1e15, secs, 100.0, math.inf, 1e-3)
+    assert "wall-time allowance (100 s) fits no proposed run" in said and timed, said
+    said, timed = _why_nothing([long_cheap, quick_dear], 1e14, secs, 100.0, math.inf, 1e-3)
+    assert "raise --allowance" in said and not timed  # the FLOPs, not the time

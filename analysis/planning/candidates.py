@@ -115,16 +115,19 @@ def _ladder_ratio(budgets: np.ndarray) -> float:
     return min(max(ratio, 1.5), 10.0)
 
 
-def extend_budgets(budgets: list[float], target: float, n_steps: int = 3,
-                   fractions: tuple[float, ...] = ()) -> list[float]:  # fmt: skip
+def nearer_budgets(budgets: list[float], target: float) -> list[float]:
+    """The last resort's budgets: LAST_RESORT_STEPS of one ladder step above the largest, those
+    below the target."""
+    b = np.unique(np.asarray(budgets, float))
+    c = [float(b[-1] * _ladder_ratio(b) ** f) for f in LAST_RESORT_STEPS]
+    return [v for v in c if v < target]
+
+
+def extend_budgets(budgets: list[float], target: float, n_steps: int = 3) -> list[float]:
     """The next `n_steps` budgets up the ladder: the sweep's median budget ratio (3 where it has
-    one budget), kept below the target (the target itself where one step would pass it).
-    fractions: budgets that fraction of one step above the largest instead (the last resort's
-    nearer budgets), those below the target."""
+    one budget), kept below the target (the target itself where one step would pass it)."""
     b = np.unique(np.asarray(budgets, float))
     ratio = _ladder_ratio(b)
-    if fractions:
-        return [float(b[-1] * ratio**f) for f in fractions if b[-1] * ratio**f < target]
     out: list[float] = []
     for j in range(1, n_steps + 1):
         c = float(b[-1] * ratio**j)
@@ -227,9 +230,8 @@ def candidate_items(
         notes += why_not
     budgets = sorted(slices) if slices else sorted(set(rungs(data["flops"].astype(float))))
     parts = (*TIMED_PARTS, *LAST_RESORT_PARTS) if last_resort else TIMED_PARTS if partial else ()
-    ladder = extend_budgets(budgets, target)
-    if last_resort:
-        ladder = extend_budgets(budgets, target, fractions=LAST_RESORT_STEPS) + ladder
+    ladder = (nearer_budgets(budgets, target) if last_resort else []) + extend_budgets(
+        budgets, target)  # fmt: skip
     key = (data["flops"].astype(float).to_numpy() if "flops" in data.columns else
            6 * data["n_params"].to_numpy(float) * data["n_tokens"].to_numpy(float))  # fmt: skip
     if planned:  # a run's own budget where its config gave one

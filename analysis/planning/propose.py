@@ -106,39 +106,30 @@ def _seconds(seconds: RunSeconds, items) -> list[float]:
     return [t for i in items for t in seconds.runs(i.n_params, i.n_tokens)]
 
 
-def _time_binds(items: list[Item], allowance: float, seconds: RunSeconds | None, wall: float,
-                run_cap: float) -> bool:  # fmt: skip
-    """Whether the FLOPs buy some item but none of those fits the time allowances."""
-    if seconds is None:
-        return False
-    cheap = [i for i in items if i.cost <= allowance]
-    return bool(cheap) and not any(
-        _wall_s(seconds, [i]) <= wall and sum(_seconds(seconds, [i])) <= run_cap for i in cheap)
-
-
 def _why_nothing(items: list[Item], allowance: float, seconds: RunSeconds | None, wall: float,
-                 run_cap: float, s_now: float) -> str:  # fmt: skip
-    """Why the choice bought nothing: the first allowance no proposed run fits, both time
-    allowances where each run that fits one overruns the other, else that none helps."""
+                 run_cap: float, s_now: float) -> tuple[str, bool]:  # fmt: skip
+    """Why the choice bought nothing, and whether it is the time: the first allowance no
+    proposed run fits (the time asked only of the runs the FLOPs buy), both time allowances
+    where each run that fits one overruns the other, else that none helps."""
     if items and min(i.cost for i in items) > allowance:
         return (f"the allowance ({allowance:.3g} FLOPs) buys no proposed run: the cheapest costs "
-                f"{min(i.cost for i in items):.3g} FLOPs; raise --allowance")  # fmt: skip
+                f"{min(i.cost for i in items):.3g} FLOPs; raise --allowance"), False
     cheap = [i for i in items if i.cost <= allowance]  # the time is asked of what the FLOPs buy
     if cheap and seconds is not None:
         walls = [seconds.wall(seconds.runs(i.n_params, i.n_tokens)) for i in cheap]
         sums = [sum(seconds.runs(i.n_params, i.n_tokens)) for i in cheap]
         if min(walls) > wall:
             return (f"the wall-time allowance ({wall:.0f} s) fits no proposed run: the quickest "
-                    f"takes ~{min(walls):.0f} s here; raise --max-wall-seconds")  # fmt: skip
+                    f"takes ~{min(walls):.0f} s here; raise --max-wall-seconds"), True
         if min(sums) > run_cap:
             return (f"the run-seconds allowance ({run_cap:.0f} s) fits no proposed run: the "
-                    f"shortest takes ~{min(sums):.0f} s here; raise --max-seconds")  # fmt: skip
+                    f"shortest takes ~{min(sums):.0f} s here; raise --max-seconds"), True
         if not any(w <= wall and t <= run_cap for w, t in zip(walls, sums, strict=True)):
             return (f"the wall-time allowance ({wall:.0f} s) and the run-seconds allowance "
                     f"({run_cap:.0f} s) fit no proposed run together: each that fits one overruns "
-                    "the other; raise --max-wall-seconds or --max-seconds")  # fmt: skip
+                    "the other; raise --max-wall-seconds or --max-seconds"), True
     return (f"no proposed run narrows the target's interval by {MIN_GAIN:.1%} of its variance or "
-            f"more (now {s_now:.3g} in log^2)")
+            f"more (now {s_now:.3g} in log^2)"), False
 
 
 def propose(
@@ -204,11 +195,10 @@ def propose(
                                            min_n=min_params, partial=True)  # fmt: skip
     choice = choose(state, items, allowance, max_runs=max_runs, seconds=seconds, max_wall_s=wall,
                     max_run_s=run_cap)  # fmt: skip
-    stop = None
+    stop, time_binds = None, False
     if not choice.items:
-        stop = _why_nothing(items, allowance, seconds, wall, run_cap, sigma2(state))
-    resort = candidates.LAST_RESORT_PARTS or candidates.LAST_RESORT_STEPS
-    if not choice.items and resort and _time_binds(items, allowance, seconds, wall, run_cap):
+        stop, time_binds = _why_nothing(items, allowance, seconds, wall, run_cap, sigma2(state))
+    if time_binds and (candidates.LAST_RESORT_PARTS or candidates.LAST_RESORT_STEPS):
         # the FLOPs buy a run but the time left fits none: the last resort's smaller parts and
         # nearer budgets (candidates.py), rather than a loop that stops with its time unspent
         more, _ = candidate_items(data, rec, target_flops, noise_measured=measured,
