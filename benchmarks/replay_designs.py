@@ -8,7 +8,7 @@ planner's settings on worlds of its own.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -89,11 +89,12 @@ def _affordable(pool: Pool, chosen: list[int], left: float) -> list[int]:
 
 def planned(pool: Pool, init: list[int], *, max_waves: int = MAX_WAVES,
             min_gain: float = MIN_GAIN, cost_exp: float = COST_EXP,
-            as_the_loop: bool = False) -> list[int]:  # fmt: skip
+            as_the_loop: bool = False, reach_term: bool = True) -> list[int]:  # fmt: skip
     """Our criterion in waves (adaptive_replay's docstring), with the planner's settings
     (`analysis.planning.select`'s defaults unless given). as_the_loop: the waves as
     `sweeps.adaptive` sizes them instead: each at most half of what is left, the whole of it
-    only where half buys nothing, the last wave no exception."""
+    only where half buys nothing, the last wave no exception. reach_term=False: the criterion
+    without its extrapolation term (k = 0: sd_boot^2 + s0^2 alone; benchmarks/criterion_terms.py)."""
     chosen = list(init)
     for wave in range(max_waves):
         left = pool.budget - float(pool.cost[chosen].sum())
@@ -102,6 +103,8 @@ def planned(pool: Pool, init: list[int], *, max_waves: int = MAX_WAVES,
             break
         rec = recommend(pool.table(chosen))
         state = target_state(rec, pool.targets)
+        if not reach_term:
+            state = replace(state, k=0.0)
         items = [Item((float(pool.n_params[i]),), (float(pool.n_tokens[i]),), "pool", f"run {i}")
                  for i in avail]  # fmt: skip
         cheapest = min(it.cost for it in items)

@@ -1,0 +1,108 @@
+"""Does the criterion's extrapolation term help the planner choose? On the planner's tuning
+worlds, not on the points the replay reports.
+
+    python benchmarks/criterion_terms.py [--json OUT.json] [--jobs 2]
+
+The planner ranks runs by how much they lower the target's sigma^2 = sd_boot^2 + s0^2 + (k x^g)^2
+(analysis/planning/value.py). The last term is the calibrated extrapolation error at distance x
+beyond the runs' reach, the largest of log(N / N_max), log(D / D_max) and log(C / C_max): one run
+that reaches furthest in any of the three lowers it for every target, whatever else it tells the
+fit. On the replay's Gadre pools the planner's first choice was such a run (the 154M model at 320
+tokens per parameter, the pool's largest N x D) where Li et al.'s V- and D-optimal designs took
+the 412M runs, and its error was 8x theirs. That was seen on a reported pool, so this script
+judges the term on other worlds: the 24 of `benchmarks/planner_choice.py` (four law forms, seeds
+10-12, an N ladder like Gadre et al.'s tables and IsoFLOP slices like Porian et al.'s), 10% of
+each pool's compute, the replay's waves, scored as planner_choice scores them (planned's mean
+|error| at the targets over the whole pool's, geometric mean over worlds; 95% coverage of noisy
+target draws).
+
+Settings: "current" (both terms) and "no reach term" (k = 0 while choosing; the final fit and
+its interval are recommend()'s as always). Li et al.'s V-optimal and D-optimal designs
+(`replay_designs.li_greedy`) are printed beside them for reference; they are not candidates.
+
+The rule, written before any of these was run: the criterion drops the reach term only if "no
+reach term" has a geometric-mean ratio below the current's by more than 1%, coverage of at least
+90% and no failed fit; and then only if, in `benchmarks/loop_parts.py`'s closed loop (the demo's
+loop through `propose` on its own 24 worlds, where extending the ladder toward the target is
+what the term values), its geometric-mean error is no worse than the current's by more than 1%
+with coverage of at least 90%. Otherwise the term stays.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from planner_choice import over_worlds, versus_whole_pool, world_parser  # noqa: E402
+from replay_designs import Pool, initial_set, li_greedy, planned, score  # noqa: E402
+
+SETTINGS = ("current", "no reach term", "V-opt", "D-opt")
+
+
+def _job(pool: Pool) -> list[dict[str, Any]]:
+    """The whole pool, planned with and without the term, and Li et al.'s designs, on one world."""
+    init = initial_set(pool)
+    rows = [{"world": pool.name, "setting": "all data"} | score(pool, list(range(pool.cost.size)))]
+    designs = {"current": lambda: planned(pool, init),
+               "no reach term": lambda: planned(pool, init, reach_term=False),
+               "V-opt": lambda: li_greedy(pool, init, "V-opt"),
+               "D-opt": lambda: li_greedy(pool, init, "D-opt")}  # fmt: skip
+    for name, design in designs.items():
+        rows.append({"world": pool.name, "setting": name} | score(pool, design()))
+    return rows
+
+
+def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per setting: versus_whole_pool's numbers, and in how many worlds its error is
+    above / below the current's by more than 1%."""
+    ref = {r["world"]: r["error"] for r in rows if r["setting"] == "all data"}
+    base = {r["world"]: r["error"] for r in rows if r["setting"] == "current"}
+    out = []
+    for name in SETTINGS:
+        rs = [r for r in rows if r["setting"] == name]
+        vs = np.array([r["error"] / base[r["world"]] for r in rs])
+        out.append({"setting": name, "worse": int(np.sum(vs > 1.01)),
+                    "better": int(np.sum(vs < 0.99))} | versus_whole_pool(rs, ref))  # fmt: skip
+    return out
+
+
+def main(argv=None) -> int:
+    args = world_parser(__doc__).parse_args(argv)
+    t0 = time.perf_counter()
+    n_worlds, rows = over_worlds(_job, args.jobs)
+    table = summary(rows)
+    print(f"{n_worlds} tuning worlds, 10% of each pool's compute; error / the whole pool's")
+    print("| setting | geo. mean ratio | worst ratio | mean abs error | 95% cover | compute used "
+          "| worse / better than current |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for t in table:
+        print(f"| {t['setting']} | {t['geo_ratio']:.2f} | {t['worst_ratio']:.2f} | "
+              f"{t['error']:.2%} | {t['cover']:.1%} | {t['spent_share']:.1%} | "
+              f"{t['worse']} / {t['better']} |")  # fmt: skip
+    for shape in ("ladder", "isoflop"):
+        sub = summary([r for r in rows if r["world"].startswith(shape)])
+        print(f"{shape} worlds only: " + ", ".join(
+            f"{t['setting']} {t['geo_ratio']:.2f} (cover {t['cover']:.1%})" for t in sub))
+    by = {t["setting"]: t for t in table}
+    cur, alt = by["current"], by["no reach term"]
+    drop = (alt["geo_ratio"] < cur["geo_ratio"] * 0.99 and alt["cover"] >= 0.9
+            and not alt["failed"])  # fmt: skip
+    print("rule, first part: " + ("drop the term if benchmarks/loop_parts.py agrees" if drop
+                                  else "the term stays"))  # fmt: skip
+    print(f"({time.perf_counter() - t0:.1f} s)")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "table": table}, indent=1,
+                                        default=float) + "\n")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
