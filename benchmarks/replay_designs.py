@@ -94,7 +94,7 @@ def planned(pool: Pool, init: list[int], *, max_waves: int = MAX_WAVES,
     (`analysis.planning.select`'s defaults unless given). as_the_loop: the waves as
     `sweeps.adaptive` sizes them instead: each at most half of what is left, the whole of it
     only where half buys nothing, the last wave no exception. reach_term=False: the criterion
-    without its extrapolation term (k = 0: sd_boot^2 + s0^2 alone; benchmarks/criterion_terms.py)."""
+    without its extrapolation term (k = 0, so sd_boot^2 + s0^2 alone; criterion_terms.py)."""
     chosen = list(init)
     for wave in range(max_waves):
         left = pool.budget - float(pool.cost[chosen].sum())
