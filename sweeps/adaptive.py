@@ -4,7 +4,8 @@ a sweep that plans itself.
 Starts from a small seed grid (the overrides after `--`; default `sweep=adaptive`, a 3 x 3
 IsoFLOP design on the embedded corpus) and repeats: propose a wave (`python -m sweeps.next`'s
 planner: the runs that narrow the recommended law's calibrated 95% interval at the target most
-per FLOP), train it, refit. It stops, and says which, when
+per FLOP, or per second where a time allowance binds), train it, refit. It stops, and says which,
+when
 - the calibrated 95% interval at the target is within +-tolerance, calibrated on at least
   `MIN_FOLDS` (2) back-test folds (one held-out rung cannot check the calibration rule), or
 - the allowance is spent (every finished run of the sweep counts, the seed grid included), or
@@ -14,8 +15,12 @@ per FLOP), train it, refit. It stops, and says which, when
   leaving time for one more refit), or
 - no proposal helps (nothing affordable narrows the interval by 0.3% of its variance,
   analysis/planning/select.py MIN_GAIN), or
-- `--max-waves` waves have run (default 3; each wave spends at most half of what is left,
-  the last all of it).
+- `--max-waves` waves have run (default 3; each wave spends at most half of what is left, all
+  of it where half buys nothing, the last all of it).
+`--max-runs K` caps each wave's runs; `--arch` names the model family where the results mix
+several. The waves take the overrides after `--` that say how to run (`WAVE_KEYS`: launcher,
+tracker, threads, device, ...), not the seed grid's values; where none names a launcher they run on
+the seed grid's (joblib for `sweep=adaptive`).
 The loop's state is `results/<sweep>/waves/loop.json` (written atomically after each step): the
 history of the target's interval against cumulative compute, wave by wave (the report draws it),
 and which wave was launched and whether it finished. A rerun after a kill continues where it
@@ -94,8 +99,14 @@ def _spent(sweep_dir: Path, key: str) -> float:
     return total
 
 
-def _wave_extra(extra: list[str]) -> list[str]:
-    return [o for o in extra if o.split("=")[0].startswith(WAVE_KEYS)]
+def _wave_extra(extra: list[str], seed_launcher: str | None = None) -> list[str]:
+    """The overrides after `--` that the waves take too (`WAVE_KEYS`), and the seed grid's
+    launcher where none is given there: a seed grid preset that runs on joblib (`sweep=adaptive`)
+    had its waves run one run at a time on the default launcher."""
+    out = [o for o in extra if o.split("=")[0].startswith(WAVE_KEYS)]
+    if seed_launcher and not any(o.split("=")[0].lstrip("+~") == "launcher" for o in out):
+        out.insert(0, f"launcher={seed_launcher}")
+    return out
 
 
 def _read_state(path: Path) -> dict[str, Any]:
@@ -108,9 +119,13 @@ def _read_state(path: Path) -> dict[str, Any]:
                         "move it aside to restart the loop's history") from e  # fmt: skip
 
 
-def _seed_grid(extra: list[str]) -> tuple[Path, list[Any], dict[str, Any], list[str]]:
+def _seed_grid(
+    extra: list[str],
+) -> tuple[Path, list[Any], dict[str, Any], list[str], str | None]:
     """(the sweep folder, the seed grid's planned runs, the planner's info, its training
-    command); trains nothing."""
+    command, its launcher); trains nothing."""
+    from omegaconf import OmegaConf
+
     from sweeps.sweep.expand import expand_sweep
     from sweeps.sweep.plan import plan_sweep
 
@@ -118,7 +133,9 @@ def _seed_grid(extra: list[str]) -> tuple[Path, list[Any], dict[str, Any], list[
     runs, info = plan_sweep(overrides)
     m = expand_sweep(overrides).master
     sweep_dir = Path(str(m.results_dir)) / str(m.sweep_name)
-    return sweep_dir, runs, info, [PY, "-m", "sweeps.train", "-m", *overrides]
+    launcher = OmegaConf.select(m, "hydra.runtime.choices.launcher")
+    return (sweep_dir, runs, info, [PY, "-m", "sweeps.train", "-m", *overrides],
+            None if launcher is None else str(launcher))  # fmt: skip
 
 
 def run_loop(
@@ -142,7 +159,7 @@ def run_loop(
     from sweeps.sweep.wavecost import seconds_model, smallest_size, wave_workers
     from sweeps.sweep.waves import WAVES_DIR, check_same_data, wave_dir
 
-    sweep_dir, runs, info, grid_cmd = _seed_grid(extra)
+    sweep_dir, runs, info, grid_cmd, seed_launcher = _seed_grid(extra)
     grid_flops = sum(r.flops for r in runs if not r.problem)
     largest = max((r.flops for r in runs if not r.problem), default=0.0)
     if not target > largest:
@@ -177,7 +194,7 @@ def run_loop(
         state["wall_s"] = wall()
         records.write_json_atomic(state_path, state)
 
-    wave_extra = _wave_extra(extra)
+    wave_extra = _wave_extra(extra, seed_launcher)
     check_same_data(sweep_dir, arch, wave_extra)  # nothing more trains on other data than theirs
     if any(r.state != "done" for r in runs) and _run(grid_cmd) != 0:  # a rerun skips a done grid
         raise UserError("seed grid", "its sweep failed (see above)", "fix it and rerun")
@@ -300,7 +317,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="stop when the 95%% interval at the target is within +- this")  # fmt: skip
     p.add_argument("--max-waves", type=int, default=MAX_WAVES,
                    help=f"waves after the seed grid, at most (default {MAX_WAVES}; each spends "
-                   "half of what is left, the last all of it)")  # fmt: skip
+                   "half of what is left, all of it where half buys nothing, the last all of "
+                   "it)")  # fmt: skip
     p.add_argument("--max-runs", type=int, default=None, help="runs per wave, at most")
     p.add_argument("--max-seconds", type=positive_number, default=None,
                    help="training run-seconds the loop may spend too, the seed grid included")

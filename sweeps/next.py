@@ -1,9 +1,10 @@
 """`python -m sweeps.next RESULTS --target-flops C --allowance F`: the next wave of a sweep.
 
 Reads a finished sweep (RESULTS = results/<sweep_name>), asks the analysis which runs would narrow
-the recommended law's calibrated 95% interval at the target budget most per FLOP within the
-allowance (`python -m analysis.planning`, run as a subprocess: sweeps/ never imports analysis/;
-the criterion is in analysis/planning/value.py, docs/planning.md), writes them as a sweep config
+the recommended law's calibrated 95% interval at the target budget most per FLOP (per second
+where a time allowance binds) within the allowance (`python -m analysis.planning`, run as a
+subprocess: sweeps/ never imports analysis/; the criterion is in analysis/planning/value.py,
+docs/planning.md), writes them as a sweep config
 (sweeps/sweep/waves.py), sizes each run with the trainer's own planner (shape, steps, wall time)
 and prints one row per run: N, D, C, shape, estimated time, and why.
 
@@ -12,7 +13,11 @@ and prints one row per run: N, D, C, shape, estimated time, and why.
     python -m sweeps.next results/isoflop --target-flops 1e13 --allowance 5e12 -- launcher=slurm
 
 --launch runs the wave (`python -m sweeps.train -m` with the wave's overrides and any given after
-`--`); --json prints the proposal as one JSON document. A bad input (an allowance below one run, a
+`--`, the launcher among them: the wave's config names none, so without one it runs on the
+default, one run at a time); --json prints the wave (its config, command, sized runs, those
+dropped, and the proposal) as one JSON document. --max-runs caps the runs; --max-seconds and
+--max-wall-seconds keep the wave's estimated run-seconds or wall time under a limit; --arch names
+the model family where the results mix several. A bad input (an allowance below one run, a
 target below the largest run, a folder with nothing to fit) is one `error:` line, exit 2, and
 nothing written.
 """
@@ -304,7 +309,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "processes) under this")  # fmt: skip
     p.add_argument("--arch", default=None)
     p.add_argument("--launch", action="store_true", help="run the wave now")
-    p.add_argument("--json", action="store_true", help="print the proposal as one JSON document")
+    p.add_argument("--json", action="store_true",
+                   help="print the wave and its proposal as one JSON document")
     p.add_argument("overrides", nargs="*", help="after --: Hydra overrides for the wave's runs")
     return p
 

@@ -157,3 +157,18 @@ def test_the_waves_keep_the_seed_grids_cache_folder_and_how_to_run_but_not_its_g
     extra = ["sweep=adaptive", "data.cache_dir=/scratch/cache", "budget.flops=1e9,3e9",
              "launcher=joblib", "data.name=synthetic"]  # fmt: skip
     assert _wave_extra(extra) == ["data.cache_dir=/scratch/cache", "launcher=joblib"]
+
+
+def test_the_waves_run_on_the_seed_grids_launcher_unless_one_is_given_after_the_dashes() -> None:
+    """`python -m sweeps.adaptive ... -- sweep=adaptive` trained the seed grid on joblib (the
+    preset's launcher) and every wave one run at a time on the default launcher."""
+    from sweeps.adaptive import _seed_grid, _wave_extra
+
+    *_, launcher = _seed_grid(["sweep=adaptive", "results_dir=/nonexistent/results"])
+    assert launcher == "joblib"
+    assert _wave_extra(["sweep=adaptive", "threads=1"], launcher) == ["launcher=joblib",
+                                                                      "threads=1"]  # fmt: skip
+    given = ["sweep=adaptive", "launcher=slurm", "hydra.launcher.partition=gpu"]
+    assert _wave_extra(given, launcher) == ["launcher=slurm", "hydra.launcher.partition=gpu"]
+    *_, local = _seed_grid(["sweep=adaptive", "launcher=local"])
+    assert local == "local"

@@ -213,7 +213,8 @@ def propose(
     warns: list[str] = list(notes) + list(rec.warnings)  # what the law's fit says of itself
     if not rec.calibration.n_points:
         warns.append(
-            "no back-test was possible (fewer than 4 rungs): the interval at the target does not "
+            "no back-test was possible (too few rungs: 4 sizes on an N ladder, 3 budgets on an "
+            "IsoFLOP one): the interval at the target does not "
             "cover the law's extrapolation error; the plan assumes k = "
             f"{state.k:g} per unit of log distance (analysis/planning/value.py K_PRIOR)"
         )

@@ -11,7 +11,8 @@ from typing import Any
 __all__ = ["MAX_WAVES", "MIN_FOLDS", "TIME_RETRIES", "WAVE_FRACTION", "at_optimum", "stop_reason",
            "time_for_wave", "wave_allowance", "wave_within_time"]
 
-WAVE_FRACTION = 0.5  # a wave spends at most this share of what is left (so later waves can adapt)
+WAVE_FRACTION = 0.5  # a wave spends this share of what is left (so later waves can adapt), all of
+# it where this share buys nothing
 # 3 (was 8): of 3, 4 and 8 waves each spending half of what is left, 3 had the smallest error on
 # the planner's 24 tuning worlds with coverage of at least 90%; with the last wave spending all
 # that is left (`wave_allowance`) the loop is the replay's 3-wave design, better still there
