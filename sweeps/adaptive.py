@@ -60,8 +60,8 @@ LOOP_FILE = "loop.json"
 # grid's preset and its values) are the seed grid's alone. data.cache_dir: where this machine
 # caches the data (the waves' settings copy the records' data less it; before, a seed grid's
 # cache folder was not the waves', which built the corpus again under the default one)
-WAVE_KEYS = ("launcher", "hydra.launcher", "tracker", "threads", "device", "progress",
-             "gpus_per_run", "checkpoint_every_s", "~tracker", "+tracker",
+WAVE_KEYS = ("launcher", "hydra.launcher", "hydra/launcher", "tracker", "threads", "device",
+             "progress", "gpus_per_run", "checkpoint_every_s", "~tracker", "+tracker",
              "data.cache_dir")  # fmt: skip
 
 
@@ -104,7 +104,7 @@ def _wave_extra(extra: list[str], seed_launcher: str | None = None) -> list[str]
     launcher where none is given there: a seed grid preset that runs on joblib (`sweep=adaptive`)
     had its waves run one run at a time on the default launcher."""
     out = [o for o in extra if o.split("=")[0].startswith(WAVE_KEYS)]
-    if seed_launcher and not any(o.split("=")[0].lstrip("+~") == "launcher" for o in out):
+    if seed_launcher and not any(o.split("=")[0] in ("launcher", "hydra/launcher") for o in out):
         out.insert(0, f"launcher={seed_launcher}")
     return out
 
@@ -156,7 +156,7 @@ def run_loop(
     the clock since the last save, at most one wave)."""
     from sweeps.next import Wave, next_wave, planner, train_command
     from sweeps.sweep.plan import summary
-    from sweeps.sweep.wavecost import seconds_model, smallest_size, wave_workers
+    from sweeps.sweep.wavecost import longest_run, seconds_model, smallest_size, wave_workers
     from sweeps.sweep.waves import WAVES_DIR, check_same_data, wave_dir
 
     sweep_dir, runs, info, grid_cmd, seed_launcher = _seed_grid(extra)
@@ -223,7 +223,8 @@ def run_loop(
         if timed and min(left_wall, left_s) > 0:
             secs = seconds_model(sweep_dir, arch, workers)
 
-        def ask(allow: float, min_n: float = smallest_size(sweep_dir, arch), in_time: bool = True,
+        def ask(allow: float, min_n: float = smallest_size(sweep_dir, arch),
+                max_d: float = longest_run(sweep_dir, arch), in_time: bool = True,
                 secs: dict[str, Any] | None = secs, left_wall: float = left_wall,
                 left_s: float = left_s, t_step: float = t_step, last_step: float = last_step,
                 ) -> dict[str, Any]:  # fmt: skip
@@ -236,7 +237,8 @@ def run_loop(
                     run_s = time_for_wave(left_s, 0.0, last_step, on_clock=False)
             try:
                 return planner(sweep_dir, target, allow, max_runs=max_runs, arch=arch,
-                               min_params=min_n, seconds=secs, max_wall_s=wall_s,
+                               min_params=min_n, max_tokens=max_d, seconds=secs,
+                               max_wall_s=wall_s,
                                max_seconds=run_s)  # fmt: skip
             except UserError as e:  # an allowance that buys nothing is a stop, not a mistake
                 if e.field not in ("--allowance", "--max-wall-seconds", "--max-seconds"):

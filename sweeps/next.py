@@ -64,10 +64,13 @@ class Wave:
 
 
 def planner(sweep_dir: Path, target: float, allowance: float, *, max_runs: int | None,
-            arch: str | None, min_params: float = 0.0, seconds: dict[str, Any] | None = None,
+            arch: str | None, min_params: float = 0.0, max_tokens: float = math.inf,
+            seconds: dict[str, Any] | None = None,
             max_wall_s: float | None = None,
             max_seconds: float | None = None) -> dict[str, Any]:  # fmt: skip
     """The analysis's proposal (`python -m analysis.planning --json`); UserError with its line.
+    min_params, max_tokens: the smallest model the sweep builds and the most tokens a run may see
+    (sweeps/sweep/wavecost.py smallest_size, longest_run).
     seconds, max_wall_s, max_seconds: what a run takes here (sweeps/sweep/wavecost.py), and the
     wall time and the run-seconds the wave may take (either, both or neither), so that the
     planner ranks by seconds where time binds; the flags are the same as this module's."""
@@ -78,6 +81,8 @@ def planner(sweep_dir: Path, target: float, allowance: float, *, max_runs: int |
         cmd += ["--seconds-model", json.dumps(seconds)]
         for flag, limit in (("--max-wall-seconds", max_wall_s), ("--max-seconds", max_seconds)):
             cmd += [flag, f"{limit:g}"] if limit is not None else []
+    if math.isfinite(max_tokens):
+        cmd += ["--max-tokens", f"{max_tokens:g}"]
     if max_runs is not None:
         cmd += ["--max-runs", str(max_runs)]
     if arch is not None:
@@ -193,13 +198,14 @@ def next_wave(
     settings = base_settings(sweep_dir, arch)  # refuses a folder with no finished run
     check_same_data(sweep_dir, arch, extra, settings)
     if proposal is None:  # where time binds, the planner ranks by the seconds it binds with
-        from sweeps.sweep.wavecost import seconds_model, smallest_size, wave_workers
+        from sweeps.sweep.wavecost import longest_run, seconds_model, smallest_size, wave_workers
 
         secs = None
         if max_wall_s is not None or max_seconds is not None:
             secs = seconds_model(sweep_dir, arch, wave_workers(extra))
         proposal = planner(sweep_dir, target, allowance, max_runs=max_runs, arch=arch,
-                           min_params=smallest_size(sweep_dir, arch), seconds=secs,
+                           min_params=smallest_size(sweep_dir, arch),
+                           max_tokens=longest_run(sweep_dir, arch), seconds=secs,
                            max_wall_s=max_wall_s, max_seconds=max_seconds)  # fmt: skip
     prop = proposal
     if not prop["runs"]:

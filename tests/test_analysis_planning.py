@@ -221,6 +221,26 @@ def test_no_size_below_the_smallest_buildable_model_is_proposed() -> None:
     assert any(f"C={small_c:.3g} is at the smallest model" in w for w in stuck.warnings)
 
 
+def test_no_run_longer_than_the_corpus_allows_is_proposed() -> None:
+    """Given 5x the demo's allowance, the loop proposed a run at 3e12 FLOPs that saw the demo's
+    corpus 4.7 times (the trainer warns past 4: its loss is no longer a scaling law's)."""
+    table = _isoflop(shift=0.55)  # minima at the smallest size: repairs want longer runs
+    free = propose(table, 1e16, 1e16)
+    longest = max(r["n_tokens"] for r in free.rows())
+    cap = 0.5 * longest
+    p = propose(table, 1e16, 1e16, max_tokens=cap)
+    # within a rung (1%: sizes that close count as one, as at the smallest buildable model)
+    assert p.rows() and all(r["n_tokens"] <= cap * 1.01 for r in p.rows())
+    assert any(r["n_tokens"] > cap * 1.01 for r in free.rows())  # the cap did bind
+    assert any(r["kind"] == "extend" for r in p.rows())  # larger budgets still offered
+    # where even the sweep's smallest size is at the cap, its minimum cannot be bracketed
+    small_c = float(table["flops_budget"].min())
+    at = small_c / (6 * table.loc[table["flops_budget"] == small_c, "n_params"].min())
+    stuck = propose(table, 1e16, 1e16, max_tokens=at)
+    assert any(f"C={small_c:.3g} is at the smallest model whose run stays within --max-tokens"
+               in w for w in stuck.warnings), stuck.warnings
+
+
 def test_the_proposal_carries_what_the_laws_fit_warns_of() -> None:
     """The planner's command no longer hides the fit's warnings: the proposal lists them."""
     table = _isoflop()

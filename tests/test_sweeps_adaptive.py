@@ -170,5 +170,10 @@ def test_the_waves_run_on_the_seed_grids_launcher_unless_one_is_given_after_the_
                                                                       "threads=1"]  # fmt: skip
     given = ["sweep=adaptive", "launcher=slurm", "hydra.launcher.partition=gpu"]
     assert _wave_extra(given, launcher) == ["launcher=slurm", "hydra.launcher.partition=gpu"]
-    *_, local = _seed_grid(["sweep=adaptive", "launcher=local"])
+    assert _wave_extra(["hydra/launcher=submitit_local"], launcher) == [
+        "hydra/launcher=submitit_local"]  # fmt: skip
+    # its settings alone keep the seed grid's launcher, which has them
+    assert _wave_extra(["hydra.launcher.n_jobs=4"], launcher) == ["launcher=joblib",
+                                                                  "hydra.launcher.n_jobs=4"]
+    *_, local = _seed_grid(["sweep=adaptive", "launcher=local", "results_dir=/nonexistent/r"])
     assert local == "local"

@@ -373,3 +373,30 @@ def test_a_sweep_scored_on_other_data_than_its_settings_now_give_gets_no_wave(
     rc, out, err = _next(capsys, str(sweep), "--target-flops", "1e13", "--allowance", "2e12")
     assert rc == 2 and "error: RESULTS:" in err and "0123456789ab" in err, err
     assert "SPLIT_VERSION" in err and not (sweep / WAVES_DIR).exists()
+
+
+def test_the_planner_is_told_the_longest_run_the_corpus_allows(
+    tmp_path, tiny_cfg, hand_record, monkeypatch
+) -> None:
+    """4 epochs of the latest record's training split: past them the trainer warns that repeated
+    tokens stop counting as data, and the loop, given 5x the demo's allowance, had proposed a run
+    that saw the demo's corpus 4.7 times."""
+    from sweeps.run.preflight import MAX_EPOCHS
+    from sweeps.sweep.wavecost import longest_run
+
+    sweep = _sweep(tmp_path, tiny_cfg, hand_record, factors=(0.5, 1.0, 2.0))
+    assert longest_run(sweep, None) == float("inf")  # no record says its split: no cap
+    for i, d in enumerate(sorted(sweep.iterdir())):
+        rec = json.loads((d / "record.json").read_text())
+        rec["dataset"] = {"n_train_tokens": 1000 + i}  # the latest record's is 1000 + last i
+        (d / "record.json").write_text(json.dumps(rec))
+    assert longest_run(sweep, None) == MAX_EPOCHS * (1000 + i)
+    seen: list[list[str]] = []
+
+    class Done:
+        returncode, stdout, stderr = 0, json.dumps({"runs": []}), ""
+
+    monkeypatch.setattr(next_wave_cli.subprocess, "run", lambda cmd, **kw: seen.append(cmd) or Done)
+    next_wave_cli.next_wave(sweep, 1e13, 2e12)
+    cmd = seen[-1]
+    assert cmd[cmd.index("--max-tokens") + 1] == f"{MAX_EPOCHS * (1000 + i):g}"

@@ -68,7 +68,9 @@ def _run(c: float, n: float, kind: str, why: str, required: bool, seeds=()) -> I
     return Item((n,), (c / (6 * n),), kind, why, required, tuple(seeds))
 
 
-def _repairs(c: float, s: pd.DataFrame, min_n: float) -> tuple[list[Item], list[str]]:
+def _repairs(c: float, s: pd.DataFrame, min_n: float,
+             floor: str = "the smallest model the sizing policy builds",
+             ) -> tuple[list[Item], list[str]]:  # fmt: skip
     per = s.groupby(rungs(s["n_params"]))["loss"].min()
     sizes = per.index.to_numpy(float)
     step = float(np.exp(np.median(np.diff(np.log(sizes)))))
@@ -89,8 +91,8 @@ def _repairs(c: float, s: pd.DataFrame, min_n: float) -> tuple[list[Item], list[
                 out.append(_run(c, n, "repair", why, True))
         out = [o for o in out if o.n_params[0] < sizes[0] * (1 - RUNG_TOLERANCE) or i != 0]
         if not out:
-            why_not = (f"the minimum at C={c:.3g} is at the smallest model the sizing policy "
-                       f"builds (N={sizes[0]:.3g}): it cannot be bracketed from below")  # fmt: skip
+            why_not = (f"the minimum at C={c:.3g} is at {floor} (N={sizes[0]:.3g}): it cannot "
+                       "be bracketed from below")  # fmt: skip
             return [], [why_not]
         return out, []
     missing = MIN_SLICE - sizes.size
@@ -204,15 +206,29 @@ def _seeds(data: pd.DataFrame, slices: dict[float, pd.DataFrame]) -> list[Item]:
                  True, tuple(nxt))]  # fmt: skip
 
 
+def _floor(c: float, min_n: float, max_d: float) -> tuple[float, str]:
+    """The smallest size worth proposing at budget c, and what sets it: the sizing policy's
+    smallest model, or the size whose run at c sees max_d tokens (D = C / 6N: a smaller model
+    would train longer)."""
+    by_data = c / (6 * max_d) if math.isfinite(max_d) and max_d > 0 else 0.0
+    if by_data > min_n:
+        return by_data, (f"the smallest model whose run stays within --max-tokens {max_d:.3g} "
+                         "(a smaller one would repeat the data beyond it)")  # fmt: skip
+    return min_n, "the smallest model the sizing policy builds"
+
+
 def candidate_items(
     data: pd.DataFrame, rec, target: float, *, noise_measured: bool, min_n: float = 0.0,
-    partial: bool = False, last_resort: bool = False,
+    max_d: float = math.inf, partial: bool = False, last_resort: bool = False,
 ) -> tuple[list[Item], list[str]]:
     """Every item a proposal may include (module docstring), required ones first (seeds, then
     the largest budget's repairs), and what cannot be repaired. min_n: the smallest model size
-    the sweep can build (no size below it is proposed). partial: offer parts of each extension
-    slice too (where a time allowance binds, a slice's smallest sizes may not fit); last_resort:
-    also LAST_RESORT_PARTS, and slices at LAST_RESORT_STEPS (where nothing else fits the time)."""
+    the sweep can build (no size below it is proposed). max_d: the most tokens a run may see
+    (sweeps.next passes 4 epochs of the corpus, beyond which repeated tokens stop counting as
+    data: Muennighoff et al. 2023), so at budget C no size below C / (6 max_d) is proposed.
+    partial: offer parts of each extension slice too (where a time allowance binds, a slice's
+    smallest sizes may not fit); last_resort: also LAST_RESORT_PARTS, and slices at
+    LAST_RESORT_STEPS (where nothing else fits the time)."""
     assert rec.fit is not None and rec.thetas is not None
     # a sweep's own budgets (`flops_budget`, from its configs) count from 2 sizes: a slice a time
     # allowance cut to two is repaired toward MIN_SLICE, not proposed whole again
@@ -225,7 +241,7 @@ def candidate_items(
         items += _seeds(data, slices)
     for c in sorted(slices, reverse=True):  # the largest budget's repairs first
         present = slices[c]["n_params"].to_numpy(float)
-        fixes, why_not = _repairs(c, slices[c], min_n)
+        fixes, why_not = _repairs(c, slices[c], *_floor(c, min_n, max_d))
         items += [i for i in fixes if not _present(present, i.n_params[0])]
         notes += why_not
     budgets = sorted(slices) if slices else sorted(set(rungs(data["flops"].astype(float))))
@@ -239,5 +255,5 @@ def candidate_items(
         key = np.where(np.isfinite(fb), fb, key)
     for c in ladder:
         done = data["n_params"].to_numpy(float)[np.abs(key / c - 1) <= RUNG_TOLERANCE]
-        items += _extensions(c, rec.fit, rec.thetas, min_n, parts, done)
+        items += _extensions(c, rec.fit, rec.thetas, _floor(c, min_n, max_d)[0], parts, done)
     return items, notes

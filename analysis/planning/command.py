@@ -1,5 +1,5 @@
 """`python -m analysis.planning SOURCE --target-flops C --allowance F [--max-runs K] [--json]
-[--seconds-model JSON [--max-wall-seconds S] [--max-seconds S]]`.
+[--min-params N] [--max-tokens D] [--seconds-model JSON [--max-wall-seconds S] [--max-seconds S]]`.
 
 SOURCE is what `python -m analysis` reads (a results folder or a table). Prints the runs to add
 (propose.py), or with --json one JSON document (what `python -m sweeps.next` reads). Writes
@@ -47,6 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--min-params", type=float, default=0.0,
                    help="the smallest model the sweep can build (no size below it is proposed)")
+    p.add_argument("--max-tokens", type=_positive, default=math.inf,
+                   help="the most tokens a run may see, e.g. 4 epochs of the corpus (no "
+                        "longer run is proposed; python -m sweeps.next passes its "
+                        "corpus's)")  # fmt: skip
     p.add_argument("--seconds-model", default=None,
                    help="what a run takes on the trainer's workers, as JSON (seconds.py; "
                         "python -m sweeps.next passes the trainer's own)")  # fmt: skip
@@ -103,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             noise = pooled_rel_sd(seed_groups(inp.runs))
             prop = propose(inp.data, args.target_flops, args.allowance, max_runs=args.max_runs,
                            noise=noise, seed=args.seed, min_params=args.min_params,
+                           max_tokens=args.max_tokens,
                            seconds=seconds, max_wall_s=args.max_wall_seconds,
                            max_run_s=args.max_seconds)  # fmt: skip
     except AnalysisError as e:

@@ -141,6 +141,7 @@ def propose(
     noise: float | None = None,
     seed: int = 0,
     min_params: float = 0.0,
+    max_tokens: float = math.inf,
     seconds: RunSeconds | None = None,
     max_wall_s: float | None = None,
     max_run_s: float | None = None,
@@ -148,7 +149,8 @@ def propose(
     """The next wave for `data` (a canonical table of fit points: n_params, n_tokens, loss and,
     where known, flops, flops_budget, seed). noise: the measured relative seed noise, None or NaN
     where no configuration was repeated (then seeds are proposed). min_params: the smallest model
-    the sweep can build (sweeps.next passes its sizing policy's). seconds, max_wall_s: what a run
+    the sweep can build (sweeps.next passes its sizing policy's); max_tokens: the most tokens a
+    run may see (sweeps.next passes 4 epochs of the corpus). seconds, max_wall_s: what a run
     takes on the trainer's workers (seconds.py) and the wall time the wave may take: the wave
     then fits both allowances and is ranked by the one that binds (select.py). max_run_s: the
     same for the runs' seconds summed (run-seconds, as GPU-hours are); both may be given."""
@@ -179,7 +181,7 @@ def propose(
     noise_sd = math.log1p(noise) if measured and noise is not None else None
     state = target_state(rec, np.array([[opt.n_params, opt.n_tokens]]), noise_sd=noise_sd)
     items, notes = candidate_items(data, rec, target_flops, noise_measured=measured,
-                                   min_n=min_params)  # fmt: skip
+                                   min_n=min_params, max_d=max_tokens)  # fmt: skip
     for flag, limit in (("--max-wall-seconds", max_wall_s), ("--max-seconds", max_run_s)):
         if limit is not None and not (math.isfinite(limit) and limit > 0):
             raise AnalysisError(f"{flag} {limit:g}: must be a positive number of seconds, e.g. "
@@ -192,7 +194,8 @@ def propose(
         free = choose(state, items, allowance, max_runs=max_runs)
         if _wall_s(seconds, free.items) > wall or sum(_seconds(seconds, free.items)) > run_cap:
             items, notes = candidate_items(data, rec, target_flops, noise_measured=measured,
-                                           min_n=min_params, partial=True)  # fmt: skip
+                                           min_n=min_params, max_d=max_tokens,
+                                           partial=True)  # fmt: skip
     choice = choose(state, items, allowance, max_runs=max_runs, seconds=seconds, max_wall_s=wall,
                     max_run_s=run_cap)  # fmt: skip
     stop, time_binds = None, False
@@ -202,7 +205,8 @@ def propose(
         # the FLOPs buy a run but the time left fits none: the last resort's smaller parts and
         # nearer budgets (candidates.py), rather than a loop that stops with its time unspent
         more, _ = candidate_items(data, rec, target_flops, noise_measured=measured,
-                                  min_n=min_params, partial=True, last_resort=True)  # fmt: skip
+                                  min_n=min_params, max_d=max_tokens, partial=True,
+                                  last_resort=True)  # fmt: skip
         last = choose(state, more, allowance, max_runs=max_runs, seconds=seconds,
                       max_wall_s=wall, max_run_s=run_cap)  # fmt: skip
         if last.items:

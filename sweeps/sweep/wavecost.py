@@ -10,7 +10,7 @@ from typing import Any
 
 from sweeps import records
 
-__all__ = ["seconds_model", "smallest_size", "wave_workers"]
+__all__ = ["longest_run", "seconds_model", "smallest_size", "wave_workers"]
 
 
 def _sizing(
@@ -38,6 +38,24 @@ def smallest_size(sweep_dir: Path, arch: str | None) -> int:
 
     settings, kw, _ = _sizing(sweep_dir, arch)
     return smallest_n_params(settings["model"]["arch"], **kw)
+
+
+def longest_run(sweep_dir: Path, arch: str | None) -> float:
+    """The most tokens a run of the next wave may see: `preflight.MAX_EPOCHS` passes over the
+    training split of the sweep's latest finished run (its record's dataset.n_train_tokens), the
+    point past which the trainer warns that repeated tokens stop counting as data; inf where no
+    record says. On the demo's corpus (29.8M training tokens) the closed loop, given 5x the
+    demo's allowance, proposed a run at 3e12 FLOPs that saw it 4.7 times."""
+    import math
+
+    from sweeps.run.preflight import MAX_EPOCHS
+
+    recs = [r for r in _sizing(sweep_dir, arch)[2] if arch is None or r.get("arch") == arch]
+    sized = [r for r in recs if (r.get("dataset") or {}).get("n_train_tokens")]
+    if not sized:
+        return math.inf
+    latest = max(sized, key=lambda r: str(r.get("created_at", "")))
+    return MAX_EPOCHS * float(latest["dataset"]["n_train_tokens"])
 
 
 def seconds_model(sweep_dir: Path, arch: str | None, workers: int) -> dict[str, Any]:
