@@ -47,7 +47,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from interval_calibration import TRUTHS  # noqa: E402
-from planner_choice import SEEDS, over_worlds, versus_whole_pool, world, world_parser  # noqa: E402
+from planner_choice import (  # noqa: E402
+    SEEDS,
+    against,
+    over_worlds,
+    print_against,
+    world,
+    world_parser,
+)
 from replay_designs import Pool, initial_set, li_greedy, planned, score  # noqa: E402
 
 from analysis.planning.value import target_state  # noqa: E402
@@ -71,17 +78,8 @@ def _job(pool: Pool) -> list[dict[str, Any]]:
 
 
 def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per setting: versus_whole_pool's numbers, and in how many worlds its error is
-    above / below the current's by more than 1%."""
-    ref = {r["world"]: r["error"] for r in rows if r["setting"] == "all data"}
-    base = {r["world"]: r["error"] for r in rows if r["setting"] == "current"}
-    out = []
-    for name in SETTINGS:
-        rs = [r for r in rows if r["setting"] == name]
-        vs = np.array([r["error"] / base[r["world"]] for r in rs])
-        out.append({"setting": name, "worse": int(np.sum(vs > 1.01)),
-                    "better": int(np.sum(vs < 0.99))} | versus_whole_pool(rs, ref))  # fmt: skip
-    return out
+    """One row per setting (planner_choice.against), worse / better counted against "current"."""
+    return against(rows, SETTINGS, "current")
 
 
 def drops_the_term(table: list[dict[str, Any]]) -> bool:
@@ -135,17 +133,7 @@ def main(argv=None) -> int:
     n_worlds, rows = over_worlds(_job, args.jobs)
     table = summary(rows)
     print(f"{n_worlds} tuning worlds, 10% of each pool's compute; error / the whole pool's")
-    print("| setting | geo. mean ratio | worst ratio | mean abs error | 95% cover | compute used "
-          "| worse / better than current |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for t in table:
-        print(f"| {t['setting']} | {t['geo_ratio']:.2f} | {t['worst_ratio']:.2f} | "
-              f"{t['error']:.2%} | {t['cover']:.1%} | {t['spent_share']:.1%} | "
-              f"{t['worse']} / {t['better']} |")  # fmt: skip
-    for shape in ("ladder", "isoflop"):
-        sub = summary([r for r in rows if r["world"].startswith(shape)])
-        print(f"{shape} worlds only: " + ", ".join(
-            f"{t['setting']} {t['geo_ratio']:.2f} (cover {t['cover']:.1%})" for t in sub))
+    print_against(table, rows, summary, "current")
     print("rule, first part: " + ("drop the term if benchmarks/loop_parts.py agrees"
                                   if drops_the_term(table) else "the term stays"))  # fmt: skip
     print(f"({time.perf_counter() - t0:.1f} s)")

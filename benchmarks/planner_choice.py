@@ -118,6 +118,37 @@ def versus_whole_pool(rs: list[dict[str, Any]], ref: dict[str, float]) -> dict[s
             "failed": int(np.sum(~ok))}  # fmt: skip
 
 
+def against(rows: list[dict[str, Any]], settings, base: str) -> list[dict[str, Any]]:
+    """One row per setting of `settings`: versus_whole_pool's numbers, and in how many worlds its
+    error is above / below setting `base`'s by more than 1% (`worse`, `better`)."""
+    ref = {r["world"]: r["error"] for r in rows if r["setting"] == "all data"}
+    own = {r["world"]: r["error"] for r in rows if r["setting"] == base}
+    out = []
+    for name in settings:
+        rs = [r for r in rows if r["setting"] == name]
+        vs = np.array([r["error"] / own[r["world"]] for r in rs])
+        out.append({"setting": name, "worse": int(np.sum(vs > 1.01)),
+                    "better": int(np.sum(vs < 0.99))} | versus_whole_pool(rs, ref))  # fmt: skip
+    return out
+
+
+def print_against(table: list[dict[str, Any]], rows: list[dict[str, Any]], summarize,
+                  base: str) -> None:  # fmt: skip
+    """`against`'s table as markdown, then each pool shape's geometric-mean ratios
+    (`summarize` on that shape's rows)."""
+    print("| setting | geo. mean ratio | worst ratio | mean abs error | 95% cover | compute used "
+          f"| worse / better than {base} |")  # fmt: skip
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for t in table:
+        print(f"| {t['setting']} | {t['geo_ratio']:.2f} | {t['worst_ratio']:.2f} | "
+              f"{t['error']:.2%} | {t['cover']:.1%} | {t['spent_share']:.1%} | "
+              f"{t['worse']} / {t['better']} |")  # fmt: skip
+    for shape in ("ladder", "isoflop"):
+        sub = summarize([r for r in rows if r["world"].startswith(shape)])
+        print(f"{shape} worlds only: " + ", ".join(
+            f"{t['setting']} {t['geo_ratio']:.2f} (cover {t['cover']:.1%})" for t in sub))
+
+
 def _job(args) -> list[dict[str, Any]]:
     """Every setting (and the whole pool) on one world, in one worker."""
     pool = args

@@ -39,12 +39,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from planner_choice import over_worlds, versus_whole_pool, world_parser  # noqa: E402
+from planner_choice import against, over_worlds, print_against, world_parser  # noqa: E402
 from replay_designs import Pool, initial_set, planned, score  # noqa: E402
 
 SETTINGS = {"replay 3": (3, False), "replay 8": (8, False), "loop 3": (3, True),
@@ -64,16 +62,8 @@ def _job(pool: Pool) -> list[dict[str, Any]]:
 def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per setting: geometric-mean and worst ratio to the whole pool, mean error,
     coverage, compute used, and in how many worlds its error is above / below "replay 3"'s by
-    more than 1%."""
-    ref = {r["world"]: r["error"] for r in rows if r["setting"] == "all data"}
-    base = {r["world"]: r["error"] for r in rows if r["setting"] == "replay 3"}
-    out = []
-    for name in SETTINGS:
-        rs = [r for r in rows if r["setting"] == name]
-        vs = np.array([r["error"] / base[r["world"]] for r in rs])
-        out.append({"setting": name, "worse": int(np.sum(vs > 1.01)),
-                    "better": int(np.sum(vs < 0.99))} | versus_whole_pool(rs, ref))  # fmt: skip
-    return out
+    more than 1% (planner_choice.against)."""
+    return against(rows, SETTINGS, "replay 3")
 
 
 def main(argv=None) -> int:
@@ -83,17 +73,7 @@ def main(argv=None) -> int:
     table = summary(rows)
     print(f"{n_worlds} tuning worlds, 10% of each pool's compute; planned's error / the whole "
           "pool's")  # fmt: skip
-    print("| setting | geo. mean ratio | worst ratio | mean abs error | 95% cover | compute used "
-          "| worse / better than replay 3 |")  # fmt: skip
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for t in table:
-        print(f"| {t['setting']} | {t['geo_ratio']:.2f} | {t['worst_ratio']:.2f} | "
-              f"{t['error']:.2%} | {t['cover']:.1%} | {t['spent_share']:.1%} | "
-              f"{t['worse']} / {t['better']} |")  # fmt: skip
-    for shape in ("ladder", "isoflop"):
-        sub = summary([r for r in rows if r["world"].startswith(shape)])
-        print(f"{shape} worlds only: " + ", ".join(
-            f"{t['setting']} {t['geo_ratio']:.2f} (cover {t['cover']:.1%})" for t in sub))
+    print_against(table, rows, summary, "replay 3")
     by = {t["setting"]: t for t in table}
     r3, r8 = by["replay 3"], by["replay 8"]
     keep8 = r8["geo_ratio"] <= r3["geo_ratio"] * 1.01 and r8["cover"] >= 0.9 and not r8["failed"]
