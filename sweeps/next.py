@@ -195,17 +195,20 @@ def next_wave(
     if not sweep_dir.is_dir():
         raise UserError("RESULTS", f"{sweep_dir}: no such folder",
                         "pass a sweep's results folder, e.g. results/isoflop")  # fmt: skip
+    from sweeps.sweep.wavecost import longest_run
+
     settings = base_settings(sweep_dir, arch)  # refuses a folder with no finished run
     check_same_data(sweep_dir, arch, extra, settings)
+    max_d = longest_run(sweep_dir, arch)
     if proposal is None:  # where time binds, the planner ranks by the seconds it binds with
-        from sweeps.sweep.wavecost import longest_run, seconds_model, smallest_size, wave_workers
+        from sweeps.sweep.wavecost import seconds_model, smallest_size, wave_workers
 
         secs = None
         if max_wall_s is not None or max_seconds is not None:
             secs = seconds_model(sweep_dir, arch, wave_workers(extra))
         proposal = planner(sweep_dir, target, allowance, max_runs=max_runs, arch=arch,
                            min_params=smallest_size(sweep_dir, arch),
-                           max_tokens=longest_run(sweep_dir, arch), seconds=secs,
+                           max_tokens=max_d, seconds=secs,
                            max_wall_s=max_wall_s, max_seconds=max_seconds)  # fmt: skip
     prop = proposal
     if not prop["runs"]:
@@ -230,6 +233,11 @@ def next_wave(
         why_not = {i: (f"already trained (run {p.run_id})" if p.state == "done" else
                        str(p.problem)) for i, p in enumerate(planned)
                    if p.state == "done" or (p.problem and p.state == "new")}  # fmt: skip
+        # the planner keeps requested sizes within max_d; a shape rounds N down by up to ~25%
+        why_not |= {i: (f"its model as built (N={p.n_params:,}) would train on {p.n_tokens:.3g} "
+                        f"tokens, past the {max_d:.3g} that 4 epochs of the corpus allow")
+                    for i, p in enumerate(planned)
+                    if i not in why_not and p.state == "new" and p.n_tokens > max_d}  # fmt: skip
         cost = sum(p.flops for p in planned if p.state != "done" and not p.problem)
         run_s = sum(p.est_s for p in planned if p.state != "done" and not p.problem)
         wall_s = summary(planned, info)["wall_s_remaining"]

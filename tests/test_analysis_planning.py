@@ -218,7 +218,8 @@ def test_no_size_below_the_smallest_buildable_model_is_proposed() -> None:
     # where the smallest size already is the smallest model, the minimum cannot be bracketed
     stuck = propose(table, 1e16, 1e16, min_params=table["n_params"].min())
     small_c = table.loc[table["n_params"].idxmin(), "flops_budget"]
-    assert any(f"C={small_c:.3g} is at the smallest model" in w for w in stuck.warnings)
+    assert any(f"C={small_c:.3g} is at its smallest size" in w and "smallest model the sizing "
+               "policy builds" in w for w in stuck.warnings)  # fmt: skip
 
 
 def test_no_run_longer_than_the_corpus_allows_is_proposed() -> None:
@@ -229,16 +230,18 @@ def test_no_run_longer_than_the_corpus_allows_is_proposed() -> None:
     longest = max(r["n_tokens"] for r in free.rows())
     cap = 0.5 * longest
     p = propose(table, 1e16, 1e16, max_tokens=cap)
-    # within a rung (1%: sizes that close count as one, as at the smallest buildable model)
-    assert p.rows() and all(r["n_tokens"] <= cap * 1.01 for r in p.rows())
+    assert p.rows() and all(r["n_tokens"] <= cap * (1 + 1e-9) for r in p.rows())  # seeds too
     assert any(r["n_tokens"] > cap * 1.01 for r in free.rows())  # the cap did bind
+    seed_d = max(r["n_tokens"] for r in free.rows() if r["kind"] == "seed")
+    low = propose(table, 1e16, 1e16, max_tokens=seed_d / 2)  # the seeds' run is past it
+    assert all(r["n_tokens"] <= seed_d / 2 * (1 + 1e-9) for r in low.rows())
     assert any(r["kind"] == "extend" for r in p.rows())  # larger budgets still offered
     # where even the sweep's smallest size is at the cap, its minimum cannot be bracketed
     small_c = float(table["flops_budget"].min())
     at = small_c / (6 * table.loc[table["flops_budget"] == small_c, "n_params"].min())
     stuck = propose(table, 1e16, 1e16, max_tokens=at)
-    assert any(f"C={small_c:.3g} is at the smallest model whose run stays within --max-tokens"
-               in w for w in stuck.warnings), stuck.warnings
+    assert any(f"C={small_c:.3g} is at its smallest size" in w and "--max-tokens" in w
+               for w in stuck.warnings), stuck.warnings
 
 
 def test_the_proposal_carries_what_the_laws_fit_warns_of() -> None:

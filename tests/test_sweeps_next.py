@@ -400,3 +400,27 @@ def test_the_planner_is_told_the_longest_run_the_corpus_allows(
     next_wave_cli.next_wave(sweep, 1e13, 2e12)
     cmd = seen[-1]
     assert cmd[cmd.index("--max-tokens") + 1] == f"{MAX_EPOCHS * (1000 + i):g}"
+
+
+def test_a_sized_run_past_the_corpus_cap_is_dropped_saying_why(
+    tmp_path, tiny_cfg, hand_record, capsys
+) -> None:
+    """The planner keeps requested sizes within the cap, but a shape rounds N down (by up to
+    ~25% at the demo's sizes: 4,195 asked at 3e12 FLOPs builds 3,584, 4.7 epochs of its corpus);
+    the wave drops such a run, saying why, rather than train it."""
+    from sweeps.sweep.wavecost import longest_run
+
+    args, free = _free_wave(tmp_path, tiny_cfg, hand_record, capsys)
+    sweep = Path(args[0])
+    longest = max(r["n_tokens"] for r in free["runs"])
+    for d in sorted(sweep.iterdir()):
+        if (d / "record.json").exists():
+            rec = json.loads((d / "record.json").read_text())
+            rec["dataset"] = {"n_train_tokens": int(longest / 2 / 4)}  # 4 epochs: half of it
+            (d / "record.json").write_text(json.dumps(rec))
+    cap = longest_run(sweep, None)
+    wave = next_wave_cli.next_wave(sweep, 1e13, 2e12, proposal=free["proposal"])
+    kept = [] if isinstance(wave, str) else wave.runs
+    assert all(r["n_tokens"] <= cap for r in kept)
+    why = wave if isinstance(wave, str) else "; ".join(wave.dropped)
+    assert "past the" in why and "4 epochs of the corpus" in why, why

@@ -69,7 +69,7 @@ def _run(c: float, n: float, kind: str, why: str, required: bool, seeds=()) -> I
 
 
 def _repairs(c: float, s: pd.DataFrame, min_n: float,
-             floor: str = "the smallest model the sizing policy builds",
+             floor: str = "it is the smallest model the sizing policy builds",
              ) -> tuple[list[Item], list[str]]:  # fmt: skip
     per = s.groupby(rungs(s["n_params"]))["loss"].min()
     sizes = per.index.to_numpy(float)
@@ -85,14 +85,14 @@ def _repairs(c: float, s: pd.DataFrame, min_n: float,
         )
         for j in (1, 2):
             n = sizes[0] / step**j if i == 0 else sizes[-1] * step**j
-            if i == 0 and n < min_n * (1 - RUNG_TOLERANCE):  # as small as a model can be
+            if i == 0 and n < min_n:  # as small as a model can be (or as long as a run may be)
                 n = min_n
             if not out or abs(out[-1].n_params[0] / n - 1) > RUNG_TOLERANCE:
                 out.append(_run(c, n, "repair", why, True))
         out = [o for o in out if o.n_params[0] < sizes[0] * (1 - RUNG_TOLERANCE) or i != 0]
         if not out:
-            why_not = (f"the minimum at C={c:.3g} is at {floor} (N={sizes[0]:.3g}): it cannot "
-                       "be bracketed from below")  # fmt: skip
+            why_not = (f"the minimum at C={c:.3g} is at its smallest size (N={sizes[0]:.3g}), and "
+                       f"{floor}: it cannot be bracketed from below")  # fmt: skip
             return [], [why_not]
         return out, []
     missing = MIN_SLICE - sizes.size
@@ -101,7 +101,7 @@ def _repairs(c: float, s: pd.DataFrame, min_n: float,
     why = (f"repair: the minimum at C={c:.3g} rests on {sizes.size} sizes; a budget's "
            f"minimum needs {MIN_SLICE}")  # fmt: skip
     for j in range(max(missing, 0)):
-        if (j % 2 == 0) == left_first and lo / step >= min_n * (1 - RUNG_TOLERANCE):
+        if (j % 2 == 0) == left_first and lo / step >= min_n:
             lo = lo / step
             n = lo
         else:
@@ -189,13 +189,20 @@ def _extensions(c: float, fit: FitResult, thetas: np.ndarray, min_n: float,
     return out
 
 
-def _seeds(data: pd.DataFrame, slices: dict[float, pd.DataFrame]) -> list[Item]:
-    if slices:
-        c0 = min(slices)
-        s = slices[c0]
+def _seeds(data: pd.DataFrame, slices: dict[float, pd.DataFrame],
+           max_d: float = math.inf) -> list[Item]:  # fmt: skip
+    """Two more seeds of the cheapest run at a minimum (of the cheapest run where the table has
+    no slice), among the runs within max_d tokens; none where no run is."""
+    within = {c: s[s["n_tokens"] <= max_d] for c, s in slices.items()}
+    within = {c: s for c, s in within.items() if len(s)}
+    if within:
+        s = within[min(within)]
         best = s.loc[s["loss"].idxmin()]
+    elif slices or not (data["n_tokens"] <= max_d).any():
+        return []
     else:
-        best = data.loc[(data["n_params"] * data["n_tokens"]).idxmin()]
+        d = data[data["n_tokens"] <= max_d]
+        best = d.loc[(d["n_params"] * d["n_tokens"]).idxmin()]
     seeds = pd.to_numeric(data["seed"], errors="coerce") if "seed" in data.columns else None
     used = {int(v) for v in seeds.dropna()} if seeds is not None else set()
     used = used or {0}
@@ -212,9 +219,10 @@ def _floor(c: float, min_n: float, max_d: float) -> tuple[float, str]:
     would train longer)."""
     by_data = c / (6 * max_d) if math.isfinite(max_d) and max_d > 0 else 0.0
     if by_data > min_n:
-        return by_data, (f"the smallest model whose run stays within --max-tokens {max_d:.3g} "
-                         "(a smaller one would repeat the data beyond it)")  # fmt: skip
-    return min_n, "the smallest model the sizing policy builds"
+        return by_data, (f"no size below N={by_data:.3g} keeps its run within --max-tokens "
+                         f"{max_d:.3g} (sweeps.next sets it to 4 epochs of the "
+                         "corpus)")  # fmt: skip
+    return min_n, "it is the smallest model the sizing policy builds"
 
 
 def candidate_items(
@@ -238,7 +246,7 @@ def candidate_items(
     items: list[Item] = []
     notes: list[str] = []
     if not noise_measured:
-        items += _seeds(data, slices)
+        items += _seeds(data, slices, max_d)
     for c in sorted(slices, reverse=True):  # the largest budget's repairs first
         present = slices[c]["n_params"].to_numpy(float)
         fixes, why_not = _repairs(c, slices[c], *_floor(c, min_n, max_d))
